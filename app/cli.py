@@ -1,0 +1,163 @@
+"""The command line: the TUI, the sandbox, and (in later work) the same engine headless.
+
+Startup errors (bad config, unreachable target) are printed plainly and exit with a meaningful
+code before any screen takes the terminal.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+import click
+from rich.console import Console
+
+from app import __version__, logs
+from app import config as config_mod
+from app.errors import ConsoleError
+from app.paths import default_sandbox_dir
+from app.secrets import scrub
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXAMPLES = """\b
+Examples:
+  rollback-console drill                      sandbox + demo app + console (make drill)
+  rollback-console -c prod.toml               the console on the target in prod.toml
+  rollback-console -c prod.toml --mode assess read-only: nothing can be changed
+  rollback-console sandbox up --rows 2000000  a big sandbox for benchmarks
+  rollback-console sandbox down               stop it (or Ctrl-C where it runs)
+
+\b
+Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed).
+"""
+
+
+def _stop_on_signal(signum: int, _frame: FrameType | None) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def _run_tui(cfg: config_mod.Config, mode: str) -> int:
+    from app.tui import RollbackConsoleApp  # Textual loads only when a screen is wanted
+
+    app = RollbackConsoleApp(cfg, mode=mode, log_path=logs.current_log_path())
+    app.run()
+    return app.return_code or 0
+
+
+@click.group(invoke_without_command=True, epilog=EXAMPLES,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-c", "--config", "config_path", default="rollback.toml", show_default=True,
+              envvar="ROLLBACK_CONFIG", type=click.Path(dir_okay=False, path_type=Path),
+              help="The target's TOML config (env: ROLLBACK_CONFIG).")
+@click.option("--mode", type=click.Choice(["live", "assess"]), default="live", show_default=True,
+              help="assess: a read-only session; nothing can be changed.")
+@click.version_option(__version__, "-V", "--version", prog_name="rollback-console")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
+    """Incident console for an emergency rollback of a PostgreSQL / Supabase database after a
+    bad migration: assess, decide, roll back, validate.
+
+    Without a command, opens the console (TUI) on the target in --config."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+    if ctx.invoked_subcommand is None:
+        logs.configure()
+        cfg = config_mod.load(config_path)
+        sys.exit(_run_tui(cfg, mode))
+
+
+@cli.command()
+@click.option("--rows", type=click.IntRange(min=10), default=2000, show_default=True,
+              help="Rows in the largest demo table.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the demo data.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Sandbox directory [default: the user's state directory].")
+def drill(rows: int, seed: int, directory: Path | None) -> None:
+    """Start a sandbox (PostgreSQL + demo app) and open the console on it in drill mode.
+    Quitting the console stops the sandbox."""
+    from app.sandbox.manager import Sandbox
+
+    logs.configure()
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    with err.status("starting the sandbox…") as status:
+        box = Sandbox.up(directory or default_sandbox_dir(), rows=rows, seed=seed,
+                         progress=lambda msg: status.update(msg))
+    try:
+        code = _run_tui(config_mod.load(box.config_path), "drill")
+    finally:
+        box.down()
+    sys.exit(code)
+
+
+@cli.group()
+def sandbox() -> None:
+    """A throwaway PostgreSQL with the demo database, and the demo app."""
+
+
+@sandbox.command("up")
+@click.option("--rows", type=click.IntRange(min=10), default=2000, show_default=True,
+              help="Rows in the largest demo table.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the demo data.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Sandbox directory [default: the user's state directory].")
+def sandbox_up(rows: int, seed: int, directory: Path | None) -> None:
+    """Start the sandbox and keep it running until Ctrl-C or `sandbox down`."""
+    from app.sandbox.manager import Sandbox
+
+    logs.configure()
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGHUP, _stop_on_signal)
+    with err.status("starting the sandbox…") as status:
+        box = Sandbox.up(directory or default_sandbox_dir(), rows=rows, seed=seed,
+                         progress=lambda msg: status.update(msg))
+    try:
+        assert box.info is not None
+        out = Console(highlight=False)
+        out.print("[bold]Sandbox is up.[/bold]")
+        out.print(f"  config:   {box.config_path}")
+        out.print(f"  database: {box.info.psql_dsn}")
+        out.print(f"  demo app: {box.info.app_url}")
+        out.print(f"  console:  rollback-console -c {box.config_path}")
+        out.print(f"  psql:     psql '{box.info.psql_dsn}'")
+        out.print("Press Ctrl-C (or run `rollback-console sandbox down`) to stop it.", style="dim")
+        sys.stdout.flush()
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        box.down()
+        err.print("sandbox stopped")
+
+
+@sandbox.command("down")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Sandbox directory [default: the user's state directory].")
+def sandbox_down(directory: Path | None) -> None:
+    """Stop a running sandbox (and clean up one a crashed console left behind)."""
+    from app.sandbox.manager import stop_running
+
+    logs.configure()
+    click.echo(stop_running(directory or default_sandbox_dir()))
+
+
+def main() -> None:
+    """Entry point: domain errors become a plain message and their exit code."""
+    try:
+        cli.main(prog_name="rollback-console", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except ConsoleError as exc:
+        logs.get("cli").error("startup failed", error=str(exc))
+        err.print(f"[bold]error:[/bold] {scrub(str(exc))}", markup=True)
+        sys.exit(exc.exit_code)

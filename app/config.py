@@ -1,0 +1,329 @@
+"""The console's TOML config: loaded and validated before any screen opens.
+
+Every problem names the file, the key and what was expected; all problems are reported at once.
+Secrets are read from the file itself, an environment variable (``*_env``) or a file (``*_file``)
+and kept as ``Secret`` so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit, quote
+
+from app.errors import ConfigError
+from app.secrets import Secret, display_dsn
+
+ENVIRONMENTS = ("production", "staging", "drill")
+
+
+@dataclass(frozen=True)
+class CriticalQuery:
+    name: str
+    sql: str
+    budget_ms: int = 500
+
+
+@dataclass(frozen=True)
+class Contact:
+    role: str
+    name: str
+    phone: str = ""
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    environment: str
+    dsn: Secret
+    backups_root: Path
+    critical_tables: tuple[str, ...]
+    critical_queries: tuple[CriticalQuery, ...]
+    sandbox_dir: Path | None = None
+
+    @property
+    def display_dsn(self) -> str:
+        return display_dsn(self.dsn.reveal())
+
+    @property
+    def database(self) -> str:
+        return urlsplit(self.dsn.reveal()).path.lstrip("/") or "postgres"
+
+
+@dataclass(frozen=True)
+class AppEndpoints:
+    base_url: str
+    health: str = "/api/health"
+    critical: tuple[str, ...] = ("/api/objects?limit=1",)
+    maintenance: str = "/admin/maintenance-mode"
+    login: str = "/api/login"
+    token: Secret | None = None
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class AuthProbe:
+    test_user_email: str
+    test_user_id: str
+    test_user_password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class Notifications:
+    slack_webhook: Secret | None = None
+    status_page_url: str = ""
+    status_page_token: Secret | None = None
+    webhooks: tuple[Secret, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    target: Target
+    app: AppEndpoints | None
+    auth: AuthProbe | None
+    notifications: Notifications
+    contacts: tuple[Contact, ...]
+    channels: dict[str, str] = field(default_factory=dict)
+
+
+# --- validation -----------------------------------------------------------------------------
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               list: "a list", dict: "a table"}
+
+
+class _Reader:
+    """Walks the parsed TOML, collecting problems instead of stopping at the first."""
+
+    def __init__(self, path: Path, data: dict[str, Any]):
+        self.path = path
+        self.data = data
+        self.problems: list[str] = []
+
+    def table(self, parent: dict[str, Any], key: str, where: str, required: bool) -> dict[str, Any]:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.problems.append(f"[{where}] is missing: a table is required")
+            return {}
+        if not isinstance(value, dict):
+            self.problems.append(f"{where}: expected a table, got {type(value).__name__}")
+            return {}
+        return value
+
+    def known(self, table: dict[str, Any], where: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = ", ".join(sorted(allowed))
+                self.problems.append(f"{where}.{key}: unknown key (known keys: {hint})")
+
+    def get(self, table: dict[str, Any], key: str, where: str, kind: type,
+            default: Any = None, required: bool = False) -> Any:
+        if key not in table:
+            if required:
+                self.problems.append(f"{where}.{key} is missing: {_TYPE_NAMES[kind]} is required")
+            return default
+        value = table[key]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            self.problems.append(
+                f"{where}.{key}: expected {_TYPE_NAMES[kind]}, got {type(value).__name__} "
+                f"({value!r})" if not isinstance(value, dict | list) else
+                f"{where}.{key}: expected {_TYPE_NAMES[kind]}, got {type(value).__name__}")
+            return default
+        return value
+
+    def str_list(self, table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+        values = self.get(table, key, where, list, default=[])
+        if not all(isinstance(v, str) for v in values):
+            self.problems.append(f"{where}.{key}: expected a list of strings")
+            return ()
+        return tuple(values)
+
+    def secret(self, table: dict[str, Any], base: str, where: str,
+               required: bool = False) -> Secret | None:
+        """``base`` literal, ``base_env`` (variable name) or ``base_file`` (path to a file)."""
+        given = [k for k in (base, f"{base}_env", f"{base}_file") if k in table]
+        if len(given) > 1:
+            self.problems.append(f"{where}: give only one of {', '.join(given)}")
+            return None
+        if not given:
+            if required:
+                self.problems.append(
+                    f"{where}.{base} is missing: set {base}, {base}_env (an environment "
+                    f"variable's name) or {base}_file")
+            return None
+        key = given[0]
+        value = self.get(table, key, where, str)
+        if value is None:
+            return None
+        if key.endswith("_env"):
+            env_value = os.environ.get(value)
+            if not env_value:
+                self.problems.append(
+                    f"{where}.{key}: environment variable {value} is not set (export it, or "
+                    f"point {where}.{base}_file at a file holding the value)")
+                return None
+            return Secret(env_value)
+        if key.endswith("_file"):
+            file = self.resolve(value)
+            try:
+                return Secret(file.read_text(encoding="utf-8").strip())
+            except OSError as exc:
+                self.problems.append(f"{where}.{key}: cannot read {file}: {exc.strerror}")
+                return None
+        return Secret(value)
+
+    def resolve(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p).resolve()
+
+
+def _with_password(dsn: str, password: Secret | None) -> str:
+    if password is None:
+        return dsn
+    parts = urlsplit(dsn)
+    if parts.password:
+        return dsn
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = quote(parts.username or "", safe="")
+    netloc = f"{user}:{quote(password.reveal(), safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate ``path``. Raises ``ConfigError`` listing every problem."""
+    path = Path(path).expanduser().resolve() if Path(path).exists() else Path(path)
+    shown = str(path)
+    if not path.exists():
+        raise ConfigError(shown, [
+            "the file does not exist: pass --config PATH, or copy rollback.example.toml to "
+            "./rollback.toml, or run `rollback-console sandbox up` to get one"])
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(shown, [f"not valid TOML: {exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(shown, [f"cannot read the file: {exc}"]) from None
+
+    r = _Reader(path, data)
+    r.known(data, "(top level)", {"target", "app", "auth", "notifications", "contacts",
+                                  "channels"})
+    t = r.table(data, "target", "target", required=True)
+    r.known(t, "target", {"name", "environment", "dsn", "dsn_env", "dsn_file", "password",
+                          "password_env", "password_file", "backups_root", "critical_tables",
+                          "critical_queries", "sandbox_dir"})
+    name = r.get(t, "name", "target", str, required=bool(t) or "target" in data)
+    env = r.get(t, "environment", "target", str, required=bool(t))
+    if env is not None and env not in ENVIRONMENTS:
+        r.problems.append(f"target.environment: expected one of {', '.join(ENVIRONMENTS)}, "
+                          f"got {env!r}")
+    dsn = r.secret(t, "dsn", "target", required=bool(t))
+    if dsn is not None and urlsplit(dsn.reveal()).scheme not in ("postgres", "postgresql"):
+        r.problems.append("target.dsn: expected a postgresql:// URL "
+                          "(postgresql://user@host:port/database)")
+    password = r.secret(t, "password", "target")
+    backups_root = r.resolve(r.get(t, "backups_root", "target", str, default="backups"))
+    tables = r.str_list(t, "critical_tables", "target")
+    queries: list[CriticalQuery] = []
+    for i, q in enumerate(r.get(t, "critical_queries", "target", list, default=[])):
+        where = f"target.critical_queries[{i}]"
+        if not isinstance(q, dict):
+            r.problems.append(f"{where}: expected a table with name, sql, budget_ms")
+            continue
+        r.known(q, where, {"name", "sql", "budget_ms"})
+        qname = r.get(q, "name", where, str, required=True)
+        sql = r.get(q, "sql", where, str, required=True)
+        budget = r.get(q, "budget_ms", where, int, default=500)
+        if qname and sql:
+            queries.append(CriticalQuery(qname, sql, budget))
+    sandbox_dir = t.get("sandbox_dir")
+
+    a = r.table(data, "app", "app", required=False)
+    app_cfg = None
+    if a:
+        r.known(a, "app", {"base_url", "health", "critical", "maintenance", "login", "token",
+                           "token_env", "token_file", "timeout_s"})
+        base_url = r.get(a, "base_url", "app", str, required=True)
+        if base_url is not None and urlsplit(base_url).scheme not in ("http", "https"):
+            r.problems.append(f"app.base_url: expected an http:// or https:// URL, got "
+                              f"{base_url!r}")
+        app_cfg = AppEndpoints(
+            base_url=(base_url or "").rstrip("/"),
+            health=r.get(a, "health", "app", str, default="/api/health"),
+            critical=r.str_list(a, "critical", "app") or ("/api/objects?limit=1",),
+            maintenance=r.get(a, "maintenance", "app", str, default="/admin/maintenance-mode"),
+            login=r.get(a, "login", "app", str, default="/api/login"),
+            token=r.secret(a, "token", "app"),
+            timeout_s=r.get(a, "timeout_s", "app", float, default=5.0),
+        )
+
+    u = r.table(data, "auth", "auth", required=False)
+    auth_cfg = None
+    if u:
+        r.known(u, "auth", {"test_user_email", "test_user_id", "test_user_password",
+                            "test_user_password_env", "test_user_password_file"})
+        auth_cfg = AuthProbe(
+            test_user_email=r.get(u, "test_user_email", "auth", str, required=True),
+            test_user_id=r.get(u, "test_user_id", "auth", str, required=True),
+            test_user_password=r.secret(u, "test_user_password", "auth"),
+        )
+
+    n = r.table(data, "notifications", "notifications", required=False)
+    r.known(n, "notifications", {"slack_webhook", "slack_webhook_env", "slack_webhook_file",
+                                 "status_page_url", "status_page_token",
+                                 "status_page_token_env", "status_page_token_file",
+                                 "webhooks"})
+    hooks = tuple(Secret(h) for h in r.str_list(n, "webhooks", "notifications"))
+    notifications = Notifications(
+        slack_webhook=r.secret(n, "slack_webhook", "notifications"),
+        status_page_url=r.get(n, "status_page_url", "notifications", str, default=""),
+        status_page_token=r.secret(n, "status_page_token", "notifications"),
+        webhooks=hooks,
+    )
+
+    contacts: list[Contact] = []
+    c = r.table(data, "contacts", "contacts", required=False)
+    r.known(c, "contacts", {"people"})
+    for i, person in enumerate(r.get(c, "people", "contacts", list, default=[])):
+        where = f"contacts.people[{i}]"
+        if not isinstance(person, dict):
+            r.problems.append(f"{where}: expected a table with role, name, phone, email")
+            continue
+        r.known(person, where, {"role", "name", "phone", "email"})
+        role = r.get(person, "role", where, str, required=True)
+        pname = r.get(person, "name", where, str, required=True)
+        if role and pname:
+            contacts.append(Contact(role, pname, r.get(person, "phone", where, str, default=""),
+                                    r.get(person, "email", where, str, default="")))
+    ch = r.table(data, "channels", "channels", required=False)
+    channels: dict[str, str] = {}
+    for key in ch:
+        value = r.get(ch, key, "channels", str)
+        if value is not None:
+            channels[key] = value
+
+    if r.problems:
+        raise ConfigError(shown, r.problems)
+    assert name is not None and env is not None and dsn is not None
+    return Config(
+        path=path,
+        target=Target(
+            name=name, environment=env,
+            dsn=Secret(_with_password(dsn.reveal(), password)),
+            backups_root=backups_root, critical_tables=tables,
+            critical_queries=tuple(queries),
+            sandbox_dir=r.resolve(sandbox_dir) if isinstance(sandbox_dir, str) else None,
+        ),
+        app=app_cfg, auth=auth_cfg, notifications=notifications,
+        contacts=tuple(contacts), channels=channels,
+    )

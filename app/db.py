@@ -1,0 +1,60 @@
+"""Connecting to the target, with errors that name the problem and the fix (never the password)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import asyncpg
+
+from app.config import Target
+from app.errors import ConsoleError
+from app.secrets import scrub
+
+
+class TargetUnreachable(ConsoleError):
+    """The target database could not be reached or refused us."""
+
+    exit_code = 2
+
+
+def explain_connect_error(target: Target, exc: BaseException) -> TargetUnreachable:
+    where = target.display_dsn
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        msg = (f"the server refused the password for {where}: check target.password_file / "
+               "the DSN's password")
+    elif isinstance(exc, asyncpg.InvalidCatalogNameError):
+        msg = (f"database {target.database!r} does not exist on the server of {where}: "
+               "check the database name at the end of target.dsn")
+    elif isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        msg = f"the server rejected the login for {where}: {scrub(str(exc))}"
+    elif isinstance(exc, ConnectionRefusedError):
+        msg = (f"nothing is listening at {where} (connection refused): is the server up, "
+               "and are host and port in target.dsn right?")
+    elif isinstance(exc, socket.gaierror):
+        msg = f"the host in {where} cannot be resolved: check target.dsn"
+    elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        msg = f"no answer from {where} within the connect timeout: check network and host"
+    elif isinstance(exc, ValueError):
+        msg = f"target.dsn is not a valid PostgreSQL URL ({where}): {scrub(str(exc))}"
+    else:
+        msg = f"cannot connect to {where}: {type(exc).__name__}: {scrub(str(exc))}"
+    return TargetUnreachable(msg)
+
+
+async def connect(target: Target, timeout: float = 10.0, **kwargs: Any) -> asyncpg.Connection:
+    """One connection to the target; every failure becomes a ``TargetUnreachable``."""
+    try:
+        return await asyncpg.connect(target.dsn.reveal(), timeout=timeout, **kwargs)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, ValueError) as exc:
+        raise explain_connect_error(target, exc) from None
+
+
+async def create_pool(target: Target, *, min_size: int = 1, max_size: int = 8,
+                      timeout: float = 10.0, **kwargs: Any) -> asyncpg.Pool:
+    try:
+        return await asyncpg.create_pool(target.dsn.reveal(), min_size=min_size,
+                                         max_size=max_size, timeout=timeout, **kwargs)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, ValueError) as exc:
+        raise explain_connect_error(target, exc) from None

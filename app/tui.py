@@ -1,0 +1,84 @@
+"""The Textual App. The only module in app/ that imports Textual; it drives the same engine
+as the headless CLI and owns no rollback logic itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import WorkerState
+
+from app.config import Config
+from app.paths import stylesheet
+from screens.confirm import ConfirmScreen
+from screens.help import HelpScreen
+from screens.home import HomeScreen
+
+# Worker groups that do real work: quitting while one runs asks first.
+WORK_GROUPS = frozenset({"rollback", "assess", "backup", "validate"})
+
+MODE_INTRO = {
+    "live": "Live mode: the console can change the target after a typed confirmation.",
+    "assess": "Read-only assessment: nothing can be changed from this session.",
+    "drill": "Drill: a sandbox database with an injected incident; safe to break.",
+}
+
+
+class RollbackConsoleApp(App[int]):
+    """The incident console. ``mode`` is live, assess or drill."""
+
+    CSS_PATH = str(stylesheet())
+    TITLE = "rollback-console"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "request_quit", "Quit"),
+        Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, config: Config, mode: str = "live", log_path: Path | None = None):
+        super().__init__()
+        self.config = config
+        self.mode = mode
+        self.log_path = log_path
+
+    def on_mount(self) -> None:
+        self.title = f"rollback-console: {self.config.target.name}"
+        self.push_screen(HomeScreen())
+
+    @property
+    def busy(self) -> bool:
+        return any(w.group in WORK_GROUPS and w.state in (WorkerState.PENDING,
+                                                          WorkerState.RUNNING)
+                   for w in self.workers)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        keys: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for key, active in self.screen.active_bindings.items():
+            binding = active.binding
+            if active.node not in (self, self.screen):
+                continue  # widget internals (scrolling, copy) are listed below in one line
+            if not binding.show or not binding.description or binding.description in seen:
+                continue
+            seen.add(binding.description)
+            keys.append((binding.key_display or self.get_key_display(binding), binding.description))
+        keys.append(("↑ ↓ / j k, enter", "move in lists, choose"))
+        title = type(self.screen).__name__.removesuffix("Screen") or "Screen"
+        self.push_screen(HelpScreen(title, keys, MODE_INTRO.get(self.mode, "")))
+
+    def action_request_quit(self) -> None:
+        if not self.busy:
+            self.exit(return_code=0)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit(return_code=1)
+
+        self.push_screen(ConfirmScreen("Work is still running. Quit anyway? Running steps are "
+                                       "stopped and the journal records where.",
+                                       yes_label="Quit"), answered)

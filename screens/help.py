@@ -1,0 +1,33 @@
+"""`?`: every key of the screen beneath, with what it does."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close help")]
+
+    def __init__(self, title: str, keys: list[tuple[str, str]], intro: str = ""):
+        super().__init__()
+        self.title_text = title
+        self.keys = keys
+        self.intro = intro
+
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 3))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for key, description in self.keys:
+            table.add_row(key, description)
+        with Vertical(id="help-box"):
+            yield Static(f"Help: {self.title_text}", classes="help-title")
+            if self.intro:
+                yield Static(self.intro, classes="help-intro")
+            yield Static(table)
+            yield Static("escape or ? closes this help", classes="help-hint")

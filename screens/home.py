@@ -1,0 +1,146 @@
+"""Home: the target banner, what the console sees of the target, contacts, and where to go."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
+
+from app.errors import ConsoleError
+from app.probe import AppHealth, ServerFacts, app_health, server_facts
+from screens.placeholder import PlaceholderScreen
+from widgets.banner import TargetBanner
+from widgets.contacts import ContactsPanel
+from widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    from app.tui import RollbackConsoleApp
+
+ENTRIES = {
+    "assess": ("Assess", "read-only decision matrix: roll back, forward-fix or wait?"),
+    "rollback": ("Rollback", "guided rollback: schema-only, partial data or complete restore"),
+    "drill": ("Drill", "training scenarios on the sandbox, timed and scored"),
+    "backups": ("Backups", "the backup sets, their age and verification"),
+}
+LATER = {
+    "assess": "The checks and the decision matrix arrive with the assessment work (issue 4).",
+    "rollback": "The rollback engine and its step panes arrive with issues 5-7.",
+    "drill": "Drill scenarios, scoring and debriefs arrive with issue 8.",
+    "backups": "Backup discovery, creation and verification arrive with issue 3.",
+}
+
+
+class HomeScreen(Screen[None]):
+    BINDINGS = [
+        Binding("a", "open('assess')", "Assess"),
+        Binding("b", "open('backups')", "Backups"),
+        Binding("d", "open('drill')", "Drill"),
+        Binding("R", "open('rollback')", "Rollback (shift+r)"),
+        Binding("p", "probe", "Re-probe"),
+        Binding("j", "cursor('down')", "Down", show=False),
+        Binding("k", "cursor('up')", "Up", show=False),
+    ]
+
+    class Probed(Message):
+        """The worker finished looking at the target (either part may be an error text)."""
+
+        def __init__(self, facts: ServerFacts | str, health: AppHealth | None):
+            super().__init__()
+            self.facts = facts
+            self.health = health
+
+    @property
+    def console(self) -> RollbackConsoleApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        cfg = self.console.config
+        yield TargetBanner(cfg.target.name, cfg.target.environment, self.console.mode,
+                           id="banner")
+        with Vertical(id="target-panel", classes="panel"):
+            yield Static(f"database    {cfg.target.display_dsn}", id="target-dsn")
+            yield StatusLine("Database", id="probe-db")
+            yield StatusLine("App health", id="probe-app")
+        with Horizontal(id="home-body"):
+            yield OptionList(*[self._option(key) for key in ENTRIES], id="entries",
+                             classes="panel")
+            yield ContactsPanel(cfg.contacts, cfg.channels, id="contacts", classes="panel")
+        yield Footer()
+
+    def _option(self, key: str) -> Option:
+        title, text = ENTRIES[key]
+        disabled = key == "rollback" and self.console.mode == "assess"
+        note = "  (disabled: read-only mode)" if disabled else ""
+        return Option(f"{title}: {text}{note}", id=key, disabled=disabled)
+
+    def on_mount(self) -> None:
+        self.query_one("#target-panel").border_title = "Target"
+        self.query_one("#entries").border_title = "What now?"
+        self.query_one("#entries", OptionList).focus()
+        self.action_probe()
+
+    def action_probe(self) -> None:
+        for line in self.query(StatusLine):
+            line.status, line.summary = "pending", "probing…"
+        self.probe()
+
+    @work(group="probe", name="home-probe", exit_on_error=False, exclusive=True)
+    async def probe(self) -> None:
+        cfg = self.console.config
+        try:
+            facts: ServerFacts | str = await server_facts(cfg.target)
+        except ConsoleError as exc:
+            facts = str(exc)
+        health = await app_health(cfg.app) if cfg.app else None
+        self.post_message(self.Probed(facts, health))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.group == "probe":
+            db = self.query_one("#probe-db", StatusLine)
+            db.status, db.summary = "error", f"probe failed: {event.worker.error}"
+
+    def on_home_screen_probed(self, message: Probed) -> None:
+        db = self.query_one("#probe-db", StatusLine)
+        banner = self.query_one(TargetBanner)
+        if isinstance(message.facts, str):
+            db.status, db.summary = "fail", message.facts
+            banner.server = "server: unreachable"
+        else:
+            f = message.facts
+            role = "standby (read-only)" if f.in_recovery else "primary"
+            db.status = "pass"
+            db.summary = (f"PostgreSQL {f.version}, {f.database} as {f.user}, {role}, "
+                          f"{f.size_bytes / 1e6:.1f} MB")
+            banner.server = f"PostgreSQL {f.version.split()[0]}"
+        app_line = self.query_one("#probe-app", StatusLine)
+        if message.health is None:
+            app_line.status, app_line.summary = "warn", "no [app] in the config"
+        else:
+            h = message.health
+            app_line.status = "pass" if h.ok else "fail"
+            app_line.summary = f"{h.summary} in {h.latency_ms:.0f} ms"
+
+    @on(OptionList.OptionSelected, "#entries")
+    def entry_chosen(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.action_open(event.option.id)
+
+    def action_open(self, key: str) -> None:
+        if key == "rollback" and self.console.mode == "assess":
+            self.notify("Read-only assessment mode: rollbacks cannot be started.",
+                        title="Not in assess mode", severity="warning")
+            return
+        title = ENTRIES[key][0]
+        self.app.push_screen(PlaceholderScreen(title, LATER[key]))
+
+    def action_cursor(self, direction: str) -> None:
+        entries = self.query_one("#entries", OptionList)
+        entries.action_cursor_down() if direction == "down" else entries.action_cursor_up()
