@@ -17,6 +17,7 @@ from rich.console import Console
 
 from app import __version__, logs
 from app import config as config_mod
+from app.commands import register_all
 from app.errors import ConsoleError
 from app.paths import default_sandbox_dir
 from app.secrets import scrub
@@ -143,6 +144,9 @@ def sandbox_down(directory: Path | None) -> None:
 
     logs.configure()
     click.echo(stop_running(directory or default_sandbox_dir()))
+
+
+register_all(cli)
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ async def connect(target: Target, timeout: float = 10.0, **kwargs: Any) -> async
     """One connection to the target; every failure becomes a ``TargetUnreachable``."""
     try:
         return await asyncpg.connect(target.dsn.reveal(), timeout=timeout, **kwargs)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, ValueError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
         raise explain_connect_error(target, exc) from None
 
 
@@ -56,5 +56,5 @@ async def create_pool(target: Target, *, min_size: int = 1, max_size: int = 8,
     try:
         return await asyncpg.create_pool(target.dsn.reveal(), min_size=min_size,
                                          max_size=max_size, timeout=timeout, **kwargs)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, ValueError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
         raise explain_connect_error(target, exc) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -28,7 +29,8 @@ def _redact(value: Any) -> Any:
     return value
 
 
-def redact_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_processor(_logger: Any, _name: str,
+                     event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Scrub secrets from every field, including rendered exceptions."""
     return {k: _redact(v) for k, v in event.items()}
 

@@ -58,7 +58,7 @@ class RollbackConsoleApp(App[int]):
             return
         keys: list[tuple[str, str]] = []
         seen: set[str] = set()
-        for key, active in self.screen.active_bindings.items():
+        for _key, active in self.screen.active_bindings.items():
             binding = active.binding
             if active.node not in (self, self.screen):
                 continue  # widget internals (scrolling, copy) are listed below in one line

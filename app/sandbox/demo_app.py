@@ -9,7 +9,6 @@ when a migration broke something. Settings come from the environment (see ``Sett
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -17,7 +16,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,7 +75,8 @@ def read_token(secret: str, token: str) -> dict[str, Any] | None:
         expected = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(_b64(expected), sig):
             return None
-        claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        claims: dict[str, Any] = json.loads(
+            base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     except (ValueError, json.JSONDecodeError):
         return None
     if claims.get("exp", 0) < time.time():
@@ -85,7 +85,8 @@ def read_token(secret: str, token: str) -> dict[str, Any] | None:
 
 
 def _state(request: Request) -> State:
-    return request.app.state.demo  # type: ignore[no-any-return]
+    state: State = request.app.state.demo
+    return state
 
 
 async def _pool(state: State) -> asyncpg.Pool:
@@ -100,8 +101,8 @@ def _bearer(request: Request) -> str | None:
     return auth[7:].strip() if auth.lower().startswith("bearer ") else None
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def _error(code: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=code)
 
 
 async def maintenance(request: Request) -> Response:
@@ -146,7 +147,7 @@ async def health(request: Request) -> Response:
             await conn.execute("SET LOCAL ROLE service_role")
             for table in DEMO_TABLES:
                 await conn.fetchval(f"SELECT 1 FROM public.{table} LIMIT 1")
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         return _error(503, "database check failed", status="error",
                       detail=f"{type(exc).__name__}: {exc}")
     return JSONResponse({"status": "ok", "database": "ok",
@@ -170,7 +171,7 @@ async def login(request: Request) -> Response:
             if row is not None and check_password(password, row["encrypted_password"]):
                 await conn.execute("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
                                    row["id"])
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         return _error(500, "authentication backend failed", detail=f"{type(exc).__name__}: {exc}")
     if row is None or not check_password(password, row["encrypted_password"]):
         return _error(401, "invalid email or password")
@@ -204,7 +205,7 @@ async def objects(request: Request) -> Response:
             rows = await conn.fetch(
                 "SELECT id, name, kind, era, owner_id FROM public.objects ORDER BY id LIMIT $1",
                 limit)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         return _error(500, "query failed", detail=f"{type(exc).__name__}: {exc}")
     return JSONResponse({"count": len(rows),
                          "objects": [{**dict(r), "owner_id": str(r["owner_id"])} for r in rows]})
@@ -230,7 +231,7 @@ def create_app(settings: Settings) -> Starlette:
     state = State(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         if state.pool is not None:
             await state.pool.close()

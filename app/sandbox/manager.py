@@ -113,14 +113,31 @@ def _write_secret(path: Path, value: str) -> None:
     path.chmod(0o600)
 
 
-def _config_text(info: SandboxInfo, facts: DemoFacts) -> str:
-    return f'''# Written by `rollback-console sandbox up` for the sandbox in this directory.
+def write_secrets(directory: Path, pg_port: int, db_password: str, admin_token: str,
+                  test_user_password: str) -> None:
+    """The files rollback.toml names (and a pgpass so psql works with the printed DSN)."""
+    secret_dir = directory / "secrets"
+    _write_secret(secret_dir / "db_password", db_password)
+    _write_secret(secret_dir / "app_admin_token", admin_token)
+    _write_secret(secret_dir / "test_user_password", test_user_password)
+    _write_secret(secret_dir / "pgpass", f"127.0.0.1:{pg_port}:*:postgres:{db_password}")
+
+
+def info_app_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def write_config(directory: Path, pg_port: int, database: str, app_url: str,
+                 facts: DemoFacts) -> Path:
+    """A ready-to-use console config naming the secrets files in ``directory/secrets``."""
+    path = directory / "rollback.toml"
+    path.write_text(f'''# Written by `rollback-console sandbox up` for the sandbox in this folder.
 # Secrets live in ./secrets/ (mode 600); this file names them and holds none.
 
 [target]
 name = "tea-school-sandbox"
 environment = "drill"
-dsn = "postgresql://postgres@127.0.0.1:{info.postgres_port}/{DATABASE}"
+dsn = "postgresql://postgres@127.0.0.1:{pg_port}/{database}"
 password_file = "secrets/db_password"
 backups_root = "backups"
 sandbox_dir = "."
@@ -142,7 +159,7 @@ sql = "SELECT id, title FROM public.chakai WHERE local_class_id = 1 ORDER BY hel
 budget_ms = 200
 
 [app]
-base_url = "{info.app_url}"
+base_url = "{app_url}"
 health = "/api/health"
 critical = ["/api/objects?limit=1"]
 maintenance = "/admin/maintenance-mode"
@@ -171,8 +188,36 @@ phone = "+81 75-000-0002"
 [channels]
 slack = "#incident-response"
 phone_tree = "sandbox: nobody is paged"
-status_page = "{info.app_url}/hooks/status"
-'''
+status_page = "{app_url}/hooks/status"
+''')
+    return path
+
+
+def start_demo_app(dsn: str, admin_token: str, user_id: str, log_path: Path,
+                   timeout: float = 20.0) -> tuple[subprocess.Popen[bytes], int]:
+    """Run the demo app as a child on a free port; return once it answers /livez."""
+    port = free_port()
+    env = {**os.environ, "ROLLBACK_DEMO_DSN": dsn, "ROLLBACK_DEMO_ADMIN_TOKEN": admin_token,
+           "ROLLBACK_DEMO_JWT_SECRET": secrets.token_urlsafe(32),
+           "ROLLBACK_DEMO_USER_ID": user_id}
+    with log_path.open("ab") as app_log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.sandbox.demo_app", "--port", str(port)],
+            env=env, stdout=app_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise SandboxError(f"the demo app exited during start-up:\n{tail}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/livez", timeout=0.5).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    stop_pid(proc.pid, timeout=5, sig=signal.SIGTERM)
+    raise SandboxError(f"the demo app did not answer within {timeout:.0f}s")
 
 
 class Sandbox:
@@ -211,27 +256,14 @@ class Sandbox:
         self.facts = asyncio.run(self._load(rows, seed, app_password))
 
         admin_token = secrets.token_urlsafe(24)
-        secret_dir = self.dir / "secrets"
-        _write_secret(secret_dir / "db_password", self.server.password)
-        _write_secret(secret_dir / "app_admin_token", admin_token)
-        _write_secret(secret_dir / "test_user_password", self.facts.test_user_password)
-        _write_secret(secret_dir / "pgpass",
-                      f"127.0.0.1:{self.server.port}:*:postgres:{self.server.password}")
+        write_secrets(self.dir, self.server.port, self.server.password, admin_token,
+                      self.facts.test_user_password)
         (self.dir / "backups").mkdir(exist_ok=True)
 
-        app_port = free_port()
-        progress(f"starting the demo app on http://127.0.0.1:{app_port}")
-        env = {**os.environ,
-               "ROLLBACK_DEMO_DSN": self.server.dsn(DATABASE, "authenticator", app_password),
-               "ROLLBACK_DEMO_ADMIN_TOKEN": admin_token,
-               "ROLLBACK_DEMO_JWT_SECRET": secrets.token_urlsafe(32),
-               "ROLLBACK_DEMO_USER_ID": self.facts.test_user_id}
-        with (self.dir / "demo-app.log").open("ab") as app_log:
-            self.app_proc = subprocess.Popen(
-                [sys.executable, "-m", "app.sandbox.demo_app", "--port", str(app_port)],
-                env=env, stdout=app_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        self._wait_for_app(app_port)
+        progress("starting the demo app")
+        self.app_proc, app_port = start_demo_app(
+            self.server.dsn(DATABASE, "authenticator", app_password), admin_token,
+            self.facts.test_user_id, self.dir / "demo-app.log")
 
         assert self.server.pid is not None
         self.info = SandboxInfo(
@@ -240,7 +272,7 @@ class Sandbox:
             postgres_port=self.server.port, app_pid=self.app_proc.pid, app_port=app_port,
             started_at=datetime.now(UTC).isoformat(timespec="seconds"), rows=rows, seed=seed)
         (self.dir / STATE_FILE).write_text(json.dumps(asdict(self.info), indent=2))
-        self.config_path.write_text(_config_text(self.info, self.facts))
+        write_config(self.dir, self.server.port, DATABASE, info_app_url(app_port), self.facts)
         log.info("sandbox up", dir=str(self.dir), pg_port=self.server.port, app_port=app_port)
 
     async def _load(self, rows: int, seed: int, app_password: str) -> DemoFacts:

@@ -1,0 +1,123 @@
+"""The state of a database that a backup set records (manifest.json) and that checks compare
+the live target against. Plain dataclasses <-> JSON; capture is read-only."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from app import __version__, catalog
+from app.config import CriticalQuery
+
+MANIFEST_FORMAT = 1
+
+
+@dataclass
+class DatabaseState:
+    """What a database looked like at one moment (inside one snapshot when captured for a
+    backup): identity, per-table counts and checksums, keys, RLS, grants, query latencies."""
+
+    captured_at: str
+    identity: catalog.DatabaseIdentity
+    tables: dict[str, catalog.TableContent]
+    columns: dict[str, list[tuple[str, str, bool]]]
+    foreign_keys: list[catalog.ForeignKey]
+    rls: dict[str, bool]
+    policies: list[catalog.Policy]
+    grants: dict[str, dict[str, list[str]]]
+    query_baselines_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FileEntry:
+    sha256: str
+    size: int
+
+
+@dataclass
+class Manifest:
+    """manifest.json of a backup set made by the console."""
+
+    label: str
+    created_at: str
+    console_version: str
+    state: DatabaseState
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    snapshot: str | None = None
+    format: int = MANIFEST_FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        s = data["state"]
+        state = DatabaseState(
+            captured_at=s["captured_at"],
+            identity=catalog.DatabaseIdentity(**s["identity"]),
+            tables={k: catalog.TableContent(**v) for k, v in s["tables"].items()},
+            columns={k: [tuple(c) for c in v] for k, v in s["columns"].items()},
+            foreign_keys=[catalog.ForeignKey(**{**fk, "columns": tuple(fk["columns"]),
+                                                "referenced_columns":
+                                                    tuple(fk["referenced_columns"])})
+                          for fk in s["foreign_keys"]],
+            rls=dict(s["rls"]),
+            policies=[catalog.Policy(**{**p, "roles": tuple(p["roles"])}) for p in s["policies"]],
+            grants=s["grants"],
+            query_baselines_ms=dict(s.get("query_baselines_ms", {})),
+        )
+        return cls(label=data["label"], created_at=data["created_at"],
+                   console_version=data["console_version"], state=state,
+                   files={k: FileEntry(**v) for k, v in data.get("files", {}).items()},
+                   snapshot=data.get("snapshot"), format=data.get("format", MANIFEST_FORMAT))
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+async def time_query(conn: asyncpg.Connection, sql: str, repeat: int = 3) -> float:
+    """Best-of-``repeat`` latency of ``sql`` in milliseconds (read-only use only)."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await conn.fetch(sql)
+        best = min(best, (time.perf_counter() - started) * 1000)
+    return round(best, 3)
+
+
+async def capture_state(conn: asyncpg.Connection, tables: list[str] | None = None,
+                        critical_queries: tuple[CriticalQuery, ...] = ()) -> DatabaseState:
+    """Read the state of the connected database. Run it inside a REPEATABLE READ transaction
+    (or on a snapshot) when the figures must be consistent with a dump."""
+    names = tables if tables is not None else await catalog.user_tables(conn)
+    contents = {}
+    for name in names:  # one connection: the caller's snapshot must hold for every table
+        contents[name] = await catalog.table_content(conn, name)
+    baselines = {q.name: await time_query(conn, q.sql) for q in critical_queries}
+    return DatabaseState(
+        captured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        identity=await catalog.identity(conn),
+        tables=contents,
+        columns=await catalog.columns(conn),
+        foreign_keys=await catalog.foreign_keys(conn, catalog.PLATFORM_SCHEMAS),
+        rls=await catalog.rls_flags(conn),
+        policies=await catalog.policies(conn),
+        grants=await catalog.table_grants(conn),
+        query_baselines_ms=baselines,
+    )
+
+
+def new_manifest(label: str, state: DatabaseState, snapshot: str | None = None) -> Manifest:
+    return Manifest(label=label, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    console_version=__version__, state=state, snapshot=snapshot)
+
+
+__all__ = ["DatabaseState", "FileEntry", "Manifest", "capture_state", "new_manifest",
+           "time_query"]
