@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
@@ -21,6 +21,9 @@ from app.commands import register_all
 from app.errors import ConsoleError
 from app.paths import default_sandbox_dir
 from app.secrets import scrub
+
+if TYPE_CHECKING:
+    from app.sandbox.manager import Sandbox
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -38,7 +41,22 @@ Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed).
 
 
 def _stop_on_signal(signum: int, _frame: FrameType | None) -> NoReturn:
-    raise SystemExit(128 + signum)
+    """SIGTERM/SIGHUP stop us like Ctrl-C does, so `finally` blocks stop the sandbox."""
+    raise KeyboardInterrupt
+
+
+def _start_sandbox(directory: Path | None, rows: int, seed: int) -> Sandbox:
+    """Start a sandbox with a spinner on a terminal, plain progress lines otherwise."""
+    from app.sandbox.manager import Sandbox
+
+    with err.status("starting the sandbox…") as status:
+        def progress(message: str) -> None:
+            status.update(message)
+            if not err.is_terminal:
+                err.print(message)
+
+        return Sandbox.up(directory or default_sandbox_dir(), rows=rows, seed=seed,
+                          progress=progress)
 
 
 def _run_tui(cfg: config_mod.Config, mode: str) -> int:
@@ -80,13 +98,9 @@ def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
 def drill(rows: int, seed: int, directory: Path | None) -> None:
     """Start a sandbox (PostgreSQL + demo app) and open the console on it in drill mode.
     Quitting the console stops the sandbox."""
-    from app.sandbox.manager import Sandbox
-
     logs.configure()
     signal.signal(signal.SIGTERM, _stop_on_signal)
-    with err.status("starting the sandbox…") as status:
-        box = Sandbox.up(directory or default_sandbox_dir(), rows=rows, seed=seed,
-                         progress=lambda msg: status.update(msg))
+    box = _start_sandbox(directory, rows, seed)
     try:
         code = _run_tui(config_mod.load(box.config_path), "drill")
     finally:
@@ -107,17 +121,13 @@ def sandbox() -> None:
               default=None, help="Sandbox directory [default: the user's state directory].")
 def sandbox_up(rows: int, seed: int, directory: Path | None) -> None:
     """Start the sandbox and keep it running until Ctrl-C or `sandbox down`."""
-    from app.sandbox.manager import Sandbox
-
     logs.configure()
     signal.signal(signal.SIGTERM, _stop_on_signal)
     signal.signal(signal.SIGHUP, _stop_on_signal)
-    with err.status("starting the sandbox…") as status:
-        box = Sandbox.up(directory or default_sandbox_dir(), rows=rows, seed=seed,
-                         progress=lambda msg: status.update(msg))
+    box = _start_sandbox(directory, rows, seed)
     try:
         assert box.info is not None
-        out = Console(highlight=False)
+        out = Console(highlight=False, soft_wrap=True)
         out.print("[bold]Sandbox is up.[/bold]")
         out.print(f"  config:   {box.config_path}")
         out.print(f"  database: {box.info.psql_dsn}")

@@ -1,0 +1,88 @@
+"""End to end in a real terminal: the installed `rollback-console drill` under tmux shows the
+banner on the sandbox, quits on `q`, and leaves no postgres or demo-app process behind."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.sandbox.manager import read_info
+from app.sandbox.server import pid_alive
+
+pytestmark = pytest.mark.tmux
+COMMAND = Path(sys.executable).parent / "rollback-console"
+
+
+class Tmux:
+    def __init__(self) -> None:
+        self.socket = f"rc-test-{uuid.uuid4().hex[:8]}"
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
+                              text=True, timeout=30, check=True).stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "console")
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} did not appear on the screen:\n{screen}")
+
+
+    def wait_gone(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text in self.screen():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} stayed on the screen:\n{self.screen()}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is not installed: `make test` installs it; or apt-get install tmux")
+    t = Tmux()
+    yield t
+    subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
+
+
+def test_drill_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
+    assert COMMAND.exists(), "the console script is not installed in this environment"
+    sandbox = tmp_path / "sandbox"
+    done = tmp_path / "exit-code"
+    shell = (f"ROLLBACK_CONSOLE_HOME={tmp_path / 'home'} {COMMAND} drill --rows 300 "
+             f"--dir {sandbox}; echo $? > {done}")
+    tmux.run("new-session", "-d", "-s", "console", "-x", "100", "-y", "30", shell)
+
+    screen = tmux.wait_for("PostgreSQL 18")  # the probe reached the sandbox database
+    assert "tea-school-sandbox" in screen and "DRILL" in screen
+    tmux.wait_for("answered 200")  # and the demo app's health endpoint
+    info = read_info(sandbox)
+    assert info is not None and pid_alive(info.postgres_pid) and pid_alive(info.app_pid)
+
+    tmux.run("send-keys", "-t", "console", "?")
+    tmux.wait_for("Help: Home")
+    tmux.run("send-keys", "-t", "console", "Escape")
+    tmux.wait_gone("Help: Home")  # (an Escape followed at once by q would read as alt+q)
+    tmux.run("send-keys", "-t", "console", "q")
+
+    deadline = time.monotonic() + 30
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert done.exists(), f"the console did not exit:\n{tmux.screen()}"
+    assert done.read_text().strip() == "0"
+    assert not pid_alive(info.postgres_pid), "postgres outlived the console"
+    assert not pid_alive(info.app_pid), "the demo app outlived the console"

@@ -1,0 +1,118 @@
+"""The console's home screen, driven with Pilot against the real database and demo app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from app import config
+from app.tui import RollbackConsoleApp
+from screens.confirm import ConfirmScreen
+from screens.help import HelpScreen
+from screens.placeholder import PlaceholderScreen
+from tests.conftest import DemoApp, DemoDb
+from widgets.banner import TargetBanner
+from widgets.status_line import StatusLine
+
+
+async def _settle(app: RollbackConsoleApp, pilot) -> None:  # type: ignore[no-untyped-def]
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def _banner(app: RollbackConsoleApp) -> str:
+    return str(app.screen.query_one(TargetBanner).render())
+
+
+async def test_home_shows_the_banner_and_a_healthy_target(console_config: Path,
+                                                          demo_db: DemoDb) -> None:
+    app = RollbackConsoleApp(config.load(console_config), mode="drill")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(app, pilot)
+        banner = _banner(app)
+        assert "tea-school-sandbox" in banner
+        assert "DRILL" in banner and "PostgreSQL 18" in banner
+        db = app.screen.query_one("#probe-db", StatusLine)
+        assert db.status == "pass" and demo_db.name in db.summary
+        assert app.screen.query_one("#probe-app", StatusLine).status == "pass"
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_assess_mode_says_read_only_and_refuses_rollback(console_config: Path) -> None:
+    app = RollbackConsoleApp(config.load(console_config), mode="assess")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(app, pilot)
+        assert "READ-ONLY" in _banner(app)
+        await pilot.press("R")
+        await pilot.pause()
+        assert not isinstance(app.screen, PlaceholderScreen)  # nothing opened
+
+
+async def test_unreachable_app_and_database_show_as_failures(tmp_path: Path) -> None:
+    path = tmp_path / "rollback.toml"
+    path.write_text('[target]\nname = "gone"\nenvironment = "staging"\n'
+                    'dsn = "postgresql://x:secretpw@127.0.0.1:9/none"\n'
+                    '[app]\nbase_url = "http://127.0.0.1:9"\ntimeout_s = 1\n')
+    app = RollbackConsoleApp(config.load(path), mode="live")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(app, pilot)
+        db = app.screen.query_one("#probe-db", StatusLine)
+        assert db.status == "fail" and "connection refused" in db.summary
+        assert "secretpw" not in db.summary
+        assert app.screen.query_one("#probe-app", StatusLine).status == "fail"
+        assert "STAGING" in _banner(app) and "LIVE" in _banner(app)
+
+
+async def test_help_lists_the_screens_keys(console_config: Path) -> None:
+    app = RollbackConsoleApp(config.load(console_config), mode="drill")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        descriptions = [d for _, d in app.screen.keys]
+        for expected in ("Assess", "Backups", "Drill", "Quit", "Help"):
+            assert expected in descriptions
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_entries_not_built_yet_say_so(console_config: Path) -> None:
+    app = RollbackConsoleApp(config.load(console_config), mode="drill")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(app, pilot)
+        await pilot.press("enter")  # the first entry
+        await pilot.pause()
+        assert isinstance(app.screen, PlaceholderScreen)
+        assert "not available yet" in app.screen.query_one(".placeholder-title").render().plain
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, PlaceholderScreen)
+
+
+async def test_quit_while_work_runs_asks_first(console_config: Path, demo_app: DemoApp) -> None:
+    app = RollbackConsoleApp(config.load(console_config), mode="drill")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(app, pilot)
+
+        async def long_work() -> None:
+            async with httpx.AsyncClient() as client:
+                while True:
+                    await client.get(f"{demo_app.url}/livez")
+
+        worker = app.run_worker(long_work(), group="rollback", name="pretend-rollback",
+                                exit_on_error=False)
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.focused is not None and app.focused.id == "no"  # Cancel has the focus
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert app.is_running
+        worker.cancel()
