@@ -19,7 +19,7 @@ drill: $(STAMP)
 	$(BIN)/rollback-console drill
 
 lint: $(STAMP)
-	$(BIN)/ruff check app screens widgets tests bench
+	$(BIN)/ruff check app screens widgets tests $(wildcard bench)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
