@@ -1,0 +1,111 @@
+"""What a step gets to work with, and how a step says it failed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from app.config import Config
+from app.errors import ConsoleError
+from app.events import EventChannel, StepLog, StepProgress
+from app.journal import Journal
+
+
+class RollbackType(StrEnum):
+    SCHEMA = "schema"
+    PARTIAL = "partial"
+    FULL = "full"
+
+
+# The runbook's "Rollback Types": risk level and downtime budget.
+RUNBOOK_TYPES = {
+    RollbackType.SCHEMA: ("Type 1: schema-only rollback", "Low", "30-60 minutes"),
+    RollbackType.PARTIAL: ("Type 2: partial data rollback", "Medium", "1-2 hours"),
+    RollbackType.FULL: ("Type 3: complete database restore", "High", "2-4 hours"),
+}
+
+
+class Outcome(StrEnum):
+    DONE = "done"                  # exit 0: done and validated
+    BAD_INPUT = "bad_input"        # exit 2: nothing changed
+    REFUSED = "refused"            # exit 3: refused at a gate, nothing changed
+    FAILED_RESTORED = "failed"     # exit 4: failed and returned to the state before
+    NEEDS_OPERATOR = "stopped"     # exit 5: stopped, needs the operator (the journal says where)
+
+
+EXIT_CODES = {Outcome.DONE: 0, Outcome.BAD_INPUT: 2, Outcome.REFUSED: 3,
+              Outcome.FAILED_RESTORED: 4, Outcome.NEEDS_OPERATOR: 5}
+
+
+class StepFailed(ConsoleError):
+    """The step failed and left the database as it was before the step."""
+
+    exit_code = 4
+
+
+class NeedsOperator(ConsoleError):
+    """The step stopped somewhere only a person can decide what comes next."""
+
+    exit_code = 5
+
+
+def expected_phrase(kind: RollbackType, target_name: str) -> str:
+    """The phrase the gate asks for; Type 3 is the runbook's CONFIRM_FULL_RESTORE."""
+    if kind is RollbackType.FULL:
+        return f"CONFIRM_FULL_RESTORE {target_name}"
+    if kind is RollbackType.SCHEMA:
+        return f"ROLLBACK SCHEMA {target_name}"
+    return f"ROLLBACK {target_name}"
+
+
+@dataclass
+class Options:
+    tables: tuple[str, ...] = ()
+    confirm: str = ""
+    maintenance_failure: str = "stop"   # stop | continue: what to do when the toggle fails
+    keep_scratch: bool = False
+
+
+@dataclass
+class RunContext:
+    """Shared by the steps of one run. ``data`` holds what steps found or made (paths, names,
+    counts); it is journaled with each finished step, so a resumed run gets it back."""
+
+    cfg: Config
+    kind: RollbackType
+    journal: Journal
+    channel: EventChannel
+    backup: Any            # app.backups' set object (id, path, manifest, parts)
+    options: Options
+    data: dict[str, Any] = field(default_factory=dict)
+    step: str = ""
+
+    @property
+    def incident_dir(self) -> Path:
+        return self.journal.dir
+
+    def log(self, line: str, level: str = "info") -> None:
+        self.channel.emit(StepLog(self.step, line, level))
+
+    def progress(self, done: int, total: int | None, unit: str, detail: str = "") -> None:
+        self.channel.emit(StepProgress(self.step, done, total, unit, detail))
+
+    @contextmanager
+    def action(self, name: str, **details: Any) -> Iterator[None]:
+        """Journal a destructive action before it runs and after it ends, whatever the end."""
+        self.journal.append("action_started", step=self.step, action=name, **details)
+        started = time.monotonic()
+        try:
+            yield
+        except BaseException as exc:
+            self.journal.append("action_finished", step=self.step, action=name, ok=False,
+                                error=f"{type(exc).__name__}: {exc}",
+                                elapsed_s=round(time.monotonic() - started, 3))
+            raise
+        self.journal.append("action_finished", step=self.step, action=name, ok=True,
+                            elapsed_s=round(time.monotonic() - started, 3))

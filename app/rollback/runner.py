@@ -1,0 +1,102 @@
+"""Executes a plan: the target lock for the whole run, a journal entry before and after every
+step, events on the channel, and resume from the journal after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from app import logs
+from app.errors import ConsoleError
+from app.events import RunFinished, StepFinished, StepStarted
+from app.lock import TargetLock
+from app.rollback.context import (
+    EXIT_CODES,
+    NeedsOperator,
+    Outcome,
+    RunContext,
+    StepFailed,
+)
+from app.rollback.plan import Plan
+
+log = logs.get("runner")
+
+
+def restore_data(ctx: RunContext) -> None:
+    """A resumed run gets back what earlier steps recorded."""
+    for entry in ctx.journal.finished_steps().values():
+        ctx.data.update(entry.data.get("result", {}))
+
+
+async def execute(plan: Plan, ctx: RunContext) -> Outcome:
+    """Run every step not yet done. Never raises for a step's failure: the outcome says it."""
+    journal = ctx.journal
+    if journal.last("incident_opened") is None:
+        journal.append("incident_opened", target=plan.target, type=plan.kind.value,
+                       backup=plan.backup_id, tables=list(plan.tables),
+                       steps=[s.id for s in plan.steps])
+    else:
+        journal.append("incident_resumed", resumed_from=journal.started_not_finished())
+        restore_data(ctx)
+    done = journal.finished_steps()
+    outcome, summary = Outcome.DONE, "rollback completed and validated"
+    try:
+        async with TargetLock(ctx.cfg.target, journal.incident_id):
+            for index, step in enumerate(plan.steps, start=1):
+                ctx.step = step.id
+                if step.id in done:
+                    ctx.channel.emit(StepFinished(step.id, "done", "done before the resume", 0))
+                    continue
+                ctx.channel.emit(StepStarted(step.id, step.title, index, len(plan.steps),
+                                             step.budget_s, step.destructive,
+                                             step.point_of_no_return))
+                journal.append("step_started", step=step.id, destructive=step.destructive)
+                started = time.monotonic()
+                before = dict(ctx.data)
+                try:
+                    result = await step.action(ctx)
+                except asyncio.CancelledError:
+                    journal.append("step_finished", step=step.id, status="aborted",
+                                   elapsed_s=round(time.monotonic() - started, 3))
+                    ctx.channel.emit(StepFinished(step.id, "aborted", "aborted by the operator",
+                                                  time.monotonic() - started))
+                    raise
+                except (StepFailed, NeedsOperator) as exc:
+                    outcome = (Outcome.FAILED_RESTORED if isinstance(exc, StepFailed)
+                               else Outcome.NEEDS_OPERATOR)
+                    summary = f"{step.title}: {exc}"
+                    journal.append("step_finished", step=step.id, status="failed",
+                                   error=str(exc), outcome=outcome.value,
+                                   elapsed_s=round(time.monotonic() - started, 3))
+                    ctx.channel.emit(StepFinished(step.id, "failed", str(exc),
+                                                  time.monotonic() - started))
+                    break
+                except ConsoleError as exc:  # an unexpected domain error: stop for a person
+                    outcome, summary = Outcome.NEEDS_OPERATOR, f"{step.title}: {exc}"
+                    journal.append("step_finished", step=step.id, status="failed",
+                                   error=str(exc), outcome=outcome.value)
+                    ctx.channel.emit(StepFinished(step.id, "failed", str(exc),
+                                                  time.monotonic() - started))
+                    break
+                elapsed = time.monotonic() - started
+                step_result = {k: v for k, v in ctx.data.items()
+                               if k not in before or before[k] != v}
+                journal.append("step_finished", step=step.id, status="done", summary=result,
+                               result=step_result, elapsed_s=round(elapsed, 3))
+                ctx.channel.emit(StepFinished(step.id, "done", result, elapsed))
+    except ConsoleError as exc:  # the lock was refused: nothing ran
+        outcome, summary = Outcome(_outcome_for(exc)), str(exc)
+    if outcome is not Outcome.NEEDS_OPERATOR:
+        journal.append("incident_closed", outcome=outcome.value, exit_code=EXIT_CODES[outcome],
+                       summary=summary)
+    else:
+        journal.append("incident_paused", outcome=outcome.value, summary=summary)
+    ctx.channel.emit(RunFinished(outcome.value, EXIT_CODES[outcome], summary,
+                                 journal.incident_id))
+    log.info("run finished", incident=journal.incident_id, outcome=outcome.value)
+    return outcome
+
+
+def _outcome_for(exc: ConsoleError) -> str:
+    return {2: Outcome.BAD_INPUT, 3: Outcome.REFUSED}.get(exc.exit_code,
+                                                          Outcome.NEEDS_OPERATOR).value
