@@ -1,0 +1,164 @@
+"""Type 2's core: replace the contents of some tables with their backup, in ONE transaction.
+
+The runbook does ``TRUNCATE ... CASCADE`` then ``psql < table_X_backup.sql``: every row then
+pays for index maintenance and a foreign-key trigger check, and CASCADE silently empties the
+tables that reference it. Here, inside one transaction with ``lock_timeout``:
+
+1. lock the tables (a blocker is named, not waited on forever);
+2. drop the foreign keys into and out of them and their secondary indexes (definitions kept);
+3. ``TRUNCATE`` (no CASCADE: nothing else is emptied), then ``COPY ... FREEZE`` each table from
+   the dump, streamed, with user triggers off so the rows come back exactly as backed up;
+4. rebuild the indexes (one sort each instead of a row-by-row insert), re-add every foreign key
+   (one anti-join each: orphans fail the transaction and are reported), move sequences forward
+   to cover the restored ids, ``ANALYZE``;
+5. commit, or roll back entirely: the tables are either wholly before or wholly after.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from app.catalog import ForeignKey, foreign_keys, qualified, quote_ident, split_name
+from app.rollback.context import StepFailed
+from app.rollback.copydata import CopyStream, Reader
+
+OpenDump = Callable[[str], AbstractAsyncContextManager[Reader]]
+Progress = Callable[[str, int, int], None]   # table, bytes, rows
+
+
+@dataclass
+class ReloadResult:
+    rows: dict[str, int] = field(default_factory=dict)
+    bytes: dict[str, int] = field(default_factory=dict)
+    indexes_rebuilt: int = 0
+    foreign_keys_readded: int = 0
+    seconds: float = 0.0
+
+
+async def touching_foreign_keys(conn: asyncpg.Connection, tables: list[str]) -> list[ForeignKey]:
+    """Foreign keys from or to any of ``tables`` (the ones a reload must drop and re-add)."""
+    wanted = set(tables)
+    return [fk for fk in await foreign_keys(conn) if fk.table in wanted or fk.referenced in wanted]
+
+
+async def describe_blockers(conn: asyncpg.Connection, tables: list[str]) -> str:
+    """Who holds locks on ``tables`` right now (pid, user, application, state, query)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, "
+        "left(a.query, 120) AS query, a.xact_start FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted AND l.relation = ANY("
+        "SELECT to_regclass(t)::oid FROM unnest($1::text[]) t) AND a.pid <> pg_backend_pid()",
+        [qualified(t) for t in tables])
+    if not rows:
+        return "no session holds a lock on them now (the blocker has gone; retry)"
+    return "; ".join(
+        f"pid {r['pid']} ({r['usename']}, {r['application_name'] or 'no application name'}, "
+        f"{r['state']}, transaction since {r['xact_start']:%H:%M:%S}): {r['query']!r}"
+        for r in rows)
+
+
+async def _secondary_indexes(conn: asyncpg.Connection, table: str) -> list[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name, "
+        "pg_get_indexdef(i.indexrelid) AS def FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE i.indrelid = $1::regclass "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) "
+        "ORDER BY 1", qualified(table))
+    return [(r["name"], r["def"]) for r in rows]
+
+
+async def _sequences(conn: asyncpg.Connection, table: str) -> list[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT a.attname, pg_get_serial_sequence($1, a.attname) AS seq FROM pg_attribute a "
+        "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND pg_get_serial_sequence($1, a.attname) IS NOT NULL", qualified(table))
+    return [(r["attname"], r["seq"]) for r in rows]
+
+
+async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: OpenDump,
+                        progress: Progress | None = None, lock_timeout_s: float = 5.0,
+                        blocker_conn: asyncpg.Connection | None = None) -> ReloadResult:
+    """Replace ``tables``' rows with the dump's, atomically. Raises ``StepFailed`` (nothing
+    changed) when a lock is held elsewhere, the dump lacks a table, or keys would break."""
+    result = ReloadResult()
+    started = time.monotonic()
+    report = progress or (lambda _t, _b, _r: None)
+    try:
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
+            await conn.execute("SET LOCAL statement_timeout = 0")
+            await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            names = ", ".join(qualified(t) for t in tables)
+            try:
+                await conn.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
+            except asyncpg.LockNotAvailableError:
+                who = (await describe_blockers(blocker_conn, tables) if blocker_conn
+                       else "another session")
+                raise StepFailed(
+                    f"could not lock {', '.join(tables)} within {lock_timeout_s:g}s: held by "
+                    f"{who}. Nothing was changed; end that session or wait, then retry"
+                ) from None
+
+            fks = await touching_foreign_keys(conn, tables)
+            for fk in fks:
+                await conn.execute(f"ALTER TABLE {qualified(fk.table)} "
+                                   f"DROP CONSTRAINT {quote_ident(fk.name)}")
+            indexes = [ix for t in tables for ix in await _secondary_indexes(conn, t)]
+            for name, _ in indexes:
+                await conn.execute(f"DROP INDEX {name}")
+            await conn.execute(f"TRUNCATE {names}")
+
+            for table in tables:
+                schema, name = split_name(table)
+                async with open_dump(table) as reader:
+                    stream = CopyStream(reader, lambda b, r, t=table: report(t, b, r))
+                    header = await stream.find(schema, name)
+                    if header is None:
+                        raise StepFailed(f"the backup holds no data for {table}: nothing was "
+                                         "changed; pick a backup set that has this table")
+                    await conn.execute(f"ALTER TABLE {qualified(table)} DISABLE TRIGGER USER")
+                    rows = _counting(stream.rows(), result, table)
+                    await conn.copy_to_table(name, schema_name=schema, columns=header.columns,
+                                             source=rows, format="text", freeze=True)
+                    await conn.execute(f"ALTER TABLE {qualified(table)} ENABLE TRIGGER USER")
+
+            for _, definition in indexes:
+                await conn.execute(definition)
+            result.indexes_rebuilt = len(indexes)
+            for fk in fks:
+                try:
+                    await conn.execute(f"ALTER TABLE {qualified(fk.table)} ADD CONSTRAINT "
+                                       f"{quote_ident(fk.name)} {fk.definition}")
+                except asyncpg.ForeignKeyViolationError as exc:
+                    raise StepFailed(
+                        f"after the reload, {fk.table} has rows whose {', '.join(fk.columns)} "
+                        f"point at {fk.referenced} rows that the backup does not have "
+                        f"({exc.detail or exc}). Nothing was changed. Roll back {fk.table} too "
+                        f"(add it to the tables), or fix those rows first") from None
+            result.foreign_keys_readded = len(fks)
+            for table in tables:
+                for column, sequence in await _sequences(conn, table):
+                    await conn.execute(
+                        f"SELECT setval($1::regclass, greatest((SELECT max({quote_ident(column)})"
+                        f" FROM {qualified(table)}), (SELECT last_value FROM "
+                        f"{sequence})), true)", sequence)
+                await conn.execute(f"ANALYZE {qualified(table)}")
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError) as exc:
+        raise StepFailed(f"the connection was lost during the reload ({type(exc).__name__}); "
+                         "the server rolled the transaction back: nothing was changed") from None
+    result.seconds = time.monotonic() - started
+    return result
+
+
+async def _counting(rows: AsyncIterator[bytes], result: ReloadResult,
+                    table: str) -> AsyncIterator[bytes]:
+    async for chunk in rows:
+        result.rows[table] = result.rows.get(table, 0) + chunk.count(b"\n")
+        result.bytes[table] = result.bytes.get(table, 0) + len(chunk)
+        yield chunk
