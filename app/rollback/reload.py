@@ -16,6 +16,7 @@ tables that reference it. Here, inside one transaction with ``lock_timeout``:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -117,7 +118,7 @@ async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: 
             for table in tables:
                 schema, name = split_name(table)
                 async with open_dump(table) as reader:
-                    stream = CopyStream(reader, lambda b, r, t=table: report(t, b, r))
+                    stream = CopyStream(reader, functools.partial(report, table))
                     header = await stream.find(schema, name)
                     if header is None:
                         raise StepFailed(f"the backup holds no data for {table}: nothing was "

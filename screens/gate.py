@@ -1,0 +1,53 @@
+"""The confirmation gate: the blast radius, and the exact phrase to type. Cancel has the focus;
+anything but the exact phrase keeps the gate shut and says what is expected."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+
+from widgets.blast_radius import BlastRadius
+
+
+class GateScreen(ModalScreen[bool]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, blast_radius: list[str], phrase: str):
+        super().__init__()
+        self.title_text = title
+        self.blast_radius = blast_radius
+        self.phrase = phrase
+        self.attempts = 0
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="gate-box"):
+            yield Static(self.title_text, id="gate-title")
+            yield BlastRadius(self.blast_radius, id="gate-blast")
+            yield Static(f"To go ahead, type exactly:  {self.phrase}", id="gate-phrase")
+            yield Input(placeholder="type the phrase here", id="gate-input")
+            yield Static("", id="gate-error")
+            with Horizontal(id="gate-buttons"):
+                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button("Confirm", id="confirm", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+    @on(Button.Pressed, "#confirm")
+    @on(Input.Submitted, "#gate-input")
+    def confirm(self) -> None:
+        typed = self.query_one("#gate-input", Input).value
+        if typed == self.phrase:
+            self.dismiss(True)
+            return
+        self.attempts += 1
+        self.query_one("#gate-error", Static).update(
+            f"✖ WRONG PHRASE: expected {self.phrase!r}, got {typed!r}. Nothing was done.")
