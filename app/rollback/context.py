@@ -84,6 +84,7 @@ class RunContext:
     options: Options
     data: dict[str, Any] = field(default_factory=dict)
     step: str = ""
+    pause_requested: bool = False   # set by the operator: stop cleanly after the current step
 
     @property
     def incident_dir(self) -> Path:

@@ -45,8 +45,13 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
             for index, step in enumerate(plan.steps, start=1):
                 ctx.step = step.id
                 if step.id in done:
-                    ctx.channel.emit(StepFinished(step.id, "done", "done before the resume", 0))
+                    status = done[step.id].data.get("status", "done")
+                    ctx.channel.emit(StepFinished(step.id, status, "before the resume", 0))
                     continue
+                if ctx.pause_requested:
+                    outcome = Outcome.NEEDS_OPERATOR
+                    summary = f"paused by the operator before {step.title!r}; resume to go on"
+                    break
                 ctx.channel.emit(StepStarted(step.id, step.title, index, len(plan.steps),
                                              step.budget_s, step.destructive,
                                              step.point_of_no_return))
@@ -95,6 +100,13 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                                  journal.incident_id))
     log.info("run finished", incident=journal.incident_id, outcome=outcome.value)
     return outcome
+
+
+def skip_step(ctx: RunContext, step_id: str, reason: str) -> None:
+    """The operator skips a step, with a reason; journaled, and shown in the report."""
+    if not reason.strip():
+        raise ConsoleError("skipping a step needs a reason (it goes into the journal)")
+    ctx.journal.append("step_finished", step=step_id, status="skipped", reason=reason.strip())
 
 
 def _outcome_for(exc: ConsoleError) -> str:

@@ -1,0 +1,265 @@
+"""The rollback: the step list beside the active step's pane (what it does, its SQL and commands,
+progress, the live log). The runner works in an async worker attached to this long-lived screen;
+its events come back as messages; nothing here decides anything the engine does not."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Input, OptionList, ProgressBar, Static
+from textual.worker import Worker, WorkerState
+
+from app.events import Event, RunFinished, StepFinished, StepLog, StepProgress, StepStarted
+from app.rollback.context import Outcome, RunContext
+from app.rollback.plan import Plan, Step
+from app.rollback.runner import execute, skip_step
+from screens.confirm import ConfirmScreen
+from screens.reason import ReasonScreen
+from widgets.banner import TargetBanner
+from widgets.incident_clock import IncidentClock
+from widgets.live_log import LiveLog
+from widgets.step_list import StepList, StepRow
+
+if TYPE_CHECKING:
+    from app.tui import RollbackConsoleApp
+
+PROGRESS_EVERY_S = 0.1
+MAX_LOG_LINES_PER_BATCH = 2000   # beyond this a flood is summarised on screen (the log keeps all)
+
+
+def _thin(events: list[Event]) -> list[Event]:
+    """Keep a flood's last lines and the latest progress; say how many lines were not shown."""
+    logs = [e for e in events if isinstance(e, StepLog)]
+    if len(logs) <= MAX_LOG_LINES_PER_BATCH:
+        return events
+    dropped = set(map(id, logs[:-MAX_LOG_LINES_PER_BATCH]))
+    kept: list[Event] = [StepLog(logs[0].step, f"… {len(dropped)} lines not shown (log flood; "
+                                               "the run's log file has them all)", "warning")]
+    kept.extend(e for e in events if id(e) not in dropped)
+    return kept
+
+
+class RunnerEvents(Message):
+    """A batch of the runner's events (coalesced: logs and progress arrive in bursts)."""
+
+    def __init__(self, events: list[Event]):
+        super().__init__()
+        self.events = events
+
+
+class RollbackScreen(Screen[Outcome | None]):
+    BINDINGS = [
+        Binding("p", "pause", "Pause after this step"),
+        Binding("ctrl+c", "abort", "Abort step", priority=True),
+        Binding("A", "abort", "Abort (shift+a)"),
+        Binding("t", "retry", "Retry failed step"),
+        Binding("S", "skip", "Skip step (shift+s)"),
+        Binding("slash", "search", "Search log", key_display="/"),
+        Binding("f", "follow", "Follow log"),
+        Binding("escape", "back", "Back (when finished)"),
+    ]
+
+    def __init__(self, plan: Plan, ctx: RunContext):
+        super().__init__()
+        self.plan = plan
+        self.ctx = ctx
+        self.outcome: Outcome | None = None
+        self.failed_step: str | None = None
+        self.active: Step | None = None
+        self.worker: Worker[Outcome] | None = None
+
+    @property
+    def console(self) -> RollbackConsoleApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        cfg = self.console.config
+        yield TargetBanner(cfg.target.name, cfg.target.environment, self.console.mode)
+        with Horizontal(id="rb-top"):
+            yield Static(f"{self.plan.kind.value.upper()} rollback from backup "
+                         f"{self.plan.backup_id}", id="rb-title")
+            yield IncidentClock(id="rb-clock")
+        with Horizontal(id="rb-body"):
+            yield StepList([StepRow(s.id, s.title, s.budget_s, s.destructive,
+                                    s.point_of_no_return) for s in self.plan.steps],
+                           id="rb-steps", classes="panel")
+            with Vertical(id="rb-pane", classes="panel"):
+                yield Static("", id="rb-step-title")
+                yield Static("", id="rb-step-text")
+                yield Static("", id="rb-sql")
+                yield ProgressBar(id="rb-progress", show_eta=True)
+                yield Input(placeholder="search the log (enter: next match, escape: close)",
+                            id="rb-search")
+                yield LiveLog(id="rb-log")
+        yield Static("", id="rb-outcome")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#rb-steps").border_title = "Steps"
+        self.query_one("#rb-search").display = False
+        self.query_one(IncidentClock).start(time.time(), self.plan.budget_s)
+        self.start_run()
+
+    # --- the worker -----------------------------------------------------------------------
+
+    def start_run(self) -> None:
+        self.outcome = None
+        self.query_one("#rb-outcome", Static).update("running… (p pauses after this step)")
+        self.worker = self.run_worker(self._run(), group="rollback", name="rollback-runner",
+                                      exit_on_error=False)
+
+    async def _run(self) -> Outcome:
+        task = asyncio.create_task(execute(self.plan, self.ctx))
+        pending: list[Event] = []
+        last_post = 0.0
+        try:
+            async for event in self.ctx.channel:
+                pending.append(event)
+                now = time.monotonic()
+                urgent = not isinstance(event, StepLog | StepProgress)
+                if urgent or now - last_post >= PROGRESS_EVERY_S:
+                    self.post_message(RunnerEvents(_thin(pending)))
+                    pending, last_post = [], now
+        finally:
+            if pending:
+                self.post_message(RunnerEvents(_thin(pending)))
+            if not task.done():
+                task.cancel()
+        return await task
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "rollback":
+            return
+        if event.state == WorkerState.ERROR:
+            self._finish(Outcome.NEEDS_OPERATOR,
+                         f"the runner stopped unexpectedly: {event.worker.error}")
+        elif event.state == WorkerState.CANCELLED:
+            self._finish(Outcome.NEEDS_OPERATOR, "aborted by the operator; the journal "
+                                                 "records where; resume or retry")
+
+    def on_runner_events(self, message: RunnerEvents) -> None:
+        steps = self.query_one(StepList)
+        log = self.query_one(LiveLog)
+        bar = self.query_one(ProgressBar)
+        for event in message.events:
+            if isinstance(event, StepStarted):
+                steps.set_status(event.step, "running")
+                self.active = next(s for s in self.plan.steps if s.id == event.step)
+                self._show_step(self.active)
+                bar.update(total=None, progress=0)
+                log.append(f"── step {event.index}/{event.total}: {event.title}")
+            elif isinstance(event, StepProgress):
+                bar.update(total=event.total, progress=event.done)
+            elif isinstance(event, StepLog):
+                prefix = {"warning": "WARN ", "error": "ERROR "}.get(event.level, "")
+                log.append(prefix + event.line)
+            elif isinstance(event, StepFinished):
+                steps.set_status(event.step, event.status, event.elapsed_s)
+                word = event.status.upper()
+                log.append(f"   {word}: {event.summary}")
+                if event.status == "failed":
+                    self.failed_step = event.step
+            elif isinstance(event, RunFinished):
+                self._finish(Outcome(event.outcome), event.summary)
+
+    def _show_step(self, step: Step) -> None:
+        marks = " ⚠ POINT OF NO RETURN" if step.point_of_no_return else (
+            " ! destructive" if step.destructive else "")
+        self.query_one("#rb-step-title", Static).update(f"{step.title}{marks}")
+        undo = f"\nUndo: {step.undo}" if step.undo else ""
+        self.query_one("#rb-step-text", Static).update(step.description + undo)
+        sql = "\n".join(step.statements[:6]) + ("\n…" if len(step.statements) > 6 else "")
+        self.query_one("#rb-sql", Static).update(sql)
+
+    def _finish(self, outcome: Outcome, summary: str) -> None:
+        self.outcome = outcome
+        words = {Outcome.DONE: "✔ DONE", Outcome.FAILED_RESTORED: "✖ FAILED, database as before",
+                 Outcome.NEEDS_OPERATOR: "■ STOPPED, needs you", Outcome.REFUSED: "✖ REFUSED",
+                 Outcome.BAD_INPUT: "✖ BAD INPUT"}
+        hint = {Outcome.DONE: "escape: back", Outcome.NEEDS_OPERATOR:
+                "t: retry · S: skip with a reason · escape: back"}.get(outcome, "escape: back")
+        self.query_one("#rb-outcome", Static).update(f"{words[outcome]}: {summary}  ({hint})")
+
+    # --- controls -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None and self.worker.state in (WorkerState.PENDING,
+                                                                 WorkerState.RUNNING)
+
+    def action_pause(self) -> None:
+        if self.running:
+            self.ctx.pause_requested = True
+            self.notify("The run stops after the current step.", title="Pause requested")
+
+    def action_abort(self) -> None:
+        if not self.running:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.worker is not None:
+                self.worker.cancel()
+
+        self.app.push_screen(ConfirmScreen(
+            "Abort the running step? A database step in a transaction is rolled back; the "
+            "journal records where the run stopped.", yes_label="Abort step"), answered)
+
+    def action_retry(self) -> None:
+        if self.running or self.outcome in (None, Outcome.DONE):
+            return
+        self.ctx.pause_requested = False
+        self.ctx.channel = type(self.ctx.channel)()
+        self.start_run()
+
+    def action_skip(self) -> None:
+        if self.running or self.failed_step is None:
+            return
+        step = self.failed_step
+
+        def answered(reason: str | None) -> None:
+            if not reason:
+                return
+            skip_step(self.ctx, step, reason)
+            self.query_one(StepList).set_status(step, "skipped")
+            self.failed_step = None
+            self.ctx.channel = type(self.ctx.channel)()
+            self.start_run()
+
+        self.app.push_screen(ReasonScreen(f"Skip step {step!r}? Say why; the reason goes into "
+                                          "the journal and the report.", "Skip step"), answered)
+
+    def action_search(self) -> None:
+        search = self.query_one("#rb-search", Input)
+        search.display = True
+        search.focus()
+
+    def action_follow(self) -> None:
+        self.query_one(LiveLog).follow()
+
+    @on(Input.Submitted, "#rb-search")
+    def search_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(LiveLog).search(event.value)
+
+    def action_back(self) -> None:
+        search = self.query_one("#rb-search", Input)
+        if search.display:
+            search.display = False
+            return
+        if self.running:
+            self.notify("A step is running: abort it first (shift+a).", severity="warning")
+            return
+        self.dismiss(self.outcome)
+
+    @on(OptionList.OptionHighlighted, "#rb-steps")
+    def step_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        step = next((s for s in self.plan.steps if s.id == event.option.id), None)
+        if step is not None and not self.running:
+            self._show_step(step)
