@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from app.config import Target
 from app.errors import ConsoleError
-from app.secrets import scrub
+from app.secrets import Secret, scrub
 
 
 class TargetUnreachable(ConsoleError):
@@ -43,8 +45,18 @@ def explain_connect_error(target: Target, exc: BaseException) -> TargetUnreachab
     return TargetUnreachable(msg)
 
 
-async def connect(target: Target, timeout: float = 10.0, **kwargs: Any) -> asyncpg.Connection:
-    """One connection to the target; every failure becomes a ``TargetUnreachable``."""
+def on_database(target: Target, database: str) -> Target:
+    """The same server and credentials, another database (scratch, maintenance, aside)."""
+    parts = urlsplit(target.dsn.reveal())
+    return replace(target, dsn=Secret(urlunsplit(parts._replace(path=f"/{database}"))))
+
+
+async def connect(target: Target, timeout: float = 10.0, database: str | None = None,
+                  **kwargs: Any) -> asyncpg.Connection:
+    """One connection to the target (or another database on its server); every failure
+    becomes a ``TargetUnreachable``."""
+    if database is not None:
+        target = on_database(target, database)
     try:
         return await asyncpg.connect(target.dsn.reveal(), timeout=timeout, **kwargs)
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from app import logs
-from app.errors import ConsoleError
+from app.errors import BadInput, ConsoleError
 from app.events import RunFinished, StepFinished, StepStarted
 from app.lock import TargetLock
 from app.rollback.context import (
@@ -76,8 +76,10 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                     ctx.channel.emit(StepFinished(step.id, "failed", str(exc),
                                                   time.monotonic() - started))
                     break
-                except ConsoleError as exc:  # an unexpected domain error: stop for a person
-                    outcome, summary = Outcome.NEEDS_OPERATOR, f"{step.title}: {exc}"
+                except ConsoleError as exc:  # bad input: nothing changed; otherwise stop
+                    outcome = (Outcome.BAD_INPUT if isinstance(exc, BadInput)
+                               else Outcome.NEEDS_OPERATOR)
+                    summary = f"{step.title}: {exc}"
                     journal.append("step_finished", step=step.id, status="failed",
                                    error=str(exc), outcome=outcome.value)
                     ctx.channel.emit(StepFinished(step.id, "failed", str(exc),

@@ -1,0 +1,252 @@
+"""Type 2, partial data rollback: the runbook's loop over AFFECTED_TABLES, made safe.
+
+Nothing is emptied by CASCADE, the rows written since the backup are exported first, a safety
+snapshot of the tables is taken, and the reload is one transaction (see ``reload``)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from app.catalog import qualified, split_name, table_content
+from app.config import Config
+from app.errors import BadInput
+from app.rollback.context import NeedsOperator, RollbackType, RunContext
+from app.rollback.copydata import FileReader, Reader
+from app.rollback.plan import Plan, Step
+from app.rollback.reload import describe_blockers, reload_tables, touching_foreign_keys
+from app.rollback.steps import maintenance_on, recovery, target_conn
+from app.rollback.tools import run_tool
+
+
+def table_file(backup_path: Path, table: str) -> Path:
+    """The runbook's name: table_<name>_backup.sql (public tables) or table_<schema>.<name>."""
+    schema, name = split_name(table)
+    plain = backup_path / f"table_{name}_backup.sql"
+    return plain if schema == "public" or not (
+        backup_path / f"table_{schema}.{name}_backup.sql").exists() else \
+        backup_path / f"table_{schema}.{name}_backup.sql"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def prerequisites(ctx: RunContext) -> str:
+    """Backups are there and intact, the tables exist on both sides."""
+    backup = ctx.backup
+    tables = list(ctx.options.tables)
+    if not tables:
+        raise BadInput("a partial rollback needs the tables to roll back (--tables a,b)")
+    for table in tables:
+        path = table_file(backup.path, table)
+        if not path.is_file():
+            raise BadInput(f"backup {backup.id} has no {path.name} for {table}: choose tables "
+                           "the set holds, or another set")
+        manifest = backup.manifest
+        entry = manifest.files.get(path.name) if manifest is not None else None
+        if entry is not None and _sha256(path) != entry.sha256:
+            raise BadInput(f"{path.name} in backup {backup.id} does not match its manifest "
+                           "(sha256 differs): the file is corrupt or was edited; use another set")
+        ctx.log(f"{path.name}: {path.stat().st_size:,} bytes"
+                + (", sha256 matches the manifest" if entry else ", no manifest to check"))
+    async with target_conn(ctx) as conn:
+        for table in tables:
+            if await conn.fetchval("SELECT to_regclass($1)", qualified(table)) is None:
+                raise BadInput(f"table {table} does not exist on the target: a partial rollback "
+                               "reloads rows; a dropped table needs a schema or full rollback")
+    return f"backup {backup.id} holds {len(tables)} table dump(s); all present on the target"
+
+
+async def assessment(ctx: RunContext) -> str:
+    """Current counts, what the reload touches through foreign keys, writes since the backup."""
+    tables = list(ctx.options.tables)
+    since = ctx.backup.taken_at
+    counts: dict[str, int] = {}
+    async with target_conn(ctx) as conn:
+        for table in tables:
+            counts[table] = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(table)}"))
+            ctx.log(f"{table}: {counts[table]:,} rows now")
+        for fk in await touching_foreign_keys(conn, tables):
+            outside = fk.table not in tables
+            ctx.log(f"foreign key {fk.name}: {fk.table} -> {fk.referenced}"
+                    + ("  (references these tables from outside: rows there must still find "
+                       "their parents, or the reload is refused)" if outside else ""))
+        changed: dict[str, int] = {}
+        if since is not None:
+            for table in tables:
+                cols = await _time_columns(conn, table)
+                if cols:
+                    cond = " OR ".join(f"{c} > $1" for c in cols)
+                    changed[table] = int(await conn.fetchval(
+                        f"SELECT count(*) FROM {qualified(table)} WHERE {cond}", since))
+                    ctx.log(f"{table}: {changed[table]:,} rows written since the backup "
+                            f"({since:%Y-%m-%d %H:%M %Z}); they are exported before the reload")
+    ctx.data["counts_before"] = counts
+    ctx.data["changed_since_backup"] = changed
+    return ", ".join(f"{t} {n:,} rows" for t, n in counts.items())
+
+
+async def _time_columns(conn: asyncpg.Connection, table: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT quote_ident(attname) AS c FROM pg_attribute WHERE attrelid = $1::regclass "
+        "AND attname IN ('created_at', 'updated_at') AND NOT attisdropped "
+        "AND atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype)", qualified(table))
+    return [r["c"] for r in rows]
+
+
+async def safety_snapshot(ctx: RunContext) -> str:
+    """Save the tables as they are now (so this rollback can be undone) and, as CSV, the rows
+    written since the backup (so they are not silently lost)."""
+    tables = list(ctx.options.tables)
+    safety = ctx.incident_dir / "safety"
+    safety.mkdir(parents=True, exist_ok=True)
+    dump = safety / "tables-before-rollback.dump"
+    args = ["--data-only", "--format=custom", f"--file={dump}"]
+    for table in tables:
+        args.append(f"--table={qualified(table)}")
+    with ctx.action("safety_snapshot", path=str(dump), tables=tables):
+        await run_tool("pg_dump", args, ctx.cfg.target, lambda line: ctx.log(line))
+    ctx.log(f"safety snapshot: {dump} ({dump.stat().st_size:,} bytes)")
+    exported = []
+    since = ctx.backup.taken_at
+    if since is not None:
+        async with target_conn(ctx) as conn:
+            for table in tables:
+                cols = await _time_columns(conn, table)
+                if not cols or not ctx.data.get("changed_since_backup", {}).get(table):
+                    continue
+                out = safety / f"written-since-backup.{table}.csv"
+                cond = " OR ".join(f"{c} > '{since.isoformat()}'::timestamptz" for c in cols)
+                await conn.copy_from_query(f"SELECT * FROM {qualified(table)} WHERE {cond}",
+                                           output=str(out), format="csv", header=True)
+                exported.append(str(out))
+                ctx.log(f"exported rows written since the backup: {out}")
+    ctx.data["safety_snapshot"] = str(dump)
+    ctx.data["exported_since_backup"] = exported
+    return f"saved to {dump}" + (f"; {len(exported)} CSV export(s)" if exported else "")
+
+
+async def restore(ctx: RunContext) -> str:
+    """One transaction: the tables get exactly the backup's rows, or nothing changes."""
+    tables = list(ctx.options.tables)
+    sizes = {t: table_file(ctx.backup.path, t).stat().st_size for t in tables}
+
+    @asynccontextmanager
+    async def open_dump(table: str) -> AsyncIterator[Reader]:
+        reader = FileReader(table_file(ctx.backup.path, table))
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+    def progress(table: str, done: int, rows: int) -> None:
+        ctx.progress(done, sizes[table], "bytes", f"{table}: {rows:,} rows")
+
+    async with target_conn(ctx) as conn, target_conn(ctx) as watcher:
+        with ctx.action("reload_tables", tables=tables, backup=ctx.backup.id):
+            result = await reload_tables(conn, tables, open_dump, progress,
+                                         blocker_conn=watcher)
+    for table in tables:
+        ctx.log(f"{table}: {result.rows.get(table, 0):,} rows, "
+                f"{result.bytes.get(table, 0):,} bytes loaded")
+    ctx.log(f"{result.indexes_rebuilt} indexes rebuilt, {result.foreign_keys_readded} foreign "
+            f"keys re-added and validated in {result.seconds:.1f}s")
+    ctx.data["rows_loaded"] = result.rows
+    return (f"reloaded {', '.join(tables)} ({sum(result.rows.values()):,} rows) in "
+            f"{result.seconds:.1f}s; committed")
+
+
+async def validation(ctx: RunContext) -> str:
+    """Counts and checksums against the manifest (or the rows loaded), keys all valid."""
+    tables = list(ctx.options.tables)
+    manifest = ctx.backup.manifest
+    problems = []
+    async with target_conn(ctx) as conn:
+        for table in tables:
+            content = await table_content(conn, table)
+            expected = manifest.state.tables.get(table) if manifest is not None else None
+            if expected is not None:
+                ok = (content.rows, content.checksum) == (expected.rows, expected.checksum)
+                ctx.log(f"{table}: {content.rows:,} rows, checksum "
+                        f"{'matches' if ok else 'DIFFERS FROM'} the manifest")
+                if not ok:
+                    problems.append(f"{table} differs from the backup's manifest")
+            else:
+                loaded = ctx.data.get("rows_loaded", {}).get(table)
+                ctx.log(f"{table}: {content.rows:,} rows (loaded {loaded}); no manifest: "
+                        "checksum not compared")
+                if loaded is not None and loaded != content.rows:
+                    problems.append(f"{table} has {content.rows} rows, {loaded} were loaded")
+        invalid = await conn.fetchval("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+                                      "AND NOT convalidated AND conrelid = ANY(SELECT "
+                                      "to_regclass(t)::oid FROM unnest($1::text[]) t)",
+                                      [qualified(t) for t in tables])
+        if invalid:
+            problems.append(f"{invalid} foreign keys on these tables are NOT VALID")
+        blockers = await describe_blockers(conn, tables)
+        ctx.log(f"locks now: {blockers}")
+    if problems:
+        raise NeedsOperator("validation found: " + "; ".join(problems))
+    return "counts and checksums match the backup; every foreign key is valid"
+
+
+def build(cfg: Config, backup: Any, tables: tuple[str, ...]) -> Plan:
+    """The Type 2 plan for ``tables`` from ``backup``."""
+    names = ", ".join(tables)
+    path = backup.path
+    app = cfg.app.base_url if cfg.app else "(no app configured)"
+    maint = cfg.app.maintenance if cfg.app else ""
+    health = cfg.app.health if cfg.app else ""
+    plan = Plan(RollbackType.PARTIAL, cfg.target.name, backup.id, tables)
+    plan.steps = [
+        Step("prerequisites", "Prerequisites check",
+             "Verify the backup set's table dumps (hashes against the manifest) and that the "
+             "tables exist on the target.", 300, prerequisites,
+             statements=tuple(f"sha256 {table_file(path, t).name}" for t in tables)),
+        Step("assessment", "Issue assessment",
+             "Count rows now, list the foreign keys into and out of the tables, count the rows "
+             "written since the backup (they will be exported).", 300, assessment,
+             statements=tuple(f"SELECT count(*) FROM {qualified(t)}" for t in tables)),
+        Step("maintenance", "Set maintenance mode",
+             "Turn the app's maintenance mode on and verify the API answers 503; notify the "
+             "channels: EMERGENCY ROLLBACK IN PROGRESS.", 120, maintenance_on,
+             statements=(f"POST {app}{maint}", f"GET {app}{health}  -> expect 503")),
+        Step("safety_snapshot", "Safety snapshot",
+             "Dump the tables as they are now (custom format) and export the rows written "
+             "since the backup as CSV, so this rollback can be undone.", 600, safety_snapshot,
+             statements=("pg_dump --data-only --format=custom "
+                         + " ".join(f"--table={qualified(t)}" for t in tables),)),
+        Step("restore", f"Reload {names} from the backup",
+             "One transaction with lock_timeout: lock, drop the foreign keys and secondary "
+             "indexes, TRUNCATE (no CASCADE), COPY FREEZE from the dumps, rebuild indexes, "
+             "re-add and validate foreign keys, move sequences forward, ANALYZE, commit.",
+             1800, restore, destructive=True, point_of_no_return=True,
+             undo="reload the safety snapshot the same way (its path is in the journal)",
+             statements=("SET LOCAL lock_timeout = '5000ms'",
+                         f"LOCK TABLE {', '.join(qualified(t) for t in tables)} IN ACCESS "
+                         "EXCLUSIVE MODE", "ALTER TABLE ... DROP CONSTRAINT <each FK>",
+                         "DROP INDEX <each secondary index>",
+                         f"TRUNCATE {', '.join(qualified(t) for t in tables)}",
+                         *(f"COPY {qualified(t)} FROM STDIN (FREEZE)  -- "
+                           f"{table_file(path, t).name}" for t in tables),
+                         "CREATE INDEX ... <each>", "ALTER TABLE ... ADD CONSTRAINT <each FK>",
+                         "SELECT setval(...)", "ANALYZE", "COMMIT")),
+        Step("validation", "Data validation",
+             "Row counts and content checksums against the backup's manifest; every foreign "
+             "key valid.", 600, validation),
+        Step("recovery", "Application recovery",
+             "Maintenance mode off, health and critical endpoints answer 200, channels told.",
+             600, recovery,
+             statements=(f"DELETE {app}{maint}", f"GET {app}{health}  -> expect 200")),
+    ]
+    return plan

@@ -1,0 +1,96 @@
+"""Steps every rollback type shares: maintenance mode on and off (verified), notifications, and
+connections to the target for a step."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from app.comms import Maintenance, MaintenanceFailed, Notifier
+from app.db import connect
+from app.rollback.context import NeedsOperator, RunContext
+
+STEP_TIMEOUTS = {"lock_timeout": "5s", "statement_timeout": "0",
+                 "idle_in_transaction_session_timeout": "0"}
+
+
+@asynccontextmanager
+async def target_conn(ctx: RunContext, database: str | None = None
+                      ) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for one step, named so other sessions see who it is (pg_stat_activity)."""
+    settings = {"application_name": f"rollback-console {ctx.journal.incident_id} {ctx.step}"[:63],
+                **STEP_TIMEOUTS}
+    conn = await connect(ctx.cfg.target, database=database, server_settings=settings)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def notify(ctx: RunContext, event: str, detail: str = "") -> None:
+    """Best effort: a failed notification is a warning in the log, never a stop."""
+    notifier = Notifier(ctx.cfg.notifications, ctx.cfg.target.name)
+    try:
+        results = await notifier.send(event, detail)
+    finally:
+        await notifier.aclose()
+    for r in results:
+        ctx.log(r.summary, "info" if r.ok else "warning")
+    ctx.journal.append("notified", step=ctx.step, event=event,
+                       results=[{"ok": r.ok, "summary": r.summary} for r in results])
+
+
+async def maintenance_on(ctx: RunContext) -> str:
+    """The runbook's Step 2: maintenance mode and user communication."""
+    await notify(ctx, "started", f"{ctx.kind.value} rollback, incident {ctx.journal.incident_id}")
+    if ctx.cfg.app is None:
+        ctx.log("no [app] in the config: maintenance mode is not switched", "warning")
+        return "skipped: no application configured"
+    m = Maintenance(ctx.cfg.app)
+    try:
+        with ctx.action("maintenance_on", url=ctx.cfg.app.base_url + ctx.cfg.app.maintenance):
+            result = await m.enable()
+    except MaintenanceFailed as exc:
+        if ctx.options.maintenance_failure == "continue":
+            ctx.log(f"maintenance mode failed, going on as --maintenance-failure=continue "
+                    f"says: {exc}", "warning")
+            ctx.data["maintenance"] = "failed"
+            return f"maintenance mode FAILED (continuing as asked): {exc}"
+        raise NeedsOperator(f"{exc}. Decide: fix the app's maintenance switch and resume, or "
+                            "resume with --maintenance-failure=continue") from None
+    finally:
+        await m.aclose()
+    ctx.data["maintenance"] = "on"
+    ctx.log(result.summary)
+    return result.summary
+
+
+async def recovery(ctx: RunContext) -> str:
+    """The runbook's Step 5: maintenance off, critical endpoints answer, users told."""
+    if ctx.cfg.app is None:
+        await notify(ctx, "completed")
+        return "no application configured; nothing to switch back"
+    m = Maintenance(ctx.cfg.app)
+    try:
+        if ctx.data.get("maintenance") == "on":
+            with ctx.action("maintenance_off", url=ctx.cfg.app.base_url + ctx.cfg.app.maintenance):
+                result = await m.disable()
+            ctx.log(result.summary)
+        failures = []
+        for path in (ctx.cfg.app.health, *ctx.cfg.app.critical):
+            resp = await m.client.get(ctx.cfg.app.base_url + path)
+            ctx.log(f"GET {path} -> {resp.status_code}")
+            if resp.status_code != 200:
+                failures.append(f"{path} answered {resp.status_code}")
+    except MaintenanceFailed as exc:
+        raise NeedsOperator(f"{exc}; the database is rolled back, the app is not back yet") \
+            from None
+    finally:
+        await m.aclose()
+    ctx.data["maintenance"] = "off"
+    if failures:
+        raise NeedsOperator("the app is out of maintenance but " + "; ".join(failures))
+    await notify(ctx, "completed")
+    return "maintenance mode off; health and critical endpoints answer 200"

@@ -1,0 +1,166 @@
+"""Type 2 end to end on the sandbox: an injected incident, the plan run headless, exactly the
+backup's content back (checksums equal the manifest), the app out of maintenance, every step
+journaled; and the faults: a held lock, orphans, a wrong table, a maintenance switch that fails."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from app import config
+from app.catalog import table_content
+from app.events import EventChannel
+from app.journal import Journal
+from app.manifest import FileEntry, Manifest, capture_state, new_manifest
+from app.rollback import partial
+from app.rollback.context import Options, Outcome, RollbackType, RunContext
+from app.rollback.runner import execute
+from app.sandbox.server import bin_dir
+from tests.conftest import DemoApp, DemoDb
+
+
+@dataclass
+class HandMadeSet:
+    """A backup set in the runbook's layout (pg_dump per table) with a manifest."""
+
+    id: str
+    path: Path
+    manifest: Manifest | None
+    taken_at: datetime | None
+
+
+async def make_set(db: DemoDb, conn: asyncpg.Connection, root: Path,
+                   tables: tuple[str, ...] = ("objects", "media")) -> HandMadeSet:
+    path = root / "production_migration_20261124"
+    path.mkdir(parents=True)
+    files = {}
+    for t in tables:
+        f = path / f"table_{t}_backup.sql"
+        subprocess.run([str(bin_dir() / "pg_dump"), "--data-only", f"--table=public.{t}",
+                        f"--file={f}", db.dsn], check=True, capture_output=True)
+        files[f.name] = FileEntry(hashlib.sha256(f.read_bytes()).hexdigest(), f.stat().st_size)
+    manifest = new_manifest("before-migration", await capture_state(conn))
+    manifest.files = files
+    (path / "manifest.json").write_text(manifest.to_json())
+    return HandMadeSet(path.name, path, manifest, datetime.now(UTC))
+
+
+def ctx_for(console_config: Path, tmp_path: Path, backup: HandMadeSet,
+            tables: tuple[str, ...], **options: object) -> RunContext:
+    return RunContext(config.load(console_config), RollbackType.PARTIAL,
+                      Journal.open(tmp_path / "incident"), EventChannel(), backup,
+                      Options(tables=tables, **options))  # type: ignore[arg-type]
+
+
+async def checksums(conn: asyncpg.Connection, *tables: str) -> list[str]:
+    return [(await table_content(conn, t)).checksum for t in tables]
+
+
+async def test_partial_rollback_restores_the_backup_exactly(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    backup = await make_set(demo_db, conn, tmp_path / "backups")
+    tables = ("public.objects", "public.media")
+    # the incident: a migration corrupted captions and eras, and deleted rows
+    await conn.execute("UPDATE media SET caption = NULL, updated_at = now() WHERE id % 2 = 0")
+    await conn.execute("UPDATE objects SET era = 'ERROR', updated_at = now() WHERE id % 5 = 0")
+    await conn.execute("DELETE FROM media WHERE id % 7 = 0")
+
+    ctx = ctx_for(console_config, tmp_path, backup, tables)
+    plan = partial.build(ctx.cfg, backup, tables)
+    outcome = await execute(plan, ctx)
+    assert outcome is Outcome.DONE, ctx.journal.entries[-1].data
+    assert backup.manifest is not None
+    assert await checksums(conn, *tables) == [backup.manifest.state.tables[t].checksum
+                                              for t in tables]
+    assert httpx.get(f"{demo_app.url}/api/objects?limit=1").status_code == 200
+    snapshot = Path(ctx.data["safety_snapshot"])
+    assert snapshot.is_file() and snapshot.stat().st_size > 0
+    exported = [Path(p) for p in ctx.data["exported_since_backup"]]
+    assert len(exported) == 2 and all(p.read_text().count("\n") > 1 for p in exported)
+    kinds = [e.kind for e in ctx.journal.entries]
+    assert kinds.count("step_started") == kinds.count("step_finished") == 7
+    actions = [e.data["action"] for e in ctx.journal.of_kind("action_finished")]
+    assert actions == ["maintenance_on", "safety_snapshot", "reload_tables", "maintenance_off"]
+    notified = httpx.get(f"{demo_app.url}/hooks").json()["notifications"]
+    assert notified == []  # no webhooks configured in this target: nothing sent anywhere
+
+
+async def test_orphans_refuse_the_reload_and_nothing_changes(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    backup = await make_set(demo_db, conn, tmp_path / "backups", ("objects",))
+    owner = await conn.fetchval("SELECT owner_id FROM objects LIMIT 1")
+    new = await conn.fetchval("INSERT INTO objects (owner_id, name, kind) VALUES ($1, 'n', "
+                              "'chawan') RETURNING id", owner)
+    await conn.execute("INSERT INTO media (object_id, owner_id, url, mime_type, bytes) "
+                       "VALUES ($1, $2, 'u', 'image/png', 1)", new, owner)
+    before = await checksums(conn, "public.objects", "public.media")
+    ctx = ctx_for(console_config, tmp_path, backup, ("public.objects",))
+    outcome = await execute(partial.build(ctx.cfg, backup, ("public.objects",)), ctx)
+    assert outcome is Outcome.FAILED_RESTORED
+    assert await checksums(conn, "public.objects", "public.media") == before
+    failed = ctx.journal.of_kind("step_finished")[-1]
+    assert failed.step == "restore" and "Roll back public.media too" in failed.data["error"]
+    closed = ctx.journal.last("incident_closed")
+    assert closed is not None and closed.data["exit_code"] == 4
+
+
+@pytest.mark.parametrize(("tables", "message"), [
+    (("public.chakai",), "has no table_chakai_backup.sql"),
+    ((), "needs the tables"),
+])
+async def test_bad_table_choice_is_bad_input(console_config: Path, demo_db: DemoDb,
+                                             demo_app: DemoApp, conn: asyncpg.Connection,
+                                             tmp_path: Path, tables: tuple[str, ...],
+                                             message: str) -> None:
+    backup = await make_set(demo_db, conn, tmp_path / "backups", ("objects",))
+    before = await checksums(conn, "public.chakai")
+    ctx = ctx_for(console_config, tmp_path, backup, tables)
+    assert await execute(partial.build(ctx.cfg, backup, tables), ctx) is Outcome.BAD_INPUT
+    assert message in ctx.journal.of_kind("step_finished")[-1].data["error"]
+    assert await checksums(conn, "public.chakai") == before
+
+
+async def test_corrupt_table_dump_is_refused(console_config: Path, demo_db: DemoDb,
+                                             demo_app: DemoApp, conn: asyncpg.Connection,
+                                             tmp_path: Path) -> None:
+    backup = await make_set(demo_db, conn, tmp_path / "backups", ("media",))
+    dump = backup.path / "table_media_backup.sql"
+    dump.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])  # truncated in transit
+    await conn.execute("UPDATE media SET caption = 'x'")
+    before = await checksums(conn, "public.media")
+    ctx = ctx_for(console_config, tmp_path, backup, ("public.media",))
+    assert await execute(partial.build(ctx.cfg, backup, ("public.media",)), ctx) \
+        is Outcome.BAD_INPUT
+    assert "does not match its manifest" in ctx.journal.of_kind("step_finished")[-1].data["error"]
+    assert await checksums(conn, "public.media") == before
+
+
+async def test_failed_maintenance_switch_stops_for_the_operator(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    backup = await make_set(demo_db, conn, tmp_path / "backups", ("media",))
+    (console_config.parent / "secrets" / "app_admin_token").write_text("wrong-token\n")
+    await conn.execute("UPDATE media SET caption = 'x'")
+    before = await checksums(conn, "public.media")
+    ctx = ctx_for(console_config, tmp_path, backup, ("public.media",))
+    assert await execute(partial.build(ctx.cfg, backup, ("public.media",)), ctx) \
+        is Outcome.NEEDS_OPERATOR
+    assert "check app.token" in ctx.journal.of_kind("step_finished")[-1].data["error"]
+    assert await checksums(conn, "public.media") == before
+    # the operator decides to go on without maintenance mode
+    ctx2 = ctx_for(console_config, tmp_path, backup, ("public.media",),
+                   maintenance_failure="continue")
+    assert await execute(partial.build(ctx2.cfg, backup, ("public.media",)), ctx2) \
+        is Outcome.DONE
+    assert backup.manifest is not None
+    assert await checksums(conn, "public.media") == \
+        [backup.manifest.state.tables["public.media"].checksum]
