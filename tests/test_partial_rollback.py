@@ -20,7 +20,13 @@ from app.events import EventChannel
 from app.journal import Journal
 from app.manifest import FileEntry, Manifest, capture_state, new_manifest
 from app.rollback import partial
-from app.rollback.context import Options, Outcome, RollbackType, RunContext
+from app.rollback.context import (
+    Options,
+    Outcome,
+    RollbackType,
+    RunContext,
+    expected_phrase,
+)
 from app.rollback.runner import execute
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoApp, DemoDb
@@ -54,8 +60,10 @@ async def make_set(db: DemoDb, conn: asyncpg.Connection, root: Path,
 
 def ctx_for(console_config: Path, tmp_path: Path, backup: HandMadeSet,
             tables: tuple[str, ...], **options: object) -> RunContext:
-    return RunContext(config.load(console_config), RollbackType.PARTIAL,
-                      Journal.open(tmp_path / "incident"), EventChannel(), backup,
+    cfg = config.load(console_config)
+    options.setdefault("confirm", expected_phrase(RollbackType.PARTIAL, cfg.target.name))
+    return RunContext(cfg, RollbackType.PARTIAL, Journal.open(tmp_path / "incident"),
+                      EventChannel(), backup,
                       Options(tables=tables, **options))  # type: ignore[arg-type]
 
 
@@ -164,3 +172,21 @@ async def test_failed_maintenance_switch_stops_for_the_operator(
     assert backup.manifest is not None
     assert await checksums(conn, "public.media") == \
         [backup.manifest.state.tables["public.media"].checksum]
+
+
+async def test_a_wrong_confirmation_phrase_is_refused(console_config: Path, demo_db: DemoDb,
+                                                      demo_app: DemoApp,
+                                                      conn: asyncpg.Connection,
+                                                      tmp_path: Path) -> None:
+    backup = await make_set(demo_db, conn, tmp_path / "backups", ("media",))
+    await conn.execute("UPDATE media SET caption = 'x'")
+    before = await checksums(conn, "public.media")
+    ctx = ctx_for(console_config, tmp_path, backup, ("public.media",), confirm="ROLLBACK")
+    assert await execute(partial.build(ctx.cfg, backup, ("public.media",)), ctx) \
+        is Outcome.REFUSED
+    closed = ctx.journal.last("incident_closed")
+    assert closed is not None and closed.data["exit_code"] == 3
+    assert "type exactly 'ROLLBACK tea-school-sandbox'" in closed.data["summary"]
+    assert ctx.journal.of_kind("step_started") == []
+    assert await checksums(conn, "public.media") == before
+    assert httpx.get(f"{demo_app.url}/api/health").status_code == 200  # no maintenance mode

@@ -49,7 +49,7 @@ def screen_for(console_config: Path, tmp_path: Path, steps: list[Step]) -> tuple
         RollbackConsoleApp, RollbackScreen, RunContext]:
     cfg = config.load(console_config)
     ctx = RunContext(cfg, RollbackType.PARTIAL, Journal.open(tmp_path / "inc"), EventChannel(),
-                     None, Options())
+                     None, Options(confirm=f"ROLLBACK {cfg.target.name}"))
     plan = Plan(RollbackType.PARTIAL, cfg.target.name, "b1", ("public.media",), steps)
     app = RollbackConsoleApp(cfg, mode="drill")
     return app, RollbackScreen(plan, ctx), ctx

@@ -19,7 +19,8 @@ from app.rollback.runner import execute, skip_step
 def make_ctx(console_config: Path, incident_dir: Path) -> RunContext:
     return RunContext(cfg=config.load(console_config), kind=RollbackType.PARTIAL,
                       journal=Journal.open(incident_dir), channel=EventChannel(),
-                      backup=None, options=Options())
+                      backup=None,
+                      options=Options(confirm="ROLLBACK tea-school-sandbox"))
 
 
 def marker_plan(dsn: str, fail_once: list[bool]) -> Plan:

@@ -16,6 +16,7 @@ from app.rollback.context import (
     Outcome,
     RunContext,
     StepFailed,
+    expected_phrase,
 )
 from app.rollback.plan import Plan
 
@@ -40,6 +41,13 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
         restore_data(ctx)
     done = journal.finished_steps()
     outcome, summary = Outcome.DONE, "rollback completed and validated"
+    phrase = expected_phrase(plan.kind, plan.target)
+    if any(s.destructive for s in plan.steps) and ctx.options.confirm != phrase:
+        journal.append("gate", ok=False, expected=phrase, typed=ctx.options.confirm)
+        return _close(ctx, Outcome.REFUSED,
+                      f"the confirmation phrase does not match: type exactly {phrase!r} "
+                      "(--confirm). Nothing was changed")
+    journal.append("gate", ok=True, expected=phrase)
     try:
         async with TargetLock(ctx.cfg.target, journal.incident_id):
             for index, step in enumerate(plan.steps, start=1):
@@ -93,6 +101,11 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                 ctx.channel.emit(StepFinished(step.id, "done", result, elapsed))
     except ConsoleError as exc:  # the lock was refused: nothing ran
         outcome, summary = Outcome(_outcome_for(exc)), str(exc)
+    return _close(ctx, outcome, summary)
+
+
+def _close(ctx: RunContext, outcome: Outcome, summary: str) -> Outcome:
+    journal = ctx.journal
     if outcome is not Outcome.NEEDS_OPERATOR:
         journal.append("incident_closed", outcome=outcome.value, exit_code=EXIT_CODES[outcome],
                        summary=summary)
