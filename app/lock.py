@@ -59,30 +59,30 @@ class TargetLock:
     async def acquire(self) -> None:
         self._lock_file()
         try:
-            me = f"{APP_NAME_PREFIX} {socket.gethostname()} pid={os.getpid()} " \
-                 f"incident={self.incident}"
-            self.conn = await connect(self.target,
-                                      server_settings={"application_name": me[:63]})
-            got = await self.conn.fetchval("SELECT pg_try_advisory_lock($1)",
-                                           lock_key(self.target))
-            if not got:
-                holder = await self.conn.fetchrow(
-                    "SELECT a.application_name, a.client_addr::text AS addr, a.pid, "
-                    "a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                    "WHERE l.locktype = 'advisory' AND l.granted AND "
-                    "((l.classid::bigint << 32) | l.objid::bigint) = $1", lock_key(self.target))
-                who = "another session"
-                if holder is not None:
-                    who = (f"{holder['application_name'] or 'a session'} (server pid "
-                           f"{holder['pid']}, from {holder['addr'] or 'local socket'}, since "
-                           f"{holder['backend_start']:%Y-%m-%d %H:%M:%S %Z})")
-                raise TargetLocked(
-                    f"target {self.target.name} is locked by {who}; only one console may work "
-                    "on a database: coordinate in the incident channel, or wait for it to "
-                    "finish")
+            await self._acquire_db()
         except BaseException:
             await self.release()
             raise
+
+    async def _acquire_db(self) -> None:
+        me = f"{APP_NAME_PREFIX} {socket.gethostname()} pid={os.getpid()} incident={self.incident}"
+        self.conn = await connect(self.target, server_settings={"application_name": me[:63]})
+        got = await self.conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(self.target))
+        if got:
+            return
+        holder = await self.conn.fetchrow(
+            "SELECT a.application_name, a.client_addr::text AS addr, a.pid, a.backend_start "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND "
+            "((l.classid::bigint << 32) | l.objid::bigint) = $1", lock_key(self.target))
+        who = "another session"
+        if holder is not None:
+            who = (f"{holder['application_name'] or 'a session'} (server pid {holder['pid']}, "
+                   f"from {holder['addr'] or 'local socket'}, since "
+                   f"{holder['backend_start']:%Y-%m-%d %H:%M:%S %Z})")
+        raise TargetLocked(
+            f"target {self.target.name} is locked by {who}; only one console may work on a "
+            "database: coordinate in the incident channel, or wait for it to finish")
 
     def _lock_file(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,20 +108,42 @@ class TargetLock:
         handle.flush()
         self.file = handle
 
-    async def release(self) -> None:
-        if self.conn is not None:
-            try:
-                await self.conn.execute("SELECT pg_advisory_unlock($1)", lock_key(self.target))
-            except (asyncpg.PostgresError, OSError):
-                pass  # a closed session releases its advisory locks anyway
+    async def _release_db(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            await self.conn.execute("SELECT pg_advisory_unlock($1)", lock_key(self.target))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            pass  # a closed or terminated session has released its advisory locks anyway
+        finally:
             await self.conn.close()
             self.conn = None
-        if self.file is not None:
-            self.file.seek(0)
-            self.file.truncate()
-            fcntl.flock(self.file, fcntl.LOCK_UN)
-            self.file.close()
-            self.file = None
+
+    async def suspend_db(self) -> None:
+        """Let go of the database session (a database switch must end every session on the
+        target); the local lock file keeps other consoles here out meanwhile."""
+        await self._release_db()
+
+    async def resume_db(self) -> None:
+        """Take the advisory lock again, on whatever database now has the target's name."""
+        if self.conn is None:
+            self._lock_file_held_check()
+            await self._acquire_db()
+
+    def _lock_file_held_check(self) -> None:
+        if self.file is None:
+            raise TargetLocked("the target lock was released; start the run again")
+
+    async def release(self) -> None:
+        try:
+            await self._release_db()
+        finally:
+            if self.file is not None:
+                self.file.seek(0)
+                self.file.truncate()
+                fcntl.flock(self.file, fcntl.LOCK_UN)
+                self.file.close()
+                self.file = None
 
     async def __aenter__(self) -> TargetLock:
         await self.acquire()

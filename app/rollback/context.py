@@ -69,6 +69,7 @@ class Options:
     confirm: str = ""
     maintenance_failure: str = "stop"   # stop | continue: what to do when the toggle fails
     keep_scratch: bool = False
+    allow_in_place: bool = False         # Type 3's second confirmation when renaming is impossible
 
 
 @dataclass
@@ -85,6 +86,7 @@ class RunContext:
     data: dict[str, Any] = field(default_factory=dict)
     step: str = ""
     pause_requested: bool = False   # set by the operator: stop cleanly after the current step
+    lock: Any = None                # the runner's TargetLock (a database switch suspends it)
 
     @property
     def incident_dir(self) -> Path:

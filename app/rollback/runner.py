@@ -49,7 +49,8 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                       "(--confirm). Nothing was changed")
     journal.append("gate", ok=True, expected=phrase)
     try:
-        async with TargetLock(ctx.cfg.target, journal.incident_id):
+        async with TargetLock(ctx.cfg.target, journal.incident_id) as lock:
+            ctx.lock = lock
             for index, step in enumerate(plan.steps, start=1):
                 ctx.step = step.id
                 if step.id in done:

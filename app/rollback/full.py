@@ -1,0 +1,267 @@
+"""Type 3, complete restore, the last resort: restore the full backup into a NEW database while
+the target stays online, validate it there, then switch names in one transaction. The current
+database is kept aside (its name is journaled), so even this can be undone.
+
+Where the role may not rename databases (a managed platform), an in-place restore is possible
+only with a second, explicit confirmation (``Options.allow_in_place``), after a full safety dump.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from app.catalog import quote_ident, table_content
+from app.config import Config
+from app.errors import BadInput
+from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
+from app.rollback.plan import Plan, Step
+from app.rollback.steps import maintenance_on, recovery, target_conn
+from app.rollback.switch import can_rename, database_exists, switch
+from app.rollback.tools import run_tool
+
+MAINTENANCE_DB = "postgres"
+FULL_DUMP_NAMES = ("full_database_backup.dump", "full_database_backup.custom",
+                   "full_database_backup.sql")
+
+
+def full_dump(backup_path: Path) -> Path | None:
+    """The set's full dump: custom format when there is one (parallel restore), else SQL."""
+    for name in FULL_DUMP_NAMES:
+        if (backup_path / name).is_file():
+            return backup_path / name
+    return None
+
+
+def names(ctx: RunContext) -> tuple[str, str, str]:
+    """(target, restored, aside) database names for this incident."""
+    target = ctx.cfg.target.database
+    suffix = ctx.journal.incident_id.replace("-", "_")[-13:]
+    return target, f"{target}_restored_{suffix}"[:63], f"{target}_aside_{suffix}"[:63]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def prerequisites(ctx: RunContext) -> str:
+    dump = full_dump(ctx.backup.path)
+    if dump is None:
+        raise BadInput(f"backup {ctx.backup.id} has no full dump ({' or '.join(FULL_DUMP_NAMES)})"
+                       ": a complete restore needs one; choose another set")
+    manifest = ctx.backup.manifest
+    entry = manifest.files.get(dump.name) if manifest is not None else None
+    if entry is not None and _sha256(dump) != entry.sha256:
+        raise BadInput(f"{dump.name} in backup {ctx.backup.id} does not match its manifest: "
+                       "the file is corrupt or was edited; use another set")
+    if manifest is None:
+        ctx.log("no manifest: the restored database cannot be compared with checksums, only "
+                "checked for its tables", "warning")
+    target, restored, aside = names(ctx)
+    async with target_conn(ctx, MAINTENANCE_DB) as admin:
+        why_not = await can_rename(admin, target)
+        if await database_exists(admin, aside):
+            raise BadInput(f"a database named {aside} already exists; drop or rename it first")
+    if why_not and not ctx.options.allow_in_place:
+        raise BadInput(f"{why_not}. The switch is impossible here; an in-place restore is the "
+                       "only way and needs a second confirmation (--allow-in-place)")
+    ctx.data["full_dump"] = str(dump)
+    ctx.data["in_place"] = bool(why_not)
+    ctx.data["databases"] = {"target": target, "restored": restored, "aside": aside}
+    return f"{dump.name} ({dump.stat().st_size:,} bytes) verified; " + (
+        "IN-PLACE restore (second confirmation given)" if why_not else
+        f"will restore into {restored} and switch")
+
+
+async def assessment(ctx: RunContext) -> str:
+    async with target_conn(ctx) as conn:
+        size = int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+        sessions = int(await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"))
+    taken = ctx.backup.taken_at
+    ctx.log(f"database size {size / 1e6:,.1f} MB; {sessions} other sessions will be ended at "
+            "the switch")
+    if taken is not None:
+        ctx.log(f"EVERY change since {taken:%Y-%m-%d %H:%M %Z} is lost in the restored "
+                "database (the current one is kept aside)", "warning")
+    return f"{size / 1e6:,.1f} MB, {sessions} sessions"
+
+
+async def restore_new(ctx: RunContext) -> str:
+    """pg_restore into a fresh database, in parallel, the target still online."""
+    dbs = ctx.data["databases"]
+    dump = Path(ctx.data["full_dump"])
+    async with target_conn(ctx, MAINTENANCE_DB) as admin:
+        if await database_exists(admin, dbs["restored"]):
+            ctx.log(f"{dbs['restored']} exists from an interrupted run: dropping it and "
+                    "restoring again")
+            await admin.execute(f"DROP DATABASE {quote_ident(dbs['restored'])} WITH (FORCE)")
+        owner = await admin.fetchval("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                                     "WHERE datname = $1", dbs["target"])
+        await admin.execute(f"CREATE DATABASE {quote_ident(dbs['restored'])} "
+                            f"OWNER {quote_ident(owner)} TEMPLATE template0")
+    with ctx.action("restore_into_new_database", database=dbs["restored"], dump=str(dump)):
+        await _restore(ctx, dump, dbs["restored"], clean=False)
+    return f"restored into {dbs['restored']}"
+
+
+async def _restore(ctx: RunContext, dump: Path, database: str, clean: bool) -> None:
+    lines = 0
+
+    def on_line(line: str) -> None:
+        nonlocal lines
+        lines += 1
+        ctx.log(line)
+        ctx.progress(lines, None, "objects")
+
+    if dump.suffix == ".sql":
+        args = ["--quiet", "--set=ON_ERROR_STOP=1", "--single-transaction", f"--file={dump}"]
+        await run_tool("psql", args, ctx.cfg.target, on_line, database=database)
+        return
+    args = ["--verbose", "--exit-on-error"]
+    args += ["--clean", "--if-exists", "--single-transaction"] if clean else ["--jobs=2"]
+    args.append(str(dump))
+    await run_tool("pg_restore", args, ctx.cfg.target, on_line, database=database)
+
+
+async def _compare(ctx: RunContext, database: str) -> list[str]:
+    manifest = ctx.backup.manifest
+    problems: list[str] = []
+    async with target_conn(ctx, database) as conn:
+        if manifest is None:
+            return problems
+        for table, expected in manifest.state.tables.items():
+            try:
+                got = await table_content(conn, table)
+            except asyncpg.UndefinedTableError:
+                problems.append(f"{table} is missing")
+                continue
+            same = (got.rows, got.checksum) == (expected.rows, expected.checksum)
+            ctx.log(f"{database}: {table} {got.rows:,} rows, checksum "
+                    f"{'matches' if same else 'DIFFERS'}")
+            if not same:
+                problems.append(f"{table} differs from the manifest")
+    return problems
+
+
+async def validate_new(ctx: RunContext) -> str:
+    problems = await _compare(ctx, ctx.data["databases"]["restored"])
+    if problems:
+        raise StepFailed("the restored copy does not match the backup's manifest ("
+                         + "; ".join(problems) + "); the target was not touched")
+    return "the restored copy matches the manifest table by table"
+
+
+async def switch_step(ctx: RunContext) -> str:
+    dbs = ctx.data["databases"]
+    if ctx.lock is not None:
+        await ctx.lock.suspend_db()  # our own session on the target must end too
+    try:
+        async with target_conn(ctx, MAINTENANCE_DB) as admin:
+            with ctx.action("switch_databases", target=dbs["target"], aside=dbs["aside"],
+                            restored=dbs["restored"]):
+                await switch(admin, dbs["target"], dbs["restored"], dbs["aside"])
+    finally:
+        if ctx.lock is not None:
+            await ctx.lock.resume_db()
+    ctx.data["aside_database"] = dbs["aside"]
+    ctx.log(f"the database as it was is kept as {dbs['aside']} (connections disabled); "
+            f"undo: rename it back")
+    return f"{dbs['restored']} is now {dbs['target']}; the old one is {dbs['aside']}"
+
+
+async def in_place_snapshot(ctx: RunContext) -> str:
+    safety = ctx.incident_dir / "safety"
+    safety.mkdir(parents=True, exist_ok=True)
+    dump = safety / "database-before-restore.dump"
+    with ctx.action("safety_snapshot", path=str(dump)):
+        await run_tool("pg_dump", ["--format=custom", f"--file={dump}"], ctx.cfg.target,
+                       lambda line: ctx.log(line))
+    ctx.data["safety_snapshot"] = str(dump)
+    return f"saved to {dump} ({dump.stat().st_size:,} bytes)"
+
+
+async def restore_in_place(ctx: RunContext) -> str:
+    dump = Path(ctx.data["full_dump"])
+    with ctx.action("restore_in_place", dump=str(dump)):
+        try:
+            await _restore(ctx, dump, ctx.cfg.target.database, clean=True)
+        except Exception as exc:
+            raise StepFailed(f"the in-place restore failed in its single transaction and was "
+                             f"rolled back: {exc}") from None
+    return "restored in place in one transaction"
+
+
+async def validation(ctx: RunContext) -> str:
+    problems = await _compare(ctx, ctx.cfg.target.database)
+    if problems:
+        raise NeedsOperator("after the restore: " + "; ".join(problems))
+    return "the target matches the backup's manifest"
+
+
+def build(cfg: Config, backup: Any, in_place: bool = False) -> Plan:
+    """The Type 3 plan from ``backup`` (in place only when renaming is impossible)."""
+    dump = full_dump(backup.path)
+    dump_name = dump.name if dump else "full_database_backup.dump"
+    target = cfg.target.database
+    plan = Plan(RollbackType.FULL, cfg.target.name, backup.id, ())
+    first = [
+        Step("prerequisites", "Prerequisites check",
+             "Verify the full dump against the manifest and that this role may switch "
+             "databases by renaming.", 300, prerequisites, statements=(f"sha256 {dump_name}",)),
+        Step("assessment", "Decision checkpoint",
+             "Database size, sessions to be ended; every change since the backup is lost in "
+             "the restored database.", 300, assessment),
+        Step("maintenance", "Extended maintenance mode",
+             "Maintenance mode on and verified; notify: extended downtime expected.", 120,
+             maintenance_on),
+    ]
+    if in_place:
+        middle = [
+            Step("safety_snapshot", "Safety snapshot of the whole database",
+                 "pg_dump --format=custom of the current database.", 1800, in_place_snapshot,
+                 statements=("pg_dump --format=custom",)),
+            Step("restore", "Restore in place",
+                 "pg_restore --clean --if-exists --single-transaction into the target.", 7200,
+                 restore_in_place, destructive=True, point_of_no_return=True,
+                 undo="restore the safety snapshot the same way",
+                 statements=(f"pg_restore --clean --if-exists --single-transaction "
+                             f"--dbname={target} {dump_name}",)),
+        ]
+    else:
+        middle = [
+            Step("restore_new", "Restore into a new database",
+                 "CREATE DATABASE <target>_restored_<incident>; pg_restore --jobs=2 into it. "
+                 "The target stays online.", 7200, restore_new,
+                 statements=(f"CREATE DATABASE {target}_restored_<incident> TEMPLATE template0",
+                             f"pg_restore --jobs=2 --exit-on-error {dump_name}")),
+            Step("validate_new", "Validate the restored copy",
+                 "Row counts and checksums of every table against the manifest, before the "
+                 "target is touched.", 1800, validate_new),
+            Step("switch", "Switch databases",
+                 "Refuse new connections, end the sessions on the target, then in one "
+                 "transaction rename the target aside and the restored copy into place.", 300,
+                 switch_step, destructive=True, point_of_no_return=True,
+                 undo="rename the aside database back (its name is in the journal)",
+                 statements=(f"ALTER DATABASE {target} WITH ALLOW_CONNECTIONS false",
+                             "SELECT pg_terminate_backend(pid) ...",
+                             f"ALTER DATABASE {target} RENAME TO {target}_aside_<incident>",
+                             f"ALTER DATABASE {target}_restored_<incident> RENAME TO {target}")),
+        ]
+    last = [
+        Step("validation", "Data validation", "The target, after the restore, against the "
+             "manifest.", 1800, validation),
+        Step("recovery", "Application recovery",
+             "Maintenance off, health and critical endpoints answer 200, channels told.", 600,
+             recovery),
+    ]
+    plan.steps = first + middle + last
+    return plan

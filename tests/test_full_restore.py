@@ -1,0 +1,148 @@
+"""Type 3 end to end on the sandbox: restore into a new database while the target stays online,
+validate it, switch atomically, keep the old database aside; the in-place path; bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from app import config
+from app.catalog import table_content
+from app.events import EventChannel
+from app.journal import Journal
+from app.manifest import FileEntry, Manifest, capture_state, new_manifest
+from app.rollback import full
+from app.rollback.context import (
+    Options,
+    Outcome,
+    RollbackType,
+    RunContext,
+    expected_phrase,
+)
+from app.rollback.runner import execute
+from app.sandbox.server import bin_dir
+from tests.conftest import DemoApp, DemoDb
+
+
+@dataclass
+class FullSet:
+    id: str
+    path: Path
+    manifest: Manifest | None
+    taken_at: datetime | None
+
+
+async def make_full_set(db: DemoDb, conn: asyncpg.Connection, root: Path) -> FullSet:
+    path = root / "production_migration_20261124"
+    path.mkdir(parents=True)
+    dump = path / "full_database_backup.dump"
+    subprocess.run([str(bin_dir() / "pg_dump"), "--format=custom", f"--file={dump}", db.dsn],
+                   check=True, capture_output=True)
+    manifest = new_manifest("before", await capture_state(conn))
+    manifest.files = {dump.name: FileEntry(hashlib.sha256(dump.read_bytes()).hexdigest(),
+                                           dump.stat().st_size)}
+    return FullSet(path.name, path, manifest, datetime.now(UTC))
+
+
+def ctx_for(console_config: Path, tmp_path: Path, backup: FullSet, **options: object
+            ) -> RunContext:
+    cfg = config.load(console_config)
+    options.setdefault("confirm", expected_phrase(RollbackType.FULL, cfg.target.name))
+    return RunContext(cfg, RollbackType.FULL, Journal.open(tmp_path / "incident"),
+                      EventChannel(), backup, Options(**options))  # type: ignore[arg-type]
+
+
+async def matches_manifest(dsn: str, manifest: Manifest) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for table, expected in manifest.state.tables.items():
+            got = await table_content(conn, table)
+            if (got.rows, got.checksum) != (expected.rows, expected.checksum):
+                return False
+    finally:
+        await conn.close()
+    return True
+
+
+async def test_complete_restore_switches_and_keeps_the_old_database(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    backup = await make_full_set(demo_db, conn, tmp_path / "backups")
+    # widespread corruption: a table gone, values wrong everywhere
+    await conn.execute("DROP TABLE chakai")
+    await conn.execute("UPDATE objects SET name = 'x'; UPDATE accounts SET display_name = '?'")
+    await conn.close()
+
+    ctx = ctx_for(console_config, tmp_path, backup)
+    outcome = await execute(full.build(ctx.cfg, backup), ctx)
+    assert outcome is Outcome.DONE, ctx.journal.entries[-1].data
+    assert backup.manifest is not None
+    assert await matches_manifest(demo_db.dsn, backup.manifest)
+    aside = ctx.data["aside_database"]
+    admin = await asyncpg.connect(demo_db.server.dsn())
+    try:
+        assert await admin.fetchval("SELECT NOT datallowconn FROM pg_database WHERE datname=$1",
+                                    aside)
+        await admin.execute(f'ALTER DATABASE "{aside}" WITH ALLOW_CONNECTIONS true')
+        old = await asyncpg.connect(demo_db.server.dsn(aside))
+        assert await old.fetchval("SELECT to_regclass('chakai')") is None  # the broken one
+        await old.close()
+        await admin.execute(f'DROP DATABASE "{aside}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    assert httpx.get(f"{demo_app.url}/api/health").status_code == 200
+    actions = [e.data["action"] for e in ctx.journal.of_kind("action_finished")]
+    assert actions == ["maintenance_on", "restore_into_new_database", "switch_databases",
+                       "maintenance_off"]
+
+
+async def test_in_place_restore_with_a_safety_snapshot(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    backup = await make_full_set(demo_db, conn, tmp_path / "backups")
+    await conn.execute("UPDATE media SET caption = 'broken'")
+    await conn.close()
+    ctx = ctx_for(console_config, tmp_path, backup, allow_in_place=True)
+    outcome = await execute(full.build(ctx.cfg, backup, in_place=True), ctx)
+    assert outcome is Outcome.DONE, ctx.journal.entries[-1].data
+    assert backup.manifest is not None
+    assert await matches_manifest(demo_db.dsn, backup.manifest)
+    assert Path(ctx.data["safety_snapshot"]).stat().st_size > 0
+
+
+async def test_the_gate_needs_the_target_name(console_config: Path, demo_db: DemoDb,
+                                              demo_app: DemoApp, conn: asyncpg.Connection,
+                                              tmp_path: Path) -> None:
+    backup = await make_full_set(demo_db, conn, tmp_path / "backups")
+    ctx = ctx_for(console_config, tmp_path, backup, confirm="CONFIRM_FULL_RESTORE")
+    assert await execute(full.build(ctx.cfg, backup), ctx) is Outcome.REFUSED
+    closed = ctx.journal.last("incident_closed")
+    assert closed is not None
+    assert "CONFIRM_FULL_RESTORE tea-school-sandbox" in closed.data["summary"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+async def test_a_missing_or_corrupt_full_dump_changes_nothing(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, damage: str) -> None:
+    backup = await make_full_set(demo_db, conn, tmp_path / "backups")
+    dump = backup.path / "full_database_backup.dump"
+    if damage == "missing":
+        dump.unlink()
+    else:
+        dump.write_bytes(dump.read_bytes()[:1000])
+    await conn.execute("UPDATE media SET caption = 'after'")
+    ctx = ctx_for(console_config, tmp_path, backup)
+    assert await execute(full.build(ctx.cfg, backup), ctx) is Outcome.BAD_INPUT, \
+        ctx.journal.entries[-1].data
+    error = ctx.journal.of_kind("step_finished")[-1].data["error"]
+    assert ("has no full dump" in error) if damage == "missing" else \
+        ("does not match its manifest" in error)
+    assert await conn.fetchval("SELECT count(*) FROM media WHERE caption = 'after'") == 2000
