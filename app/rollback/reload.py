@@ -82,6 +82,33 @@ async def _sequences(conn: asyncpg.Connection, table: str) -> list[tuple[str, st
     return [(r["attname"], r["seq"]) for r in rows]
 
 
+async def reload_statements(conn: asyncpg.Connection, tables: list[str],
+                            lock_timeout_s: float = 5.0) -> list[str]:
+    """Every statement ``reload_tables`` runs, in order, for --dry-run and the plan screen."""
+    fks = await touching_foreign_keys(conn, tables)
+    indexes = [ix for t in tables for ix in await _secondary_indexes(conn, t)]
+    names = ", ".join(qualified(t) for t in tables)
+    out = ["BEGIN", f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'",
+           f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"]
+    out += [f"ALTER TABLE {qualified(fk.table)} DROP CONSTRAINT {quote_ident(fk.name)}"
+            for fk in fks]
+    out += [f"DROP INDEX {name}" for name, _ in indexes]
+    out.append(f"TRUNCATE {names}")
+    for t in tables:
+        out += [f"ALTER TABLE {qualified(t)} DISABLE TRIGGER USER",
+                f"COPY {qualified(t)} FROM STDIN (FREEZE)  -- rows streamed from the dump",
+                f"ALTER TABLE {qualified(t)} ENABLE TRIGGER USER"]
+    out += [definition for _, definition in indexes]
+    out += [f"ALTER TABLE {qualified(fk.table)} ADD CONSTRAINT {quote_ident(fk.name)} "
+            f"{fk.definition}" for fk in fks]
+    for t in tables:
+        out += [f"SELECT setval('{seq}', greatest(max({quote_ident(col)}), last_value))"
+                for col, seq in await _sequences(conn, t)]
+        out.append(f"ANALYZE {qualified(t)}")
+    out.append("COMMIT")
+    return out
+
+
 async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: OpenDump,
                         progress: Progress | None = None, lock_timeout_s: float = 5.0,
                         blocker_conn: asyncpg.Connection | None = None) -> ReloadResult:

@@ -42,12 +42,15 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
     done = journal.finished_steps()
     outcome, summary = Outcome.DONE, "rollback completed and validated"
     phrase = expected_phrase(plan.kind, plan.target)
-    if any(s.destructive for s in plan.steps) and ctx.options.confirm != phrase:
+    confirmed_before = any(e.data.get("ok") for e in journal.of_kind("gate"))
+    if any(s.destructive for s in plan.steps) and ctx.options.confirm != phrase \
+            and not confirmed_before:
         journal.append("gate", ok=False, expected=phrase, typed=ctx.options.confirm)
         return _close(ctx, Outcome.REFUSED,
                       f"the confirmation phrase does not match: type exactly {phrase!r} "
                       "(--confirm). Nothing was changed")
-    journal.append("gate", ok=True, expected=phrase)
+    if not confirmed_before:
+        journal.append("gate", ok=True, expected=phrase)
     try:
         async with TargetLock(ctx.cfg.target, journal.incident_id) as lock:
             ctx.lock = lock

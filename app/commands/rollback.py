@@ -1,0 +1,162 @@
+"""`run` and `resume`: the rollback engine headless, the runbook's emergency_rollback.sh made
+safe. JSON lines with --json; exit codes: 0 done and validated, 2 bad input (nothing changed),
+3 refused at a gate (nothing changed), 4 failed and returned to the state before, 5 stopped and
+needs the operator (the journal says where)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from app.errors import BadInput
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from app.config import Config
+    from app.rollback.backupset import BackupSet
+    from app.rollback.context import Options, RollbackType
+    from app.rollback.plan import Plan
+
+TYPES = ("partial", "full")
+
+
+def _tables(raw: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in raw.split(",") if t.strip())
+    return tuple(t if "." in t else f"public.{t}" for t in names)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(run)
+    group.add_command(resume)
+
+
+@click.command()
+@click.option("--type", "kind", type=click.Choice(TYPES), required=True,
+              help="partial: reload listed tables; full: complete restore (last resort).")
+@click.option("--backup", "backup_id", default=None, help="Backup set id [default: newest].")
+@click.option("--tables", default="", help="Tables for --type partial, comma separated.")
+@click.option("--confirm", default="", help="The typed confirmation: 'ROLLBACK <target>', or "
+              "'CONFIRM_FULL_RESTORE <target>' for --type full.")
+@click.option("--dry-run", is_flag=True, help="Print the plan, every statement and command; "
+              "change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout.")
+@click.option("--maintenance-failure", type=click.Choice(["stop", "continue"]), default="stop",
+              show_default=True, help="When the app's maintenance switch fails.")
+@click.option("--allow-in-place", is_flag=True, help="Type 3 second confirmation: restore in "
+              "place when the database cannot be renamed.")
+@click.pass_context
+def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confirm: str,
+        dry_run: bool, as_json: bool, maintenance_failure: str, allow_in_place: bool) -> None:
+    """Roll back the target headless.
+
+    \b
+    Examples:
+      rollback-console run --type partial --tables objects,media --dry-run
+      rollback-console run --type partial --tables media --confirm 'ROLLBACK shop'
+      rollback-console run --type full --confirm 'CONFIRM_FULL_RESTORE shop' --json
+    """
+    from app import config as config_mod
+    from app import logs
+    from app.rollback.backupset import resolve
+    from app.rollback.context import Options, RollbackType
+
+    logs.configure()
+    cfg = config_mod.load(ctx.obj["config_path"])
+    backup = resolve(cfg.target.backups_root, backup_id)
+    options = Options(tables=_tables(tables), confirm=confirm,
+                      maintenance_failure=maintenance_failure, allow_in_place=allow_in_place)
+    rtype = RollbackType(kind)
+    if rtype is RollbackType.PARTIAL and not options.tables:
+        raise BadInput("--type partial needs --tables (e.g. --tables objects,media)")
+    sys.exit(asyncio.run(_execute(cfg, rtype, backup, options, dry_run, as_json, None)))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout.")
+@click.option("--maintenance-failure", type=click.Choice(["stop", "continue"]), default="stop",
+              show_default=True, help="When the app's maintenance switch fails.")
+@click.pass_context
+def resume(ctx: click.Context, as_json: bool, maintenance_failure: str) -> None:
+    """Continue the unfinished incident on this target from its journal."""
+    from app import config as config_mod
+    from app import logs
+    from app.journal import find_unfinished
+    from app.rollback.backupset import resolve
+    from app.rollback.context import Options, RollbackType
+
+    logs.configure()
+    cfg = config_mod.load(ctx.obj["config_path"])
+    journal = find_unfinished(cfg.target.name)
+    if journal is None:
+        raise BadInput(f"no unfinished incident on {cfg.target.name}: nothing to resume")
+    opened = journal.last("incident_opened")
+    assert opened is not None
+    data = opened.data
+    backup = resolve(cfg.target.backups_root, data["backup"])
+    options = Options(tables=tuple(data.get("tables", ())),
+                      maintenance_failure=maintenance_failure,
+                      allow_in_place=bool(data.get("in_place")))
+    sys.exit(asyncio.run(_execute(cfg, RollbackType(data["type"]), backup, options, False,
+                                  as_json, journal.dir)))
+
+
+async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options: Options,
+                   dry_run: bool, as_json: bool, incident_dir: Path | None) -> int:
+    from rich.console import Console
+
+    from app.events import EventChannel, RunFinished, StepFinished, StepLog, StepStarted, to_json
+    from app.journal import Journal, incidents_root, new_incident_id
+    from app.rollback.context import EXIT_CODES, RunContext
+    from app.rollback.plans import build_plan
+    from app.rollback.runner import execute
+
+    plan = await build_plan(cfg, rtype, backup, options)
+    out = Console(highlight=False, soft_wrap=True)
+    if dry_run:
+        if as_json:
+            print(json.dumps({"dry_run": True, **plan.describe()}, default=str))
+        else:
+            _print_plan(out, plan)
+        return 0
+    journal = Journal.open(incident_dir or incidents_root() / new_incident_id())
+    ctx = RunContext(cfg, rtype, journal, EventChannel(), backup, options)
+    task = asyncio.create_task(execute(plan, ctx))
+    async for event in ctx.channel:
+        if as_json:
+            print(to_json(event), flush=True)
+        elif isinstance(event, StepStarted):
+            out.print(f"[bold]▶ {event.index}/{event.total} {event.title}[/bold]")
+        elif isinstance(event, StepLog):
+            out.print(f"  {'WARN ' if event.level == 'warning' else ''}{event.line}",
+                      markup=False)
+        elif isinstance(event, StepFinished):
+            out.print(f"  {event.status.upper()}: {event.summary}", markup=False)
+        elif isinstance(event, RunFinished):
+            out.print(f"[bold]{event.outcome.upper()}[/bold] (exit {event.exit_code}): "
+                      f"{event.summary}\n  journal: {journal.path}")
+    outcome = await task
+    return EXIT_CODES[outcome]
+
+
+def _print_plan(out: Console, plan: Plan) -> None:
+    out.print(f"[bold]Plan: {plan.kind.value} rollback of {plan.target} from backup "
+              f"{plan.backup_id}[/bold]  (budget {plan.budget_s // 60} min)  "
+              "DRY RUN: nothing is changed")
+    for line in plan.blast_radius:
+        out.print(f"  blast radius: {line.lstrip('!')}"
+                  + ("  (LOSS)" if line.startswith("!") else ""), markup=False)
+    for i, step in enumerate(plan.steps, start=1):
+        marks = " ⚠ POINT OF NO RETURN" if step.point_of_no_return else (
+            " ! destructive" if step.destructive else "")
+        out.print(f"\n[bold]{i}. {step.title}[/bold]{marks}  ({step.budget_s // 60} min)")
+        out.print(f"   {step.description}", markup=False)
+        if step.undo:
+            out.print(f"   undo: {step.undo}", markup=False)
+        for statement in step.statements:
+            out.print(f"     {statement}", markup=False)

@@ -1,0 +1,58 @@
+"""The backup set a rollback reads from, as the engine needs it: where it is, its manifest,
+when it was taken. Sets follow the runbook's layout (backups/production_migration_YYYYMMDD/)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.errors import BadInput
+from app.manifest import Manifest
+
+_COMPLETED = re.compile(r"Backup completed[^0-9]*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?)")
+
+
+@dataclass
+class BackupSet:
+    id: str
+    path: Path
+    manifest: Manifest | None
+    taken_at: datetime | None
+
+
+def _taken_at(path: Path, manifest: Manifest | None) -> datetime | None:
+    if manifest is not None:
+        return datetime.fromisoformat(manifest.state.captured_at)
+    info = path / "backup_info.txt"
+    if info.is_file():
+        m = _COMPLETED.search(info.read_text(errors="replace"))
+        if m:
+            stamp = datetime.fromisoformat(m.group(1).replace(" ", "T"))
+            return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return None
+
+
+def open_set(path: Path) -> BackupSet:
+    manifest_path = path / "manifest.json"
+    manifest = Manifest.load(manifest_path) if manifest_path.is_file() else None
+    return BackupSet(path.name, path, manifest, _taken_at(path, manifest))
+
+
+def resolve(root: Path, backup_id: str | None) -> BackupSet:
+    """The set named ``backup_id`` under ``root``, or the newest one."""
+    if not root.is_dir():
+        raise BadInput(f"the backups root {root} does not exist: set target.backups_root")
+    sets = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.name)
+    if backup_id is None:
+        if not sets:
+            raise BadInput(f"no backup sets under {root}: make one with `rollback-console "
+                           "backup`, or pass --backup")
+        return open_set(sets[-1])
+    for p in sets:
+        if p.name == backup_id or p.name.endswith(backup_id):
+            return open_set(p)
+    known = ", ".join(p.name for p in sets[-5:]) or "none"
+    raise BadInput(f"no backup set {backup_id!r} under {root} (newest: {known})")

@@ -1,0 +1,62 @@
+"""Which plan for which rollback type, with the blast radius the gate shows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from app.catalog import qualified
+from app.config import Config
+from app.db import connect
+from app.rollback import full, partial
+from app.rollback.context import Options, RollbackType
+from app.rollback.plan import Plan
+from app.rollback.reload import reload_statements, touching_foreign_keys
+from app.rollback.switch import can_rename
+
+
+async def build_plan(cfg: Config, kind: RollbackType, backup: Any, options: Options) -> Plan:
+    """The plan, and what it will touch (read-only look at the target)."""
+    conn = await connect(cfg.target)
+    try:
+        age = ""
+        if backup.taken_at is not None:
+            age = f"backup {backup.id} taken {backup.taken_at:%Y-%m-%d %H:%M %Z}"
+        if kind is RollbackType.PARTIAL:
+            plan = partial.build(cfg, backup, options.tables)
+            present = [t for t in options.tables
+                       if await conn.fetchval("SELECT to_regclass($1)", qualified(t))]
+            if present:
+                exact = tuple(await reload_statements(conn, present))
+                plan.steps = [replace(s, statements=exact) if s.id == "restore" else s
+                              for s in plan.steps]
+            for table in options.tables:
+                if await conn.fetchval("SELECT to_regclass($1)", qualified(table)) is None:
+                    plan.blast_radius.append(f"{table}: not on the target")
+                    continue
+                row = await conn.fetchrow(
+                    f"SELECT count(*) AS n, pg_total_relation_size('{qualified(table)}') AS b "
+                    f"FROM {qualified(table)}")
+                assert row is not None
+                plan.blast_radius.append(f"!{table}: all {row['n']:,} current rows replaced "
+                                         f"({row['b'] / 1e6:,.1f} MB)")
+            for fk in await touching_foreign_keys(conn, list(options.tables)):
+                if fk.table not in options.tables:
+                    plan.blast_radius.append(f"{fk.table} references {fk.referenced}: its rows "
+                                             "must still find their parents (checked, never "
+                                             "cascaded)")
+        else:
+            in_place = bool(await can_rename(conn, cfg.target.database)) \
+                and options.allow_in_place
+            plan = full.build(cfg, backup, in_place=in_place)
+            size = await conn.fetchval("SELECT pg_database_size(current_database())")
+            how = ("IN PLACE (a safety dump is taken first)" if in_place else
+                   "by a restored copy; the current database is kept aside")
+            plan.blast_radius.append(f"!the whole database {cfg.target.database} "
+                                     f"({size / 1e6:,.1f} MB) replaced {how}; every change "
+                                     "since the backup is lost")
+        if age:
+            plan.blast_radius.append(age)
+    finally:
+        await conn.close()
+    return plan

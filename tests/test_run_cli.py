@@ -1,0 +1,140 @@
+"""`rollback-console run` and `resume` as scripts use them: dry run changes nothing, exit codes
+say what happened, JSON lines stream, and a console killed (-9) at a step boundary or in the
+middle of a load resumes to the same database state as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import DemoApp, DemoDb
+from tests.test_partial_rollback import checksums, make_set
+
+
+def cli(console_config: Path, home: Path, *args: str,
+        **popen: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "app", "-c", str(console_config), *args],
+                          capture_output=True, text=True, timeout=300, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+async def test_dry_run_prints_every_statement_and_changes_nothing(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    await make_set(demo_db, conn, console_config.parent / "backups")
+    await conn.execute("UPDATE media SET caption = 'x'")
+    before = await checksums(conn, "public.media")
+    result = cli(console_config, tmp_path, "run", "--type", "partial", "--tables", "media",
+                 "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "DRY RUN: nothing is changed" in out
+    assert 'TRUNCATE "public"."media"' in out
+    assert 'COPY "public"."media" FROM STDIN (FREEZE)' in out
+    assert 'ALTER TABLE "public"."media" ADD CONSTRAINT "media_object_id_fkey" FOREIGN KEY ' \
+        "(object_id) REFERENCES objects(id) ON DELETE CASCADE" in out
+    assert "CREATE INDEX media_owner_id_idx ON public.media USING btree (owner_id)" in out
+    assert "POINT OF NO RETURN" in out and "all 2,000 current rows replaced" in out
+    assert await checksums(conn, "public.media") == before
+    assert not (tmp_path / "incidents").exists() or not any((tmp_path / "incidents").iterdir())
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (("--type", "partial", "--tables", "media", "--confirm", "yes"), 3, "type exactly"),
+    (("--type", "partial"), 2, "--type partial needs --tables"),
+    (("--type", "partial", "--tables", "media", "--backup", "nope"), 2, "no backup set 'nope'"),
+    (("--type", "sideways",), 2, "Invalid value for '--type'"),
+])
+async def test_exit_codes_for_refusals_and_bad_input(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, args: tuple[str, ...], code: int, message: str) -> None:
+    await make_set(demo_db, conn, console_config.parent / "backups")
+    await conn.execute("UPDATE media SET caption = 'x'")
+    before = await checksums(conn, "public.media")
+    result = cli(console_config, tmp_path, "run", *args)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
+    assert await checksums(conn, "public.media") == before
+
+
+async def test_json_lines_and_success(console_config: Path, demo_db: DemoDb,
+                                      demo_app: DemoApp, conn: asyncpg.Connection,
+                                      tmp_path: Path) -> None:
+    backup = await make_set(demo_db, conn, console_config.parent / "backups")
+    await conn.execute("UPDATE media SET caption = 'x'")
+    result = cli(console_config, tmp_path, "run", "--type", "partial", "--tables", "media",
+                 "--confirm", "ROLLBACK tea-school-sandbox", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-1]["event"] == "RunFinished" and events[-1]["exit_code"] == 0
+    assert next(e["step"] for e in events if e["event"] == "StepStarted") == "prerequisites"
+    assert backup.manifest is not None
+    assert await checksums(conn, "public.media") == \
+        [backup.manifest.state.tables["public.media"].checksum]
+
+
+def _wait_for(journal_root: Path, kind: str, step: str, proc: subprocess.Popen[str],
+              timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for journal in journal_root.glob("incidents/*/journal.jsonl"):
+            for line in journal.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if entry["kind"] == kind and entry["data"].get("step") == step:
+                    return
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before {kind} {step}: "
+                                 f"{proc.stdout.read() if proc.stdout else ''}")
+        time.sleep(0.01)
+    raise AssertionError(f"{kind} {step} never appeared")
+
+
+@pytest.mark.parametrize(("kind", "step"), [
+    ("step_started", "maintenance"),
+    ("step_finished", "safety_snapshot"),
+    ("action_started", "restore"),      # in the middle of the load
+    ("step_started", "validation"),
+])
+async def test_kill_9_then_resume_ends_in_the_same_state(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, kind: str, step: str) -> None:
+    # make the load take a while, so a kill can land in its middle
+    await conn.execute("INSERT INTO media (object_id, owner_id, url, mime_type, bytes, caption) "
+                       "SELECT object_id, owner_id, url || g, mime_type, bytes, caption "
+                       "FROM media, generate_series(1, 100) g")
+    backup = await make_set(demo_db, conn, console_config.parent / "backups", ("media",))
+    await conn.execute("UPDATE media SET caption = 'broken' WHERE id % 3 = 0")
+    env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "-c", str(console_config), "run", "--type", "partial",
+         "--tables", "media", "--confirm", "ROLLBACK tea-school-sandbox", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdin=subprocess.DEVNULL)
+    try:
+        _wait_for(tmp_path, kind, step, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    resumed = cli(console_config, tmp_path, "resume", "--json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert backup.manifest is not None
+    assert await checksums(conn, "public.media") == \
+        [backup.manifest.state.tables["public.media"].checksum]
+    journal = next(tmp_path.glob("incidents/*/journal.jsonl")).read_text().splitlines()
+    entries = [json.loads(line) for line in journal]
+    assert entries[-1]["kind"] == "incident_closed" and entries[-1]["data"]["exit_code"] == 0
+    assert any(e["kind"] == "incident_resumed" for e in entries)
+    again = cli(console_config, tmp_path, "resume")
+    assert again.returncode == 2 and "nothing to resume" in again.stderr
