@@ -81,6 +81,33 @@ class Notifications:
 
 
 @dataclass(frozen=True)
+class ProbeQuery:
+    """A query the RLS impersonation probe runs as the test user; must return >= min_rows."""
+
+    name: str
+    sql: str
+    min_rows: int = 1
+
+
+@dataclass(frozen=True)
+class AssessSettings:
+    """Optional ``[assess]`` table: thresholds of the read-only assessment (docs/ASSESS.md)."""
+
+    row_tolerance_pct: float = 5.0      # row count drift allowed for normal writes
+    mass_change_pct: float = 25.0       # share of a table rewritten since the backup = suspect
+    slow_factor: float = 3.0            # critical query slower than this x baseline = degraded
+    error_samples: int = 10             # requests per critical endpoint for the error rate
+    check_timeout_s: float = 30.0       # each check's own deadline
+    lock_timeout_ms: int = 1000         # never wait longer than this for a lock
+    statement_timeout_ms: int = 10000   # never run one statement longer than this
+    long_transaction_s: int = 300       # transactions older than this are reported
+    login_probe: bool = True            # POST the app's login as the test user
+    auth_role: str = "supabase_auth_admin"
+    probe_queries: tuple[ProbeQuery, ...] = ()   # default: each critical table
+    private_tables: tuple[str, ...] = ()         # anon must see none; default: critical tables
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     target: Target
@@ -89,6 +116,7 @@ class Config:
     notifications: Notifications
     contacts: tuple[Contact, ...]
     channels: dict[str, str] = field(default_factory=dict)
+    assess: AssessSettings = field(default_factory=AssessSettings)
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -217,7 +245,7 @@ def load(path: str | os.PathLike[str]) -> Config:
 
     r = _Reader(path, data)
     r.known(data, "(top level)", {"target", "app", "auth", "notifications", "contacts",
-                                  "channels"})
+                                  "channels", "assess"})
     t = r.table(data, "target", "target", required=True)
     r.known(t, "target", {"name", "environment", "dsn", "dsn_env", "dsn_file", "password",
                           "password_env", "password_file", "backups_root", "critical_tables",
@@ -312,6 +340,8 @@ def load(path: str | os.PathLike[str]) -> Config:
         if value is not None:
             channels[key] = value
 
+    assess = _assess_settings(r, data)
+
     if r.problems:
         raise ConfigError(shown, r.problems)
     assert name is not None and env is not None and dsn is not None
@@ -325,5 +355,49 @@ def load(path: str | os.PathLike[str]) -> Config:
             sandbox_dir=r.resolve(sandbox_dir) if isinstance(sandbox_dir, str) else None,
         ),
         app=app_cfg, auth=auth_cfg, notifications=notifications,
-        contacts=tuple(contacts), channels=channels,
+        contacts=tuple(contacts), channels=channels, assess=assess,
+    )
+
+
+def _assess_settings(r: _Reader, data: dict[str, Any]) -> AssessSettings:
+    """The optional ``[assess]`` table; every key has a default."""
+    s = r.table(data, "assess", "assess", required=False)
+    d = AssessSettings()
+    r.known(s, "assess", {"row_tolerance_pct", "mass_change_pct", "slow_factor",
+                          "error_samples", "check_timeout_s", "lock_timeout_ms",
+                          "statement_timeout_ms", "long_transaction_s", "login_probe",
+                          "auth_role", "probe_queries", "private_tables"})
+
+    def positive(key: str, kind: type, default: Any) -> Any:
+        value = r.get(s, key, "assess", kind, default=default)
+        if value is not None and value <= 0:
+            r.problems.append(f"assess.{key}: expected a number above 0, got {value!r}")
+            return default
+        return value
+
+    probes: list[ProbeQuery] = []
+    for i, q in enumerate(r.get(s, "probe_queries", "assess", list, default=[])):
+        where = f"assess.probe_queries[{i}]"
+        if not isinstance(q, dict):
+            r.problems.append(f"{where}: expected a table with name, sql, min_rows")
+            continue
+        r.known(q, where, {"name", "sql", "min_rows"})
+        qname = r.get(q, "name", where, str, required=True)
+        sql = r.get(q, "sql", where, str, required=True)
+        min_rows = r.get(q, "min_rows", where, int, default=1)
+        if qname and sql:
+            probes.append(ProbeQuery(qname, sql, min_rows))
+    return AssessSettings(
+        row_tolerance_pct=positive("row_tolerance_pct", float, d.row_tolerance_pct),
+        mass_change_pct=positive("mass_change_pct", float, d.mass_change_pct),
+        slow_factor=positive("slow_factor", float, d.slow_factor),
+        error_samples=positive("error_samples", int, d.error_samples),
+        check_timeout_s=positive("check_timeout_s", float, d.check_timeout_s),
+        lock_timeout_ms=positive("lock_timeout_ms", int, d.lock_timeout_ms),
+        statement_timeout_ms=positive("statement_timeout_ms", int, d.statement_timeout_ms),
+        long_transaction_s=positive("long_transaction_s", int, d.long_transaction_s),
+        login_probe=r.get(s, "login_probe", "assess", bool, default=d.login_probe),
+        auth_role=r.get(s, "auth_role", "assess", str, default=d.auth_role),
+        probe_queries=tuple(probes),
+        private_tables=r.str_list(s, "private_tables", "assess"),
     )

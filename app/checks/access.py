@@ -1,0 +1,250 @@
+"""Access control: RLS vs the backup plus an impersonation probe (the test user must see rows,
+anon must not), and authentication (the auth role can read its users; the app logs the test user
+in). The runbook's "RLS policies blocking legitimate user access" and "authentication failure"."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+
+from app import catalog
+from app.checks.context import CheckContext
+from app.checks.database import LOCKED
+from app.checks.model import Finding, Kind, Skip, Status
+from app.checks.runner import Outcome
+from app.config import ProbeQuery
+from app.secrets import scrub
+
+
+def probe_queries(ctx: CheckContext) -> tuple[ProbeQuery, ...]:
+    if ctx.settings.probe_queries:
+        return ctx.settings.probe_queries
+    return tuple(ProbeQuery(f"read {t}", f"SELECT 1 FROM {catalog.qualified(t)} LIMIT 1")
+                 for t in ctx.config.target.critical_tables)
+
+
+def private_tables(ctx: CheckContext) -> list[str]:
+    if ctx.settings.private_tables:
+        return list(ctx.settings.private_tables)
+    full = [t if "." in t else f"public.{t}" for t in ctx.config.target.critical_tables]
+    if ctx.baseline is None:
+        return full
+    rls = ctx.baseline.manifest.state.rls
+    return [t for t in full if rls.get(t, True)]
+
+
+async def _as_role(conn: asyncpg.Connection, role: str, claims: dict[str, Any],
+                   sql: str) -> int:
+    """Rows ``sql`` returns for ``role`` with these JWT claims, as PostgREST would run it."""
+    async with conn.transaction(readonly=True):
+        await conn.execute(f"SET LOCAL ROLE {catalog.quote_ident(role)}")
+        await conn.execute("SELECT set_config('request.jwt.claims', $1, true)",
+                           json.dumps(claims))
+        return int(await conn.fetchval(f"SELECT count(*) FROM ({sql}) AS probe"))
+
+
+async def rls(ctx: CheckContext) -> Outcome:
+    findings: list[Finding] = []
+    evidence: dict[str, Any] = {}
+    not_run: list[str] = []
+    async with ctx.pool.acquire() as conn:
+        flags = await catalog.rls_flags(conn)
+        pols = await catalog.policies(conn)
+        if ctx.baseline is not None:
+            then = ctx.baseline.manifest.state
+            disabled = sorted(t for t, on in then.rls.items() if on and flags.get(t) is False)
+            for t in disabled:
+                findings.append(Finding(Kind.RLS_EXPOSURE, f"row level security was turned OFF "
+                                        f"on {t} since the backup"))
+            key = lambda p: (p.table, p.name)  # noqa: E731
+            before = {key(p): p for p in then.policies}
+            after = {key(p): p for p in pols}
+            changed = {
+                "dropped": sorted(f"{t}: {n}" for t, n in before.keys() - after.keys()),
+                "added": sorted(f"{t}: {n}" for t, n in after.keys() - before.keys()),
+                "altered": sorted(f"{k[0]}: {k[1]}" for k in before.keys() & after.keys()
+                                  if before[k] != after[k])}
+            evidence["policies_changed"] = {k: v for k, v in changed.items() if v}
+            evidence["rls_disabled"] = disabled
+        auth = ctx.config.auth
+        probes: list[dict[str, Any]] = []
+        if auth is None:
+            not_run.append("test-user probe: no [auth] section (test_user_id)")
+        elif not ctx.role.can_become("authenticated"):
+            not_run.append(f"test-user probe: role {ctx.role.name} cannot SET ROLE authenticated")
+        else:
+            claims = {"sub": auth.test_user_id, "email": auth.test_user_email,
+                      "role": "authenticated", "aud": "authenticated"}
+            for p in probe_queries(ctx):
+                entry: dict[str, Any] = {"probe": p.name, "sql": p.sql, "min_rows": p.min_rows}
+                try:
+                    entry["rows"] = await _as_role(conn, "authenticated", claims, p.sql)
+                except LOCKED:
+                    entry["error"] = "lock or statement timeout"
+                    findings.append(Finding(Kind.CONTENTION, f"probe {p.name!r} waited on a lock"))
+                except asyncpg.PostgresError as exc:
+                    entry["error"] = f"{type(exc).__name__}: {scrub(str(exc))}"
+                    findings.append(Finding(Kind.RLS_BLOCKING, f"the test user cannot run probe "
+                                            f"{p.name!r}: {entry['error']}"))
+                else:
+                    if entry["rows"] < p.min_rows:
+                        findings.append(Finding(
+                            Kind.RLS_BLOCKING, f"the test user sees {entry['rows']} rows in probe "
+                            f"{p.name!r} (expected at least {p.min_rows})"))
+                probes.append(entry)
+        evidence["test_user_probes"] = probes
+        anon: list[dict[str, Any]] = []
+        if not ctx.role.can_become("anon"):
+            not_run.append(f"anon probe: role {ctx.role.name} cannot SET ROLE anon")
+        else:
+            for t in private_tables(ctx):
+                sql = f"SELECT 1 FROM {catalog.qualified(t)} LIMIT 5"
+                entry = {"table": t, "sql": sql}
+                try:
+                    entry["rows"] = await _as_role(conn, "anon", {"role": "anon"}, sql)
+                except LOCKED:
+                    entry["error"] = "lock or statement timeout"
+                except asyncpg.PostgresError as exc:  # permission denied is what we want
+                    entry["rows"] = 0
+                    entry["denied"] = type(exc).__name__
+                else:
+                    if entry["rows"]:
+                        findings.append(Finding(Kind.RLS_EXPOSURE, f"anon can read private rows "
+                                                f"of {t}"))
+                anon.append(entry)
+        evidence["anon_probes"] = anon
+    evidence["not_run"] = not_run
+    if not probes and not anon and not_run:
+        raise Skip("; ".join(not_run), privilege=auth is not None)
+    if evidence.get("policies_changed") and not findings:
+        findings.append(Finding(Kind.SCHEMA_DRIFT, "policies changed since the backup: "
+                                + json.dumps(evidence["policies_changed"])))
+    if not_run:
+        findings.append(Finding(Kind.INCOMPLETE, "RLS probes not run: " + "; ".join(not_run)))
+    severe = {Kind.RLS_BLOCKING, Kind.RLS_EXPOSURE}
+    status = (Status.FAIL if any(f.kind in severe for f in findings) else
+              Status.ERROR if any(f.kind in (Kind.CONTENTION, Kind.INCOMPLETE) for f in findings)
+              else Status.WARN if findings else Status.PASS)
+    summary = ("; ".join(f.summary for f in findings[:2]) if findings else
+               f"test user reads through {len(probes)} probes, anon sees nothing in "
+               f"{len(anon)} private tables")
+    return Outcome(status, summary, evidence, findings)
+
+
+async def _auth_db(ctx: CheckContext, conn: asyncpg.Connection) -> dict[str, Any]:
+    role = ctx.settings.auth_role
+    row = await conn.fetchrow(
+        "SELECT to_regclass('auth.users') IS NOT NULL AS has_users, "
+        "EXISTS (SELECT FROM pg_roles WHERE rolname = $1) AS has_role", role)
+    assert row is not None
+    if not row["has_users"]:
+        return {"skipped": "no auth.users table (not a Supabase-style auth schema)"}
+    if not row["has_role"]:
+        return {"ok": False, "problem": f"role {role} does not exist"}
+    priv = await conn.fetchrow(
+        "SELECT has_schema_privilege($1, 'auth', 'USAGE') AS usage, "
+        "has_table_privilege($1, 'auth.users', 'SELECT') AS can_select, "
+        "has_table_privilege($1, 'auth.users', 'UPDATE') AS can_update", role)
+    assert priv is not None
+    out: dict[str, Any] = {"role": role, **dict(priv)}
+    if ctx.config.auth is not None:
+        email = ctx.config.auth.test_user_email
+        try:
+            if ctx.role.can_become(role):
+                async with conn.transaction(readonly=True):
+                    await conn.execute(f"SET LOCAL ROLE {catalog.quote_ident(role)}")
+                    n = await conn.fetchval("SELECT count(*) FROM auth.users WHERE email = $1",
+                                            email)
+                out["read_as"] = role
+            else:
+                n = await conn.fetchval("SELECT count(*) FROM auth.users WHERE email = $1", email)
+                out["read_as"] = ctx.role.name
+            out["test_user_found"] = bool(n)
+        except LOCKED:
+            out["error"] = "lock or statement timeout reading auth.users"
+        except asyncpg.PostgresError as exc:
+            out["error"] = f"{type(exc).__name__}: {scrub(str(exc))}"
+    out["ok"] = bool(priv["usage"] and priv["can_select"] and priv["can_update"]
+                     and out.get("test_user_found", True) and "error" not in out)
+    if not out["ok"]:
+        out["problem"] = out.get("error") or (
+            f"role {role} cannot read/update auth.users (usage={priv['usage']}, "
+            f"select={priv['can_select']}, update={priv['can_update']})"
+            if not (priv["usage"] and priv["can_select"] and priv["can_update"]) else
+            f"the test user {email} is not in auth.users")
+    return out
+
+
+async def login_probe(ctx: CheckContext) -> dict[str, Any]:
+    """POST the login endpoint as the test user: the one non-GET call assess makes. It changes
+    no application data (an app may record the test user's sign-in time)."""
+    app, auth = ctx.config.app, ctx.config.auth
+    assert app is not None and auth is not None and auth.test_user_password is not None
+    http = ctx.need_http()
+    started = time.perf_counter()
+    try:
+        resp = await http.post(app.login, json={"email": auth.test_user_email,
+                                                "password": auth.test_user_password.reveal()})
+    except httpx.HTTPError as exc:
+        return {"ok": False, "unreachable": True,
+                "problem": f"{app.base_url}{app.login} unreachable: {type(exc).__name__}"}
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    out: dict[str, Any] = {"url": app.login, "status": resp.status_code, "latency_ms": ms}
+    token = None
+    if resp.status_code == 200:
+        try:
+            token = resp.json().get("access_token")
+        except ValueError:
+            token = None
+    if not token:
+        out.update(ok=False, problem=f"login answered {resp.status_code} without a token"
+                   + (" (wrong auth.test_user_password, or auth broken)"
+                      if resp.status_code in (401, 403) else ""),
+                   body=scrub(resp.text[:200]))
+        return out
+    target = app.critical[0] if app.critical else app.health
+    follow = await http.get(target, headers={"Authorization": f"Bearer {token}"})
+    out["token_accepted"] = {"url": target, "status": follow.status_code}
+    out["ok"] = follow.status_code < 400
+    if not out["ok"]:
+        out["problem"] = f"the issued token was refused by {target} ({follow.status_code})"
+    return out
+
+
+async def authentication(ctx: CheckContext) -> Outcome:
+    evidence: dict[str, Any] = {}
+    findings: list[Finding] = []
+    async with ctx.pool.acquire() as conn:
+        evidence["database"] = db = await _auth_db(ctx, conn)
+    if db.get("ok") is False:
+        findings.append(Finding(Kind.AUTH_FAILURE, f"auth database: {db['problem']}"))
+    app, auth = ctx.config.app, ctx.config.auth
+    if app is None or auth is None or auth.test_user_password is None:
+        evidence["login"] = {"skipped": "needs [app] and auth.test_user_password"}
+    elif not ctx.settings.login_probe:
+        evidence["login"] = {"skipped": "assess.login_probe = false"}
+    else:
+        evidence["login"] = login = await login_probe(ctx)
+        if login.get("unreachable"):
+            findings.append(Finding(Kind.APP_UNREACHABLE, login["problem"]))
+        elif not login["ok"]:
+            findings.append(Finding(Kind.AUTH_FAILURE, f"login: {login['problem']}"))
+    if "skipped" in db and "skipped" in evidence["login"]:
+        raise Skip(f"{db['skipped']}; login probe {evidence['login']['skipped']}")
+    if any(f.kind is Kind.AUTH_FAILURE for f in findings):
+        status = Status.FAIL
+    elif findings:
+        status = Status.ERROR
+    else:
+        status = Status.PASS
+    parts = []
+    if db.get("ok"):
+        parts.append(f"{db['role']} reads auth.users")
+    if evidence["login"].get("ok"):
+        parts.append("login issues a token the API accepts")
+    summary = "; ".join(f.summary for f in findings) if findings else "; ".join(parts)
+    return Outcome(status, summary or "nothing to check", evidence, findings)

@@ -1,0 +1,99 @@
+"""One assessment: resolve the baseline, open read-only sessions, run the checks concurrently,
+stream each result, and place the incident in the decision matrix."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from app import catalog
+from app.checks.context import (
+    CheckContext,
+    check_identity,
+    open_assess_pool,
+    resolve_baseline,
+    role_facts,
+)
+from app.checks.model import CheckResult
+from app.checks.runner import CheckSpec, stream_checks
+from app.config import Config
+from app.decision import Decision, decide
+
+OnResult = Callable[[CheckResult], None]
+
+
+@dataclass
+class Assessment:
+    target: str
+    backup: str | None
+    started_at: str
+    results: list[CheckResult]
+    decision: Decision
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI's JSON: tier, recommended_type, tables, findings, then the details."""
+        d = self.decision.to_dict()
+        return {"tier": d.pop("tier"), "recommended_type": d.pop("recommended_type"),
+                "tables": d.pop("tables"),
+                "findings": [r.to_dict() for r in self.results],
+                "target": self.target, "backup": self.backup, "started_at": self.started_at,
+                **d}
+
+
+@asynccontextmanager
+async def open_context(config: Config, backup_id: str | None = None, *, size: int = 12,
+                       transport: httpx.AsyncBaseTransport | None = None,
+                       ) -> AsyncIterator[CheckContext]:
+    """Baseline, read-only pool and HTTP client; raises BadInput / TargetUnreachable (exit 2)
+    before any check runs."""
+    baseline = resolve_baseline(config.target.backups_root, backup_id)
+    pool = await open_assess_pool(config, size)
+    http: httpx.AsyncClient | None = None
+    try:
+        async with pool.acquire() as conn:
+            if baseline is not None:
+                check_identity(baseline, await catalog.identity(conn))
+            role = await role_facts(conn)
+        if config.app is not None:
+            # GET only, except the login probe; no redirects to somewhere unexpected.
+            http = httpx.AsyncClient(base_url=config.app.base_url, timeout=config.app.timeout_s,
+                                     transport=transport, follow_redirects=False)
+        yield CheckContext(config, pool, role, baseline, http)
+    finally:
+        if http is not None:
+            await http.aclose()
+        await pool.close()
+
+
+async def collect(ctx: CheckContext, specs: Sequence[CheckSpec],
+                  on_result: OnResult | None = None) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    async for result in stream_checks(ctx, list(specs)):
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    order = {s.name: i for i, s in enumerate(specs)}
+    return sorted(results, key=lambda r: order[r.check])
+
+
+async def run_assessment(config: Config, backup_id: str | None = None, *,
+                         on_result: OnResult | None = None,
+                         checks: Sequence[CheckSpec] | None = None,
+                         transport: httpx.AsyncBaseTransport | None = None) -> Assessment:
+    """Assess the target read-only and decide: the entry point for the TUI and the CLI."""
+    from app.checks import ASSESS_CHECKS
+
+    specs = list(checks if checks is not None else ASSESS_CHECKS)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    async with open_context(config, backup_id, size=len(specs) + 1,
+                            transport=transport) as ctx:
+        results = await collect(ctx, specs, on_result)
+        tables = sorted(ctx.baseline.manifest.state.tables) if ctx.baseline else None
+        set_id = ctx.baseline.set_id if ctx.baseline else None
+    return Assessment(config.target.name, set_id, started, results, decide(results, tables))

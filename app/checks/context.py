@@ -1,0 +1,170 @@
+"""What every check gets: a read-only pool, an HTTP client, the baseline backup set and the facts
+about the role we connected as (so a check can say "this role cannot run me" instead of lying)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from app import catalog
+from app.checks.model import Skip
+from app.config import AssessSettings, Config
+from app.db import create_pool
+from app.errors import BadInput
+from app.manifest import Manifest
+
+APPLICATION_NAME = "rollback-console assess"
+SCHEMA_DUMP = "schema_only_backup.sql"   # the runbook's name; written by `rollback-console backup`
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The backup set the live target is compared with."""
+
+    set_id: str
+    directory: Path
+    manifest: Manifest
+    indexes: dict[str, str] | None = None   # index -> schema.table, from the schema dump
+
+    @property
+    def taken_at(self) -> datetime:
+        return datetime.fromisoformat(self.manifest.state.captured_at)
+
+
+_INDEX = re.compile(r'^CREATE (?:UNIQUE )?INDEX (?:CONCURRENTLY )?("(?:[^"]|"")+"|\S+) ON '
+                    r'(?:ONLY )?("(?:[^"]|"")+"|[^\s.]+)\.("(?:[^"]|"")+"|\S+) ', re.MULTILINE)
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def dump_indexes(sql: str) -> dict[str, str]:
+    """Indexes a pg_dump schema file creates: {schema.index: schema.table}."""
+    out = {}
+    for m in _INDEX.finditer(sql):
+        schema = _unquote(m.group(2))
+        out[f"{schema}.{_unquote(m.group(1))}"] = f"{schema}.{_unquote(m.group(3))}"
+    return out
+
+
+def _sets(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if (p / "manifest.json").is_file()),
+                  key=lambda p: p.name)
+
+
+def resolve_baseline(root: Path, backup_id: str | None) -> Baseline | None:
+    """The set ``backup_id`` under ``root``, else the newest set that has a manifest.
+
+    A stop-gap until app/backups offers set discovery: it only reads ``<root>/<id>/manifest.json``
+    (and the runbook's ``schema_only_backup.sql`` beside it, for index definitions).
+    """
+    sets = _sets(root)
+    if backup_id is not None:
+        chosen = root / backup_id
+        if not (chosen / "manifest.json").is_file():
+            known = ", ".join(p.name for p in sets) or "none"
+            raise BadInput(f"backup set {backup_id!r} not found under {root} (sets with a "
+                           f"manifest.json: {known}): pass --backup with one of them, or list "
+                           "them with `rollback-console backups`")
+    elif sets:
+        by_time = []
+        for p in sets:
+            try:
+                by_time.append((json.loads((p / "manifest.json").read_text())["created_at"], p))
+            except (OSError, ValueError, KeyError):
+                continue
+        if not by_time:
+            return None
+        chosen = max(by_time)[1]
+    else:
+        return None
+    try:
+        manifest = Manifest.load(chosen / "manifest.json")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"backup set {chosen.name!r}: manifest.json cannot be read "
+                       f"({type(exc).__name__}: {exc}); verify it with `rollback-console "
+                       "backups --verify` or pass --backup of another set") from None
+    dump = chosen / SCHEMA_DUMP
+    indexes = dump_indexes(dump.read_text(errors="replace")) if dump.is_file() else None
+    return Baseline(chosen.name, chosen, manifest, indexes)
+
+
+def check_identity(baseline: Baseline, ident: catalog.DatabaseIdentity) -> None:
+    """Comparing a database with another database's backup would give nonsense findings."""
+    taken = baseline.manifest.state.identity
+    if (taken.name, taken.system_identifier) != (ident.name, ident.system_identifier):
+        raise BadInput(
+            f"backup {baseline.set_id!r} was taken from database {taken.name!r} (system id "
+            f"{taken.system_identifier}), but the target is {ident.name!r} (system id "
+            f"{ident.system_identifier}): pass --backup of a set of this target")
+
+
+@dataclass(frozen=True)
+class RoleFacts:
+    name: str
+    superuser: bool
+    bypass_rls: bool
+    member_of: frozenset[str] = field(default_factory=frozenset)
+
+    def can_become(self, role: str) -> bool:
+        return self.superuser or role in self.member_of
+
+    @property
+    def sees_all_rows(self) -> bool:
+        return self.superuser or self.bypass_rls
+
+
+async def role_facts(conn: asyncpg.Connection) -> RoleFacts:
+    row = await conn.fetchrow(
+        "SELECT current_user AS name, r.rolsuper, r.rolbypassrls, ARRAY(SELECT b.rolname "
+        "FROM pg_roles b WHERE pg_has_role(current_user, b.oid, 'MEMBER')) AS member_of "
+        "FROM pg_roles r WHERE r.rolname = current_user")
+    assert row is not None
+    return RoleFacts(row["name"], row["rolsuper"], row["rolbypassrls"],
+                     frozenset(row["member_of"]))
+
+
+async def open_assess_pool(config: Config, size: int) -> asyncpg.Pool:
+    """Sessions that are read-only at the database level (the server refuses any write in them)
+    and that give up on a lock or a slow statement instead of hanging the assessment."""
+    s = config.assess
+    return await create_pool(config.target, min_size=1, max_size=size, server_settings={
+        "default_transaction_read_only": "on",
+        "lock_timeout": f"{s.lock_timeout_ms}ms",
+        "statement_timeout": f"{s.statement_timeout_ms}ms",
+        "idle_in_transaction_session_timeout": "60s",
+        "application_name": APPLICATION_NAME,
+    })
+
+
+@dataclass
+class CheckContext:
+    config: Config
+    pool: asyncpg.Pool
+    role: RoleFacts
+    baseline: Baseline | None = None
+    http: httpx.AsyncClient | None = None
+
+    @property
+    def settings(self) -> AssessSettings:
+        return self.config.assess
+
+    def need_baseline(self) -> Baseline:
+        if self.baseline is None:
+            raise Skip(f"no backup set with a manifest.json under {self.config.target.backups_root}"
+                       ": take one with `rollback-console backup`, or pass --backup ID")
+        return self.baseline
+
+    def need_http(self) -> httpx.AsyncClient:
+        if self.http is None or self.config.app is None:
+            raise Skip("no [app] section in the config: add app.base_url to probe the app")
+        return self.http

@@ -1,0 +1,140 @@
+"""`assess` (read-only checks + decision matrix) and `validate` (post-rollback checklist).
+
+Exit codes: assess 0 healthy, 10 monitor and assess, 20 forward-fix, 30 immediate rollback;
+validate 0 when every item passes, 1 otherwise; both 2 on bad input (nothing was touched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from app.checks.assessment import Assessment
+    from app.validation import Checklist
+
+STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "red", "skip": "dim"}
+TIER_STYLE = {"HEALTHY": "bold green", "MONITOR AND ASSESS": "bold yellow",
+              "FORWARD-FIX": "bold dark_orange", "IMMEDIATE ROLLBACK": "bold white on red"}
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _progress(console: Console) -> Any:
+    """Print each check as it completes (stderr), so a long assessment is not a silent one."""
+    def show(result: Any) -> None:
+        console.print(f"  [{STYLE[str(result.status)]}]{result.status:>5}[/] {result.check}",
+                      markup=True)
+    return show
+
+
+def _render_assessment(a: Assessment) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    out = _console()
+    table = Table(title=f"Assessment of {a.target} vs backup {a.backup or '(none)'}",
+                  expand=True, show_lines=False)
+    table.add_column("check", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("summary (runbook symptom)")
+    for r in a.results:
+        table.add_row(r.check, f"[{STYLE[str(r.status)]}]{r.status}[/]",
+                      f"{r.summary}\n[dim]{r.symptom}[/dim]")
+    out.print(table)
+    d = a.decision
+    lines = [f"[{TIER_STYLE[d.tier.label]}] {d.tier.label} [/]", d.action, ""]
+    for reason in d.reasons:
+        lines.append(f"- [{reason.tier.label}] {reason.runbook}: {reason.summary}")
+    if d.recommended is not None:
+        t = d.recommended
+        lines += ["", f"Recommended: Type {t.number} {t.title} ({t.key}) - risk {t.risk}, "
+                      f"downtime {t.downtime}; when: {t.when}"]
+        if d.tables:
+            lines.append("Tables: " + ", ".join(d.tables))
+        lines.append("Would lose: " + json.dumps(d.would_lose, default=str))
+    for n in d.not_run:
+        lines.append(f"[dim]not run: {n}[/dim]")
+    out.print(Panel("\n".join(lines), title="Decision matrix", expand=True))
+
+
+def _render_checklist(c: Checklist) -> None:
+    from rich.table import Table
+
+    out = _console()
+    table = Table(title=f"Post-rollback validation of {c.target} vs backup {c.backup}",
+                  expand=True)
+    table.add_column("item", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("evidence")
+    for i in c.items:
+        table.add_row(f"{i.name}\n[dim]{i.runbook}[/dim]", f"[{STYLE[str(i.status)]}]{i.status}[/]",
+                      i.summary)
+    out.print(table)
+    out.print("[bold green]ALL ITEMS PASS[/]" if c.passed else
+              "[bold red]VALIDATION FAILED[/]: items not passing: " +
+              ", ".join(i.name for i in c.items if i.status.value != "pass"), markup=True)
+
+
+def register(group: click.Group) -> None:
+    @group.command("assess")
+    @click.option("--backup", "backup_id", default=None, metavar="ID",
+                  help="Compare with this backup set [default: the newest with a manifest].")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @click.pass_context
+    def assess(ctx: click.Context, backup_id: str | None, as_json: bool) -> None:
+        """Read-only assessment: run the checks and place the incident in the runbook's decision
+        matrix. Changes nothing (read-only database sessions, GET requests, one login probe).
+
+        \b
+        Exit codes: 0 healthy, 10 monitor and assess, 20 forward-fix,
+        30 immediate rollback, 2 bad input."""
+        from app import config as config_mod
+        from app import logs
+        from app.checks import run_assessment
+
+        logs.configure()
+        cfg = config_mod.load(Path(ctx.obj["config_path"]))
+        on_result = None if as_json else _progress(_console(stderr=True))
+        result = asyncio.run(run_assessment(cfg, backup_id, on_result=on_result))
+        logs.get("assess").info("assessment", tier=result.decision.tier.label,
+                                backup=result.backup)
+        if as_json:
+            click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        else:
+            _render_assessment(result)
+        ctx.exit(result.decision.exit_code)
+
+    @group.command("validate")
+    @click.option("--backup", "backup_id", default=None, metavar="ID",
+                  help="Validate against this backup set [default: the newest].")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @click.pass_context
+    def validate(ctx: click.Context, backup_id: str | None, as_json: bool) -> None:
+        """The runbook's post-rollback validation checklist, each item a real check.
+
+        \b
+        Exit codes: 0 every item passes, 1 some item does not, 2 bad input."""
+        from app import config as config_mod
+        from app import logs
+        from app.validation import run_validation
+
+        logs.configure()
+        cfg = config_mod.load(Path(ctx.obj["config_path"]))
+        on_result = None if as_json else _progress(_console(stderr=True))
+        result = asyncio.run(run_validation(cfg, backup_id, on_result=on_result))
+        if as_json:
+            click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        else:
+            _render_checklist(result)
+        ctx.exit(result.exit_code)

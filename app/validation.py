@@ -1,0 +1,128 @@
+"""The runbook's post-rollback validation checklist, each item backed by real checks.
+
+Stricter than the assessment: the data item passes only when every table's row count equals the
+backup's; an item passes only when all of its checks pass (a skipped check is not a pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from app.checks import CHECKS_BY_NAME
+from app.checks.assessment import collect, open_context
+from app.checks.model import CheckResult, Status, worst
+from app.config import Config
+from app.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    runbook: str
+    checks: tuple[str, ...]
+
+
+CHECKLIST: tuple[Item, ...] = (
+    Item("Data Integrity", "All table row counts match pre-migration backup",
+         ("schema", "data_integrity")),
+    Item("Authentication", "User login functionality working", ("auth",)),
+    Item("Foreign Keys", "All relationships intact", ("foreign_keys",)),
+    Item("RLS Policies", "Access control functioning correctly", ("rls",)),
+    Item("Application", "Critical features operational", ("app_endpoints",)),
+    Item("Performance", "Response times within normal range", ("critical_queries",)),
+    Item("Error Rates", "Application errors back to baseline", ("error_rate",)),
+)
+
+
+@dataclass
+class ItemResult:
+    name: str
+    runbook: str
+    status: Status
+    summary: str
+    evidence: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"item": self.name, "runbook": self.runbook, "status": str(self.status),
+                "summary": self.summary, "evidence": self.evidence}
+
+
+@dataclass
+class Checklist:
+    target: str
+    backup: str
+    items: list[ItemResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(i.status is Status.PASS for i in self.items)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "target": self.target, "backup": self.backup,
+                "items": [i.to_dict() for i in self.items]}
+
+
+def _data_item(item: Item, results: dict[str, CheckResult]) -> ItemResult:
+    data, schema = results["data_integrity"], results["schema"]
+    tables = data.evidence.get("tables", {})
+    differ = {t: f"{i['rows']} rows, backup {i['baseline_rows']}" for t, i in tables.items()
+              if i["delta"]}
+    content = [t for t, i in tables.items() if not i["delta"] and i["checksum_match"] is False]
+    statuses: list[Status] = [schema.status if schema.status is not Status.WARN else Status.PASS,
+                data.status if data.status is not Status.WARN else Status.PASS]
+    if schema.evidence.get("tables_missing"):
+        statuses.append(Status.FAIL)
+    if differ:
+        statuses.append(Status.FAIL)
+    if content:
+        statuses.append(Status.WARN)
+    status = worst(statuses)
+    if status is Status.PASS:
+        summary = f"{len(tables)} tables: row counts and content match the backup"
+    elif differ:
+        summary = "row counts differ: " + "; ".join(f"{t} {d}" for t, d in differ.items())
+    elif content:
+        summary = "counts match, content differs (writes since the backup?): " + \
+            ", ".join(content)
+    else:
+        summary = data.summary if data.status is not Status.PASS else schema.summary
+    return ItemResult(item.name, item.runbook, status, summary,
+                      {"tables": tables, "tables_missing": schema.evidence.get("tables_missing")})
+
+
+def checklist(results: list[CheckResult]) -> list[ItemResult]:
+    by_name = {r.check: r for r in results}
+    items: list[ItemResult] = []
+    for item in CHECKLIST:
+        if item.name == "Data Integrity":
+            items.append(_data_item(item, by_name))
+            continue
+        parts = [by_name[c] for c in item.checks]
+        status = worst([p.status for p in parts])
+        items.append(ItemResult(item.name, item.runbook, status,
+                                "; ".join(p.summary for p in parts),
+                                {p.check: p.evidence for p in parts}))
+    return items
+
+
+async def run_validation(config: Config, backup_id: str | None = None, *,
+                         on_result: Callable[[CheckResult], None] | None = None,
+                         transport: httpx.AsyncBaseTransport | None = None) -> Checklist:
+    """Run the checklist against the backup ``backup_id`` (default: the newest set)."""
+    names = sorted({c for item in CHECKLIST for c in item.checks})
+    specs = [CHECKS_BY_NAME[n] for n in names]
+    async with open_context(config, backup_id, size=len(specs) + 1, transport=transport) as ctx:
+        if ctx.baseline is None:
+            raise BadInput(f"validate compares with a backup, and there is no backup set with a "
+                           f"manifest.json under {config.target.backups_root}: pass --backup ID "
+                           "or take one with `rollback-console backup`")
+        results = await collect(ctx, specs, on_result)
+        return Checklist(config.target.name, ctx.baseline.set_id, checklist(results))
