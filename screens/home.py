@@ -17,6 +17,7 @@ from textual.worker import Worker, WorkerState
 from app.errors import ConsoleError
 from app.probe import AppHealth, ServerFacts, app_health, server_facts
 from screens.placeholder import PlaceholderScreen
+from screens.plan import PlanScreen
 from widgets.banner import TargetBanner
 from widgets.contacts import ContactsPanel
 from widgets.status_line import StatusLine
@@ -32,7 +33,6 @@ ENTRIES = {
 }
 LATER = {
     "assess": "The checks and the decision matrix arrive with the assessment work (issue 4).",
-    "rollback": "The rollback engine and its step panes arrive with issues 5-7.",
     "drill": "Drill scenarios, scoring and debriefs arrive with issue 8.",
     "backups": "Backup discovery, creation and verification arrive with issue 3.",
 }
@@ -137,6 +137,9 @@ class HomeScreen(Screen[None]):
         if key == "rollback" and self.console.mode == "assess":
             self.notify("Read-only assessment mode: rollbacks cannot be started.",
                         title="Not in assess mode", severity="warning")
+            return
+        if key == "rollback":
+            self.app.push_screen(PlanScreen())
             return
         title = ENTRIES[key][0]
         self.app.push_screen(PlaceholderScreen(title, LATER[key]))

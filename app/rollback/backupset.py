@@ -40,6 +40,14 @@ def open_set(path: Path) -> BackupSet:
     return BackupSet(path.name, path, manifest, _taken_at(path, manifest))
 
 
+def list_sets(root: Path) -> list[BackupSet]:
+    """Every set under ``root``, newest first (sets being written, dot-named, are skipped)."""
+    if not root.is_dir():
+        return []
+    sets = [open_set(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(sets, key=lambda s: s.id, reverse=True)
+
+
 def resolve(root: Path, backup_id: str | None) -> BackupSet:
     """The set named ``backup_id`` under ``root``, or the newest one."""
     if not root.is_dir():

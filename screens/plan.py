@@ -1,0 +1,190 @@
+"""Choose the rollback: type, tables, backup set; see the plan (every step, its SQL and
+commands) and the blast radius; then the gate. Building the plan only reads the target."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, SelectionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
+
+from app.catalog import qualified
+from app.errors import ConsoleError
+from app.events import EventChannel
+from app.journal import Journal, incidents_root, new_incident_id
+from app.rollback.backupset import BackupSet, list_sets
+from app.rollback.context import (
+    RUNBOOK_TYPES,
+    Options,
+    RollbackType,
+    RunContext,
+    expected_phrase,
+)
+from app.rollback.plan import Plan
+from app.rollback.plans import build_plan
+from screens.gate import GateScreen
+from screens.rollback import RollbackScreen
+from widgets.banner import TargetBanner
+
+if TYPE_CHECKING:
+    from app.tui import RollbackConsoleApp
+
+AVAILABLE = (RollbackType.PARTIAL, RollbackType.FULL)
+
+
+class PlanScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("b", "build", "Build the plan"),
+        Binding("G", "gate", "Go to the gate (shift+g)"),
+    ]
+
+    def __init__(self, kind: RollbackType = RollbackType.PARTIAL,
+                 tables: tuple[str, ...] = ()):
+        super().__init__()
+        self.kind = kind
+        self.preselected = tables
+        self.plan: Plan | None = None
+        self.backup: BackupSet | None = None
+        self.options = Options()
+        self.sets: list[BackupSet] = []
+
+    @property
+    def console(self) -> RollbackConsoleApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        cfg = self.console.config
+        yield TargetBanner(cfg.target.name, cfg.target.environment, self.console.mode)
+        with Horizontal(id="plan-body"):
+            with Vertical(id="plan-choices"):
+                types = [Option(self._type_label(k), id=k.value,
+                                disabled=k not in AVAILABLE) for k in RollbackType]
+                yield OptionList(*types, id="plan-type", classes="panel")
+                tables = [qualified(t).replace('"', "") for t in cfg.target.critical_tables]
+                yield SelectionList[str](*[(t, t, t in self.preselected or
+                                            t.split(".")[-1] in self.preselected)
+                                           for t in tables], id="plan-tables", classes="panel")
+                yield OptionList(id="plan-backups", classes="panel")
+            with VerticalScroll(id="plan-preview", classes="panel"):
+                yield Static("Choose the type, the tables (partial) and the backup set, then "
+                             "press b to build the plan.", id="plan-text")
+        yield Footer()
+
+    def _type_label(self, kind: RollbackType) -> str:
+        title, risk, downtime = RUNBOOK_TYPES[kind]
+        extra = "" if kind in AVAILABLE else "  (not available yet)"
+        return f"{title}: risk {risk}, downtime {downtime}{extra}"
+
+    def on_mount(self) -> None:
+        self.query_one("#plan-type").border_title = "Rollback type"
+        self.query_one("#plan-tables").border_title = "Tables (Type 2; space toggles)"
+        self.query_one("#plan-backups").border_title = "Backup set"
+        self.query_one("#plan-preview").border_title = "Plan"
+        type_list = self.query_one("#plan-type", OptionList)
+        type_list.highlighted = list(RollbackType).index(self.kind)
+        self.sets = list_sets(self.console.config.target.backups_root)
+        backups = self.query_one("#plan-backups", OptionList)
+        now = time.time()
+        for s in self.sets:
+            age = "" if s.taken_at is None else \
+                f", {(now - s.taken_at.timestamp()) / 3600:.1f} h old"
+            manifest = "manifest" if s.manifest is not None else "NO manifest"
+            backups.add_option(Option(f"{s.id} ({manifest}{age})", id=s.id))
+        if not self.sets:
+            backups.add_option(Option(f"no sets under {self.console.config.target.backups_root}"
+                                      ": make one with `rollback-console backup`",
+                                      disabled=True))
+        else:
+            backups.highlighted = 0
+        type_list.focus()
+
+    @on(OptionList.OptionSelected, "#plan-type")
+    def type_chosen(self, event: OptionList.OptionSelected) -> None:
+        self.kind = RollbackType(str(event.option.id))
+        self.query_one("#plan-tables").display = self.kind is RollbackType.PARTIAL
+
+    def _chosen_backup(self) -> BackupSet | None:
+        backups = self.query_one("#plan-backups", OptionList)
+        if backups.highlighted is None or not self.sets:
+            return None
+        return self.sets[backups.highlighted]
+
+    def action_build(self) -> None:
+        backup = self._chosen_backup()
+        if backup is None:
+            self.notify("No backup set to roll back from.", severity="error")
+            return
+        tables = tuple(self.query_one("#plan-tables", SelectionList).selected)
+        if self.kind is RollbackType.PARTIAL and not tables:
+            self.notify("Choose at least one table (space toggles).", severity="warning")
+            return
+        self.query_one("#plan-text", Static).update("building the plan (read-only)…")
+        self.build(backup, Options(tables=tables))
+
+    @work(group="plan", name="build-plan", exit_on_error=False, exclusive=True)
+    async def build(self, backup: BackupSet, options: Options) -> tuple[Plan, BackupSet,
+                                                                         Options]:
+        plan = await build_plan(self.console.config, self.kind, backup, options)
+        return plan, backup, options
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "plan":
+            return
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            message = str(error) if isinstance(error, ConsoleError) else repr(error)
+            self.query_one("#plan-text", Static).update(f"✖ could not build the plan: {message}")
+        elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
+            self.plan, self.backup, self.options = event.worker.result
+            self.query_one("#plan-text", Static).update(self._describe(self.plan))
+
+    def _describe(self, plan: Plan) -> Text:
+        text = Text()
+        text.append(f"{RUNBOOK_TYPES[plan.kind][0]} from {plan.backup_id}\n", style="bold")
+        text.append(f"budget {plan.budget_s // 60} min\n\n")
+        text.append("Blast radius\n", style="bold underline")
+        for line in plan.blast_radius:
+            if line.startswith("!"):
+                text.append("LOSS ", style="bold reverse")
+                text.append(line[1:] + "\n", style="bold")
+            else:
+                text.append(f"• {line}\n")
+        for i, step in enumerate(plan.steps, start=1):
+            marks = "  ⚠ POINT OF NO RETURN" if step.point_of_no_return else (
+                "  ! destructive" if step.destructive else "")
+            text.append(f"\n{i}. {step.title}{marks}\n", style="bold")
+            text.append(f"   {step.description}\n")
+            if step.undo:
+                text.append(f"   undo: {step.undo}\n", style="italic")
+            for statement in step.statements:
+                text.append(f"     {statement}\n", style="dim")
+        text.append("\nshift+g: to the confirmation gate", style="bold")
+        return text
+
+    def action_gate(self) -> None:
+        if self.plan is None:
+            self.notify("Build the plan first (b).", severity="warning")
+            return
+        plan = self.plan
+        phrase = expected_phrase(plan.kind, plan.target)
+
+        def confirmed(ok: bool | None) -> None:
+            if not ok:
+                self.notify("Nothing was done.", title="Cancelled")
+                return
+            journal = Journal.open(incidents_root() / new_incident_id())
+            ctx = RunContext(self.console.config, plan.kind, journal, EventChannel(),
+                             self.backup, Options(tables=self.options.tables, confirm=phrase))
+            self.app.push_screen(RollbackScreen(plan, ctx))
+
+        self.app.push_screen(GateScreen(f"{RUNBOOK_TYPES[plan.kind][0]} of "
+                                        f"{plan.target}", plan.blast_radius, phrase), confirmed)
