@@ -16,6 +16,7 @@ from textual.worker import Worker, WorkerState
 
 from app.errors import ConsoleError
 from app.probe import AppHealth, ServerFacts, app_health, server_facts
+from screens.assess import AssessScreen
 from screens.placeholder import PlaceholderScreen
 from screens.plan import PlanScreen
 from widgets.banner import TargetBanner
@@ -32,7 +33,6 @@ ENTRIES = {
     "backups": ("Backups", "the backup sets, their age and verification"),
 }
 LATER = {
-    "assess": "The checks and the decision matrix arrive with the assessment work (issue 4).",
     "drill": "Drill scenarios, scoring and debriefs arrive with issue 8.",
     "backups": "Backup discovery, creation and verification arrive with issue 3.",
 }
@@ -140,6 +140,9 @@ class HomeScreen(Screen[None]):
             return
         if key == "rollback":
             self.app.push_screen(PlanScreen())
+            return
+        if key == "assess":
+            self.app.push_screen(AssessScreen())
             return
         title = ENTRIES[key][0]
         self.app.push_screen(PlaceholderScreen(title, LATER[key]))

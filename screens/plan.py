@@ -48,8 +48,9 @@ class PlanScreen(Screen[None]):
     ]
 
     def __init__(self, kind: RollbackType = RollbackType.PARTIAL,
-                 tables: tuple[str, ...] = ()):
+                 tables: tuple[str, ...] = (), journal: Journal | None = None):
         super().__init__()
+        self.journal = journal   # the incident the decision was journaled in, if any
         self.kind = kind
         self.preselected = tables
         self.plan: Plan | None = None
@@ -181,7 +182,7 @@ class PlanScreen(Screen[None]):
             if not ok:
                 self.notify("Nothing was done.", title="Cancelled")
                 return
-            journal = Journal.open(incidents_root() / new_incident_id())
+            journal = self.journal or Journal.open(incidents_root() / new_incident_id())
             ctx = RunContext(self.console.config, plan.kind, journal, EventChannel(),
                              self.backup, Options(tables=self.options.tables, confirm=phrase))
             self.app.push_screen(RollbackScreen(plan, ctx))

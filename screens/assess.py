@@ -1,0 +1,224 @@
+"""The decision matrix: checks stream in as they complete, the findings sit under the runbook's
+tiers, and the recommendation says what to do and what it would lose. The operator accepts it,
+or overrides it with a typed reason; both are journaled. In assess mode nothing past this screen
+can be started."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.coordinate import Coordinate
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+from textual.worker import Worker, WorkerState
+
+from app.checks import ASSESS_CHECKS, Assessment, CheckResult, run_assessment
+from app.decision import Decision, Tier
+from app.errors import ConsoleError
+from app.journal import Journal, incidents_root, new_incident_id
+from app.rollback.context import RollbackType
+from screens.finding import FindingScreen
+from screens.plan import PlanScreen
+from screens.reason import ReasonScreen
+from widgets.banner import TargetBanner
+from widgets.check_list import CheckList
+
+if TYPE_CHECKING:
+    from app.tui import RollbackConsoleApp
+
+TIER_WORDS = {Tier.HEALTHY: "✔ HEALTHY", Tier.MONITOR: "🔍 MONITOR AND ASSESS",
+              Tier.FORWARD_FIX: "⚠ FORWARD-FIX", Tier.IMMEDIATE_ROLLBACK: "❌ IMMEDIATE ROLLBACK"}
+
+
+class CheckCompleted(Message):
+    def __init__(self, result: CheckResult):
+        super().__init__()
+        self.result = result
+
+
+class AssessScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "evidence", "Evidence"),
+        Binding("r", "rerun", "Assess again"),
+        Binding("Y", "accept", "Accept recommendation (shift+y)"),
+        Binding("O", "override", "Override with a reason (shift+o)"),
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("j", "cursor('down')", "Down", show=False),
+        Binding("k", "cursor('up')", "Up", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.results: dict[str, CheckResult] = {}
+        self.assessment: Assessment | None = None
+
+    @property
+    def console(self) -> RollbackConsoleApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        cfg = self.console.config
+        yield TargetBanner(cfg.target.name, cfg.target.environment, self.console.mode)
+        with Horizontal(id="assess-body"):
+            yield CheckList([(c.name, c.name.replace("_", " ")) for c in ASSESS_CHECKS],
+                            id="assess-checks", classes="panel")
+            with Vertical(id="assess-side"):
+                yield Static("assessing (read-only)…", id="assess-verdict", classes="panel")
+                with VerticalScroll(id="assess-reasons", classes="panel"):
+                    yield Static("", id="assess-reasons-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#assess-checks").border_title = "Checks (enter: evidence)"
+        self.query_one("#assess-verdict").border_title = "Recommendation"
+        self.query_one("#assess-reasons").border_title = "Findings by tier"
+        self.query_one(CheckList).focus()
+        self.assess()
+
+    def action_rerun(self) -> None:
+        if any(w.group == "assess" and w.is_running for w in self.workers):
+            return
+        self.results.clear()
+        self.assessment = None
+        checks = self.query_one(CheckList)
+        for key in list(checks.statuses):
+            checks.set_result(key, "pending", "")
+        self.query_one("#assess-verdict", Static).update("assessing (read-only)…")
+        self.assess()
+
+    @work(group="assess", name="assessment", exit_on_error=False)
+    async def assess(self) -> Assessment:
+        def on_result(result: CheckResult) -> None:
+            self.post_message(CheckCompleted(result))
+
+        return await run_assessment(self.console.config, on_result=on_result)
+
+    def on_check_completed(self, message: CheckCompleted) -> None:
+        r = message.result
+        self.results[r.check] = r
+        self.query_one(CheckList).set_result(r.check, str(r.status), r.summary)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "assess":
+            return
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            text = str(error) if isinstance(error, ConsoleError) else repr(error)
+            self.query_one("#assess-verdict", Static).update(
+                Text(f"✖ the assessment could not run: {text}", style="bold"))
+        elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
+            self.assessment = event.worker.result
+            for r in self.assessment.results:
+                self.on_check_completed(CheckCompleted(r))
+            self._show(self.assessment.decision)
+
+    def _show(self, decision: Decision) -> None:
+        verdict = Text()
+        verdict.append(TIER_WORDS[decision.tier] + "\n", style="bold reverse")
+        verdict.append(decision.action + "\n")
+        if decision.recommended is not None:
+            r = decision.recommended
+            verdict.append(f"Type {r.number}: {r.title}. Risk {r.risk}, downtime "
+                           f"{r.downtime}.\n", style="bold")
+            lose = decision.would_lose.get("tables") or {}
+            for table, facts in lose.items():
+                n = facts.get("rows_written_since_backup")
+                verdict.append(f"would lose: {table}: {n if n is not None else '?'} rows "
+                               "written since the backup (exported first)\n")
+        if self.console.mode == "assess":
+            verdict.append("READ-ONLY session: nothing can be started from here.",
+                           style="italic")
+        else:
+            verdict.append("shift+y: accept · shift+o: override with a reason", style="italic")
+        self.query_one("#assess-verdict", Static).update(verdict)
+        text = Text()
+        for tier in (Tier.IMMEDIATE_ROLLBACK, Tier.FORWARD_FIX, Tier.MONITOR):
+            reasons = [x for x in decision.reasons if x.tier is tier]
+            text.append(f"{tier.label} ({len(reasons)})\n", style="bold underline")
+            for x in reasons:
+                text.append(f"  • {x.runbook}: ", style="bold")
+                text.append(f"{x.summary} [{x.check}]\n")
+        if decision.not_run:
+            text.append("NOT RUN\n", style="bold underline")
+            for line in decision.not_run:
+                text.append(f"  – {line}\n")
+        self.query_one("#assess-reasons-text", Static).update(text)
+
+    def action_cursor(self, direction: str) -> None:
+        table = self.query_one(CheckList)
+        table.action_cursor_down() if direction == "down" else table.action_cursor_up()
+
+    @on(DataTable.RowSelected, "#assess-checks")
+    def row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_evidence()
+
+    def action_evidence(self) -> None:
+        table = self.query_one(CheckList)
+        if table.cursor_row is None or not table.row_count:
+            return
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
+        result = self.results.get(str(key))
+        if result is None:
+            self.notify("That check has not finished yet.")
+            return
+        self.app.push_screen(FindingScreen(f"{result.check}: {result.status.upper()}",
+                                           result.symptom, result.summary, result.evidence))
+
+    def _journal_decision(self, choice: str, reason: str) -> Journal:
+        assert self.assessment is not None
+        d = self.assessment.decision
+        journal = Journal.open(incidents_root() / new_incident_id())
+        journal.append("assessment", tier=d.tier.label, action=d.action,
+                       recommended=d.recommended.key if d.recommended else None,
+                       tables=d.tables, backup=self.assessment.backup,
+                       findings=[{"check": x.check, "tier": x.tier.label, "summary": x.summary}
+                                 for x in d.reasons])
+        journal.append("decision", choice=choice, reason=reason,
+                       recommended=d.recommended.key if d.recommended else None)
+        return journal
+
+    def _can_act(self) -> bool:
+        if self.console.mode == "assess":
+            self.notify("Read-only assessment: nothing can be started from this session.",
+                        title="READ-ONLY", severity="warning")
+            return False
+        if self.assessment is None:
+            self.notify("The assessment has not finished yet.")
+            return False
+        return True
+
+    def action_accept(self) -> None:
+        if not self._can_act():
+            return
+        assert self.assessment is not None
+        d = self.assessment.decision
+        if d.recommended is None:
+            self._journal_decision("no rollback", d.action)
+            self.notify(f"{d.tier.label}: no rollback recommended; decision journaled.")
+            return
+        journal = self._journal_decision(f"accept {d.recommended.key}", "recommendation")
+        self.app.push_screen(PlanScreen(RollbackType(d.recommended.key), tuple(d.tables),
+                                        journal=journal))
+
+    def action_override(self) -> None:
+        if not self._can_act():
+            return
+        assert self.assessment is not None
+        d = self.assessment.decision
+
+        def answered(reason: str | None) -> None:
+            if not reason:
+                return
+            journal = self._journal_decision("override", reason)
+            kind = RollbackType(d.recommended.key) if d.recommended else RollbackType.PARTIAL
+            self.app.push_screen(PlanScreen(kind, tuple(d.tables), journal=journal))
+
+        self.app.push_screen(ReasonScreen(
+            f"Override the recommendation ({d.tier.label}: {d.action}). Why? The reason is "
+            "journaled and goes into the incident report.", "Override"), answered)
