@@ -85,13 +85,30 @@ def dropped_indexes(baseline: Baseline, now: dict[str, str]) -> dict[str, str]:
     return {i: t for i, t in baseline.indexes.items() if i not in now}
 
 
+async def table_grants(conn: asyncpg.Connection) -> dict[str, dict[str, list[str]]]:
+    """``catalog.table_grants``'s shape, read from the ACLs themselves: information_schema only
+    shows a role the grants it takes part in, so a read-only role would see privileges "lost"."""
+    rows = await conn.fetch(
+        "SELECT n.nspname || '.' || c.relname AS t, "
+        "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END AS grantee, "
+        "array_agg(DISTINCT a.privilege_type ORDER BY a.privilege_type) AS privs "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, "
+        "aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a "
+        "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg\\_%' "
+        "AND n.nspname <> ALL($1::text[]) GROUP BY 1, 2", list(catalog.PLATFORM_SCHEMAS))
+    out: dict[str, dict[str, list[str]]] = {}
+    for r in rows:
+        out.setdefault(r["t"], {})[r["grantee"]] = list(r["privs"])
+    return out
+
+
 async def schema(ctx: CheckContext) -> Outcome:
     base = ctx.need_baseline()
     state = base.manifest.state
     async with ctx.pool.acquire() as conn:
         tables = set(await catalog.user_tables(conn))
         cols = await catalog.columns(conn)
-        grants = await catalog.table_grants(conn)
+        grants = await table_grants(conn)
         indexes = await current_indexes(conn)
     findings: list[Finding] = []
     missing = sorted(set(state.tables) - tables)

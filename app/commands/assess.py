@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,7 +114,7 @@ def register(group: click.Group) -> None:
             click.echo(json.dumps(result.to_dict(), indent=2, default=str))
         else:
             _render_assessment(result)
-        ctx.exit(result.decision.exit_code)
+        sys.exit(result.decision.exit_code)
 
     @group.command("validate")
     @click.option("--backup", "backup_id", default=None, metavar="ID",
@@ -137,4 +138,4 @@ def register(group: click.Group) -> None:
             click.echo(json.dumps(result.to_dict(), indent=2, default=str))
         else:
             _render_checklist(result)
-        ctx.exit(result.exit_code)
+        sys.exit(result.exit_code)

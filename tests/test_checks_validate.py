@@ -1,0 +1,76 @@
+"""The post-rollback checklist fails on the right item for each injected fault, and the [assess]
+settings are validated like the rest of the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app import config as config_mod
+from app.errors import ConfigError
+from app.validation import run_validation
+from tests.conftest import DemoDb
+from tests.test_assess import make_backup
+
+FAULTS = [
+    pytest.param("DELETE FROM chakai WHERE id <= 3", "Data Integrity", id="rows-missing"),
+    pytest.param("ALTER TABLE media DROP CONSTRAINT media_object_id_fkey; "
+                 "DELETE FROM objects WHERE id = 1", "Foreign Keys", id="orphans"),
+    pytest.param('DROP POLICY "objects: owner reads" ON objects; '
+                 'DROP POLICY "objects: owner writes" ON objects', "RLS Policies",
+                 id="policy-blocks"),
+    pytest.param("REVOKE ALL ON auth.users FROM supabase_auth_admin", "Authentication",
+                 id="auth-grant"),
+    pytest.param("ALTER TABLE objects RENAME COLUMN era TO period", "Application",
+                 id="endpoint-fails"),
+]
+
+
+@pytest.mark.parametrize(("sql", "item"), FAULTS)
+async def test_validate_fails_the_right_item(conn: asyncpg.Connection, console_config: Path,
+                                             demo_db: DemoDb, sql: str, item: str) -> None:
+    cfg = config_mod.load(console_config)
+    await make_backup(conn, cfg, demo_db.dsn)
+    await conn.execute(sql)
+    checklist = await run_validation(cfg)
+    statuses = {i.name: str(i.status) for i in checklist.items}
+    assert statuses[item] == "fail", statuses
+    assert not checklist.passed and checklist.exit_code == 1
+    assert [i.name for i in checklist.items] == [
+        "Data Integrity", "Authentication", "Foreign Keys", "RLS Policies", "Application",
+        "Performance", "Error Rates"]
+
+
+def test_assess_settings_are_validated(console_config: Path) -> None:
+    console_config.write_text(console_config.read_text() + """
+[assess]
+row_tolerance_pct = -1
+error_samples = "ten"
+colour = "red"
+probe_queries = [{ name = "mine", sql = "SELECT 1", min_rows = 1 }, { name = "x" }]
+""")
+    with pytest.raises(ConfigError) as err:
+        config_mod.load(console_config)
+    text = str(err.value)
+    assert str(console_config) in text
+    assert "assess.row_tolerance_pct: expected a number above 0, got -1.0" in text
+    assert "assess.error_samples: expected an integer, got str ('ten')" in text
+    assert "assess.colour: unknown key" in text
+    assert "assess.probe_queries[1].sql is missing" in text
+
+
+def test_assess_settings_defaults_and_overrides(console_config: Path) -> None:
+    assert config_mod.load(console_config).assess.row_tolerance_pct == 5.0
+    console_config.write_text(console_config.read_text() + """
+[assess]
+lock_timeout_ms = 250
+login_probe = false
+private_tables = ["public.objects"]
+probe_queries = [{ name = "own objects", sql = "SELECT 1 FROM public.objects", min_rows = 3 }]
+""")
+    s = config_mod.load(console_config).assess
+    assert (s.lock_timeout_ms, s.login_probe, s.private_tables) == (250, False,
+                                                                    ("public.objects",))
+    assert s.probe_queries[0].min_rows == 3
