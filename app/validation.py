@@ -98,19 +98,18 @@ def _data_item(item: Item, results: dict[str, CheckResult]) -> ItemResult:
                       {"tables": tables, "tables_missing": schema.evidence.get("tables_missing")})
 
 
+def item_result(item: Item, by_name: dict[str, CheckResult]) -> ItemResult:
+    """One checklist item from its checks' results (all of them must be in ``by_name``)."""
+    if item.name == "Data Integrity":
+        return _data_item(item, by_name)
+    parts = [by_name[c] for c in item.checks]
+    return ItemResult(item.name, item.runbook, worst([p.status for p in parts]),
+                      "; ".join(p.summary for p in parts), {p.check: p.evidence for p in parts})
+
+
 def checklist(results: list[CheckResult]) -> list[ItemResult]:
     by_name = {r.check: r for r in results}
-    items: list[ItemResult] = []
-    for item in CHECKLIST:
-        if item.name == "Data Integrity":
-            items.append(_data_item(item, by_name))
-            continue
-        parts = [by_name[c] for c in item.checks]
-        status = worst([p.status for p in parts])
-        items.append(ItemResult(item.name, item.runbook, status,
-                                "; ".join(p.summary for p in parts),
-                                {p.check: p.evidence for p in parts}))
-    return items
+    return [item_result(item, by_name) for item in CHECKLIST]
 
 
 async def run_validation(config: Config, backup_id: str | None = None, *,
