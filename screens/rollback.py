@@ -23,6 +23,8 @@ from app.rollback.plan import Plan, Step
 from app.rollback.runner import execute, skip_step
 from screens.confirm import ConfirmScreen
 from screens.reason import ReasonScreen
+from screens.report import ReportScreen
+from screens.validation import ValidationScreen
 from widgets.banner import TargetBanner
 from widgets.incident_clock import IncidentClock
 from widgets.live_log import LiveLog
@@ -64,6 +66,8 @@ class RollbackScreen(Screen[Outcome | None]):
         Binding("S", "skip", "Skip step (shift+s)"),
         Binding("slash", "search", "Search log", key_display="/"),
         Binding("f", "follow", "Follow log"),
+        Binding("v", "validate", "Validate (when done)"),
+        Binding("i", "report", "Incident report"),
         Binding("escape", "back", "Back (when finished)"),
     ]
 
@@ -184,7 +188,7 @@ class RollbackScreen(Screen[Outcome | None]):
         words = {Outcome.DONE: "✔ DONE", Outcome.FAILED_RESTORED: "✖ FAILED, database as before",
                  Outcome.NEEDS_OPERATOR: "■ STOPPED, needs you", Outcome.REFUSED: "✖ REFUSED",
                  Outcome.BAD_INPUT: "✖ BAD INPUT"}
-        hint = {Outcome.DONE: "escape: back", Outcome.NEEDS_OPERATOR:
+        hint = {Outcome.DONE: "v: validate · i: report · escape: back", Outcome.NEEDS_OPERATOR:
                 "t: retry · S: skip with a reason · escape: back"}.get(outcome, "escape: back")
         self.query_one("#rb-outcome", Static).update(f"{words[outcome]}: {summary}  ({hint})")
 
@@ -247,6 +251,14 @@ class RollbackScreen(Screen[Outcome | None]):
     @on(Input.Submitted, "#rb-search")
     def search_submitted(self, event: Input.Submitted) -> None:
         self.query_one(LiveLog).search(event.value)
+
+    def action_validate(self) -> None:
+        if self.running or self.outcome is None:
+            return
+        self.app.push_screen(ValidationScreen(self.plan.backup_id, self.ctx.journal))
+
+    def action_report(self) -> None:
+        self.app.push_screen(ReportScreen(self.ctx.journal))
 
     def action_back(self) -> None:
         search = self.query_one("#rb-search", Input)

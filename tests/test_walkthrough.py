@@ -13,7 +13,9 @@ from app import config
 from app.tui import RollbackConsoleApp
 from screens.gate import GateScreen
 from screens.plan import PlanScreen
+from screens.report import ReportScreen
 from screens.rollback import RollbackScreen
+from screens.validation import ValidationScreen
 from tests.conftest import DemoApp, DemoDb
 from tests.test_partial_rollback import checksums, make_set
 
@@ -71,6 +73,27 @@ async def test_rollback_walkthrough(console_config: Path, demo_db: DemoDb, demo_
         assert rollback.outcome is not None and rollback.outcome.value == "done", \
             str(rollback.query_one("#rb-outcome").render())
         assert "DONE" in str(rollback.query_one("#rb-outcome").render())
+
+        await pilot.press("v")  # the runbook's post-rollback checklist
+        await pilot.pause()
+        assert isinstance(app.screen, ValidationScreen)
+        validation = app.screen
+        await wait_for(lambda: validation.checklist is not None, pilot, 60)
+        assert validation.checklist is not None
+        statuses = {i.name: str(i.status) for i in validation.checklist.items}
+        assert set(statuses.values()) == {"pass"}, statuses
+        assert "ALL ITEMS PASS" in str(validation.query_one("#val-verdict").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("i")
+        await pilot.pause()
+        assert isinstance(app.screen, ReportScreen)
+        report = app.screen.markdown
+        assert "## Steps" in report and "| restore | done |" in report
+        assert "## Validation" in report and "**every item passes**" in report
+        assert "## Post-rollback actions" in report
+        exported = app.screen.action_export()
+        assert exported.read_text().startswith("# Incident")
     assert backup.manifest is not None
     assert await checksums(conn, "public.media") == \
         [backup.manifest.state.tables["public.media"].checksum]
