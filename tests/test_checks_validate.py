@@ -74,3 +74,12 @@ probe_queries = [{ name = "own objects", sql = "SELECT 1 FROM public.objects", m
     assert (s.lock_timeout_ms, s.login_probe, s.private_tables) == (250, False,
                                                                     ("public.objects",))
     assert s.probe_queries[0].min_rows == 3
+
+
+def test_docs_print_the_decision_table_as_it_is() -> None:
+    """docs/ASSESS.md's decision table is RULES: a rule changed in code shows up as a diff here."""
+    from app.decision import RULES
+
+    doc = (Path(__file__).parent.parent / "docs" / "ASSESS.md").read_text()
+    for rule in RULES:
+        assert f"| `{rule.kind}` | {rule.runbook} | **{rule.tier.label}** | {rule.scope} |" in doc

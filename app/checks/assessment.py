@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from app import catalog
+from app import decision as decision_mod  # a module: app.decision imports app.checks.model
 from app.checks.context import (
     CheckContext,
     check_identity,
@@ -22,7 +23,6 @@ from app.checks.context import (
 from app.checks.model import CheckResult
 from app.checks.runner import CheckSpec, stream_checks
 from app.config import Config
-from app.decision import Decision, decide
 
 OnResult = Callable[[CheckResult], None]
 
@@ -33,7 +33,7 @@ class Assessment:
     backup: str | None
     started_at: str
     results: list[CheckResult]
-    decision: Decision
+    decision: decision_mod.Decision
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,4 +96,5 @@ async def run_assessment(config: Config, backup_id: str | None = None, *,
         results = await collect(ctx, specs, on_result)
         tables = sorted(ctx.baseline.manifest.state.tables) if ctx.baseline else None
         set_id = ctx.baseline.set_id if ctx.baseline else None
-    return Assessment(config.target.name, set_id, started, results, decide(results, tables))
+    decision = decision_mod.decide(results, tables)
+    return Assessment(config.target.name, set_id, started, results, decision)
