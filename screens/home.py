@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -15,10 +16,17 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from app.errors import ConsoleError
+from app.events import EventChannel
+from app.journal import Journal, find_unfinished
 from app.probe import AppHealth, ServerFacts, app_health, server_facts
+from app.rollback.backupset import list_sets, resolve
+from app.rollback.context import Options, RollbackType, RunContext
+from app.rollback.plans import build_plan
 from screens.assess import AssessScreen
+from screens.confirm import ConfirmScreen
 from screens.placeholder import PlaceholderScreen
 from screens.plan import PlanScreen
+from screens.rollback import RollbackScreen
 from widgets.banner import TargetBanner
 from widgets.contacts import ContactsPanel
 from widgets.status_line import StatusLine
@@ -45,6 +53,7 @@ class HomeScreen(Screen[None]):
         Binding("d", "open('drill')", "Drill"),
         Binding("R", "open('rollback')", "Rollback (shift+r)"),
         Binding("p", "probe", "Re-probe"),
+        Binding("u", "resume", "Resume unfinished incident"),
         Binding("j", "cursor('down')", "Down", show=False),
         Binding("k", "cursor('up')", "Up", show=False),
     ]
@@ -69,6 +78,8 @@ class HomeScreen(Screen[None]):
             yield Static(f"database    {cfg.target.display_dsn}", id="target-dsn")
             yield StatusLine("Database", id="probe-db")
             yield StatusLine("App health", id="probe-app")
+            yield StatusLine("Backups", id="probe-backups")
+            yield StatusLine("Incident", id="probe-incident")
         with Horizontal(id="home-body"):
             yield OptionList(*[self._option(key) for key in ENTRIES], id="entries",
                              classes="panel")
@@ -86,6 +97,67 @@ class HomeScreen(Screen[None]):
         self.query_one("#entries").border_title = "What now?"
         self.query_one("#entries", OptionList).focus()
         self.action_probe()
+        self._show_backups()
+        self._offer_resume()
+
+    def _show_backups(self) -> None:
+        line = self.query_one("#probe-backups", StatusLine)
+        sets = list_sets(self.console.config.target.backups_root)
+        if not sets:
+            line.status = "warn"
+            line.summary = (f"no backup sets under {self.console.config.target.backups_root}: "
+                            "take one before anything else (rollback-console backup)")
+            return
+        newest = sets[0]
+        age = "" if newest.taken_at is None else \
+            f", {(time.time() - newest.taken_at.timestamp()) / 3600:.1f} h old"
+        line.status = "pass" if newest.manifest is not None else "warn"
+        line.summary = (f"{len(sets)} set(s); newest {newest.id}{age}, "
+                        + ("with manifest" if newest.manifest else "NO manifest: unverifiable"))
+
+    def _offer_resume(self) -> None:
+        line = self.query_one("#probe-incident", StatusLine)
+        journal = find_unfinished(self.console.config.target.name)
+        if journal is None:
+            line.status, line.summary = "pass", "no unfinished incident"
+            return
+        opened = journal.last("incident_opened")
+        assert opened is not None
+        where = journal.started_not_finished() or next(
+            (e.data.get("step") for e in reversed(journal.entries) if e.data.get("step")), "?")
+        line.status = "warn"
+        line.summary = (f"UNFINISHED {journal.incident_id}: {opened.data.get('type')} rollback "
+                        f"stopped at {where}; press u to resume")
+        self.unfinished = journal
+        if self.console.mode == "live":
+            self.app.push_screen(ConfirmScreen(
+                f"Incident {journal.incident_id} ({opened.data.get('type')} rollback from "
+                f"{opened.data.get('backup')}) did not finish: it stopped at {where!r}. Resume "
+                "it now? Finished steps are not redone.", yes_label="Resume"),
+                lambda yes: self.action_resume() if yes else None)
+
+    unfinished: Journal | None = None
+
+    def action_resume(self) -> None:
+        if self.unfinished is None:
+            self.notify("There is no unfinished incident.")
+            return
+        if self.console.mode != "live":
+            self.notify("Resuming needs live mode.", severity="warning")
+            return
+        self.resume(self.unfinished)
+
+    @work(group="plan", name="resume-plan", exit_on_error=False, exclusive=True)
+    async def resume(self, journal: Journal) -> None:
+        opened = journal.last("incident_opened")
+        assert opened is not None
+        cfg = self.console.config
+        backup = resolve(cfg.target.backups_root, opened.data["backup"])
+        kind = RollbackType(opened.data["type"])
+        options = Options(tables=tuple(opened.data.get("tables", ())))
+        plan = await build_plan(cfg, kind, backup, options)
+        ctx = RunContext(cfg, kind, journal, EventChannel(), backup, options)
+        self.app.push_screen(RollbackScreen(plan, ctx))
 
     def action_probe(self) -> None:
         for line in self.query(StatusLine):
@@ -103,6 +175,8 @@ class HomeScreen(Screen[None]):
         self.post_message(self.Probed(facts, health))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.group == "plan":
+            self.notify(f"cannot resume: {event.worker.error}", severity="error")
         if event.state == WorkerState.ERROR and event.worker.group == "probe":
             db = self.query_one("#probe-db", StatusLine)
             db.status, db.summary = "error", f"probe failed: {event.worker.error}"
