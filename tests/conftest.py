@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,20 @@ from app.sandbox.manager import info_app_url, start_demo_app, write_config, writ
 from app.sandbox.server import PgServer, stop_pid
 
 TEMPLATE = "demo_template"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A private temporary root per test session: pytest's clean-up of old numbered temp dirs
+    (run by any other pytest session on the machine) must never reach a running server's data
+    directory."""
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="rollback-console-tests-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    base = config.option.basetemp
+    if base and Path(base).name.startswith("rollback-console-tests-"):
+        shutil.rmtree(base, ignore_errors=True)
 APP_PASSWORD = "app-" + secrets.token_urlsafe(12)
 
 
