@@ -200,7 +200,7 @@ class HomeScreen(Screen[None]):
         else:
             h = message.health
             app_line.status = "pass" if h.ok else "fail"
-            app_line.summary = f"{h.summary} in {h.latency_ms:.0f} ms"
+            app_line.summary = h.summary + (f" in {h.latency_ms:.0f} ms" if h.status else "")
 
     @on(OptionList.OptionSelected, "#entries")
     def entry_chosen(self, event: OptionList.OptionSelected) -> None:
