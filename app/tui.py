@@ -42,6 +42,7 @@ class RollbackConsoleApp(App[int]):
         self.config = config
         self.mode = mode
         self.log_path = log_path
+        self.server_text = "connecting…"   # what the home screen's probe found, for banners
 
     def on_mount(self) -> None:
         self.title = f"rollback-console: {self.config.target.name}"

@@ -186,14 +186,14 @@ class HomeScreen(Screen[None]):
         banner = self.query_one(TargetBanner)
         if isinstance(message.facts, str):
             db.status, db.summary = "fail", message.facts
-            banner.server = "server: unreachable"
+            banner.server = self.console.server_text = "server: unreachable"
         else:
             f = message.facts
             role = "standby (read-only)" if f.in_recovery else "primary"
             db.status = "pass"
             db.summary = (f"PostgreSQL {f.version}, {f.database} as {f.user}, {role}, "
                           f"{f.size_bytes / 1e6:.1f} MB")
-            banner.server = f"PostgreSQL {f.version.split()[0]}"
+            banner.server = self.console.server_text = f"PostgreSQL {f.version.split()[0]}"
         app_line = self.query_one("#probe-app", StatusLine)
         if message.health is None:
             app_line.status, app_line.summary = "warn", "no [app] in the config"

@@ -80,6 +80,13 @@ class PlanScreen(Screen[None]):
                              "press b to build the plan.", id="plan-text")
         yield Footer()
 
+    def _show_selected(self) -> None:
+        """Selection shown in words too (the list's boxes differ only by colour)."""
+        tables = self.query_one("#plan-tables", SelectionList)
+        chosen = tables.selected
+        tables.border_subtitle = ("selected: " + ", ".join(t.split(".")[-1] for t in chosen)
+                                  if chosen else "none selected")
+
     def _type_label(self, kind: RollbackType) -> str:
         title, risk, downtime = RUNBOOK_TYPES[kind]
         extra = "" if kind in AVAILABLE else "  (not available yet)"
@@ -89,6 +96,7 @@ class PlanScreen(Screen[None]):
         self.query_one("#plan-type").border_title = "Rollback type"
         self.query_one("#plan-tables").border_title = "Tables (Type 2; space toggles)"
         self.query_one("#plan-backups").border_title = "Backup set"
+        self._show_selected()
         self.query_one("#plan-preview").border_title = "Plan"
         type_list = self.query_one("#plan-type", OptionList)
         type_list.highlighted = list(RollbackType).index(self.kind)
@@ -107,6 +115,10 @@ class PlanScreen(Screen[None]):
         else:
             backups.highlighted = 0
         type_list.focus()
+
+    @on(SelectionList.SelectedChanged, "#plan-tables")
+    def tables_changed(self, _event: SelectionList.SelectedChanged[str]) -> None:
+        self._show_selected()
 
     @on(OptionList.OptionSelected, "#plan-type")
     def type_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -151,7 +163,11 @@ class PlanScreen(Screen[None]):
     def _describe(self, plan: Plan) -> Text:
         text = Text()
         text.append(f"{RUNBOOK_TYPES[plan.kind][0]} from {plan.backup_id}\n", style="bold")
-        text.append(f"budget {plan.budget_s // 60} min\n\n")
+        text.append(f"budget {plan.budget_s // 60} min\n")
+        for i, step in enumerate(plan.steps, start=1):
+            if step.point_of_no_return:
+                text.append(f"⚠ POINT OF NO RETURN at step {i}: {step.title}\n", style="bold")
+        text.append("shift+g: to the confirmation gate\n\n", style="bold")
         text.append("Blast radius\n", style="bold underline")
         for line in plan.blast_radius:
             if line.startswith("!"):

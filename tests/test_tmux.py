@@ -11,10 +11,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from app.sandbox.manager import read_info
 from app.sandbox.server import pid_alive
+from tests.conftest import DemoApp, DemoDb
+from tests.test_partial_rollback import checksums, make_set
 
 pytestmark = pytest.mark.tmux
 COMMAND = Path(sys.executable).parent / "rollback-console"
@@ -86,3 +89,39 @@ def test_drill_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     assert done.read_text().strip() == "0"
     assert not pid_alive(info.postgres_pid), "postgres outlived the console"
     assert not pid_alive(info.app_pid), "the demo app outlived the console"
+
+
+async def test_assess_to_rollback_walkthrough_in_a_real_terminal(
+        tmux: Tmux, tmp_path: Path, console_config: Path, demo_db: DemoDb, demo_app: DemoApp,
+        conn: asyncpg.Connection) -> None:
+    """The installed command, real key presses: assess, accept, build, gate, run, validate."""
+    backup = await make_set(demo_db, conn, console_config.parent / "backups", ("media",))
+    await conn.execute("UPDATE media SET caption = 'corrupted by the migration' WHERE id % 2 = 0")
+    done = tmp_path / "exit-code"
+    shell = (f"ROLLBACK_CONSOLE_HOME={tmp_path / 'home'} {COMMAND} -c {console_config}; "
+             f"echo $? > {done}")
+    tmux.run("new-session", "-d", "-s", "console", "-x", "120", "-y", "40", shell)
+    tmux.wait_for("answered 200")
+    tmux.run("send-keys", "-t", "console", "a")
+    tmux.wait_for("IMMEDIATE ROLLBACK", timeout=90)
+    tmux.wait_for("shift+y: accept")
+    tmux.run("send-keys", "-t", "console", "Y")
+    tmux.wait_for("selected: media")  # the recommendation chose the corrupted table
+    tmux.run("send-keys", "-t", "console", "b")
+    tmux.wait_for("POINT OF NO RETURN")
+    tmux.run("send-keys", "-t", "console", "G")
+    tmux.wait_for("To go ahead, type exactly")
+    tmux.run("send-keys", "-t", "console", "BTab")  # from Cancel back to the phrase input
+    tmux.run("send-keys", "-t", "console", "-l", "ROLLBACK tea-school-sandbox")
+    tmux.run("send-keys", "-t", "console", "Enter")
+    tmux.wait_for("DONE:", timeout=120)
+    tmux.run("send-keys", "-t", "console", "v")
+    tmux.wait_for("ALL ITEMS PASS", timeout=120)
+    tmux.run("send-keys", "-t", "console", "q")
+    deadline = time.monotonic() + 30
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert done.exists() and done.read_text().strip() == "0", tmux.screen()
+    assert backup.manifest is not None
+    assert await checksums(conn, "public.media") == \
+        [backup.manifest.state.tables["public.media"].checksum]

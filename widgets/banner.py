@@ -28,6 +28,10 @@ class TargetBanner(Static):
         self.mode = mode
         self.add_class(f"env-{environment}", f"mode-{mode}")
 
+    def on_mount(self) -> None:
+        # the server line the home screen probed, shared by every screen's banner
+        self.server = getattr(self.app, "server_text", self.server)
+
     def render(self) -> Text:
         text = Text()
         text.append("target ")
