@@ -138,3 +138,29 @@ async def test_kill_9_then_resume_ends_in_the_same_state(
     assert any(e["kind"] == "incident_resumed" for e in entries)
     again = cli(console_config, tmp_path, "resume")
     assert again.returncode == 2 and "nothing to resume" in again.stderr
+
+
+async def test_report_from_the_journal(console_config: Path, demo_db: DemoDb,
+                                       demo_app: DemoApp, conn: asyncpg.Connection,
+                                       tmp_path: Path) -> None:
+    await make_set(demo_db, conn, console_config.parent / "backups", ("media",))
+    await conn.execute("UPDATE media SET caption = 'x'")
+    ran = cli(console_config, tmp_path, "run", "--type", "partial", "--tables", "media",
+              "--confirm", "ROLLBACK tea-school-sandbox")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    out = tmp_path / "report.md"
+    made = cli(console_config, tmp_path, "report", "-o", str(out))
+    assert made.returncode == 0, made.stderr
+    text = out.read_text()
+    assert text.startswith("# Incident") and "| restore | done |" in text
+    assert "safety snapshot" in text and "## Post-rollback actions" in text
+    assert demo_db.server.password not in text
+    missing = cli(console_config, tmp_path, "report", "no-such-incident")
+    assert missing.returncode == 2 and "no incident 'no-such-incident'" in missing.stderr
+    journal = next(tmp_path.glob("incidents/*/journal.jsonl"))
+    lines = journal.read_text().splitlines()
+    edited = next(i for i, line in enumerate(lines) if '"status": "done"' in line)
+    lines[edited] = lines[edited].replace('"status": "done"', '"status": "skipped"')
+    journal.write_text("\n".join(lines) + "\n")
+    tampered = cli(console_config, tmp_path, "report")
+    assert tampered.returncode == 2 and "hash chain is broken" in tampered.stderr

@@ -34,6 +34,37 @@ def _tables(raw: str) -> tuple[str, ...]:
 def register(group: click.Group) -> None:
     group.add_command(run)
     group.add_command(resume)
+    group.add_command(report)
+
+
+@click.command()
+@click.argument("incident", required=False)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the Markdown here [default: stdout].")
+def report(incident: str | None, output: Path | None) -> None:
+    """The incident report (Markdown) from the journal: timeline, decision, steps, what was
+    saved where, validation, and the runbook's post-rollback actions.
+
+    INCIDENT is an incident id (see the journal's folder name); default: the newest."""
+    from app.journal import Journal, JournalCorrupt, incidents_root
+    from app.report import render_markdown
+
+    journals = sorted(incidents_root().glob("*/journal.jsonl"))
+    if incident is not None:
+        journals = [j for j in journals if j.parent.name == incident
+                    or j.parent.name.endswith(incident)]
+    if not journals:
+        raise BadInput(f"no incident {incident!r} in {incidents_root()}" if incident else
+                       f"no incidents in {incidents_root()}")
+    try:
+        text = render_markdown(Journal(journals[-1]))
+    except JournalCorrupt as exc:
+        raise BadInput(str(exc)) from None
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"report written to {output}", err=True)
 
 
 @click.command()
