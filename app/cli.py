@@ -34,9 +34,17 @@ Examples:
   rollback-console -c prod.toml --mode assess read-only: nothing can be changed
   rollback-console sandbox up --rows 2000000  a big sandbox for benchmarks
   rollback-console sandbox down               stop it (or Ctrl-C where it runs)
+  rollback-console -c prod.toml run --type partial --tables media --dry-run
+  rollback-console -c prod.toml assess --json  read-only: the tier as exit code
 
 \b
-Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed).
+Environment: ROLLBACK_CONFIG (the config), ROLLBACK_CONSOLE_HOME (state: logs, incidents),
+ROLLBACK_CONSOLE_THEME=high-contrast, NO_COLOR=1 (no colour; words carry every state).
+
+\b
+Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed), 3 refused at a gate,
+4 failed and returned to the state before, 5 stopped and needs the operator;
+assess: 0 healthy, 10 monitor, 20 forward-fix, 30 immediate rollback.
 """
 
 
@@ -60,9 +68,12 @@ def _start_sandbox(directory: Path | None, rows: int, seed: int) -> Sandbox:
 
 
 def _run_tui(cfg: config_mod.Config, mode: str) -> int:
+    import os
+
     from app.tui import RollbackConsoleApp  # Textual loads only when a screen is wanted
 
-    app = RollbackConsoleApp(cfg, mode=mode, log_path=logs.current_log_path())
+    app = RollbackConsoleApp(cfg, mode=mode, log_path=logs.current_log_path(),
+                             theme=os.environ.get("ROLLBACK_CONSOLE_THEME", "default"))
     app.run()
     return app.return_code or 0
 

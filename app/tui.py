@@ -7,6 +7,7 @@ from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
+from textual.theme import Theme
 from textual.worker import WorkerState
 
 from app.config import Config
@@ -25,6 +26,13 @@ MODE_INTRO = {
 }
 
 
+HIGH_CONTRAST = Theme(
+    name="high-contrast", primary="#ffff00", secondary="#00ffff", accent="#ffffff",
+    foreground="#ffffff", background="#000000", surface="#000000", panel="#1a1a1a",
+    success="#00ff00", warning="#ffff00", error="#ff5555", dark=True, text_alpha=1.0)
+THEMES = {"default": "textual-dark", "high-contrast": "high-contrast"}
+
+
 class RollbackConsoleApp(App[int]):
     """The incident console. ``mode`` is live, assess or drill."""
 
@@ -35,10 +43,14 @@ class RollbackConsoleApp(App[int]):
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "request_quit", "Quit"),
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
+        Binding("ctrl+t", "toggle_contrast", "High contrast on/off"),
     ]
 
-    def __init__(self, config: Config, mode: str = "live", log_path: Path | None = None):
+    def __init__(self, config: Config, mode: str = "live", log_path: Path | None = None,
+                 theme: str = "default"):
         super().__init__()
+        self.register_theme(HIGH_CONTRAST)
+        self.theme = THEMES.get(theme, "textual-dark")
         self.config = config
         self.mode = mode
         self.log_path = log_path
@@ -53,6 +65,9 @@ class RollbackConsoleApp(App[int]):
         return any(w.group in WORK_GROUPS and w.state in (WorkerState.PENDING,
                                                           WorkerState.RUNNING)
                    for w in self.workers)
+
+    def action_toggle_contrast(self) -> None:
+        self.theme = "textual-dark" if self.theme == "high-contrast" else "high-contrast"
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

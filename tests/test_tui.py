@@ -116,3 +116,13 @@ async def test_quit_while_work_runs_asks_first(console_config: Path, demo_app: D
         assert not isinstance(app.screen, ConfirmScreen)
         assert app.is_running
         worker.cancel()
+
+
+async def test_high_contrast_theme_toggles(console_config: Path) -> None:
+    app = RollbackConsoleApp(config.load(console_config), mode="drill", theme="high-contrast")
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.theme == "high-contrast"
+        await pilot.press("ctrl+t")
+        assert app.theme == "textual-dark"
+        await pilot.press("ctrl+t")
+        assert app.theme == "high-contrast"
