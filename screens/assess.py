@@ -5,8 +5,6 @@ can be started."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -14,7 +12,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
@@ -23,14 +20,11 @@ from app.decision import Decision, Tier
 from app.errors import ConsoleError
 from app.journal import Journal, incidents_root, new_incident_id
 from app.rollback.context import RollbackType
+from screens.base import ConsoleScreen
 from screens.finding import FindingScreen
 from screens.plan import PlanScreen
 from screens.reason import ReasonScreen
-from widgets.banner import TargetBanner
 from widgets.check_list import CheckList
-
-if TYPE_CHECKING:
-    from app.tui import RollbackConsoleApp
 
 TIER_WORDS = {Tier.HEALTHY: "✔ HEALTHY", Tier.MONITOR: "🔍 MONITOR AND ASSESS",
               Tier.FORWARD_FIX: "⚠ FORWARD-FIX", Tier.IMMEDIATE_ROLLBACK: "❌ IMMEDIATE ROLLBACK"}
@@ -42,7 +36,7 @@ class CheckCompleted(Message):
         self.result = result
 
 
-class AssessScreen(Screen[None]):
+class AssessScreen(ConsoleScreen[None]):
     BINDINGS = [
         Binding("enter", "evidence", "Evidence"),
         Binding("r", "rerun", "Assess again"),
@@ -58,13 +52,9 @@ class AssessScreen(Screen[None]):
         self.results: dict[str, CheckResult] = {}
         self.assessment: Assessment | None = None
 
-    @property
-    def console(self) -> RollbackConsoleApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        cfg = self.console.config
-        yield TargetBanner(cfg.target.name, cfg.target.environment, self.console.mode)
+        yield self.banner()
         with Horizontal(id="assess-body"):
             yield CheckList([(c.name, c.name.replace("_", " ")) for c in ASSESS_CHECKS],
                             id="assess-checks", classes="panel")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
@@ -23,6 +21,7 @@ from app.rollback.backupset import list_sets, resolve
 from app.rollback.context import Options, RollbackType, RunContext
 from app.rollback.plans import build_plan
 from screens.assess import AssessScreen
+from screens.base import ConsoleScreen
 from screens.confirm import ConfirmScreen
 from screens.placeholder import PlaceholderScreen
 from screens.plan import PlanScreen
@@ -30,9 +29,6 @@ from screens.rollback import RollbackScreen
 from widgets.banner import TargetBanner
 from widgets.contacts import ContactsPanel
 from widgets.status_line import StatusLine
-
-if TYPE_CHECKING:
-    from app.tui import RollbackConsoleApp
 
 ENTRIES = {
     "assess": ("Assess", "read-only decision matrix: roll back, forward-fix or wait?"),
@@ -46,7 +42,7 @@ LATER = {
 }
 
 
-class HomeScreen(Screen[None]):
+class HomeScreen(ConsoleScreen[None]):
     BINDINGS = [
         Binding("a", "open('assess')", "Assess"),
         Binding("b", "open('backups')", "Backups"),
@@ -66,14 +62,10 @@ class HomeScreen(Screen[None]):
             self.facts = facts
             self.health = health
 
-    @property
-    def console(self) -> RollbackConsoleApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         cfg = self.console.config
-        yield TargetBanner(cfg.target.name, cfg.target.environment, self.console.mode,
-                           id="banner")
+        yield self.banner(id="banner")
         with Vertical(id="target-panel", classes="panel"):
             yield Static(f"database    {cfg.target.display_dsn}", id="target-dsn")
             yield StatusLine("Database", id="probe-db")

@@ -5,13 +5,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from widgets.banner import TargetBanner
+from screens.base import ConsoleScreen
 
 
-class PlaceholderScreen(Screen[None]):
+class PlaceholderScreen(ConsoleScreen[None]):
     BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back")]
 
     def __init__(self, title: str, explanation: str):
@@ -20,9 +19,7 @@ class PlaceholderScreen(Screen[None]):
         self.explanation = explanation
 
     def compose(self) -> ComposeResult:
-        cfg = self.app.config  # type: ignore[attr-defined]
-        yield TargetBanner(cfg.target.name, cfg.target.environment,
-                           self.app.mode)  # type: ignore[attr-defined]
+        yield self.banner()
         with Vertical(id="placeholder"):
             yield Static(f"{self.title_text}: not available yet", classes="placeholder-title")
             yield Static(self.explanation)

@@ -4,14 +4,12 @@ commands) and the blast radius; then the gate. Building the plan only reads the 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
@@ -30,17 +28,14 @@ from app.rollback.context import (
 )
 from app.rollback.plan import Plan
 from app.rollback.plans import build_plan
+from screens.base import ConsoleScreen
 from screens.gate import GateScreen
 from screens.rollback import RollbackScreen
-from widgets.banner import TargetBanner
-
-if TYPE_CHECKING:
-    from app.tui import RollbackConsoleApp
 
 AVAILABLE = (RollbackType.PARTIAL, RollbackType.FULL)
 
 
-class PlanScreen(Screen[None]):
+class PlanScreen(ConsoleScreen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("b", "build", "Build the plan"),
@@ -58,13 +53,10 @@ class PlanScreen(Screen[None]):
         self.options = Options()
         self.sets: list[BackupSet] = []
 
-    @property
-    def console(self) -> RollbackConsoleApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         cfg = self.console.config
-        yield TargetBanner(cfg.target.name, cfg.target.environment, self.console.mode)
+        yield self.banner()
         with Horizontal(id="plan-body"):
             with Vertical(id="plan-choices"):
                 types = [Option(self._type_label(k), id=k.value,

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
@@ -21,17 +19,14 @@ from app.events import Event, RunFinished, StepFinished, StepLog, StepProgress, 
 from app.rollback.context import Outcome, RunContext
 from app.rollback.plan import Plan, Step
 from app.rollback.runner import execute, skip_step
+from screens.base import ConsoleScreen
 from screens.confirm import ConfirmScreen
 from screens.reason import ReasonScreen
 from screens.report import ReportScreen
 from screens.validation import ValidationScreen
-from widgets.banner import TargetBanner
 from widgets.incident_clock import IncidentClock
 from widgets.live_log import LiveLog
 from widgets.step_list import StepList, StepRow
-
-if TYPE_CHECKING:
-    from app.tui import RollbackConsoleApp
 
 PROGRESS_EVERY_S = 0.1
 MAX_LOG_LINES_PER_BATCH = 2000   # beyond this a flood is summarised on screen (the log keeps all)
@@ -57,7 +52,7 @@ class RunnerEvents(Message):
         self.events = events
 
 
-class RollbackScreen(Screen[Outcome | None]):
+class RollbackScreen(ConsoleScreen[Outcome | None]):
     BINDINGS = [
         Binding("p", "pause", "Pause after this step"),
         Binding("ctrl+c", "abort", "Abort step", priority=True),
@@ -80,13 +75,9 @@ class RollbackScreen(Screen[Outcome | None]):
         self.active: Step | None = None
         self.worker: Worker[Outcome] | None = None
 
-    @property
-    def console(self) -> RollbackConsoleApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        cfg = self.console.config
-        yield TargetBanner(cfg.target.name, cfg.target.environment, self.console.mode)
+        yield self.banner()
         with Horizontal(id="rb-top"):
             yield Static(f"{self.plan.kind.value.upper()} rollback from backup "
                          f"{self.plan.backup_id}", id="rb-title")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
@@ -18,12 +15,9 @@ from app.checks import CheckResult
 from app.errors import ConsoleError
 from app.journal import Journal
 from app.validation import CHECKLIST, Checklist, ItemResult, item_result, run_validation
+from screens.base import ConsoleScreen
 from screens.finding import FindingScreen
-from widgets.banner import TargetBanner
 from widgets.check_list import CheckList
-
-if TYPE_CHECKING:
-    from app.tui import RollbackConsoleApp
 
 
 class ValidationCheckDone(Message):
@@ -32,7 +26,7 @@ class ValidationCheckDone(Message):
         self.result = result
 
 
-class ValidationScreen(Screen[bool | None]):
+class ValidationScreen(ConsoleScreen[bool | None]):
     BINDINGS = [
         Binding("enter", "evidence", "Evidence"),
         Binding("r", "rerun", "Validate again"),
@@ -47,13 +41,9 @@ class ValidationScreen(Screen[bool | None]):
         self.items: dict[str, ItemResult] = {}
         self.checklist: Checklist | None = None
 
-    @property
-    def console(self) -> RollbackConsoleApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        cfg = self.console.config
-        yield TargetBanner(cfg.target.name, cfg.target.environment, self.console.mode)
+        yield self.banner()
         yield CheckList([(i.name, f"{i.name}: {i.runbook}") for i in CHECKLIST],
                         id="val-items", classes="panel")
         yield Static("validating (read-only)…", id="val-verdict", classes="panel")

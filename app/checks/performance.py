@@ -4,7 +4,6 @@ they used is gone) and contention (blocking chains, long and idle transactions).
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import asyncpg
@@ -13,6 +12,7 @@ from app.checks.context import APPLICATION_NAME, CheckContext
 from app.checks.database import LOCKED, current_indexes, dropped_indexes
 from app.checks.model import Finding, Kind, Skip, Status
 from app.checks.runner import Outcome, blocked_outcome, holders_text, lock_holders
+from app.manifest import time_query
 from app.secrets import scrub
 
 NOISE_FLOOR_MS = 5.0   # below this, a latency ratio is noise, not a regression
@@ -33,15 +33,6 @@ def plan_relations(plan: Any) -> set[str]:
     return found
 
 
-async def _best_ms(conn: asyncpg.Connection, sql: str, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        await conn.fetch(sql)
-        best = min(best, (time.perf_counter() - started) * 1000)
-    return round(best, 3)
-
-
 async def critical_queries(ctx: CheckContext) -> Outcome:
     queries = ctx.config.target.critical_queries
     if not queries:
@@ -60,7 +51,7 @@ async def critical_queries(ctx: CheckContext) -> Outcome:
             try:
                 plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {q.sql}")
                 entry["reads"] = sorted(plan_relations(plan))
-                entry["ms"] = ms = await _best_ms(conn, q.sql)
+                entry["ms"] = ms = await time_query(conn, q.sql)
             except LOCKED:
                 blocked.append(q.name)
                 entry["error"] = "lock or statement timeout"

@@ -3,6 +3,7 @@ when it was taken. Sets follow the runbook's layout (backups/production_migratio
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,22 @@ class BackupSet:
     path: Path
     manifest: Manifest | None
     taken_at: datetime | None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_file(backup: BackupSet, path: Path) -> bool | None:
+    """True/False: the file's sha256 matches/differs from the manifest; None: nothing to check."""
+    entry = backup.manifest.files.get(path.name) if backup.manifest is not None else None
+    if entry is None:
+        return None
+    return sha256_file(path) == entry.sha256
 
 
 def _taken_at(path: Path, manifest: Manifest | None) -> datetime | None:

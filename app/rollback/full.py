@@ -8,7 +8,6 @@ only with a second, explicit confirmation (``Options.allow_in_place``), after a 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import asyncpg
 from app.catalog import quote_ident, table_content
 from app.config import Config
 from app.errors import BadInput
+from app.rollback.backupset import check_file
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, target_conn
@@ -43,13 +43,6 @@ def names(ctx: RunContext) -> tuple[str, str, str]:
     return target, f"{target}_restored_{suffix}"[:63], f"{target}_aside_{suffix}"[:63]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 async def prerequisites(ctx: RunContext) -> str:
     dump = full_dump(ctx.backup.path)
@@ -57,8 +50,7 @@ async def prerequisites(ctx: RunContext) -> str:
         raise BadInput(f"backup {ctx.backup.id} has no full dump ({' or '.join(FULL_DUMP_NAMES)})"
                        ": a complete restore needs one; choose another set")
     manifest = ctx.backup.manifest
-    entry = manifest.files.get(dump.name) if manifest is not None else None
-    if entry is not None and _sha256(dump) != entry.sha256:
+    if check_file(ctx.backup, dump) is False:
         raise BadInput(f"{dump.name} in backup {ctx.backup.id} does not match its manifest: "
                        "the file is corrupt or was edited; use another set")
     if manifest is None:

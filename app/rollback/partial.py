@@ -5,7 +5,6 @@ snapshot of the tables is taken, and the reload is one transaction (see ``reload
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ import asyncpg
 from app.catalog import qualified, split_name, table_content
 from app.config import Config
 from app.errors import BadInput
+from app.rollback.backupset import check_file
 from app.rollback.context import NeedsOperator, RollbackType, RunContext
 from app.rollback.copydata import FileReader, Reader
 from app.rollback.plan import Plan, Step
@@ -33,13 +33,6 @@ def table_file(backup_path: Path, table: str) -> Path:
         backup_path / f"table_{schema}.{name}_backup.sql"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 async def prerequisites(ctx: RunContext) -> str:
     """Backups are there and intact, the tables exist on both sides."""
@@ -52,13 +45,12 @@ async def prerequisites(ctx: RunContext) -> str:
         if not path.is_file():
             raise BadInput(f"backup {backup.id} has no {path.name} for {table}: choose tables "
                            "the set holds, or another set")
-        manifest = backup.manifest
-        entry = manifest.files.get(path.name) if manifest is not None else None
-        if entry is not None and _sha256(path) != entry.sha256:
+        matches = check_file(backup, path)
+        if matches is False:
             raise BadInput(f"{path.name} in backup {backup.id} does not match its manifest "
                            "(sha256 differs): the file is corrupt or was edited; use another set")
         ctx.log(f"{path.name}: {path.stat().st_size:,} bytes"
-                + (", sha256 matches the manifest" if entry else ", no manifest to check"))
+                + (", sha256 matches the manifest" if matches else ", no manifest to check"))
     async with target_conn(ctx) as conn:
         for table in tables:
             if await conn.fetchval("SELECT to_regclass($1)", qualified(table)) is None:
