@@ -151,3 +151,12 @@ async def conn(demo_db: DemoDb) -> AsyncIterator[asyncpg.Connection]:
     c = await demo_db.connect()
     yield c
     await c.close()
+
+
+async def wait_until(predicate, pilot, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Let the app run until ``predicate()`` holds (a condition, never a timing assertion)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "the condition was not reached"
+        await pilot.pause(0.05)

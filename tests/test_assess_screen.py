@@ -4,7 +4,6 @@ key away, and the decision (accept or override with a reason) is journaled."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -16,17 +15,9 @@ from screens.assess import AssessScreen
 from screens.finding import FindingScreen
 from screens.plan import PlanScreen
 from screens.reason import ReasonScreen
-from tests.conftest import DemoApp, DemoDb
+from tests.conftest import DemoApp, DemoDb, wait_until
 from tests.test_partial_rollback import make_set
 from widgets.check_list import CheckList
-
-
-async def wait_for(predicate, pilot, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await pilot.pause(0.05)
 
 
 async def _open(app: RollbackConsoleApp, pilot) -> AssessScreen:  # type: ignore[no-untyped-def]
@@ -35,7 +26,7 @@ async def _open(app: RollbackConsoleApp, pilot) -> AssessScreen:  # type: ignore
     await pilot.pause()
     screen = app.screen
     assert isinstance(screen, AssessScreen)
-    await wait_for(lambda: screen.assessment is not None, pilot)
+    await wait_until(lambda: screen.assessment is not None, pilot)
     return screen
 
 

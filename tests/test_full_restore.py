@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from app.events import EventChannel
 from app.journal import Journal
 from app.manifest import FileEntry, Manifest, capture_state, new_manifest
 from app.rollback import full
+from app.rollback.backupset import BackupSet
 from app.rollback.context import (
     Options,
     Outcome,
@@ -31,15 +31,7 @@ from app.sandbox.server import bin_dir
 from tests.conftest import DemoApp, DemoDb
 
 
-@dataclass
-class FullSet:
-    id: str
-    path: Path
-    manifest: Manifest | None
-    taken_at: datetime | None
-
-
-async def make_full_set(db: DemoDb, conn: asyncpg.Connection, root: Path) -> FullSet:
+async def make_full_set(db: DemoDb, conn: asyncpg.Connection, root: Path) -> BackupSet:
     path = root / "production_migration_20261124"
     path.mkdir(parents=True)
     dump = path / "full_database_backup.dump"
@@ -48,10 +40,10 @@ async def make_full_set(db: DemoDb, conn: asyncpg.Connection, root: Path) -> Ful
     manifest = new_manifest("before", await capture_state(conn))
     manifest.files = {dump.name: FileEntry(hashlib.sha256(dump.read_bytes()).hexdigest(),
                                            dump.stat().st_size)}
-    return FullSet(path.name, path, manifest, datetime.now(UTC))
+    return BackupSet(path.name, path, manifest, datetime.now(UTC))
 
 
-def ctx_for(console_config: Path, tmp_path: Path, backup: FullSet, **options: object
+def ctx_for(console_config: Path, tmp_path: Path, backup: BackupSet, **options: object
             ) -> RunContext:
     cfg = config.load(console_config)
     options.setdefault("confirm", expected_phrase(RollbackType.FULL, cfg.target.name))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,8 +17,9 @@ from app import config
 from app.catalog import table_content
 from app.events import EventChannel
 from app.journal import Journal
-from app.manifest import FileEntry, Manifest, capture_state, new_manifest
+from app.manifest import FileEntry, capture_state, new_manifest
 from app.rollback import partial
+from app.rollback.backupset import BackupSet
 from app.rollback.context import (
     Options,
     Outcome,
@@ -32,18 +32,8 @@ from app.sandbox.server import bin_dir
 from tests.conftest import DemoApp, DemoDb
 
 
-@dataclass
-class HandMadeSet:
-    """A backup set in the runbook's layout (pg_dump per table) with a manifest."""
-
-    id: str
-    path: Path
-    manifest: Manifest | None
-    taken_at: datetime | None
-
-
 async def make_set(db: DemoDb, conn: asyncpg.Connection, root: Path,
-                   tables: tuple[str, ...] = ("objects", "media")) -> HandMadeSet:
+                   tables: tuple[str, ...] = ("objects", "media")) -> BackupSet:
     path = root / "production_migration_20261124"
     path.mkdir(parents=True)
     files = {}
@@ -55,10 +45,10 @@ async def make_set(db: DemoDb, conn: asyncpg.Connection, root: Path,
     manifest = new_manifest("before-migration", await capture_state(conn))
     manifest.files = files
     (path / "manifest.json").write_text(manifest.to_json())
-    return HandMadeSet(path.name, path, manifest, datetime.now(UTC))
+    return BackupSet(path.name, path, manifest, datetime.now(UTC))
 
 
-def ctx_for(console_config: Path, tmp_path: Path, backup: HandMadeSet,
+def ctx_for(console_config: Path, tmp_path: Path, backup: BackupSet,
             tables: tuple[str, ...], **options: object) -> RunContext:
     cfg = config.load(console_config)
     options.setdefault("confirm", expected_phrase(RollbackType.PARTIAL, cfg.target.name))

@@ -17,6 +17,7 @@ from app.tui import RollbackConsoleApp
 from screens.confirm import ConfirmScreen
 from screens.reason import ReasonScreen
 from screens.rollback import RollbackScreen
+from tests.conftest import wait_until
 from widgets.live_log import LiveLog
 from widgets.step_list import StepList
 
@@ -55,13 +56,6 @@ def screen_for(console_config: Path, tmp_path: Path, steps: list[Step]) -> tuple
     return app, RollbackScreen(plan, ctx), ctx
 
 
-async def wait_for(predicate, pilot, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await pilot.pause(0.05)
-
 
 async def test_failure_then_skip_with_a_reason_then_done(console_config: Path,
                                                          tmp_path: Path) -> None:
@@ -71,7 +65,7 @@ async def test_failure_then_skip_with_a_reason_then_done(console_config: Path,
         Step("end", "Recover", "ends", 10, quick)])
     async with app.run_test(size=(120, 36)) as pilot:
         await app.push_screen(screen)
-        await wait_for(lambda: screen.outcome is not None, pilot)
+        await wait_until(lambda: screen.outcome is not None, pilot)
         assert screen.outcome is Outcome.FAILED_RESTORED
         steps = screen.query_one(StepList)
         assert [r.status for r in steps.rows.values()] == ["done", "failed", "pending"]
@@ -87,7 +81,7 @@ async def test_failure_then_skip_with_a_reason_then_done(console_config: Path,
         await pilot.click("#reason")
         await pilot.press(*"lock taken by hand")
         await pilot.press("enter")
-        await wait_for(lambda: screen.outcome is Outcome.DONE, pilot)
+        await wait_until(lambda: screen.outcome is Outcome.DONE, pilot)
         skipped = [e for e in ctx.journal.of_kind("step_finished")
                    if e.data.get("status") == "skipped"]
         assert skipped and skipped[0].data["reason"] == "lock taken by hand"
@@ -100,7 +94,7 @@ async def test_abort_asks_first_and_cancel_keeps_running(console_config: Path,
         Step("wait", "A long step", "waits", 60, sleeps)])
     async with app.run_test(size=(120, 36)) as pilot:
         await app.push_screen(screen)
-        await wait_for(lambda: screen.query_one(StepList).rows["wait"].status == "running",
+        await wait_until(lambda: screen.query_one(StepList).rows["wait"].status == "running",
                        pilot)
         await pilot.press("ctrl+c")
         await pilot.pause()
@@ -112,7 +106,7 @@ async def test_abort_asks_first_and_cancel_keeps_running(console_config: Path,
         await pilot.press("ctrl+c")
         await pilot.pause()
         await pilot.click("#yes")
-        await wait_for(lambda: screen.outcome is not None, pilot)
+        await wait_until(lambda: screen.outcome is not None, pilot)
         assert screen.outcome is Outcome.NEEDS_OPERATOR
         finished = ctx.journal.last("step_finished")
         assert finished is not None and finished.data["status"] == "aborted"
@@ -135,17 +129,17 @@ async def test_a_log_flood_never_loses_a_key(console_config: Path, tmp_path: Pat
         Step("flood", "Load rows", "streams", 60, flood_until_stopped)])
     async with app.run_test(size=(120, 36)) as pilot:
         await app.push_screen(screen)
-        await wait_for(lambda: sent > 2000, pilot)
+        await wait_until(lambda: sent > 2000, pilot)
         await pilot.press("slash")
         search = screen.query_one("#rb-search")
         typed = "COPY line 1999 and a longer phrase typed during the flood"
         started_at = sent
         for char in typed:  # as the terminal driver delivers them: no waiting between keys
             app.post_message(events.Key("space" if char == " " else char, char))
-        await wait_for(lambda: search.value == typed, pilot)  # type: ignore[attr-defined]
+        await wait_until(lambda: search.value == typed, pilot)  # type: ignore[attr-defined]
         flooded_while_typing = sent - started_at
         stop.set()
-        await wait_for(lambda: screen.outcome is not None, pilot)
+        await wait_until(lambda: screen.outcome is not None, pilot)
         assert flooded_while_typing > 0  # the log really was flooding while the keys went in
         wanted = f"COPY line {sent - 100}"
         search.value = wanted  # type: ignore[attr-defined]

@@ -3,7 +3,6 @@ and the backup -> plan -> gate (a wrong phrase first) -> run -> done, content re
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -16,16 +15,8 @@ from screens.plan import PlanScreen
 from screens.report import ReportScreen
 from screens.rollback import RollbackScreen
 from screens.validation import ValidationScreen
-from tests.conftest import DemoApp, DemoDb
+from tests.conftest import DemoApp, DemoDb, wait_until
 from tests.test_partial_rollback import checksums, make_set
-
-
-async def wait_for(predicate, pilot, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await pilot.pause(0.05)
 
 
 async def test_rollback_walkthrough(console_config: Path, demo_db: DemoDb, demo_app: DemoApp,
@@ -48,7 +39,7 @@ async def test_rollback_walkthrough(console_config: Path, demo_db: DemoDb, demo_
             await pilot.press("down")
         await pilot.press("space")
         await pilot.press("b")
-        await wait_for(lambda: plan_screen.plan is not None, pilot)
+        await wait_until(lambda: plan_screen.plan is not None, pilot)
         assert plan_screen.plan is not None
         assert plan_screen.plan.tables == ("public.media",)
         preview = str(plan_screen.query_one("#plan-text").render())
@@ -69,7 +60,7 @@ async def test_rollback_walkthrough(console_config: Path, demo_db: DemoDb, demo_
         await pilot.pause()
         assert isinstance(app.screen, RollbackScreen)
         rollback = app.screen
-        await wait_for(lambda: rollback.outcome is not None, pilot, 60)
+        await wait_until(lambda: rollback.outcome is not None, pilot, 60)
         assert rollback.outcome is not None and rollback.outcome.value == "done", \
             str(rollback.query_one("#rb-outcome").render())
         assert "DONE" in str(rollback.query_one("#rb-outcome").render())
@@ -78,7 +69,7 @@ async def test_rollback_walkthrough(console_config: Path, demo_db: DemoDb, demo_
         await pilot.pause()
         assert isinstance(app.screen, ValidationScreen)
         validation = app.screen
-        await wait_for(lambda: validation.checklist is not None, pilot, 60)
+        await wait_until(lambda: validation.checklist is not None, pilot, 60)
         assert validation.checklist is not None
         statuses = {i.name: str(i.status) for i in validation.checklist.items}
         assert set(statuses.values()) == {"pass"}, statuses
