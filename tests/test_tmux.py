@@ -114,7 +114,7 @@ async def test_assess_to_rollback_walkthrough_in_a_real_terminal(
     tmux.run("send-keys", "-t", "console", "BTab")  # from Cancel back to the phrase input
     tmux.run("send-keys", "-t", "console", "-l", "ROLLBACK tea-school-sandbox")
     tmux.run("send-keys", "-t", "console", "Enter")
-    tmux.wait_for("DONE:", timeout=120)
+    tmux.wait_for("rollback completed and validated", timeout=120)
     tmux.run("send-keys", "-t", "console", "v")
     tmux.wait_for("ALL ITEMS PASS", timeout=120)
     tmux.run("send-keys", "-t", "console", "q")

@@ -48,10 +48,14 @@ def tool_env_and_dsn(target: Target, database: str | None = None) -> tuple[dict[
 
 
 async def run_tool(name: str, args: list[str], target: Target, on_line: Callable[[str], None],
-                   database: str | None = None, dsn_flag: str = "--dbname") -> None:
+                   database: str | None = None, dsn_flag: str = "--dbname",
+                   server_options: str = "") -> None:
     """Run ``name args --dbname=<dsn>``; each stderr/stdout line goes to ``on_line``.
-    Raises ConsoleError with the tool's last lines when it fails."""
+    ``server_options`` become the tool's session settings (PGOPTIONS). Raises ConsoleError with
+    the tool's last lines when it fails."""
     env, dsn = tool_env_and_dsn(target, database)
+    if server_options:
+        env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {server_options}".strip()
     proc = await asyncio.create_subprocess_exec(
         str(find_tool(name)), *args, f"{dsn_flag}={dsn}", env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
