@@ -180,3 +180,23 @@ async def test_a_wrong_confirmation_phrase_is_refused(console_config: Path, demo
     assert ctx.journal.of_kind("step_started") == []
     assert await checksums(conn, "public.media") == before
     assert httpx.get(f"{demo_app.url}/api/health").status_code == 200  # no maintenance mode
+
+
+async def test_no_space_for_the_safety_snapshot_stops_before_any_change(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    """A real ENOSPC: the snapshot's path is a link to /dev/full, where every write fails."""
+    backup = await make_set(demo_db, conn, tmp_path / "backups", ("media",))
+    await conn.execute("UPDATE media SET caption = 'x'")
+    before = await checksums(conn, "public.media")
+    ctx = ctx_for(console_config, tmp_path, backup, ("public.media",))
+    safety = ctx.incident_dir / "safety"
+    safety.mkdir(parents=True)
+    (safety / "tables-before-rollback.dump").symlink_to("/dev/full")
+    outcome = await execute(partial.build(ctx.cfg, backup, ("public.media",)), ctx)
+    assert outcome is Outcome.NEEDS_OPERATOR
+    error = ctx.journal.of_kind("step_finished")[-1].data["error"]
+    assert "no space left while writing the safety snapshot" in error
+    assert "Nothing was changed" in error
+    assert ctx.journal.of_kind("step_finished")[-1].step == "safety_snapshot"
+    assert await checksums(conn, "public.media") == before

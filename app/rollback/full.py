@@ -20,7 +20,7 @@ from app.errors import BadInput
 from app.rollback.backupset import check_file
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
-from app.rollback.steps import maintenance_on, recovery, target_conn
+from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
 from app.rollback.switch import can_rename, database_exists, switch
 from app.rollback.tools import run_tool
 
@@ -185,14 +185,11 @@ async def switch_step(ctx: RunContext) -> str:
 
 
 async def in_place_snapshot(ctx: RunContext) -> str:
-    safety = ctx.incident_dir / "safety"
-    safety.mkdir(parents=True, exist_ok=True)
-    dump = safety / "database-before-restore.dump"
-    with ctx.action("safety_snapshot", path=str(dump)):
-        await run_tool("pg_dump", ["--format=custom", f"--file={dump}"], ctx.cfg.target,
-                       lambda line: ctx.log(line))
-    ctx.data["safety_snapshot"] = str(dump)
-    return f"saved to {dump} ({dump.stat().st_size:,} bytes)"
+    dump = ctx.incident_dir / "safety" / "database-before-restore.dump"
+    async with target_conn(ctx) as conn:
+        estimate = int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+    size = await safety_dump(ctx, dump, [], estimate // 3)
+    return f"saved to {dump} ({size:,} bytes)"
 
 
 async def restore_in_place(ctx: RunContext) -> str:

@@ -20,8 +20,7 @@ from app.rollback.context import NeedsOperator, RollbackType, RunContext
 from app.rollback.copydata import FileReader, Reader
 from app.rollback.plan import Plan, Step
 from app.rollback.reload import describe_blockers, reload_tables, touching_foreign_keys
-from app.rollback.steps import maintenance_on, recovery, target_conn
-from app.rollback.tools import run_tool
+from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
 
 
 def table_file(backup_path: Path, table: str) -> Path:
@@ -101,14 +100,12 @@ async def safety_snapshot(ctx: RunContext) -> str:
     written since the backup (so they are not silently lost)."""
     tables = list(ctx.options.tables)
     safety = ctx.incident_dir / "safety"
-    safety.mkdir(parents=True, exist_ok=True)
     dump = safety / "tables-before-rollback.dump"
-    args = ["--data-only", "--format=custom", f"--file={dump}"]
-    for table in tables:
-        args.append(f"--table={qualified(table)}")
-    with ctx.action("safety_snapshot", path=str(dump), tables=tables):
-        await run_tool("pg_dump", args, ctx.cfg.target, lambda line: ctx.log(line))
-    ctx.log(f"safety snapshot: {dump} ({dump.stat().st_size:,} bytes)")
+    async with target_conn(ctx) as conn:
+        estimate = sum([int(await conn.fetchval("SELECT pg_table_size($1::regclass)",
+                                                qualified(t))) for t in tables])
+    await safety_dump(ctx, dump, ["--data-only", *(f"--table={qualified(t)}" for t in tables)],
+                      estimate // 2)
     exported = []
     since = ctx.backup.taken_at
     if since is not None:
@@ -123,7 +120,6 @@ async def safety_snapshot(ctx: RunContext) -> str:
                                            output=str(out), format="csv", header=True)
                 exported.append(str(out))
                 ctx.log(f"exported rows written since the backup: {out}")
-    ctx.data["safety_snapshot"] = str(dump)
     ctx.data["exported_since_backup"] = exported
     return f"saved to {dump}" + (f"; {len(exported)} CSV export(s)" if exported else "")
 

@@ -3,14 +3,19 @@ connections to the target for a step."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 
 from app.comms import Maintenance, MaintenanceFailed, Notifier
 from app.db import connect
+from app.errors import ConsoleError
 from app.rollback.context import NeedsOperator, RunContext
+from app.rollback.tools import run_tool
 
 STEP_TIMEOUTS = {"lock_timeout": "5s", "statement_timeout": "0",
                  "idle_in_transaction_session_timeout": "0"}
@@ -94,3 +99,31 @@ async def recovery(ctx: RunContext) -> str:
         raise NeedsOperator("the app is out of maintenance but " + "; ".join(failures))
     await notify(ctx, "completed")
     return "maintenance mode off; health and critical endpoints answer 200"
+
+
+async def safety_dump(ctx: RunContext, path: Path, args: list[str], estimate_bytes: int) -> int:
+    """pg_dump the current state to ``path`` before anything is replaced. Refuses up front when
+    the disk clearly lacks room; any failure stops the run for the operator with nothing
+    changed. Returns the dump's size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if free < estimate_bytes:
+        raise NeedsOperator(
+            f"not enough space for the safety snapshot at {path.parent}: {free / 1e6:,.0f} MB "
+            f"free, about {estimate_bytes / 1e6:,.0f} MB needed. Nothing was changed; free "
+            "space (or move the state directory with ROLLBACK_CONSOLE_HOME) and resume")
+    try:
+        with ctx.action("safety_snapshot", path=str(path)):
+            await run_tool("pg_dump", [*args, "--format=custom", f"--file={path}"],
+                           ctx.cfg.target, lambda line: ctx.log(line))
+    except ConsoleError as exc:
+        nospace = "No space left" in str(exc)
+        raise NeedsOperator(
+            ("no space left while writing the safety snapshot" if nospace else
+             "the safety snapshot failed") + f" ({exc}) at {path}. Nothing was changed; "
+            + ("free space, then resume" if nospace else "fix the cause, then resume")) \
+            from None
+    size = os.stat(path).st_size  # a stat, not I/O worth a thread
+    ctx.data["safety_snapshot"] = str(path)
+    ctx.log(f"safety snapshot: {path} ({size:,} bytes)")
+    return size
