@@ -28,6 +28,7 @@ from app.rollback.context import (
 )
 from app.rollback.runner import execute
 from app.sandbox.server import bin_dir
+from app.validation import run_validation
 from tests.conftest import DemoApp, DemoDb
 
 
@@ -40,6 +41,7 @@ async def make_full_set(db: DemoDb, conn: asyncpg.Connection, root: Path) -> Bac
     manifest = new_manifest("before", await capture_state(conn))
     manifest.files = {dump.name: FileEntry(hashlib.sha256(dump.read_bytes()).hexdigest(),
                                            dump.stat().st_size)}
+    (path / "manifest.json").write_text(manifest.to_json())
     return BackupSet(path.name, path, manifest, datetime.now(UTC))
 
 
@@ -66,7 +68,7 @@ async def matches_manifest(dsn: str, manifest: Manifest) -> bool:
 async def test_complete_restore_switches_and_keeps_the_old_database(
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
         tmp_path: Path) -> None:
-    backup = await make_full_set(demo_db, conn, tmp_path / "backups")
+    backup = await make_full_set(demo_db, conn, console_config.parent / "backups")
     # widespread corruption: a table gone, values wrong everywhere
     await conn.execute("DROP TABLE chakai")
     await conn.execute("UPDATE objects SET name = 'x'; UPDATE accounts SET display_name = '?'")
@@ -90,6 +92,8 @@ async def test_complete_restore_switches_and_keeps_the_old_database(
     finally:
         await admin.close()
     assert httpx.get(f"{demo_app.url}/api/health").status_code == 200
+    checklist = await run_validation(ctx.cfg, backup.id)  # the runbook's checklist afterwards
+    assert checklist.passed, [(i.name, str(i.status), i.summary) for i in checklist.items]
     actions = [e.data["action"] for e in ctx.journal.of_kind("action_finished")]
     assert actions == ["maintenance_on", "restore_into_new_database", "switch_databases",
                        "maintenance_off"]
