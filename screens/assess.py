@@ -26,8 +26,8 @@ from screens.plan import PlanScreen
 from screens.reason import ReasonScreen
 from widgets.check_list import CheckList
 
-TIER_WORDS = {Tier.HEALTHY: "✔ HEALTHY", Tier.MONITOR: "🔍 MONITOR AND ASSESS",
-              Tier.FORWARD_FIX: "⚠ FORWARD-FIX", Tier.IMMEDIATE_ROLLBACK: "❌ IMMEDIATE ROLLBACK"}
+TIER_WORDS = {Tier.HEALTHY: "✔ HEALTHY", Tier.MONITOR: "◆ MONITOR AND ASSESS",
+              Tier.FORWARD_FIX: "▲ FORWARD-FIX", Tier.IMMEDIATE_ROLLBACK: "✖ IMMEDIATE ROLLBACK"}
 
 
 class CheckCompleted(Message):

@@ -97,6 +97,9 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         yield Static("", id="rb-outcome")
         yield Footer()
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 110, "narrow")  # steps above the pane on 80 columns
+
     def on_mount(self) -> None:
         self.query_one("#rb-steps").border_title = "Steps"
         self.query_one("#rb-search").display = False

@@ -10,7 +10,10 @@ from textual.widgets import Static
 
 
 def hms(seconds: float) -> str:
+    """h:mm:ss, or m:ss under an hour (step lists must fit 80 columns)."""
     seconds = int(max(0, seconds))
+    if seconds < 3600:
+        return f"{seconds // 60:d}:{seconds % 60:02d}"
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 

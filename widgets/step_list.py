@@ -59,20 +59,20 @@ class StepList(OptionList):
     def line(self, row: StepRow) -> Text:
         icon, word, style = ICONS.get(row.status, ("?", row.status.upper(), ""))
         text = Text()
-        text.append(f"{icon} {word:<8}", style=style)
+        text.append(f"{icon} {word:<7} ", style=style)
         text.append(row.title)
         if row.point_of_no_return:
-            text.append("  ⚠ POINT OF NO RETURN", style="bold")
+            text.append(" ⚠ NO RETURN", style="bold")
         elif row.destructive:
-            text.append("  ! destructive", style="bold")
+            text.append(" ! destructive", style="bold")
         elapsed = row.elapsed_s
         if row.status == "running" and row.started is not None:
             elapsed = time.monotonic() - row.started
         if elapsed is not None:
-            text.append(f"  {hms(elapsed)} / {hms(row.budget_s)}",
+            text.append(f" {hms(elapsed)}/{hms(row.budget_s)}",
                         style="bold" if elapsed > row.budget_s else "")
         else:
-            text.append(f"  budget {hms(row.budget_s)}", style="dim")
+            text.append(f" budget {hms(row.budget_s)}", style="dim")
         return text
 
     def redraw(self) -> None:

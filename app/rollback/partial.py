@@ -19,7 +19,7 @@ from app.rollback.backupset import check_file
 from app.rollback.context import NeedsOperator, RollbackType, RunContext
 from app.rollback.copydata import FileReader, Reader
 from app.rollback.plan import Plan, Step
-from app.rollback.reload import describe_blockers, reload_tables, touching_foreign_keys
+from app.rollback.reload import reload_tables, touching_foreign_keys
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
 
 
@@ -181,8 +181,6 @@ async def validation(ctx: RunContext) -> str:
                                       [qualified(t) for t in tables])
         if invalid:
             problems.append(f"{invalid} foreign keys on these tables are NOT VALID")
-        blockers = await describe_blockers(conn, tables)
-        ctx.log(f"locks now: {blockers}")
     if problems:
         raise NeedsOperator("validation found: " + "; ".join(problems))
     return "counts and checksums match the backup; every foreign key is valid"
