@@ -79,6 +79,7 @@ async def test_complete_restore_switches_and_keeps_the_old_database(
     assert outcome is Outcome.DONE, ctx.journal.entries[-1].data
     assert backup.manifest is not None
     assert await matches_manifest(demo_db.dsn, backup.manifest)
+    assert len(ctx.data["deferred_foreign_keys"]) == 7  # added NOT VALID, validated after
     aside = ctx.data["aside_database"]
     admin = await asyncpg.connect(demo_db.server.dsn())
     try:

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.catalog import qualified, user_tables
+from app.config import Config
+from app.db import connect
 from app.errors import BadInput
-from app.manifest import Manifest
+from app.manifest import FileEntry, Manifest, capture_state, new_manifest
+from app.rollback.tools import run_tool
 
 _COMPLETED = re.compile(r"Backup completed[^0-9]*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?)")
 
@@ -81,3 +86,46 @@ def resolve(root: Path, backup_id: str | None) -> BackupSet:
             return open_set(p)
     known = ", ".join(p.name for p in sets[-5:]) or "none"
     raise BadInput(f"no backup set {backup_id!r} under {root} (newest: {known})")
+
+
+async def create_set(cfg: Config, label: str = "",
+                     on_line: Callable[[str], None] = lambda _line: None) -> BackupSet:
+    """Take a backup set in the runbook's layout, every part from ONE snapshot, with a manifest.
+
+    Written into a hidden folder and renamed when complete, so a half-written set is never
+    listed. (The full `backup` command of issue 3 supersedes this; drills use it today.)"""
+    root = cfg.target.backups_root
+    root.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    name = f"production_migration_{now:%Y%m%d}" + (f"_{label}" if label else "")
+    if (root / name).exists():
+        name += f"_{now:%H%M%S}"
+    work = root / f".{name}.partial"
+    work.mkdir()
+    conn = await connect(cfg.target)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            tables = await user_tables(conn)
+            dumps = [("schema_only_backup.sql", ["--schema-only"])]
+            dumps += [(f"table_{t.split('.', 1)[1] if t.startswith('public.') else t}"
+                       "_backup.sql", ["--data-only", f"--table={qualified(t)}"]) for t in tables]
+            dumps += [("full_database_backup.dump", ["--format=custom"]),
+                      ("full_database_backup.sql", [])]
+            for filename, args in dumps:
+                on_line(f"pg_dump {filename}")
+                await run_tool("pg_dump", [*args, f"--snapshot={snapshot}",
+                                           f"--file={work / filename}"], cfg.target, on_line)
+            state = await capture_state(conn, tables, cfg.target.critical_queries)
+    finally:
+        await conn.close()
+    manifest = new_manifest(label or name, state, snapshot)
+    for filename, _ in dumps:
+        path = work / filename
+        manifest.files[filename] = FileEntry(sha256_file(path), path.stat().st_size)
+    (work / "manifest.json").write_text(manifest.to_json())
+    (work / "backup_info.txt").write_text(
+        f"Database: {state.identity.name}\nServer: PostgreSQL {state.identity.server_version}\n"
+        f"Tables: {', '.join(tables)}\nBackup completed: {state.captured_at}\n")
+    work.rename(root / name)
+    return open_set(root / name)

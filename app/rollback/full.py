@@ -9,6 +9,7 @@ only with a second, explicit confirmation (``Options.allow_in_place``), after a 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFa
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
 from app.rollback.switch import can_rename, database_exists, switch
-from app.rollback.tools import run_tool
+from app.rollback.tools import run_tool, tool_output
 
 MAINTENANCE_DB = "postgres"
 # A restore into a database nobody uses yet can sort in memory and skip waiting for WAL flushes:
@@ -124,10 +125,58 @@ async def _restore(ctx: RunContext, dump: Path, database: str, clean: bool) -> N
         await run_tool("psql", args, ctx.cfg.target, on_line, database=database)
         return
     args = ["--verbose", "--exit-on-error"]
-    args += ["--clean", "--if-exists", "--single-transaction"] if clean else ["--jobs=2"]
-    args.append(str(dump))
-    await run_tool("pg_restore", args, ctx.cfg.target, on_line, database=database,
+    if clean:
+        args += ["--clean", "--if-exists", "--single-transaction", str(dump)]
+        await run_tool("pg_restore", args, ctx.cfg.target, on_line, database=database,
+                       server_options=RESTORE_SESSION)
+        return
+    # Everything but the foreign keys, in parallel; the keys are added NOT VALID (they guard
+    # new writes at once) and validated after the switch, online (VALIDATE CONSTRAINT lets
+    # normal reads and writes go on): the database is back sooner.
+    toc = await tool_output("pg_restore", ["--list", str(dump)])
+    main = [line for line in toc.splitlines() if " FK CONSTRAINT " not in line]
+    keys = [line for line in toc.splitlines() if " FK CONSTRAINT " in line]
+    lists = ctx.incident_dir / "restore"
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / "main.list").write_text("\n".join(main) + "\n")
+    (lists / "keys.list").write_text("\n".join(keys) + "\n")
+    await run_tool("pg_restore", [*args, "--jobs=2", f"--use-list={lists / 'main.list'}",
+                                  str(dump)], ctx.cfg.target, on_line, database=database,
                    server_options=RESTORE_SESSION)
+    if not keys:
+        return
+    sql = await tool_output("pg_restore", [f"--use-list={lists / 'keys.list'}", "--file=-",
+                                           str(dump)])
+    deferred = []
+    async with target_conn(ctx, database) as conn, conn.transaction():
+        for m in _FK.finditer(sql):
+            statement = m.group(0).rstrip().rstrip(";")
+            if not statement.endswith("NOT VALID"):
+                statement += " NOT VALID"
+                deferred.append([m.group("table"), m.group("name")])
+            await conn.execute(statement)
+    ctx.data["deferred_foreign_keys"] = deferred
+    ctx.log(f"{len(deferred)} foreign keys added NOT VALID; validated after the switch")
+
+
+_IDENT = r'(?:"(?:[^"]|"")*"|[^\s."]+)'
+_FK = re.compile(rf"ALTER TABLE (?:ONLY )?(?P<table>{_IDENT}(?:\.{_IDENT})?)\s+ADD CONSTRAINT "
+                 rf"(?P<name>{_IDENT}) FOREIGN KEY [^;]*;")
+
+
+async def validate_deferred_keys(ctx: RunContext) -> None:
+    """VALIDATE each foreign key the restore added NOT VALID (one anti-join each, online)."""
+    keys = ctx.data.get("deferred_foreign_keys") or []
+    if not keys:
+        return
+    async with target_conn(ctx) as conn:
+        for table, name in keys:
+            try:
+                await conn.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise NeedsOperator(f"foreign key {name} on {table} does not hold in the "
+                                    f"restored data ({exc.detail or exc})") from None
+    ctx.log(f"{len(keys)} foreign keys validated online")
 
 
 async def _compare(ctx: RunContext, database: str) -> list[str]:
@@ -204,6 +253,7 @@ async def restore_in_place(ctx: RunContext) -> str:
 
 
 async def validation(ctx: RunContext) -> str:
+    await validate_deferred_keys(ctx)
     problems = await _compare(ctx, ctx.cfg.target.database)
     if problems:
         raise NeedsOperator("after the restore: " + "; ".join(problems))

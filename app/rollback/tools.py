@@ -74,3 +74,15 @@ async def run_tool(name: str, args: list[str], target: Target, on_line: Callable
         raise
     if rc != 0:
         raise ConsoleError(f"{name} failed (exit {rc}): " + " | ".join(tail[-5:]))
+
+
+async def tool_output(name: str, args: list[str]) -> str:
+    """Run a tool that needs no database (``pg_restore --list``, ``-f -``) and return stdout."""
+    proc = await asyncio.create_subprocess_exec(
+        str(find_tool(name)), *args, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise ConsoleError(f"{name} failed (exit {proc.returncode}): "
+                           f"{scrub(err.decode(errors='replace').strip())[-500:]}")
+    return out.decode(errors="replace")
