@@ -9,7 +9,7 @@ from pathlib import Path
 
 from app.sandbox.manager import DATABASE, Sandbox
 from bench import full, partial
-from bench.common import Result, write_report
+from bench.common import Result, merge, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,8 @@ def main() -> None:
                 results += full.run(box.config_path, dsn, admin, work, args.runs)
         finally:
             box.down()
-    print(write_report(args.out, args.rows, args.runs, results))
+    everything = merge(args.out.with_suffix(".json"), results, args.rows, args.runs)
+    print(write_report(args.out, args.rows, args.runs, everything))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from app.sandbox.server import bin_dir
@@ -51,6 +52,18 @@ def machine() -> str:
                         text=True).stdout.strip()
     return (f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, "
             f"Python {platform.python_version()}, {pg}")
+
+
+def merge(store: Path, results: list[Result], rows: int, runs: int) -> list[Result]:
+    """Keep the figures of benchmarks not run this time (``--only``), replace the others."""
+    saved: dict[str, dict[str, object]] = {}
+    if store.exists():
+        saved = json.loads(store.read_text())
+    for r in results:
+        saved[f"{r.name} | {r.baseline_name}"] = {**asdict(r), "rows": rows, "runs": runs}
+    store.write_text(json.dumps(saved, indent=2) + "\n")
+    return [Result(**{k: v for k, v in d.items() if k not in ("rows", "runs")})  # type: ignore[arg-type]
+            for d in saved.values()]
 
 
 def write_report(path: Path, rows: int, runs: int, results: list[Result]) -> str:

@@ -16,7 +16,7 @@ import asyncpg
 from app import config
 from app.events import EventChannel
 from app.journal import Journal
-from app.manifest import FileEntry, capture_state, new_manifest
+from app.manifest import FileEntry, Manifest, capture_state, new_manifest
 from app.rollback import full
 from app.rollback.backupset import BackupSet
 from app.rollback.context import Options, RollbackType, RunContext
@@ -24,7 +24,7 @@ from app.sandbox.server import bin_dir
 from bench.common import Result, psql, timed
 
 
-async def _manifest(dsn: str):  # type: ignore[no-untyped-def]
+async def _manifest(dsn: str) -> Manifest:
     conn = await asyncpg.connect(dsn)
     try:
         return new_manifest("bench", await capture_state(conn))
