@@ -37,7 +37,9 @@ ENTRIES = {
     "backups": ("Backups", "the backup sets, their age and verification"),
 }
 LATER = {
-    "drill": "Drill scenarios, scoring and debriefs arrive with issue 8.",
+    "drill": ("Scenarios can be played now from the command line: `rollback-console drill "
+              "--list`, then `rollback-console drill --scenario NAME`. Timing, scores and the "
+              "debrief screen arrive with issue 8."),
     "backups": "Backup discovery, creation and verification arrive with issue 3.",
 }
 
@@ -72,6 +74,9 @@ class HomeScreen(ConsoleScreen[None]):
             yield StatusLine("App health", id="probe-app")
             yield StatusLine("Backups", id="probe-backups")
             yield StatusLine("Incident", id="probe-incident")
+            if self.console.briefing:
+                yield Static(f"DRILL INCIDENT  {self.console.briefing}  (press a to assess)",
+                             id="drill-briefing")
         with Horizontal(id="home-body"):
             yield OptionList(*[self._option(key) for key in ENTRIES], id="entries",
                              classes="panel")
