@@ -20,7 +20,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", choices=["partial", "full"], default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--report-only", action="store_true",
+                        help="re-render the Markdown from the kept results, measure nothing")
     args = parser.parse_args()
+    if args.report_only:
+        kept = merge(args.out.with_suffix(".json"), [], args.rows, args.runs)
+        print(write_report(args.out, args.rows, args.runs, kept))
+        return
     with tempfile.TemporaryDirectory(prefix="rollback-bench-") as tmp:
         work = Path(tmp)
         print(f"building a sandbox with {args.rows:,} rows in the largest table…", flush=True)

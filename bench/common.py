@@ -85,9 +85,14 @@ def write_report(path: Path, rows: int, runs: int, results: list[Result]) -> str
         met = {True: "yes", False: "**no**", None: "-"}[r.met]
         lines.append(f"| {r.name} | {r.baseline_name} | {statistics.median(r.ours):.2f} | "
                      f"{statistics.median(r.baseline):.2f} | {r.ratio:.2f}× | {target} | {met} |")
+    shown: set[tuple[str, str]] = set()
     for r in results:
-        if r.notes:
-            lines += ["", f"**{r.name}**", ""] + [f"- {n}" for n in r.notes]
+        for note in r.notes:
+            if (r.name, note) not in shown:
+                if not any(name == r.name for name, _ in shown):
+                    lines += ["", f"**{r.name}**", ""]
+                shown.add((r.name, note))
+                lines.append(f"- {note}")
     text = "\n".join(lines) + "\n"
     path.write_text(text)
     return text

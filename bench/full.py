@@ -100,7 +100,8 @@ def run(config_path: Path, dsn: str, admin_dsn: str, workdir: Path, runs: int) -
               f"psql < full {runbook[-1]:.2f}s", flush=True)
     asyncio.run(_admin(admin_dsn, "DROP DATABASE IF EXISTS bench_fresh WITH (FORCE)"))
     note = ("ours = restore into a new database + the atomic switch; the target stays online "
-            "until the switch")
+            "until the switch; foreign keys are added NOT VALID and validated online after "
+            "the switch (in the validation step), which the 'with validation' row includes")
     return [
         Result("Type 3 complete restore", ours, jobs2, "pg_restore -j 2 into a fresh database",
                1.0, [note]),
