@@ -6,6 +6,7 @@ code before any screen takes the terminal.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
 from pathlib import Path
@@ -67,13 +68,14 @@ def _start_sandbox(directory: Path | None, rows: int, seed: int) -> Sandbox:
                           progress=progress)
 
 
-def _run_tui(cfg: config_mod.Config, mode: str) -> int:
+def _run_tui(cfg: config_mod.Config, mode: str, briefing: str = "") -> int:
     import os
 
     from app.tui import RollbackConsoleApp  # Textual loads only when a screen is wanted
 
     app = RollbackConsoleApp(cfg, mode=mode, log_path=logs.current_log_path(),
-                             theme=os.environ.get("ROLLBACK_CONSOLE_THEME", "default"))
+                             theme=os.environ.get("ROLLBACK_CONSOLE_THEME", "default"),
+                             briefing=briefing)
     app.run()
     return app.return_code or 0
 
@@ -106,17 +108,48 @@ def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the demo data.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Sandbox directory [default: the user's state directory].")
-def drill(rows: int, seed: int, directory: Path | None) -> None:
-    """Start a sandbox (PostgreSQL + demo app) and open the console on it in drill mode.
-    Quitting the console stops the sandbox."""
+@click.option("--scenario", default=None, help="The incident to inject (see --list) "
+              "[default: the first of the curriculum].")
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
+def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
+          list_only: bool) -> None:
+    """Training drill: a sandbox (PostgreSQL + demo app), a baseline backup, then a bad
+    migration; the console opens on it in drill mode. Quitting stops the sandbox."""
+    from app import drills
+
+    if list_only:
+        out = Console(highlight=False, soft_wrap=True)
+        for s in drills.SCENARIOS:
+            answer = (f"{s.expected_tier} / {s.expected_type}" if s.expected_tier ==
+                      "IMMEDIATE ROLLBACK" else f"{s.expected_tier} / no rollback")
+            extra = f"  (needs {s.needs})" if s.needs else ""
+            out.print(f"{s.name:<22} {s.difficulty:<7} {answer:<30} {s.title}{extra}",
+                      markup=False)
+        return
+    chosen = drills.pick(scenario)
     logs.configure()
     signal.signal(signal.SIGTERM, _stop_on_signal)
     box = _start_sandbox(directory, rows, seed)
     try:
-        code = _run_tui(config_mod.load(box.config_path), "drill")
+        cfg = config_mod.load(box.config_path)
+        with err.status("taking the baseline backup, then applying the bad migration…"):
+            asyncio.run(_prepare_drill(cfg, chosen.migration))
+        code = _run_tui(cfg, "drill", briefing=f"{chosen.title}: {chosen.briefing}")
     finally:
         box.down()
     sys.exit(code)
+
+
+async def _prepare_drill(cfg: config_mod.Config, migration: str) -> None:
+    from app.db import connect
+    from app.rollback.backupset import create_set
+
+    await create_set(cfg, "before-drill")
+    conn = await connect(cfg.target)
+    try:
+        await conn.execute(migration)
+    finally:
+        await conn.close()
 
 
 @cli.group()

@@ -186,7 +186,12 @@ def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -
                           if RULE_BY_KIND[x.kind].scope == "data"})
     by_name = {r.check: r for r in results}
     universe = backup_tables or []
-    if data_tables and universe and len(data_tables) > FULL_RESTORE_SHARE * len(universe):
+    schema = by_name.get("schema")
+    missing = set(schema.evidence.get("tables_missing") or []) if schema else set()
+    if data_tables and universe and (len(data_tables) > FULL_RESTORE_SHARE * len(universe)
+                                     or missing & set(data_tables)):
+        # widespread, or a table that no longer exists: Type 2 reloads rows into existing
+        # tables and cannot bring a dropped one back
         key, tables = "full", sorted(universe)
     elif data_tables:
         key, tables = "partial", data_tables

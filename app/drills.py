@@ -1,0 +1,109 @@
+"""Training drills: bad "migration consolidations" applied to the sandbox after a baseline backup,
+each with the answer the runbook's decision matrix should reach. Drills touch nothing but the
+sandbox the console started itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    difficulty: str          # easy | medium | hard
+    briefing: str            # what the on-call engineer is told
+    migration: str           # the bad migration (SQL)
+    expected_tier: str       # the decision matrix's tier
+    expected_type: str | None  # schema | partial | full; for FORWARD-FIX, the fallback type
+    tables: tuple[str, ...] = ()
+    needs: str = ""          # a capability not built yet, if any (the drill is listed, not played)
+    debrief: str = ""
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "corrupted-captions", "Captions wiped by a data fix", "easy",
+        "Users report blank captions and broken downloads on half of the media pages since "
+        "tonight's migration consolidation.",
+        "UPDATE public.media SET caption = NULL, mime_type = 'application/octet-stream', "
+        "updated_at = now() WHERE id % 2 = 0;",
+        "IMMEDIATE ROLLBACK", "partial", ("public.media",),
+        debrief="One table's values were rewritten; the schema is intact. A partial data "
+                "rollback of media restores it in one transaction; nothing else is touched."),
+    Scenario(
+        "lost-gatherings", "Tea gatherings deleted", "easy",
+        "Teachers say every chakai before July has disappeared from the calendar.",
+        "DELETE FROM public.chakai WHERE held_on < DATE '2025-07-01';",
+        "IMMEDIATE ROLLBACK", "partial", ("public.chakai",),
+        debrief="Rows were lost from one table. Type 2 on chakai brings them back; rows "
+                "written since the backup are exported first."),
+    Scenario(
+        "widespread-corruption", "A consolidation rewrote most tables", "hard",
+        "Everything looks wrong: names, captions, classes. Support is overwhelmed.",
+        "UPDATE public.objects SET name = upper(name), updated_at = now();"
+        "UPDATE public.media SET caption = 'migrated', updated_at = now();"
+        "UPDATE public.accounts SET display_name = 'member', updated_at = now();"
+        "UPDATE public.local_classes SET region = 'unknown', updated_at = now();",
+        "IMMEDIATE ROLLBACK", "full",
+        debrief="Most tables are corrupted: the runbook's last resort, a complete restore. The "
+                "console restores into a new database, validates it, switches, and keeps the "
+                "broken one aside."),
+    Scenario(
+        "dropped-table", "A table dropped by the consolidation", "hard",
+        "The gatherings page answers errors for everyone.",
+        "DROP TABLE public.chakai;",
+        "IMMEDIATE ROLLBACK", "full",
+        debrief="A dropped table cannot be reloaded by Type 2 (there is nothing to reload "
+                "into); a complete restore brings schema and data back."),
+    Scenario(
+        "dropped-index", "A dropped index", "easy",
+        "Pages are slower; nothing is broken.",
+        "DROP INDEX public.objects_owner_id_idx;",
+        "FORWARD-FIX", "schema",
+        debrief="Performance only: forward-fix (recreate the index, CONCURRENTLY); a rollback "
+                "would cost downtime for nothing."),
+    Scenario(
+        "cosmetic-column", "A cosmetic schema change", "easy",
+        "A designer asks why the admin shows a new empty column.",
+        "ALTER TABLE public.objects ADD COLUMN display_order integer;",
+        "FORWARD-FIX", "schema",
+        debrief="The runbook lists cosmetic problems under forward-fix: no rollback."),
+    Scenario(
+        "rls-blocks-users", "A policy that locks users out", "medium",
+        "Logged-in users see empty collections; the data is there for admins.",
+        'DROP POLICY "objects: owner reads" ON public.objects;'
+        'DROP POLICY "objects: owner writes" ON public.objects;'
+        'CREATE POLICY "objects: owner reads" ON public.objects FOR SELECT TO authenticated '
+        "USING (false);",
+        "IMMEDIATE ROLLBACK", "schema", needs="Type 1 schema rollback (issue 6)",
+        debrief="RLS blocks legitimate access: a schema-only rollback restores the policies; "
+                "the data never changed."),
+    Scenario(
+        "broken-auth", "Authentication broken by a grant", "medium",
+        "Nobody can see their own objects; logins work but everything is empty or errors.",
+        "REVOKE USAGE ON SCHEMA auth FROM authenticated;",
+        "IMMEDIATE ROLLBACK", "schema", needs="Type 1 schema rollback (issue 6)",
+        debrief="auth.uid() is no longer callable by the API role: a schema-only rollback "
+                "restores the grant."),
+)
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+def playable() -> list[Scenario]:
+    return [s for s in SCENARIOS if not s.needs]
+
+
+def pick(name: str | None) -> Scenario:
+    """The named scenario, or the first playable one of the curriculum."""
+    if name is None:
+        return playable()[0]
+    scenario = BY_NAME.get(name)
+    if scenario is None:
+        raise BadInput(f"no drill scenario {name!r}: `rollback-console drill --list` shows them")
+    if scenario.needs:
+        raise BadInput(f"drill {name!r} needs {scenario.needs}, which is not built yet; pick "
+                       "another (drill --list)")
+    return scenario

@@ -1,0 +1,94 @@
+"""Drill scenarios: each playable one, applied after a baseline backup taken by the console,
+lands in its declared tier and type, and (where a rollback is the answer) the rollback brings
+the sandbox back so that the post-rollback checklist passes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app import config, drills
+from app.checks import run_assessment
+from app.events import EventChannel
+from app.journal import Journal
+from app.rollback.backupset import create_set, sha256_file
+from app.rollback.context import Options, Outcome, RollbackType, RunContext, expected_phrase
+from app.rollback.plans import build_plan
+from app.rollback.runner import execute
+from app.validation import run_validation
+from tests.conftest import DemoApp, DemoDb
+
+
+def test_list_shows_every_scenario_with_its_answer() -> None:
+    out = subprocess.run([sys.executable, "-m", "app", "drill", "--list"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == len(drills.SCENARIOS) >= 8
+    assert any("corrupted-captions" in line and "IMMEDIATE ROLLBACK / partial" in line
+               for line in lines)
+    assert any("dropped-index" in line and "FORWARD-FIX" in line for line in lines)
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("no-such-drill", "no drill scenario 'no-such-drill'"),
+    ("rls-blocks-users", "needs Type 1 schema rollback"),
+])
+def test_unplayable_scenarios_are_refused(name: str, message: str, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "app", "drill", "--scenario", name, "--dir",
+                          str(tmp_path / "sbx")], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 2 and message in out.stderr
+    assert not (tmp_path / "sbx").exists()  # refused before any sandbox was started
+
+
+async def test_the_baseline_set_is_in_the_runbook_layout(console_config: Path, demo_db: DemoDb,
+                                                         demo_app: DemoApp) -> None:
+    cfg = config.load(console_config)
+    backup = await create_set(cfg, "before-drill")
+    names = {p.name for p in backup.path.iterdir()}
+    for expected in ("schema_only_backup.sql", "table_media_backup.sql",
+                     "table_local_classes_backup.sql", "full_database_backup.sql",
+                     "full_database_backup.dump", "backup_info.txt", "manifest.json"):
+        assert expected in names
+    assert backup.manifest is not None and backup.taken_at is not None
+    for name, entry in backup.manifest.files.items():
+        assert sha256_file(backup.path / name) == entry.sha256
+    assert "Backup completed:" in (backup.path / "backup_info.txt").read_text()
+    assert not any(p.name.startswith(".") for p in backup.path.parent.iterdir())
+
+
+@pytest.mark.parametrize("scenario", [s.name for s in drills.playable()])
+async def test_each_scenario_plays_to_its_answer(scenario: str, console_config: Path,
+                                                 demo_db: DemoDb, demo_app: DemoApp,
+                                                 conn: asyncpg.Connection,
+                                                 tmp_path: Path) -> None:
+    s = drills.BY_NAME[scenario]
+    cfg = config.load(console_config)
+    backup = await create_set(cfg, "before-drill")
+    await conn.execute(s.migration)
+    assessment = await run_assessment(cfg)
+    d = assessment.decision
+    assert d.tier.label == s.expected_tier, d.to_dict()
+    assert (d.recommended.key if d.recommended else None) == s.expected_type, d.to_dict()
+    if s.expected_tier != "IMMEDIATE ROLLBACK":
+        return  # forward-fix or monitor: the right answer is not to roll back
+    kind = RollbackType(s.expected_type)
+    if kind is RollbackType.PARTIAL:
+        assert tuple(d.tables) == s.tables
+    options = Options(tables=tuple(d.tables) if kind is RollbackType.PARTIAL else (),
+                      confirm=expected_phrase(kind, cfg.target.name))
+    plan = await build_plan(cfg, kind, backup, options)
+    ctx = RunContext(cfg, kind, Journal.open(tmp_path / "incident"), EventChannel(), backup,
+                     options)
+    assert await execute(plan, ctx) is Outcome.DONE, ctx.journal.entries[-1].data
+    checklist = await run_validation(cfg, backup.id)
+    assert checklist.passed, [(i.name, str(i.status), i.summary) for i in checklist.items]
+    if kind is RollbackType.FULL:
+        admin = await asyncpg.connect(demo_db.server.dsn())
+        await admin.execute(f'DROP DATABASE "{ctx.data["aside_database"]}" WITH (FORCE)')
+        await admin.close()
