@@ -14,6 +14,7 @@ import asyncpg
 
 from app import __version__, catalog
 from app.config import CriticalQuery
+from app.errors import BadInput
 
 MANIFEST_FORMAT = 1
 
@@ -112,6 +113,16 @@ async def capture_state(conn: asyncpg.Connection, tables: list[str] | None = Non
         grants=await catalog.table_grants(conn),
         query_baselines_ms=baselines,
     )
+
+
+def check_identity(set_id: str, manifest: Manifest, ident: catalog.DatabaseIdentity) -> None:
+    """A backup of another database must never be compared with, or restored over, this one."""
+    taken = manifest.state.identity
+    if (taken.name, taken.system_identifier) != (ident.name, ident.system_identifier):
+        raise BadInput(
+            f"backup {set_id!r} was taken from database {taken.name!r} (system id "
+            f"{taken.system_identifier}), but the target is {ident.name!r} (system id "
+            f"{ident.system_identifier}): pass --backup of a set of this target")
 
 
 def new_manifest(label: str, state: DatabaseState, snapshot: str | None = None) -> Manifest:

@@ -47,8 +47,9 @@ class RollbackConsoleApp(App[int]):
     ]
 
     def __init__(self, config: Config, mode: str = "live", log_path: Path | None = None,
-                 theme: str = "default"):
+                 theme: str = "default", briefing: str = ""):
         super().__init__()
+        self.briefing = briefing   # a drill's incident, as the on-call engineer hears it
         self.register_theme(HIGH_CONTRAST)
         self.theme = THEMES.get(theme, "textual-dark")
         self.config = config

@@ -200,3 +200,28 @@ async def test_no_space_for_the_safety_snapshot_stops_before_any_change(
     assert "Nothing was changed" in error
     assert ctx.journal.of_kind("step_finished")[-1].step == "safety_snapshot"
     assert await checksums(conn, "public.media") == before
+
+
+async def test_a_set_from_another_database_is_refused(console_config: Path, demo_db: DemoDb,
+                                                      demo_app: DemoApp,
+                                                      conn: asyncpg.Connection,
+                                                      tmp_path: Path) -> None:
+    other_name = f"{demo_db.name}_other"
+    admin = await asyncpg.connect(demo_db.server.dsn())
+    await admin.execute(f'CREATE DATABASE "{other_name}" TEMPLATE demo_template')
+    try:
+        other = DemoDb(other_name, demo_db.server.dsn(other_name), demo_db.facts, demo_db.server)
+        other_conn = await other.connect()
+        backup = await make_set(other, other_conn, tmp_path / "backups", ("media",))
+        await other_conn.close()
+        await conn.execute("UPDATE media SET caption = 'x'")
+        before = await checksums(conn, "public.media")
+        ctx = ctx_for(console_config, tmp_path, backup, ("public.media",))
+        assert await execute(partial.build(ctx.cfg, backup, ("public.media",)), ctx) \
+            is Outcome.BAD_INPUT
+        error = ctx.journal.of_kind("step_finished")[-1].data["error"]
+        assert f"was taken from database '{other_name}'" in error
+        assert await checksums(conn, "public.media") == before
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{other_name}" WITH (FORCE)')
+        await admin.close()

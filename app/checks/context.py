@@ -18,6 +18,7 @@ from app.config import AssessSettings, Config
 from app.db import create_pool
 from app.errors import BadInput
 from app.manifest import Manifest
+from app.manifest import check_identity as manifest_identity_check
 
 APPLICATION_NAME = "rollback-console assess"
 SCHEMA_DUMP = "schema_only_backup.sql"   # the runbook's name; written by `rollback-console backup`
@@ -100,12 +101,7 @@ def resolve_baseline(root: Path, backup_id: str | None) -> Baseline | None:
 
 def check_identity(baseline: Baseline, ident: catalog.DatabaseIdentity) -> None:
     """Comparing a database with another database's backup would give nonsense findings."""
-    taken = baseline.manifest.state.identity
-    if (taken.name, taken.system_identifier) != (ident.name, ident.system_identifier):
-        raise BadInput(
-            f"backup {baseline.set_id!r} was taken from database {taken.name!r} (system id "
-            f"{taken.system_identifier}), but the target is {ident.name!r} (system id "
-            f"{ident.system_identifier}): pass --backup of a set of this target")
+    manifest_identity_check(baseline.set_id, baseline.manifest, ident)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.catalog import qualified, user_tables
+import asyncpg
+
+from app.catalog import identity, qualified, user_tables
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput
-from app.manifest import FileEntry, Manifest, capture_state, new_manifest
+from app.manifest import FileEntry, Manifest, capture_state, check_identity, new_manifest
 from app.rollback.tools import run_tool
 
 _COMPLETED = re.compile(r"Backup completed[^0-9]*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?)")
@@ -42,6 +44,12 @@ def check_file(backup: BackupSet, path: Path) -> bool | None:
     if entry is None:
         return None
     return sha256_file(path) == entry.sha256
+
+
+async def check_target(backup: BackupSet, conn: asyncpg.Connection) -> None:
+    """Refuse a set taken from another database (compared by name and system identifier)."""
+    if backup.manifest is not None:
+        check_identity(backup.id, backup.manifest, await identity(conn))
 
 
 def _taken_at(path: Path, manifest: Manifest | None) -> datetime | None:

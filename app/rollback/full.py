@@ -18,7 +18,7 @@ import asyncpg
 from app.catalog import quote_ident, table_content
 from app.config import Config
 from app.errors import BadInput
-from app.rollback.backupset import check_file
+from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
@@ -63,6 +63,8 @@ async def prerequisites(ctx: RunContext) -> str:
         ctx.log("no manifest: the restored database cannot be compared with checksums, only "
                 "checked for its tables", "warning")
     target, restored, aside = names(ctx)
+    async with target_conn(ctx) as conn:
+        await check_target(ctx.backup, conn)
     async with target_conn(ctx, MAINTENANCE_DB) as admin:
         why_not = await can_rename(admin, target)
         if await database_exists(admin, aside):

@@ -15,7 +15,7 @@ import asyncpg
 from app.catalog import qualified, split_name, table_content
 from app.config import Config
 from app.errors import BadInput
-from app.rollback.backupset import check_file
+from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext
 from app.rollback.copydata import FileReader, Reader
 from app.rollback.plan import Plan, Step
@@ -51,6 +51,7 @@ async def prerequisites(ctx: RunContext) -> str:
         ctx.log(f"{path.name}: {path.stat().st_size:,} bytes"
                 + (", sha256 matches the manifest" if matches else ", no manifest to check"))
     async with target_conn(ctx) as conn:
+        await check_target(backup, conn)
         for table in tables:
             if await conn.fetchval("SELECT to_regclass($1)", qualified(table)) is None:
                 raise BadInput(f"table {table} does not exist on the target: a partial rollback "
