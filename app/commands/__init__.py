@@ -9,7 +9,7 @@ import importlib
 import click
 
 # Add a module's name here when it defines register(group).
-COMMAND_MODULES: list[str] = ["rollback", "assess"]
+COMMAND_MODULES: list[str] = ["rollback", "assess", "backupsets"]
 
 
 def register_all(group: click.Group) -> None:

@@ -1,0 +1,184 @@
+"""Is a backup set usable? Hashes against the manifest, every dump parses, it belongs to this
+target; and, with a rehearsal, it really restores: into a scratch database on the same server,
+compared table by table with the manifest, then dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from app.catalog import identity, quote_ident, table_content
+from app.config import Config
+from app.db import connect
+from app.errors import BadInput, ConsoleError
+from app.manifest import check_identity
+from app.rollback.backupset import BackupSet, sha256_file
+from app.rollback.tools import run_tool, tool_output
+
+_DUMPED_BY = re.compile(r"-- Dumped by pg_dump version (\d+)")
+
+
+@dataclass
+class Verification:
+    set_id: str
+    ok: bool = True
+    checked: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    not_verifiable: list[str] = field(default_factory=list)
+
+    def fail(self, problem: str) -> None:
+        self.ok = False
+        self.problems.append(problem)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"set": self.set_id, "ok": self.ok, "checked": self.checked,
+                "problems": self.problems, "not_verifiable": self.not_verifiable}
+
+
+def _sql_dump_problem(path: Path) -> str | None:
+    """A plain pg_dump file starts with its header and ends with 'dump complete'."""
+    with path.open("rb") as f:
+        head = f.read(4096).decode(errors="replace")
+        f.seek(max(0, path.stat().st_size - 4096))
+        tail = f.read().decode(errors="replace")
+    if "PostgreSQL database dump" not in head:
+        return f"{path.name} is not a pg_dump SQL file (no header)"
+    if "PostgreSQL database dump complete" not in tail:
+        return f"{path.name} is truncated (no 'dump complete' line at the end)"
+    return None
+
+
+async def verify(cfg: Config, backup: BackupSet,
+                 on_line: Callable[[str], None] = lambda _l: None) -> Verification:
+    """Read-only checks of a set; never raises for a bad file: the result lists problems."""
+    v = Verification(backup.id)
+    files = sorted(p for p in backup.path.iterdir() if p.is_file()
+                   and p.suffix in (".sql", ".dump"))
+    if not files:
+        v.fail(f"set {backup.id} holds no dump files (.sql or .dump): it is empty")
+        return v
+    manifest = backup.manifest
+    if manifest is None:
+        v.not_verifiable.append("no manifest.json: file hashes, row counts and checksums cannot "
+                                "be checked; identity is unknown (sets made by `rollback-console "
+                                "backup` carry one)")
+    else:
+        for name, entry in manifest.files.items():
+            path = backup.path / name
+            if not path.is_file():
+                v.fail(f"{name} is listed in the manifest but missing")
+            elif sha256_file(path) != entry.sha256:
+                v.fail(f"{name}: sha256 differs from the manifest (corrupt or edited)")
+            else:
+                v.checked.append(f"{name}: sha256 matches the manifest")
+    for path in files:
+        on_line(f"parsing {path.name}")
+        if path.suffix == ".dump":
+            try:
+                await tool_output("pg_restore", ["--list", str(path)])
+                v.checked.append(f"{path.name}: pg_restore --list reads it")
+            except ConsoleError as exc:
+                v.fail(f"{path.name} cannot be read by pg_restore: {exc}")
+        else:
+            problem = await asyncio.to_thread(_sql_dump_problem, path)
+            if problem:
+                v.fail(problem)
+            else:
+                v.checked.append(f"{path.name}: complete pg_dump SQL")
+    await _skew(cfg, files, v)
+    if manifest is not None:
+        conn = await connect(cfg.target)
+        try:
+            check_identity(backup.id, manifest, await identity(conn))
+            v.checked.append(f"taken from this target ({manifest.state.identity.name}, system "
+                             f"id {manifest.state.identity.system_identifier})")
+        except BadInput as exc:
+            v.fail(str(exc))
+        finally:
+            await conn.close()
+    return v
+
+
+async def _skew(cfg: Config, files: list[Path], v: Verification) -> None:
+    """pg_dump 17+ writes lines (`SET transaction_timeout`, `\\restrict`) an older server or psql
+    rejects: say so before anyone relies on the set."""
+    conn = await connect(cfg.target)
+    try:
+        server = int(await conn.fetchval("SELECT current_setting('server_version_num')::int"))
+    finally:
+        await conn.close()
+    for path in files:
+        if path.suffix != ".sql":
+            continue
+        with path.open("rb") as f:
+            head = f.read(4096).decode(errors="replace")
+        m = _DUMPED_BY.search(head)
+        if m and int(m.group(1)) >= 17 and server < 170000:
+            v.fail(f"{path.name} was written by pg_dump {m.group(1)}, the server is "
+                   f"PostgreSQL {server // 10000}: its `SET transaction_timeout` fails there; "
+                   "restore with the custom-format dump and pg_restore, or strip that line")
+
+
+async def rehearse(cfg: Config, backup: BackupSet, keep: bool = False,
+                   on_line: Callable[[str], None] = lambda _l: None) -> Verification:
+    """Restore the full dump into a scratch database and compare with the manifest."""
+    v = Verification(backup.id)
+    dump = next((backup.path / n for n in ("full_database_backup.dump",
+                                           "full_database_backup.sql")
+                 if (backup.path / n).is_file()), None)
+    if dump is None:
+        v.fail("no full dump (full_database_backup.dump or .sql) to rehearse with")
+        return v
+    scratch = f"rollback_rehearsal_{re.sub(r'[^a-z0-9]', '_', backup.id.lower())}"[:50] \
+        + f"_{secrets.token_hex(3)}"
+    admin = await connect(cfg.target, database="postgres")
+    try:
+        await admin.execute(f"CREATE DATABASE {quote_ident(scratch)} TEMPLATE template0")
+        v.checked.append(f"scratch database {scratch} created")
+        try:
+            if dump.suffix == ".dump":
+                await run_tool("pg_restore", ["--exit-on-error", "--jobs=2", str(dump)],
+                               cfg.target, on_line, database=scratch)
+            else:
+                await run_tool("psql", ["--quiet", "--set=ON_ERROR_STOP=1", "--file",
+                                        str(dump)], cfg.target, on_line, database=scratch)
+            v.checked.append(f"{dump.name} restored into {scratch}")
+            await _compare(cfg, backup, scratch, v)
+        except ConsoleError as exc:
+            v.fail(f"{dump.name} did not restore: {exc}")
+        finally:
+            if keep:
+                v.checked.append(f"{scratch} kept (--keep): drop it when done")
+            else:
+                await admin.execute(f"DROP DATABASE {quote_ident(scratch)} WITH (FORCE)")
+    finally:
+        await admin.close()
+    return v
+
+
+async def _compare(cfg: Config, backup: BackupSet, scratch: str, v: Verification) -> None:
+    if backup.manifest is None:
+        v.not_verifiable.append("no manifest: the restored tables cannot be compared")
+        return
+    conn = await connect(cfg.target, database=scratch)
+    try:
+        for table, expected in backup.manifest.state.tables.items():
+            try:
+                got = await table_content(conn, table)
+            except asyncpg.UndefinedTableError:
+                v.fail(f"{table} is missing after the restore")
+                continue
+            if (got.rows, got.checksum) == (expected.rows, expected.checksum):
+                v.checked.append(f"{table}: {got.rows:,} rows, checksum equal to the manifest")
+            else:
+                same = "equal" if got.checksum == expected.checksum else "differs"
+                v.fail(f"{table}: {got.rows:,} rows restored, the manifest says "
+                       f"{expected.rows:,}; checksum {same}")
+    finally:
+        await conn.close()
