@@ -21,6 +21,7 @@ from app.rollback.backupset import list_sets, resolve
 from app.rollback.context import Options, RollbackType, RunContext
 from app.rollback.plans import build_plan
 from screens.assess import AssessScreen
+from screens.backups import BackupsScreen
 from screens.base import ConsoleScreen
 from screens.confirm import ConfirmScreen
 from screens.placeholder import PlaceholderScreen
@@ -40,7 +41,6 @@ LATER = {
     "drill": ("Scenarios can be played now from the command line: `rollback-console drill "
               "--list`, then `rollback-console drill --scenario NAME`. Timing, scores and the "
               "debrief screen arrive with issue 8."),
-    "backups": "Backup discovery, creation and verification arrive with issue 3.",
 }
 
 
@@ -214,6 +214,9 @@ class HomeScreen(ConsoleScreen[None]):
             return
         if key == "assess":
             self.app.push_screen(AssessScreen())
+            return
+        if key == "backups":
+            self.app.push_screen(BackupsScreen())
             return
         title = ENTRIES[key][0]
         self.app.push_screen(PlaceholderScreen(title, LATER[key]))

@@ -110,3 +110,25 @@ async def test_missing_root_and_unknown_set_are_bad_input(console_config: Path,
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     bad_label = cli(console_config, "backup", "--label", "a b")
     assert bad_label.returncode == 2 and "--label" in bad_label.stderr
+
+
+async def test_backups_screen_verifies_and_rehearses(console_config: Path, demo_db: DemoDb,
+                                                     demo_app: DemoApp) -> None:
+    from app import config
+    from app.tui import RollbackConsoleApp
+    from screens.backups import BackupsScreen
+    from tests.conftest import wait_until
+
+    assert cli(console_config, "backup").returncode == 0
+    app = RollbackConsoleApp(config.load(console_config), mode="live")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.press("b")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, BackupsScreen) and len(screen.sets) == 1
+        await pilot.press("V")
+        text = screen.query_one("#set-text")
+        await wait_until(lambda: "VERIFIED" in str(text.render()), pilot, 60)
+        shown = str(text.render())
+        assert "✔ VERIFIED" in shown and "checksum equal to the manifest" in shown
