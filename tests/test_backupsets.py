@@ -132,3 +132,30 @@ async def test_backups_screen_verifies_and_rehearses(console_config: Path, demo_
         await wait_until(lambda: "VERIFIED" in str(text.render()), pilot, 60)
         shown = str(text.render())
         assert "✔ VERIFIED" in shown and "checksum equal to the manifest" in shown
+
+
+async def test_tables_option_and_unknown_table(console_config: Path, demo_db: DemoDb) -> None:
+    made = cli(console_config, "backup", "--tables", "media")
+    assert made.returncode == 0, made.stderr
+    set_dir = next((console_config.parent / "backups").iterdir())
+    assert sorted(p.name for p in set_dir.glob("table_*")) == ["table_media_backup.sql"]
+    unknown = cli(console_config, "backup", "--tables", "nope")
+    assert unknown.returncode == 2 and "no such table(s) on the target: public.nope" in \
+        unknown.stderr
+    assert len(list((console_config.parent / "backups").iterdir())) == 1  # nothing left over
+
+
+async def test_a_role_without_privileges_gets_a_clear_message(
+        console_config: Path, demo_db: DemoDb, conn: asyncpg.Connection) -> None:
+    await conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+                       "'backup_weak') THEN CREATE ROLE backup_weak LOGIN PASSWORD 'weak-pw'; "
+                       "END IF; END $$")
+    weak = console_config.parent / "weak.toml"
+    weak.write_text(console_config.read_text()
+                    .replace("postgresql://postgres@", "postgresql://backup_weak@")
+                    .replace('password_file = "secrets/db_password"', 'password = "weak-pw"'))
+    result = cli(weak, "backup")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "may not read everything a backup needs" in result.stderr
+    assert "permission denied" in result.stderr
+    assert not any((console_config.parent / "backups").iterdir())  # the partial set is gone

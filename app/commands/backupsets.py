@@ -21,8 +21,10 @@ def register(group: click.Group) -> None:
 
 @click.command()
 @click.option("--label", default="", help="Appended to the set's name (letters, digits, -_).")
+@click.option("--tables", default="", help="Only these tables get a table_<name>_backup.sql "
+              "(comma separated); schema and full dumps always cover everything.")
 @click.pass_context
-def backup(ctx: click.Context, label: str) -> None:
+def backup(ctx: click.Context, label: str, tables: str) -> None:
     """Take a backup set: schema, one file per table, a full dump (SQL and custom format) and
     manifest.json, all from one snapshot; written aside and renamed when complete."""
     from rich.console import Console
@@ -37,7 +39,10 @@ def backup(ctx: click.Context, label: str) -> None:
     cfg = config_mod.load(ctx.obj["config_path"])
     err = Console(stderr=True, highlight=False)
     with err.status("taking the backup…") as status:
-        made = asyncio.run(create_set(cfg, label, on_line=lambda line: status.update(line)))
+        only = tuple(t.strip() if "." in t else f"public.{t.strip()}"
+                     for t in tables.split(",") if t.strip())
+        made = asyncio.run(create_set(cfg, label, on_line=lambda line: status.update(line),
+                                      only_tables=only))
     size = sum(p.stat().st_size for p in made.path.iterdir())
     click.echo(f"backup set {made.id} written to {made.path} ({size / 1e6:,.1f} MB)")
 

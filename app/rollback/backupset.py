@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,8 +16,15 @@ import asyncpg
 from app.catalog import identity, qualified, user_tables
 from app.config import Config
 from app.db import connect
-from app.errors import BadInput
-from app.manifest import FileEntry, Manifest, capture_state, check_identity, new_manifest
+from app.errors import BadInput, ConsoleError
+from app.manifest import (
+    DatabaseState,
+    FileEntry,
+    Manifest,
+    capture_state,
+    check_identity,
+    new_manifest,
+)
 from app.rollback.tools import run_tool
 
 _COMPLETED = re.compile(r"Backup completed[^0-9]*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?)")
@@ -50,6 +58,34 @@ async def check_target(backup: BackupSet, conn: asyncpg.Connection) -> None:
     """Refuse a set taken from another database (compared by name and system identifier)."""
     if backup.manifest is not None:
         check_identity(backup.id, backup.manifest, await identity(conn))
+
+
+async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
+                    only_tables: tuple[str, ...]) -> tuple[list[str], DatabaseState, str,
+                                                           list[tuple[str, list[str]]]]:
+    conn = await connect(cfg.target)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            tables = await user_tables(conn)
+            if only_tables:
+                unknown = sorted(set(only_tables) - set(tables))
+                if unknown:
+                    raise BadInput(f"no such table(s) on the target: {', '.join(unknown)}")
+                tables = [t for t in tables if t in only_tables]
+            dumps = [("schema_only_backup.sql", ["--schema-only"])]
+            dumps += [(f"table_{t.split('.', 1)[1] if t.startswith('public.') else t}"
+                       "_backup.sql", ["--data-only", f"--table={qualified(t)}"]) for t in tables]
+            dumps += [("full_database_backup.dump", ["--format=custom"]),
+                      ("full_database_backup.sql", [])]
+            for filename, args in dumps:
+                on_line(f"pg_dump {filename}")
+                await run_tool("pg_dump", [*args, f"--snapshot={snapshot}",
+                                           f"--file={work / filename}"], cfg.target, on_line)
+            state = await capture_state(conn, tables, cfg.target.critical_queries)
+    finally:
+        await conn.close()
+    return tables, state, str(snapshot), dumps
 
 
 def _taken_at(path: Path, manifest: Manifest | None) -> datetime | None:
@@ -97,11 +133,13 @@ def resolve(root: Path, backup_id: str | None) -> BackupSet:
 
 
 async def create_set(cfg: Config, label: str = "",
-                     on_line: Callable[[str], None] = lambda _line: None) -> BackupSet:
+                     on_line: Callable[[str], None] = lambda _line: None,
+                     only_tables: tuple[str, ...] = ()) -> BackupSet:
     """Take a backup set in the runbook's layout, every part from ONE snapshot, with a manifest.
 
     Written into a hidden folder and renamed when complete, so a half-written set is never
-    listed. (The full `backup` command of issue 3 supersedes this; drills use it today.)"""
+    listed; a failure removes it. ``only_tables`` limits the per-table dumps (the schema and
+    full dumps always cover the whole database)."""
     root = cfg.target.backups_root
     root.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
@@ -110,23 +148,20 @@ async def create_set(cfg: Config, label: str = "",
         name += f"_{now:%H%M%S}"
     work = root / f".{name}.partial"
     work.mkdir()
-    conn = await connect(cfg.target)
     try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
-            tables = await user_tables(conn)
-            dumps = [("schema_only_backup.sql", ["--schema-only"])]
-            dumps += [(f"table_{t.split('.', 1)[1] if t.startswith('public.') else t}"
-                       "_backup.sql", ["--data-only", f"--table={qualified(t)}"]) for t in tables]
-            dumps += [("full_database_backup.dump", ["--format=custom"]),
-                      ("full_database_backup.sql", [])]
-            for filename, args in dumps:
-                on_line(f"pg_dump {filename}")
-                await run_tool("pg_dump", [*args, f"--snapshot={snapshot}",
-                                           f"--file={work / filename}"], cfg.target, on_line)
-            state = await capture_state(conn, tables, cfg.target.critical_queries)
-    finally:
-        await conn.close()
+        tables, state, snapshot, dumps = await _dump_all(cfg, work, on_line, only_tables)
+    except BaseException as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        text = str(exc)
+        if "permission denied" in text:
+            raise BadInput(f"the target's role may not read everything a backup needs ({text}); "
+                           "connect as a role that can (superuser, or pg_read_all_data plus "
+                           "the schema owner's rights)") from None
+        if "No space left" in text:
+            raise ConsoleError(f"no space left at {root} while writing the set; nothing was "
+                               "kept: free space or point target.backups_root elsewhere") \
+                from None
+        raise
     manifest = new_manifest(label or name, state, snapshot)
     for filename, _ in dumps:
         path = work / filename
