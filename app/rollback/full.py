@@ -23,7 +23,7 @@ from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFa
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
 from app.rollback.switch import can_rename, database_exists, switch
-from app.rollback.tools import run_tool, tool_output
+from app.rollback.tools import restore_filtered, run_tool, server_major, tool_output
 
 MAINTENANCE_DB = "postgres"
 # A restore into a database nobody uses yet can sort in memory and skip waiting for WAL flushes:
@@ -122,6 +122,11 @@ async def _restore(ctx: RunContext, dump: Path, database: str, clean: bool) -> N
         ctx.log(line)
         ctx.progress(lines, None, "objects")
 
+    if await server_major(ctx.cfg.target) < 17:
+        ctx.log("the server is older than PostgreSQL 17: restoring through a filter for the "
+                "dump's SET transaction_timeout (no parallel restore)", "warning")
+        await restore_filtered(dump, ctx.cfg.target, on_line, database, clean=clean)
+        return
     if dump.suffix == ".sql":
         args = ["--quiet", "--set=ON_ERROR_STOP=1", "--single-transaction", f"--file={dump}"]
         await run_tool("psql", args, ctx.cfg.target, on_line, database=database)

@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from app.config import Target
@@ -86,3 +87,83 @@ async def tool_output(name: str, args: list[str]) -> str:
         raise ConsoleError(f"{name} failed (exit {proc.returncode}): "
                            f"{scrub(err.decode(errors='replace').strip())[-500:]}")
     return out.decode(errors="replace")
+
+
+SKEW_LINE = b"SET transaction_timeout"
+
+
+async def server_major(target: Target, database: str | None = None) -> int:
+    from app.db import connect
+
+    conn = await connect(target, database=database)
+    try:
+        return int(await conn.fetchval("SELECT current_setting('server_version_num')::int")) \
+            // 10000
+    finally:
+        await conn.close()
+
+
+async def restore_filtered(dump: Path, target: Target, on_line: Callable[[str], None],
+                           database: str | None = None, clean: bool = False) -> None:
+    """Restore a dump made by pg_dump 17+ into an older server: the archive (or SQL file) is
+    streamed as SQL through a filter that drops ``SET transaction_timeout`` (unknown before
+    17, and fatal with ON_ERROR_STOP) into psql, in one transaction. Slower than a parallel
+    pg_restore, but it works where that fails."""
+    env, dsn = tool_env_and_dsn(target, database)
+    psql = await asyncio.create_subprocess_exec(
+        str(find_tool("psql")), "--quiet", "--no-psqlrc", "--set=ON_ERROR_STOP=1",
+        "--single-transaction", f"--dbname={dsn}", env=env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert psql.stdin is not None and psql.stdout is not None
+    if dump.suffix == ".sql":
+        source = None
+        reader: Any = None
+        handle = dump.open("rb")
+    else:
+        source = await asyncio.create_subprocess_exec(
+            str(find_tool("pg_restore")), "--file=-",
+            *(["--clean", "--if-exists"] if clean else []), str(dump),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        reader = source.stdout
+        handle = None
+
+    async def pump() -> None:
+        assert psql.stdin is not None
+        try:
+            while True:
+                line = (await reader.readline()) if reader is not None else \
+                    await asyncio.to_thread(handle.readline)  # type: ignore[union-attr]
+                if not line:
+                    break
+                if not line.startswith(SKEW_LINE):
+                    psql.stdin.write(line)
+                    await psql.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # psql stopped on an error; its output says which
+        finally:
+            psql.stdin.close()
+
+    async def drain_output() -> list[str]:
+        assert psql.stdout is not None
+        tail: list[str] = []
+        async for raw in psql.stdout:
+            line = scrub(raw.decode(errors="replace").rstrip())
+            tail = [*tail[-19:], line]
+            on_line(line)
+        return tail
+
+    try:
+        _, tail = await asyncio.gather(pump(), drain_output())
+    finally:
+        if handle is not None:
+            handle.close()
+    rc = await psql.wait()
+    if source is not None:
+        await source.wait()
+        if source.returncode != 0:
+            assert source.stderr is not None
+            err = (await source.stderr.read()).decode(errors="replace")
+            raise ConsoleError(f"pg_restore could not read {dump.name}: {scrub(err)[-300:]}")
+    if rc != 0:
+        last = " | ".join(tail[-5:])
+        raise ConsoleError(f"psql failed (exit {rc}) restoring {dump.name}: {last}")

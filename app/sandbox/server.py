@@ -72,7 +72,8 @@ def _allow_traverse(path: Path) -> None:
 class PgServer:
     """One PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1 only, password auth."""
 
-    def __init__(self, data_dir: Path, port: int, password: str):
+    def __init__(self, data_dir: Path, port: int, password: str, bins: Path | None = None):
+        self.bins = bins or bin_dir()   # another PostgreSQL's binaries (cross-version tests)
         self.data_dir = data_dir
         self.port = port
         self.password = password
@@ -80,9 +81,9 @@ class PgServer:
         self.user = _os_user()
 
     @classmethod
-    def create(cls, data_dir: Path) -> PgServer:
+    def create(cls, data_dir: Path, bins: Path | None = None) -> PgServer:
         """initdb a new cluster with a random superuser password."""
-        server = cls(data_dir, free_port(), secrets.token_urlsafe(18))
+        server = cls(data_dir, free_port(), secrets.token_urlsafe(18), bins)
         data_dir.mkdir(parents=True, exist_ok=True)
         pwfile = data_dir.parent / ".initdb-pw"
         pwfile.write_text(server.password)
@@ -91,7 +92,7 @@ class PgServer:
                 _allow_traverse(data_dir)
                 os.chown(data_dir, server.user.pw_uid, server.user.pw_gid)
                 os.chown(pwfile, server.user.pw_uid, server.user.pw_gid)
-            server._run([str(bin_dir() / "initdb"), "-D", str(data_dir), "-U", SUPERUSER,
+            server._run([str(server.bins / "initdb"), "-D", str(data_dir), "-U", SUPERUSER,
                          "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
                          "--locale=C", f"--pwfile={pwfile}", "--no-sync"])
         finally:
@@ -123,7 +124,7 @@ class PgServer:
             kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid}
             os.chown(log.name, self.user.pw_uid, self.user.pw_gid)
         self.process = subprocess.Popen(  # type: ignore[call-overload]
-            [str(bin_dir() / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)],
+            [str(self.bins / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=lambda: set_parent_death_signal(signal.SIGINT), start_new_session=True,
             **kwargs)
@@ -145,7 +146,7 @@ class PgServer:
         raise SandboxError(f"PostgreSQL did not accept connections within {timeout:.0f}s")
 
     def _ready(self) -> bool:
-        proc = subprocess.run([str(bin_dir() / "pg_isready"), "-h", "127.0.0.1", "-p",
+        proc = subprocess.run([str(self.bins / "pg_isready"), "-h", "127.0.0.1", "-p",
                                str(self.port), "-q"], check=False)
         return proc.returncode == 0
 
