@@ -7,8 +7,10 @@ code before any screen takes the terminal.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
@@ -25,6 +27,7 @@ from app.secrets import scrub
 
 if TYPE_CHECKING:
     from app.sandbox.manager import Sandbox
+    from app.tui import DrillRun
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -68,15 +71,17 @@ def _start_sandbox(directory: Path | None, rows: int, seed: int) -> Sandbox:
                           progress=progress)
 
 
-def _run_tui(cfg: config_mod.Config, mode: str, briefing: str = "") -> int:
-    import os
+def _run_tui(cfg: config_mod.Config, mode: str, briefing: str = "",
+             drill: DrillRun | None = None) -> int:
 
     from app.tui import RollbackConsoleApp  # Textual loads only when a screen is wanted
 
     app = RollbackConsoleApp(cfg, mode=mode, log_path=logs.current_log_path(),
                              theme=os.environ.get("ROLLBACK_CONSOLE_THEME", "default"),
-                             briefing=briefing)
+                             briefing=briefing, drill=drill)
     app.run()
+    if app.debrief:
+        click.echo(app.debrief)
     return app.return_code or 0
 
 
@@ -111,8 +116,10 @@ def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
 @click.option("--scenario", default=None, help="The incident to inject (see --list) "
               "[default: the first of the curriculum].")
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
+@click.option("--operator", default=lambda: os.environ.get("USER", "operator"),
+              show_default="$USER", help="Whose scores these are (kept locally).")
 def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
-          list_only: bool) -> None:
+          list_only: bool, operator: str) -> None:
     """Training drill: a sandbox (PostgreSQL + demo app), a baseline backup, then a bad
     migration; the console opens on it in drill mode. Quitting stops the sandbox."""
     from app import drills
@@ -134,7 +141,10 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
         cfg = config_mod.load(box.config_path)
         with err.status("taking the baseline backup, then applying the bad migration…"):
             asyncio.run(_prepare_drill(cfg, chosen.migration))
-        code = _run_tui(cfg, "drill", briefing=f"{chosen.title}: {chosen.briefing}")
+        from app.tui import DrillRun
+
+        code = _run_tui(cfg, "drill", briefing=f"{chosen.title}: {chosen.briefing}",
+                        drill=DrillRun(chosen, time.time(), operator))
     finally:
         box.down()
     sys.exit(code)

@@ -3,6 +3,7 @@ as the headless CLI and owns no rollback logic itself."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual.app import App
@@ -11,8 +12,11 @@ from textual.theme import Theme
 from textual.worker import WorkerState
 
 from app.config import Config
+from app.drill_score import debrief_text, record, score
+from app.drills import Scenario
 from app.paths import stylesheet
 from screens.confirm import ConfirmScreen
+from screens.debrief import DebriefScreen
 from screens.help import HelpScreen
 from screens.home import HomeScreen
 
@@ -24,6 +28,13 @@ MODE_INTRO = {
     "assess": "Read-only assessment: nothing can be changed from this session.",
     "drill": "Drill: a sandbox database with an injected incident; safe to break.",
 }
+
+
+@dataclass(frozen=True)
+class DrillRun:
+    scenario: Scenario
+    started: float       # epoch seconds: journals written after this belong to the drill
+    operator: str
 
 
 HIGH_CONTRAST = Theme(
@@ -47,9 +58,11 @@ class RollbackConsoleApp(App[int]):
     ]
 
     def __init__(self, config: Config, mode: str = "live", log_path: Path | None = None,
-                 theme: str = "default", briefing: str = ""):
+                 theme: str = "default", briefing: str = "", drill: DrillRun | None = None):
         super().__init__()
         self.briefing = briefing   # a drill's incident, as the on-call engineer hears it
+        self.drill = drill
+        self.debrief = ""          # the drill's debrief, printed again after the screen closes
         self.register_theme(HIGH_CONTRAST)
         self.theme = THEMES.get(theme, "textual-dark")
         self.config = config
@@ -66,6 +79,18 @@ class RollbackConsoleApp(App[int]):
         return any(w.group in WORK_GROUPS and w.state in (WorkerState.PENDING,
                                                           WorkerState.RUNNING)
                    for w in self.workers)
+
+    def _debrief(self) -> None:
+        assert self.drill is not None
+        result = score(self.drill.scenario, self.drill.started, self.drill.operator)
+        history = record(result)
+        self.debrief = debrief_text(self.drill.scenario, result, history)
+
+        def closed(quit_now: bool | None) -> None:
+            if quit_now:
+                self.exit(return_code=0)
+
+        self.push_screen(DebriefScreen(self.debrief), closed)
 
     def action_toggle_contrast(self) -> None:
         self.theme = "textual-dark" if self.theme == "high-contrast" else "high-contrast"
@@ -88,6 +113,10 @@ class RollbackConsoleApp(App[int]):
         self.push_screen(HelpScreen(title, keys, MODE_INTRO.get(self.mode, "")))
 
     def action_request_quit(self) -> None:
+        if self.drill is not None and not self.busy and not isinstance(self.screen,
+                                                                        DebriefScreen):
+            self._debrief()
+            return
         if not self.busy:
             self.exit(return_code=0)
             return

@@ -92,3 +92,68 @@ async def test_each_scenario_plays_to_its_answer(scenario: str, console_config: 
         admin = await asyncpg.connect(demo_db.server.dsn())
         await admin.execute(f'DROP DATABASE "{ctx.data["aside_database"]}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_a_drill_played_in_the_console_is_scored_and_debriefed(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from app.drill_score import scores_path
+    from app.tui import DrillRun, RollbackConsoleApp
+    from screens.debrief import DebriefScreen
+    from tests.conftest import wait_until
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    scenario = drills.BY_NAME["corrupted-captions"]
+    cfg = config.load(console_config)
+    await create_set(cfg, "before-drill")
+    await conn.execute(scenario.migration)
+    app = RollbackConsoleApp(cfg, mode="drill", briefing=scenario.briefing,
+                             drill=DrillRun(scenario, time.time(), "trainee"))
+    async with app.run_test(size=(140, 45)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.press("a")
+        await wait_until(lambda: getattr(app.screen, "assessment", None) is not None, pilot, 60)
+        await pilot.press("Y")
+        await pilot.pause()
+        await pilot.press("b")
+        await wait_until(lambda: getattr(app.screen, "plan", None) is not None, pilot)
+        await pilot.press("G")
+        await pilot.pause()
+        app.screen.query_one("#gate-input").value = "ROLLBACK tea-school-sandbox"  # type: ignore[attr-defined]
+        await pilot.click("#confirm")
+        await wait_until(lambda: getattr(app.screen, "outcome", None) is not None, pilot, 60)
+        await pilot.press("v")
+        await wait_until(lambda: getattr(app.screen, "checklist", None) is not None, pilot, 60)
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, DebriefScreen)
+        text = app.debrief
+        assert "Score: 100/100 for trainee" in text, text
+        assert "time to recovery" in text and "The ideal path" in text
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+    assert '"operator": "trainee"' in scores_path().read_text()
+
+
+@pytest.mark.parametrize(("rolled_back", "points"), [(False, 100), (True, 25)])
+def test_a_needless_rollback_costs_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          rolled_back: bool, points: int) -> None:
+    import time
+
+    from app.drill_score import score
+    from app.journal import incidents_root
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path))
+    started = time.time()
+    journal = Journal.open(incidents_root() / "drill-1")
+    journal.append("assessment", tier="FORWARD-FIX", action="forward-fix preferred")
+    journal.append("decision", choice="accept schema" if rolled_back else "no rollback",
+                   reason="drill")
+    if rolled_back:
+        journal.append("incident_opened", target="t", type="partial", backup="b", tables=[])
+    result = score(drills.BY_NAME["dropped-index"], started, "trainee")
+    assert result.points == points
+    assert any(("needless destructive action" in line) == rolled_back for line in result.lines)

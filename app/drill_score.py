@@ -1,0 +1,131 @@
+"""Scoring a drill from the journals it produced: the right tier, the right type, time to
+recovery (operator think time apart from machine time), validation, no needless destruction,
+no skipped steps. Scores are kept locally per operator, so progress shows over time."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from app.drills import Scenario
+from app.journal import Journal, incidents_root
+from app.paths import state_dir
+
+
+@dataclass
+class Score:
+    scenario: str
+    operator: str
+    points: int
+    out_of: int
+    lines: list[str] = field(default_factory=list)
+    recovery_s: float | None = None
+    machine_s: float = 0.0
+    think_s: float | None = None
+    at: float = field(default_factory=time.time)
+
+
+def journals_since(started: float) -> list[Journal]:
+    out = []
+    for path in sorted(incidents_root().glob("*/journal.jsonl")):
+        journal = Journal(path)
+        if journal.entries and datetime.fromisoformat(journal.entries[0].at).timestamp() \
+                >= started - 1:
+            out.append(journal)
+    return out
+
+
+def score(scenario: Scenario, started: float, operator: str) -> Score:
+    """Read what the operator did (the journals written since ``started``) and score it."""
+    journals = journals_since(started)
+    entries = [e for j in journals for e in j.entries]
+    s = Score(scenario.name, operator, 0, 100)
+    assessed = [e for e in entries if e.kind == "assessment"]
+    if assessed and assessed[-1].data.get("tier") == scenario.expected_tier:
+        s.points += 25
+        s.lines.append(f"✔ +25 tier: {scenario.expected_tier}")
+    else:
+        seen = assessed[-1].data.get("tier") if assessed else "no assessment journaled"
+        s.lines.append(f"✖ +0 tier: expected {scenario.expected_tier}, got {seen}")
+    opened = [e for e in entries if e.kind == "incident_opened"]
+    rollback_expected = scenario.expected_tier == "IMMEDIATE ROLLBACK"
+    if not rollback_expected:
+        if opened:
+            s.lines.append(f"✖ +0 needless destructive action: a {opened[-1].data.get('type')}"
+                           " rollback was run where a forward-fix was right")
+        else:
+            s.points += 75
+            s.lines.append("✔ +75 no rollback: forward-fix was the right call")
+        return _times(s, journals, started)
+    if opened and opened[-1].data.get("type") == scenario.expected_type:
+        s.points += 25
+        s.lines.append(f"✔ +25 type: {scenario.expected_type}")
+    else:
+        got = opened[-1].data.get("type") if opened else "no rollback run"
+        s.lines.append(f"✖ +0 type: expected {scenario.expected_type}, got {got}")
+    closed = [e for e in entries if e.kind == "incident_closed"]
+    if closed and closed[-1].data.get("outcome") == "done":
+        s.points += 20
+        s.lines.append("✔ +20 recovered: the rollback finished")
+    else:
+        s.lines.append("✖ +0 not recovered: the rollback did not finish")
+    validations = [e for e in entries if e.kind == "validation"]
+    if validations and validations[-1].data.get("passed"):
+        s.points += 20
+        s.lines.append("✔ +20 validated: every checklist item passes")
+    else:
+        s.lines.append("✖ +0 validation: not run, or not passing (v after the rollback)")
+    skipped = [e for e in entries if e.kind == "step_finished"
+               and e.data.get("status") == "skipped"]
+    if not skipped:
+        s.points += 10
+        s.lines.append("✔ +10 no step skipped")
+    else:
+        s.lines.append(f"✖ +0 {len(skipped)} step(s) skipped")
+    return _times(s, journals, started)
+
+
+def _times(s: Score, journals: list[Journal], started: float) -> Score:
+    closed = [e for j in journals for e in j.entries if e.kind == "incident_closed"]
+    if closed:
+        s.recovery_s = datetime.fromisoformat(closed[-1].at).timestamp() - started
+    s.machine_s = sum(float(e.data.get("elapsed_s") or 0) for j in journals
+                      for e in j.entries if e.kind == "step_finished")
+    if s.recovery_s is not None:
+        s.think_s = max(0.0, s.recovery_s - s.machine_s)
+        s.lines.append(f"time to recovery {s.recovery_s:.0f} s: machine {s.machine_s:.0f} s, "
+                       f"operator {s.think_s:.0f} s")
+    return s
+
+
+def scores_path() -> Path:
+    return state_dir() / "drill-scores.json"
+
+
+def record(s: Score) -> list[dict[str, object]]:
+    """Append to the local scores; return this operator's history, oldest first."""
+    path = scores_path()
+    history: list[dict[str, object]] = json.loads(path.read_text()) if path.exists() else []
+    history.append(asdict(s))
+    path.write_text(json.dumps(history, indent=2))
+    return [h for h in history if h["operator"] == s.operator]
+
+
+def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]]) -> str:
+    ideal = ("assess → accept the recommendation → build the plan → gate → run → validate"
+             if scenario.expected_tier == "IMMEDIATE ROLLBACK" else
+             "assess → see FORWARD-FIX → do not roll back; fix forward")
+    past = ", ".join(f"{h['points']}" for h in history[-5:])
+    return "\n".join([
+        f"Drill: {scenario.title} ({scenario.difficulty})",
+        f"Score: {s.points}/{s.out_of} for {s.operator} (last runs: {past})",
+        "", *s.lines, "",
+        f"What happened: {scenario.debrief}",
+        f"The ideal path: {ideal}.",
+        f"The right answer: {scenario.expected_tier}"
+        + (f", Type {scenario.expected_type}" if scenario.expected_tier == "IMMEDIATE ROLLBACK"
+           else ""),
+    ])
