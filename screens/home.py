@@ -38,9 +38,9 @@ ENTRIES = {
     "backups": ("Backups", "the backup sets, their age and verification"),
 }
 LATER = {
-    "drill": ("Scenarios can be played now from the command line: `rollback-console drill "
-              "--list`, then `rollback-console drill --scenario NAME`. Timing, scores and the "
-              "debrief screen arrive with issue 8."),
+    "drill": ("Drills start from the command line: `rollback-console drill --list`, then "
+              "`rollback-console drill --scenario NAME` (or `make drill`). In a drill, q shows "
+              "your score and the debrief."),
 }
 
 

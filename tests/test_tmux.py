@@ -72,6 +72,7 @@ def test_drill_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
 
     screen = tmux.wait_for("PostgreSQL 18")  # the probe reached the sandbox database
     assert "tea-school-sandbox" in screen and "DRILL" in screen
+    assert "DRILL INCIDENT" in screen  # the injected incident, as users report it
     tmux.wait_for("answered 200")  # and the demo app's health endpoint
     info = read_info(sandbox)
     assert info is not None and pid_alive(info.postgres_pid) and pid_alive(info.app_pid)
@@ -80,6 +81,8 @@ def test_drill_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     tmux.wait_for("Help: Home")
     tmux.run("send-keys", "-t", "console", "Escape")
     tmux.wait_gone("Help: Home")  # (an Escape followed at once by q would read as alt+q)
+    tmux.run("send-keys", "-t", "console", "q")
+    tmux.wait_for("Drill debrief")  # a drill ends with its score
     tmux.run("send-keys", "-t", "console", "q")
 
     deadline = time.monotonic() + 30
