@@ -225,3 +225,19 @@ async def test_a_set_from_another_database_is_refused(console_config: Path, demo
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{other_name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_notifications_at_start_point_of_no_return_and_completion(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    text = console_config.read_text().replace(
+        "webhooks = []", f'webhooks = ["{demo_app.url}/hooks/ops"]')
+    console_config.write_text(text)
+    backup = await make_set(demo_db, conn, tmp_path / "backups", ("media",))
+    await conn.execute("UPDATE media SET caption = 'x'")
+    ctx = ctx_for(console_config, tmp_path, backup, ("public.media",))
+    assert await execute(partial.build(ctx.cfg, backup, ("public.media",)), ctx) is Outcome.DONE
+    received = httpx.get(f"{demo_app.url}/hooks").json()["notifications"]
+    assert [n["payload"]["event"] for n in received] == ["started", "point_of_no_return",
+                                                          "completed"]
+    assert received[0]["payload"]["message"].startswith("🚨 EMERGENCY ROLLBACK IN PROGRESS")

@@ -19,6 +19,7 @@ from app.rollback.context import (
     expected_phrase,
 )
 from app.rollback.plan import Plan
+from app.rollback.steps import notify
 
 log = logs.get("runner")
 
@@ -68,6 +69,8 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                                              step.budget_s, step.destructive,
                                              step.point_of_no_return))
                 journal.append("step_started", step=step.id, destructive=step.destructive)
+                if step.point_of_no_return:
+                    await notify(ctx, "point_of_no_return", step.title)
                 started = time.monotonic()
                 before = dict(ctx.data)
                 try:
