@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from app.checks.assessment import Assessment
+    from app.config import Config
     from app.validation import Checklist
 
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "red", "skip": "dim"}
@@ -120,18 +122,27 @@ def register(group: click.Group) -> None:
     @click.option("--backup", "backup_id", default=None, metavar="ID",
                   help="Validate against this backup set [default: the newest].")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @click.option("--watch", "watch_for", default=None, metavar="DURATION",
+                  help="Extended monitoring: run the checklist again and again for DURATION "
+                       "(30s, 10m, 24h), alerting on a regression.")
+    @click.option("--interval", type=click.FloatRange(min=1), default=60.0, show_default=True,
+                  help="Seconds between runs with --watch.")
     @click.pass_context
-    def validate(ctx: click.Context, backup_id: str | None, as_json: bool) -> None:
+    def validate(ctx: click.Context, backup_id: str | None, as_json: bool,
+                 watch_for: str | None, interval: float) -> None:
         """The runbook's post-rollback validation checklist, each item a real check.
 
         \b
-        Exit codes: 0 every item passes, 1 some item does not, 2 bad input."""
+        Exit codes: 0 every item passes, 1 some item does not, 2 bad input;
+        with --watch: 1 when anything regressed or the last run does not pass."""
         from app import config as config_mod
         from app import logs
         from app.validation import run_validation
 
         logs.configure()
         cfg = config_mod.load(Path(ctx.obj["config_path"]))
+        if watch_for is not None:
+            sys.exit(_watch(cfg, backup_id, watch_for, interval, as_json))
         on_result = None if as_json else _progress(_console(stderr=True))
         result = asyncio.run(run_validation(cfg, backup_id, on_result=on_result))
         if as_json:
@@ -139,3 +150,28 @@ def register(group: click.Group) -> None:
         else:
             _render_checklist(result)
         sys.exit(result.exit_code)
+
+
+def _watch(cfg: Config, backup_id: str | None, duration: str, interval: float,
+           as_json: bool) -> int:
+    """`validate --watch`: one line per run with the trend; ALERT lines on a regression."""
+    from app.watch import Round, parse_duration, sparkline, watch
+
+    seconds = parse_duration(duration)
+    out = _console()
+
+    def on_round(current: Round, rounds: list[Round]) -> None:
+        total = len(current.checklist.items)
+        if as_json:
+            click.echo(json.dumps({"at": current.at, "passing": current.passing, "of": total,
+                                   "regressed": current.regressed}), nl=True)
+            return
+        trend = sparkline([r.passing for r in rounds], total)
+        out.print(f"{time.strftime('%H:%M:%S', time.localtime(current.at))}  "
+                  f"{current.passing}/{total} pass  {trend}", markup=False)
+        for line in current.regressed:
+            out.print(f"ALERT: regressed: {line}", markup=False)
+
+    rounds = asyncio.run(watch(cfg, backup_id, seconds, interval, on_round))
+    regressed = any(r.regressed for r in rounds)
+    return 1 if regressed or not rounds[-1].checklist.passed else 0
