@@ -133,7 +133,9 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
             out.print(f"{s.name:<22} {s.difficulty:<7} {answer:<30} {s.title}{extra}",
                       markup=False)
         return
-    chosen = drills.pick(scenario)
+    from app.drill_score import mastered
+
+    chosen = drills.pick(scenario, mastered(operator))
     logs.configure()
     signal.signal(signal.SIGTERM, _stop_on_signal)
     box = _start_sandbox(directory, rows, seed)

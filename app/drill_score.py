@@ -129,3 +129,12 @@ def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]])
         + (f", Type {scenario.expected_type}" if scenario.expected_tier == "IMMEDIATE ROLLBACK"
            else ""),
     ])
+
+
+def mastered(operator: str) -> set[str]:
+    """Scenarios this operator has scored full marks on."""
+    path = scores_path()
+    if not path.exists():
+        return set()
+    return {str(h["scenario"]) for h in json.loads(path.read_text())
+            if h["operator"] == operator and h["points"] == h["out_of"]}

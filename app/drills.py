@@ -96,10 +96,12 @@ def playable() -> list[Scenario]:
     return [s for s in SCENARIOS if not s.needs]
 
 
-def pick(name: str | None) -> Scenario:
-    """The named scenario, or the first playable one of the curriculum."""
+def pick(name: str | None, mastered: set[str] | frozenset[str] = frozenset()) -> Scenario:
+    """The named scenario, or the next of the curriculum: the first playable one the operator
+    has not yet scored full marks on (then it starts again from the top)."""
     if name is None:
-        return playable()[0]
+        todo = [s for s in playable() if s.name not in mastered]
+        return (todo or playable())[0]
     scenario = BY_NAME.get(name)
     if scenario is None:
         raise BadInput(f"no drill scenario {name!r}: `rollback-console drill --list` shows them")

@@ -157,3 +157,10 @@ def test_a_needless_rollback_costs_points(tmp_path: Path, monkeypatch: pytest.Mo
     result = score(drills.BY_NAME["dropped-index"], started, "trainee")
     assert result.points == points
     assert any(("needless destructive action" in line) == rolled_back for line in result.lines)
+
+
+def test_the_curriculum_moves_on_after_full_marks() -> None:
+    first, second = drills.playable()[0], drills.playable()[1]
+    assert drills.pick(None) is first
+    assert drills.pick(None, {first.name}) is second
+    assert drills.pick(None, {s.name for s in drills.playable()}) is first  # from the top
