@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-# Schemas a platform (Supabase) manages; the console leaves them alone unless told otherwise.
-PLATFORM_SCHEMAS = ("auth", "storage", "realtime", "extensions", "supabase_migrations",
-                    "graphql", "graphql_public", "vault", "pgsodium", "information_schema")
+from app.config import PLATFORM_SCHEMAS
+
+__all__ = ["PLATFORM_SCHEMAS"]
 
 
 def quote_ident(name: str) -> str:

@@ -35,6 +35,11 @@ class Contact:
     email: str = ""
 
 
+# Schemas a platform (Supabase) manages: checks and schema rollbacks leave their contents alone.
+PLATFORM_SCHEMAS = ("auth", "storage", "realtime", "extensions", "supabase_migrations",
+                    "graphql", "graphql_public", "vault", "pgsodium", "information_schema")
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -44,6 +49,7 @@ class Target:
     critical_tables: tuple[str, ...]
     critical_queries: tuple[CriticalQuery, ...]
     sandbox_dir: Path | None = None
+    platform_schemas: tuple[str, ...] = PLATFORM_SCHEMAS
 
     @property
     def display_dsn(self) -> str:
@@ -249,7 +255,7 @@ def load(path: str | os.PathLike[str]) -> Config:
     t = r.table(data, "target", "target", required=True)
     r.known(t, "target", {"name", "environment", "dsn", "dsn_env", "dsn_file", "password",
                           "password_env", "password_file", "backups_root", "critical_tables",
-                          "critical_queries", "sandbox_dir"})
+                          "critical_queries", "sandbox_dir", "platform_schemas"})
     name = r.get(t, "name", "target", str, required=bool(t) or "target" in data)
     env = r.get(t, "environment", "target", str, required=bool(t))
     if env is not None and env not in ENVIRONMENTS:
@@ -275,6 +281,8 @@ def load(path: str | os.PathLike[str]) -> Config:
         if qname and sql:
             queries.append(CriticalQuery(qname, sql, budget))
     sandbox_dir = t.get("sandbox_dir")
+    platform = r.str_list(t, "platform_schemas", "target") if "platform_schemas" in t \
+        else PLATFORM_SCHEMAS
 
     a = r.table(data, "app", "app", required=False)
     app_cfg = None
@@ -353,6 +361,7 @@ def load(path: str | os.PathLike[str]) -> Config:
             backups_root=backups_root, critical_tables=tables,
             critical_queries=tuple(queries),
             sandbox_dir=r.resolve(sandbox_dir) if isinstance(sandbox_dir, str) else None,
+            platform_schemas=platform,
         ),
         app=app_cfg, auth=auth_cfg, notifications=notifications,
         contacts=tuple(contacts), channels=channels, assess=assess,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from app.rollback.context import Options, RollbackType
     from app.rollback.plan import Plan
 
-TYPES = ("partial", "full")
+TYPES = ("schema", "partial", "full")
 
 
 def _tables(raw: str) -> tuple[str, ...]:
@@ -69,11 +69,13 @@ def report(incident: str | None, output: Path | None) -> None:
 
 @click.command()
 @click.option("--type", "kind", type=click.Choice(TYPES), required=True,
-              help="partial: reload listed tables; full: complete restore (last resort).")
+              help="schema: take the schema back, keep the data; partial: reload listed "
+              "tables; full: complete restore (last resort).")
 @click.option("--backup", "backup_id", default=None, help="Backup set id [default: newest].")
 @click.option("--tables", default="", help="Tables for --type partial, comma separated.")
-@click.option("--confirm", default="", help="The typed confirmation: 'ROLLBACK <target>', or "
-              "'CONFIRM_FULL_RESTORE <target>' for --type full.")
+@click.option("--confirm", default="", help="The typed confirmation: 'ROLLBACK SCHEMA <target>' "
+              "for --type schema, 'ROLLBACK <target>' for partial, 'CONFIRM_FULL_RESTORE "
+              "<target>' for full.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, every statement and command; "
               "change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout.")
@@ -88,6 +90,8 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
 
     \b
     Examples:
+      rollback-console run --type schema --dry-run
+      rollback-console run --type schema --confirm 'ROLLBACK SCHEMA shop'
       rollback-console run --type partial --tables objects,media --dry-run
       rollback-console run --type partial --tables media --confirm 'ROLLBACK shop'
       rollback-console run --type full --confirm 'CONFIRM_FULL_RESTORE shop' --json
@@ -190,4 +194,4 @@ def _print_plan(out: Console, plan: Plan) -> None:
         if step.undo:
             out.print(f"   undo: {step.undo}", markup=False)
         for statement in step.statements:
-            out.print(f"     {statement}", markup=False)
+            out.print("     " + statement.replace("\n", "\n     "), markup=False)

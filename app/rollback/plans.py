@@ -17,6 +17,16 @@ from app.rollback.switch import can_rename
 
 async def build_plan(cfg: Config, kind: RollbackType, backup: Any, options: Options) -> Plan:
     """The plan, and what it will touch (read-only look at the target)."""
+    if kind is RollbackType.SCHEMA:
+        from app.rollback import schema
+        from app.schemadiff import drift
+
+        found = await drift(cfg, backup, cfg.target.platform_schemas)
+        plan = schema.build(cfg, backup, found.diff)
+        if backup.taken_at is not None:
+            plan.blast_radius.append(f"backup {backup.id} taken "
+                                     f"{backup.taken_at:%Y-%m-%d %H:%M %Z}")
+        return plan
     conn = await connect(cfg.target)
     try:
         age = ""

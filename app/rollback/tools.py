@@ -104,7 +104,8 @@ async def server_major(target: Target, database: str | None = None) -> int:
 
 
 async def restore_filtered(dump: Path, target: Target, on_line: Callable[[str], None],
-                           database: str | None = None, clean: bool = False) -> None:
+                           database: str | None = None, clean: bool = False,
+                           schema_only: bool = False) -> None:
     """Restore a dump made by pg_dump 17+ into an older server: the archive (or SQL file) is
     streamed as SQL through a filter that drops ``SET transaction_timeout`` (unknown before
     17, and fatal with ON_ERROR_STOP) into psql, in one transaction. Slower than a parallel
@@ -122,7 +123,8 @@ async def restore_filtered(dump: Path, target: Target, on_line: Callable[[str], 
     else:
         source = await asyncio.create_subprocess_exec(
             str(find_tool("pg_restore")), "--file=-",
-            *(["--clean", "--if-exists"] if clean else []), str(dump),
+            *(["--clean", "--if-exists"] if clean else []),
+            *(["--schema-only"] if schema_only else []), str(dump),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         reader = source.stdout
         handle = None

@@ -1,0 +1,232 @@
+"""Type 1, schema-only rollback: the runbook's `psql < schema_only_backup.sql` cannot work on a
+live database (the objects exist; a --clean dump drops tables with their rows). Instead the
+way back is computed from the live schema (``app.schemadiff``), shown at the gate, applied in
+ONE transaction with lock_timeout and statement_timeout, and proved: before committing, the
+target is read again inside the transaction and must show no differences from the backup's
+schema; otherwise everything rolls back."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Any
+
+from app.catalog import qualified, user_tables
+from app.config import Config
+from app.errors import BadInput
+from app.rollback.backupset import check_file, check_target
+from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
+from app.rollback.plan import Plan, Step
+from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
+from app.schemadiff import Diff, backup_schema, compare, measure, read, schema_source
+
+APPLY_LOCK_TIMEOUT = "5s"
+APPLY_STATEMENT_TIMEOUT = "5min"
+
+
+def _exclude(ctx: RunContext) -> tuple[str, ...]:
+    return ctx.cfg.target.platform_schemas
+
+
+async def prerequisites(ctx: RunContext) -> str:
+    """The set's schema file is there and intact, and the set is this target's."""
+    source = schema_source(ctx.backup.path)
+    if check_file(ctx.backup, source) is False:
+        raise BadInput(f"{source.name} in backup {ctx.backup.id} does not match its manifest "
+                       "(sha256 differs): the file is corrupt or was edited; use another set")
+    async with target_conn(ctx) as conn:
+        await check_target(ctx.backup, conn)
+    ctx.log(f"schema source: {source.name} ({source.stat().st_size:,} bytes)")
+    return f"backup {ctx.backup.id}: {source.name} present" + (
+        ", sha256 matches the manifest" if ctx.backup.manifest is not None else "")
+
+
+async def assessment(ctx: RunContext, approved: tuple[str, ...]) -> str:
+    """Compare again now: the plan approved at the gate must still be the way back."""
+    want = await backup_schema(ctx.cfg, ctx.backup, _exclude(ctx), lambda line: ctx.log(line))
+    async with target_conn(ctx) as conn:
+        diff = compare(await read(conn, _exclude(ctx)), want)
+        await measure(conn, diff)
+        counts = {t: int(await conn.fetchval(f"SELECT count(*) FROM {qualified(t)}"))
+                  for t in await user_tables(conn, _exclude(ctx))}
+    for change in diff.changes:
+        ctx.log(change.describe())
+    _same_as_approved(diff, approved)
+    _refuse_blocked(diff)
+    ctx.data["counts_before"] = counts
+    ctx.data["schema_changes"] = len(diff.changes)
+    ctx.data["followup_tables"] = diff.data_tables
+    return f"{len(diff.changes)} change(s) take the schema back to backup {ctx.backup.id}" \
+        if diff.changes else "no drift: the schema already equals the backup's"
+
+
+def _same_as_approved(diff: Diff, approved: tuple[str, ...]) -> None:
+    if tuple(diff.statements) != approved:
+        raise NeedsOperator("the target's schema changed since the plan was shown at the gate "
+                            f"({len(diff.statements)} statements now, {len(approved)} "
+                            "approved): nothing was changed; review the new plan and confirm "
+                            "again")
+
+
+def _refuse_blocked(diff: Diff) -> None:
+    problems = diff.blockers + [f"unsupported: {u}" for u in diff.unsupported]
+    if problems:
+        raise NeedsOperator("the schema plan cannot be applied as it stands: "
+                            + "; ".join(problems) + ". Nothing was changed")
+
+
+async def safety_snapshot(ctx: RunContext) -> str:
+    """The current schema (no rows) in custom format: the way back from this rollback."""
+    path = ctx.incident_dir / "safety" / "schema-before-rollback.dump"
+    size = await safety_dump(ctx, path, ["--schema-only"], 10_000_000)
+    return f"saved the current schema to {path} ({size:,} bytes)"
+
+
+async def apply(ctx: RunContext, approved: tuple[str, ...]) -> str:
+    """One transaction: the approved statements, then a re-read that must show zero drift
+    (save what only data can bring back), then COMMIT; any failure rolls everything back."""
+    want = await backup_schema(ctx.cfg, ctx.backup, _exclude(ctx), lambda line: ctx.log(line))
+    async with target_conn(ctx) as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute(f"SET LOCAL lock_timeout = '{APPLY_LOCK_TIMEOUT}'; "
+                               f"SET LOCAL statement_timeout = '{APPLY_STATEMENT_TIMEOUT}'; "
+                               "SET LOCAL check_function_bodies = off")
+            diff = compare(await read(conn, _exclude(ctx)), want)
+            await measure(conn, diff)
+            _same_as_approved(diff, approved)
+            _refuse_blocked(diff)
+            total = len(diff.statements)
+            done = 0
+            with ctx.action("apply_schema_plan", statements=total, backup=ctx.backup.id):
+                for change in diff.changes:
+                    ctx.log(f"-- {change.describe()}")
+                    for statement in change.sql:
+                        ctx.log(statement + ";")
+                        await conn.execute(statement)
+                        done += 1
+                        ctx.progress(done, total, "statements", change.object)
+                left = compare(await read(conn, _exclude(ctx)), want)
+                expected = {(c.kind, c.object) for c in diff.changes if c.residual}
+                unexpected = [c for c in left.changes if (c.kind, c.object) not in expected]
+                if unexpected or left.unsupported:
+                    raise StepFailed(
+                        f"after the plan, {len(unexpected) + len(left.unsupported)} "
+                        "difference(s) from the backup remain: "
+                        + "; ".join([c.describe() for c in unexpected][:5] + left.unsupported)
+                        + ". Rolled back: nothing was changed")
+                await tx.commit()
+        except BaseException as exc:
+            await _rollback(tx)
+            if isinstance(exc, Exception) and not isinstance(exc, (StepFailed, NeedsOperator)):
+                raise StepFailed(f"{type(exc).__name__}: {exc}. The transaction was rolled "
+                                 "back: the schema is exactly as it was") from None
+            raise
+    residual = [c.residual for c in diff.changes if c.residual]
+    ctx.data["residual"] = residual
+    ctx.log(f"committed {total} statement(s); re-read inside the transaction: no differences "
+            "from the backup's schema" + (f" except {len(residual)} left for a data rollback"
+                                          if residual else ""))
+    return f"applied {len(diff.changes)} change(s) ({total} statements) in one transaction"
+
+
+async def _rollback(tx: Any) -> None:
+    try:
+        await asyncio.shield(tx.rollback())
+    except Exception:
+        pass
+
+
+async def validation(ctx: RunContext) -> str:
+    """Prove it on a fresh connection: zero drift against the backup's schema, and every table
+    that both sides have still holds its rows."""
+    want = await backup_schema(ctx.cfg, ctx.backup, _exclude(ctx), lambda line: ctx.log(line))
+    async with target_conn(ctx) as conn:
+        diff = compare(await read(conn, _exclude(ctx)), want)
+        counts = {t: int(await conn.fetchval(f"SELECT count(*) FROM {qualified(t)}"))
+                  for t in await user_tables(conn, _exclude(ctx))}
+    residual = set(ctx.data.get("residual", []))
+    drift = [c.describe() for c in diff.changes]
+    lost = [f"{t}: {n:,} rows before, {counts[t]:,} now"
+            for t, n in ctx.data.get("counts_before", {}).items()
+            if t in counts and counts[t] != n]
+    for line in drift:
+        ctx.log(f"drift: {line}", "warning")
+    for line in lost:
+        ctx.log(f"rows changed: {line}", "warning")
+    if lost or diff.unsupported or (len(drift) > len(residual)):
+        raise NeedsOperator("after the schema rollback: " + "; ".join(
+            drift + lost + diff.unsupported))
+    ctx.log(f"zero drift: {want.object_count()} objects compared with backup "
+            f"{ctx.backup.id}; row counts unchanged in {len(counts)} table(s)")
+    followup = ctx.data.get("followup_tables") or []
+    if followup:
+        ctx.log("rows of " + ", ".join(followup) + " are only in the backup: follow with "
+                "`rollback-console run --type partial --tables " + ",".join(
+                    t.removeprefix("public.").replace('"', "") for t in followup) + "`",
+                "warning")
+    return "zero drift from the backup's schema" + (
+        f" ({len(drift)} left for a data rollback)" if drift else "") + \
+        "; row counts unchanged"
+
+
+def build(cfg: Config, backup: Any, diff: Diff) -> Plan:
+    """The Type 1 plan; ``diff`` (computed read-only) is what the gate shows and approves."""
+    approved = tuple(diff.statements)
+    app = cfg.app.base_url if cfg.app else "(no app configured)"
+    maint = cfg.app.maintenance if cfg.app else ""
+    health = cfg.app.health if cfg.app else ""
+    plan = Plan(RollbackType.SCHEMA, cfg.target.name, backup.id, ())
+    plan.steps = [
+        Step("prerequisites", "Prerequisites check",
+             "The set's schema dump is present and matches its manifest; the set was taken "
+             "from this target.", 300, prerequisites,
+             statements=(f"sha256 {schema_source(backup.path).name}",)),
+        Step("assessment", "Issue assessment",
+             "Restore the backup's schema into a scratch database and compare it with the live "
+             "schema again: the plan must be the one approved at the gate.", 300,
+             partial(assessment, approved=approved),
+             statements=(f"CREATE DATABASE rollback_schema_<set>_<random> (from "
+                         f"{schema_source(backup.path).name}, dropped after)",)),
+        Step("maintenance", "Set maintenance mode",
+             "Turn the app's maintenance mode on and verify the API answers 503; notify the "
+             "channels: EMERGENCY ROLLBACK IN PROGRESS.", 120, maintenance_on,
+             statements=(f"POST {app}{maint}", f"GET {app}{health}  -> expect 503")),
+        Step("safety_snapshot", "Safety snapshot",
+             "Dump the current schema (no rows) so this rollback can itself be undone.", 300,
+             safety_snapshot, statements=("pg_dump --schema-only --format=custom",)),
+        Step("restore", "Apply the schema plan",
+             "One transaction with lock_timeout and statement_timeout: every statement below, "
+             "then the schema is read again inside the transaction and must equal the "
+             "backup's, then COMMIT. Any failure rolls back everything.", 1800,
+             partial(apply, approved=approved), destructive=bool(approved),
+             point_of_no_return=bool(approved),
+             undo="compute the way back to the safety snapshot's schema the same way",
+             statements=(f"SET LOCAL lock_timeout = '{APPLY_LOCK_TIMEOUT}'",
+                         f"SET LOCAL statement_timeout = '{APPLY_STATEMENT_TIMEOUT}'",
+                         *(f"-- {c.describe()}\n" + "\n".join(s + ";" for s in c.sql)
+                           for c in diff.changes),
+                         "-- read the schema again: zero differences, or ROLLBACK", "COMMIT")),
+        Step("validation", "Schema validation",
+             "On a fresh connection: zero drift from the backup's schema; row counts of every "
+             "table unchanged.", 600, validation),
+        Step("recovery", "Application recovery",
+             "Maintenance mode off, health and critical endpoints answer 200, channels told.",
+             600, recovery,
+             statements=(f"DELETE {app}{maint}", f"GET {app}{health}  -> expect 200")),
+    ]
+    for c in diff.changes:
+        if c.destroys:
+            plan.blast_radius.append(f"!{c.kind} {c.object}: destroys {c.destroys}")
+    for table in diff.data_tables:
+        plan.blast_radius.append(f"!{table}: its rows (or dropped columns' values) are only "
+                                 "in the backup; a partial data rollback can follow")
+    for line in diff.blockers:
+        plan.blast_radius.append(f"!BLOCKS THE PLAN: {line}")
+    for line in diff.unsupported:
+        plan.blast_radius.append(f"!UNSUPPORTED, by hand: {line}")
+    plan.blast_radius.append(f"{len(diff.changes)} schema change(s), {len(approved)} "
+                             "statement(s), in one transaction" if diff.changes else
+                             "no schema drift: nothing to change")
+    return plan
