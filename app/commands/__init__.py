@@ -9,7 +9,7 @@ import importlib
 import click
 
 # Add a module's name here when it defines register(group).
-COMMAND_MODULES: list[str] = ["rollback", "assess", "backupsets"]
+COMMAND_MODULES: list[str] = ["rollback", "assess", "backupsets", "schema"]
 
 
 def register_all(group: click.Group) -> None:

@@ -203,13 +203,13 @@ async def _read(conn: asyncpg.Connection, out: tuple[str, ...]) -> SchemaModel:
             "SELECT n.nspname, quote_ident(pg_get_userbyid(n.nspowner)) AS owner, "
             f"{_acl('n.nspacl', 'n', 'n.nspowner')} AS acl FROM pg_namespace n "
             "WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> ALL($1::text[]) "
-            f"AND {_not_extension_member('pg_namespace', 'n.oid')}",
+            f"AND {_not_extension_member('pg_namespace', 'n.oid')} ORDER BY 1",
             list(SYSTEM_SCHEMAS)):
         m.schemas[r["nspname"]] = (r["owner"], frozenset(r["acl"]))
     m.managed = frozenset(s for s in m.schemas if s in out)
     for r in await conn.fetch("SELECT x.extname, n.nspname, x.extversion FROM pg_extension x "
                               "JOIN pg_namespace n ON n.oid = x.extnamespace "
-                              "WHERE x.extname <> 'plpgsql'"):
+                              "WHERE x.extname <> 'plpgsql' ORDER BY 1"):
         m.extensions[r["extname"]] = (r["nspname"], r["extversion"])
     await _read_types(conn, m, excluded)
     await _read_relations(conn, m, excluded)
@@ -236,7 +236,8 @@ async def _read_types(conn: asyncpg.Connection, m: SchemaModel, excluded: list[s
             "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
             f"WHERE {_IN_SCOPE} AND {_not_extension_member('pg_type', 't.oid')} AND "
             "(t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND "
-            "(SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c'))", excluded):
+            "(SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')) ORDER BY 1, 2",
+            excluded):
         name = qname(r["nspname"], r["typname"])
         if r["typtype"] == "e":
             m.types[name] = Type(name, "e", r["owner"], tuple(r["labels"]))
@@ -258,7 +259,8 @@ async def _read_relations(conn: asyncpg.Connection, m: SchemaModel, excluded: li
         "CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS viewdef "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         f"WHERE {_IN_SCOPE} AND {_not_extension_member('pg_class', 'c.oid')} "
-        "AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND NOT c.relispartition ORDER BY c.oid",
+        "AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND NOT c.relispartition "
+        "ORDER BY n.nspname, c.relname",
         excluded)
     names = {r["oid"]: qname(r["nspname"], r["relname"]) for r in rels}
     oids = list(names)
@@ -304,7 +306,7 @@ async def _read_relations(conn: asyncpg.Connection, m: SchemaModel, excluded: li
             "LEFT JOIN pg_class i ON i.oid = c.conindid "
             "LEFT JOIN pg_namespace inn ON inn.oid = i.relnamespace "
             "WHERE c.conrelid = ANY($1::oid[]) AND c.contype IN ('p', 'u', 'c', 'f', 'x') "
-            "AND c.conislocal", rel_oids):
+            "AND c.conislocal ORDER BY c.conrelid::regclass::text, c.conname", rel_oids):
         table = names[r["conrelid"]]
         m.constraints[(table, r["conname"])] = Constraint(
             table, r["conname"], r["contype"], r["def"], r["convalidated"], r["idx"] or "")
@@ -313,7 +315,8 @@ async def _read_relations(conn: asyncpg.Connection, m: SchemaModel, excluded: li
             "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.indrelid = ANY($1::oid[]) "
             "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid "
-            "AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))", rel_oids):
+            "AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')) ORDER BY 2, 3",
+            rel_oids):
         table = names[r["indrelid"]]
         name = qname(r["nspname"], r["relname"])
         m.indexes[name] = Index(name, table, r["def"], table in m.views)
@@ -321,7 +324,7 @@ async def _read_relations(conn: asyncpg.Connection, m: SchemaModel, excluded: li
             "SELECT t.tgrelid, t.tgname, pg_get_triggerdef(t.oid) AS def, "
             "t.tgenabled::text AS tgenabled "
             "FROM pg_trigger t WHERE t.tgrelid = ANY($1::oid[]) AND NOT t.tgisinternal "
-            "AND t.tgparentid = 0", rel_oids):
+            "AND t.tgparentid = 0 ORDER BY t.tgrelid::regclass::text, t.tgname", rel_oids):
         table = names[r["tgrelid"]]
         m.triggers[(table, r["tgname"])] = Trigger(table, r["tgname"], r["def"],
                                                    r["tgenabled"])
@@ -332,7 +335,8 @@ async def _read_relations(conn: asyncpg.Connection, m: SchemaModel, excluded: li
             "END FROM unnest(p.polroles) x ORDER BY 1) AS roles, "
             "pg_get_expr(p.polqual, p.polrelid) AS qual, "
             "pg_get_expr(p.polwithcheck, p.polrelid) AS chk FROM pg_policy p "
-            "WHERE p.polrelid = ANY($1::oid[])", rel_oids):
+            "WHERE p.polrelid = ANY($1::oid[]) ORDER BY p.polrelid::regclass::text, p.polname",
+            rel_oids):
         table = names[r["polrelid"]]
         m.policies[(table, r["polname"])] = Policy(
             table, r["polname"], commands[r["polcmd"]], r["polpermissive"], tuple(r["roles"]),
@@ -379,7 +383,8 @@ async def _read_sequences(conn: asyncpg.Connection, m: SchemaModel, names: dict[
             "LEFT JOIN pg_class tc ON tc.oid = d.refobjid "
             "LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace "
             "LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
-            f"WHERE {_IN_SCOPE} AND {_not_extension_member('pg_class', 'c.oid')}", excluded):
+            f"WHERE {_IN_SCOPE} AND {_not_extension_member('pg_class', 'c.oid')} "
+            "ORDER BY n.nspname, c.relname", excluded):
         name = names.get(r["seqrelid"])
         if name is None:
             continue
@@ -397,7 +402,8 @@ async def _read_functions(conn: asyncpg.Connection, m: SchemaModel, excluded: li
             "pg_get_function_result(p.oid) AS result, "
             f"{_acl('p.proacl', 'f', 'p.proowner')} AS acl "
             "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-            f"WHERE {_IN_SCOPE} AND {_not_extension_member('pg_proc', 'p.oid')}", excluded):
+            f"WHERE {_IN_SCOPE} AND {_not_extension_member('pg_proc', 'p.oid')} "
+            "ORDER BY 1, 2, 3", excluded):
         sig = f"{qname(r['nspname'], r['proname'])}({r['args']})"
         m.functions[sig] = Function(sig, r["prokind"], r["owner"],
                                     r["def"].strip() if r["def"] else None, r["result"] or "",
