@@ -78,14 +78,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         'DROP POLICY "objects: owner writes" ON public.objects;'
         'CREATE POLICY "objects: owner reads" ON public.objects FOR SELECT TO authenticated '
         "USING (false);",
-        "IMMEDIATE ROLLBACK", "schema", needs="Type 1 schema rollback (issue 6)",
+        "IMMEDIATE ROLLBACK", "schema",
         debrief="RLS blocks legitimate access: a schema-only rollback restores the policies; "
                 "the data never changed."),
     Scenario(
         "broken-auth", "Authentication broken by a grant", "medium",
         "Nobody can see their own objects; logins work but everything is empty or errors.",
-        "REVOKE USAGE ON SCHEMA auth FROM authenticated;",
-        "IMMEDIATE ROLLBACK", "schema", needs="Type 1 schema rollback (issue 6)",
+        "REVOKE EXECUTE ON FUNCTION auth.uid() FROM PUBLIC, authenticated;",
+        "IMMEDIATE ROLLBACK", "schema",
         debrief="auth.uid() is no longer callable by the API role: a schema-only rollback "
                 "restores the grant."),
 )

@@ -32,8 +32,6 @@ from screens.base import ConsoleScreen
 from screens.gate import GateScreen
 from screens.rollback import RollbackScreen
 
-AVAILABLE = (RollbackType.PARTIAL, RollbackType.FULL)
-
 
 class PlanScreen(ConsoleScreen[None]):
     BINDINGS = [
@@ -59,8 +57,7 @@ class PlanScreen(ConsoleScreen[None]):
         yield self.banner()
         with Horizontal(id="plan-body"):
             with Vertical(id="plan-choices"):
-                types = [Option(self._type_label(k), id=k.value,
-                                disabled=k not in AVAILABLE) for k in RollbackType]
+                types = [Option(self._type_label(k), id=k.value) for k in RollbackType]
                 yield OptionList(*types, id="plan-type", classes="panel")
                 tables = [qualified(t).replace('"', "") for t in cfg.target.critical_tables]
                 yield SelectionList[str](*[(t, t, t in self.preselected or
@@ -81,8 +78,7 @@ class PlanScreen(ConsoleScreen[None]):
 
     def _type_label(self, kind: RollbackType) -> str:
         title, risk, downtime = RUNBOOK_TYPES[kind]
-        extra = "" if kind in AVAILABLE else "  (not available yet)"
-        return f"{title}: risk {risk}, downtime {downtime}{extra}"
+        return f"{title}: risk {risk}, downtime {downtime}"
 
     def on_mount(self) -> None:
         self.query_one("#plan-type").border_title = "Rollback type"
@@ -92,6 +88,7 @@ class PlanScreen(ConsoleScreen[None]):
         self.query_one("#plan-preview").border_title = "Plan"
         type_list = self.query_one("#plan-type", OptionList)
         type_list.highlighted = list(RollbackType).index(self.kind)
+        self.query_one("#plan-tables").display = self.kind is RollbackType.PARTIAL
         self.sets = list_sets(self.console.config.target.backups_root)
         backups = self.query_one("#plan-backups", OptionList)
         now = time.time()
@@ -175,7 +172,7 @@ class PlanScreen(ConsoleScreen[None]):
             if step.undo:
                 text.append(f"   undo: {step.undo}\n", style="italic")
             for statement in step.statements:
-                text.append(f"     {statement}\n", style="dim")
+                text.append("     " + statement.replace("\n", "\n     ") + "\n", style="dim")
         text.append("\nshift+g: to the confirmation gate", style="bold")
         return text
 

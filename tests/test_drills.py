@@ -34,15 +34,11 @@ def test_list_shows_every_scenario_with_its_answer() -> None:
     assert any("dropped-index" in line and "FORWARD-FIX" in line for line in lines)
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("no-such-drill", "no drill scenario 'no-such-drill'"),
-    ("rls-blocks-users", "needs Type 1 schema rollback"),
-])
-def test_unplayable_scenarios_are_refused(name: str, message: str, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "app", "drill", "--scenario", name, "--dir",
-                          str(tmp_path / "sbx")], capture_output=True, text=True, timeout=60,
-                         stdin=subprocess.DEVNULL)
-    assert out.returncode == 2 and message in out.stderr
+def test_an_unknown_scenario_is_refused(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "app", "drill", "--scenario", "no-such-drill",
+                          "--dir", str(tmp_path / "sbx")], capture_output=True, text=True,
+                         timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2 and "no drill scenario 'no-such-drill'" in out.stderr
     assert not (tmp_path / "sbx").exists()  # refused before any sandbox was started
 
 

@@ -144,8 +144,10 @@ CATALOGUE = [
     Migration("grants",
               "REVOKE SELECT ON objects FROM authenticated; GRANT ALL ON media TO PUBLIC; "
               "REVOKE USAGE ON SCHEMA auth FROM authenticated; "
-              "REVOKE EXECUTE ON FUNCTION public.set_updated_at() FROM anon",
+              "REVOKE EXECUTE ON FUNCTION public.set_updated_at() FROM anon; "
+              "REVOKE EXECUTE ON FUNCTION auth.uid() FROM PUBLIC, authenticated",
               ("grants \"public\".\"objects\": grant back (authenticated:SELECT)",
+               "grants auth.uid(): grant back (PUBLIC:EXECUTE, authenticated:EXECUTE)",
                "revoke what the migration granted (PUBLIC:",
                "grants \"auth\": grant back (authenticated:USAGE)"), {}),
     Migration("view over a retyped column",

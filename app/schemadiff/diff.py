@@ -119,15 +119,22 @@ def _literal(text: str) -> str:
 
 
 def _acl_sql(target: str, current: Iterable[str], wanted: Iterable[str]) -> list[str]:
+    """REVOKE what only ``current`` has, then GRANT what only ``wanted`` has; one statement
+    per grantee (and grant option)."""
     cur, want = set(current), set(wanted)
-    out = []
+    revoke: dict[str, list[str]] = {}
+    grant: dict[tuple[str, bool], list[str]] = {}
     for entry in sorted(cur - want):
         grantee, _, priv = entry.partition(":")
-        out.append(f"REVOKE {priv.rstrip('*')} ON {target} FROM {grantee}")
+        revoke.setdefault(grantee, []).append(priv.rstrip("*"))
     for entry in sorted(want - cur):
         grantee, _, priv = entry.partition(":")
-        grant = " WITH GRANT OPTION" if priv.endswith("*") else ""
-        out.append(f"GRANT {priv.rstrip('*')} ON {target} TO {grantee}{grant}")
+        grant.setdefault((grantee, priv.endswith("*")), []).append(priv.rstrip("*"))
+    out = [f"REVOKE {', '.join(privs)} ON {target} FROM {grantee}"
+           for grantee, privs in revoke.items()]
+    out += [f"GRANT {', '.join(privs)} ON {target} TO {grantee}"
+            + (" WITH GRANT OPTION" if option else "")
+            for (grantee, option), privs in grant.items()]
     return out
 
 
@@ -655,6 +662,10 @@ class _Differ:
                             old[1] if old else None, acl, owner)
             if old is not None and old[0] != owner and name not in want.managed:
                 self.owner(f"SCHEMA {quote_ident(name)}", owner)
+        for key, acl in want.managed_acls.items():
+            current = cur.managed_acls.get(key)
+            if current is not None and current != acl:   # never created: the platform's object
+                self.privileges(key, key.split(" ", 1)[1], current, acl)
         back = {w: c for c, w in self.renamed.items()}
         for name, t in want.tables.items():
             old_t = cur.tables.get(back.get(name, name))

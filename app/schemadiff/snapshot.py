@@ -156,6 +156,9 @@ class SchemaModel:
     functions: dict[str, Function] = field(default_factory=dict)
     triggers: dict[tuple[str, str], Trigger] = field(default_factory=dict)
     policies: dict[tuple[str, str], Policy] = field(default_factory=dict)
+    # Grants on the objects of managed schemas ("TABLE name", "FUNCTION sig"...): the objects
+    # are the platform's, but the grants to the API roles are what migrations break.
+    managed_acls: dict[str, frozenset[str]] = field(default_factory=dict)
     default_acl_grantees: frozenset[str] = frozenset()
     role: str = ""           # who reads it (and would create objects)
 
@@ -214,6 +217,7 @@ async def _read(conn: asyncpg.Connection, out: tuple[str, ...]) -> SchemaModel:
     await _read_types(conn, m, excluded)
     await _read_relations(conn, m, excluded)
     await _read_functions(conn, m, excluded)
+    await _read_managed_acls(conn, m)
     grantees = await conn.fetch(
         "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
         "quote_ident(pg_get_userbyid(a.grantee)) END AS g FROM pg_default_acl d, "
@@ -408,3 +412,23 @@ async def _read_functions(conn: asyncpg.Connection, m: SchemaModel, excluded: li
         m.functions[sig] = Function(sig, r["prokind"], r["owner"],
                                     r["def"].strip() if r["def"] else None, r["result"] or "",
                                     frozenset(r["acl"]))
+
+
+async def _read_managed_acls(conn: asyncpg.Connection, m: SchemaModel) -> None:
+    managed = sorted(m.managed)
+    for r in await conn.fetch(
+            "SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE ' ELSE 'TABLE ' END || "
+            "quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS k, "
+            f"CASE c.relkind WHEN 'S' THEN {_acl('c.relacl', 's', 'c.relowner')} "
+            f"ELSE {_acl('c.relacl', 'r', 'c.relowner')} END AS acl "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'm', 'S') "
+            f"AND {_not_extension_member('pg_class', 'c.oid')} "
+            "UNION ALL SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END || "
+            "quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || "
+            "pg_get_function_identity_arguments(p.oid) || ')', "
+            f"{_acl('p.proacl', 'f', 'p.proowner')} FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = ANY($1::text[]) "
+            f"AND p.prokind IN ('f', 'p') AND {_not_extension_member('pg_proc', 'p.oid')} "
+            "ORDER BY 1", managed):
+        m.managed_acls[r["k"]] = frozenset(r["acl"])
