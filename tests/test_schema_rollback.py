@@ -354,3 +354,44 @@ def test_dry_run_and_diff_commands_change_nothing(
     unknown = subprocess.run([*base, "diff", "--backup", "nope"], capture_output=True, text=True)
     assert unknown.returncode == 2 and "no backup set 'nope'" in unknown.stderr
     assert re.search(r"Traceback", unknown.stderr) is None
+
+
+async def test_the_console_shows_the_schema_plan_before_the_gate_and_runs_it(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drill rls-blocks-users in the TUI: the assessment recommends Type 1, the plan screen
+    shows the statements, the gate wants ROLLBACK SCHEMA, the policy comes back."""
+    from app import drills
+    from app.tui import RollbackConsoleApp
+    from screens.rollback import RollbackScreen
+    from tests.conftest import wait_until
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    cfg = config.load(console_config)
+    backup = await create_set(cfg, "before-migration")
+    await conn.execute(drills.BY_NAME["rls-blocks-users"].migration)
+    app = RollbackConsoleApp(cfg, mode="drill")
+    async with app.run_test(size=(140, 45)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.press("a")
+        await wait_until(lambda: getattr(app.screen, "assessment", None) is not None, pilot, 60)
+        await pilot.press("Y")
+        await pilot.pause()
+        await pilot.press("b")
+        await wait_until(lambda: getattr(app.screen, "plan", None) is not None, pilot, 60)
+        shown = str(app.screen.query_one("#plan-text").render())
+        assert 'CREATE POLICY "objects: owner reads"' in shown
+        assert 'CREATE POLICY "objects: owner writes"' in shown
+        await pilot.press("G")
+        await pilot.pause()
+        app.screen.query_one("#gate-input").value = "ROLLBACK tea-school-sandbox"  # type: ignore[attr-defined]
+        await pilot.click("#confirm")
+        await pilot.pause()
+        assert not isinstance(app.screen, RollbackScreen)     # the wrong phrase: refused
+        gate_input = app.screen.query_one("#gate-input")
+        gate_input.value = "ROLLBACK SCHEMA tea-school-sandbox"  # type: ignore[attr-defined]
+        gate_input.focus()
+        await pilot.press("enter")
+        await wait_until(lambda: getattr(app.screen, "outcome", None) is not None, pilot, 60)
+        assert app.screen.outcome == "done"  # type: ignore[attr-defined]
+    assert (await drift(cfg, backup)).diff.empty
