@@ -26,6 +26,9 @@ from app.manifest import (
     new_manifest,
 )
 from app.rollback.tools import run_tool
+from app.schemadiff import MODEL_FILE
+from app.schemadiff.snapshot import read as read_schema
+from app.schemadiff.snapshot import to_json as model_to_json
 
 _COMPLETED = re.compile(r"Backup completed[^0-9]*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?)")
 
@@ -83,6 +86,11 @@ async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
                 await run_tool("pg_dump", [*args, f"--snapshot={snapshot}",
                                            f"--file={work / filename}"], cfg.target, on_line)
             state = await capture_state(conn, tables, cfg.target.critical_queries)
+            model = await read_schema(conn, cfg.target.platform_schemas)
+            version = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
+            (work / MODEL_FILE).write_text(
+                model_to_json(model, cfg.target.platform_schemas, version), encoding="utf-8")
+            dumps.append((MODEL_FILE, []))
     finally:
         await conn.close()
     return tables, state, str(snapshot), dumps

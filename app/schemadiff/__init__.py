@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -21,9 +22,28 @@ from app.catalog import PLATFORM_SCHEMAS, quote_ident
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput, ConsoleError
-from app.rollback.backupset import BackupSet
 from app.schemadiff.diff import Change, Diff, compare
-from app.schemadiff.snapshot import SchemaModel, read
+from app.schemadiff.snapshot import SchemaModel, from_json, read
+
+if TYPE_CHECKING:
+    from app.rollback.backupset import BackupSet
+
+MODEL_FILE = "schema_model.json"
+_restored: dict[tuple[object, ...], SchemaModel] = {}   # backup models this process read
+_versions: dict[str, int] = {}
+
+
+async def _server_version(cfg: Config) -> int:
+    """The server's version (models read on another version render differently)."""
+    key = cfg.target.dsn.reveal()
+    if key not in _versions:
+        conn = await connect(cfg.target)
+        try:
+            _versions[key] = int(await conn.fetchval(
+                "SELECT current_setting('server_version_num')::int"))
+        finally:
+            await conn.close()
+    return _versions[key]
 
 __all__ = ["Change", "Diff", "Drift", "backup_schema", "compare", "drift", "measure", "read",
            "schema_source"]
@@ -84,13 +104,35 @@ async def scratch_database(cfg: Config, backup: BackupSet, on_line: Callable[[st
 
 async def backup_schema(cfg: Config, backup: BackupSet, exclude: tuple[str, ...],
                         on_line: Callable[[str], None] = lambda _l: None) -> SchemaModel:
-    """The backup's schema as a model (restored into a scratch database, read, dropped)."""
-    async with scratch_database(cfg, backup, on_line) as name:
-        conn = await connect(cfg.target, database=name)
-        try:
-            return await read(conn, exclude)
-        finally:
-            await conn.close()
+    """The backup's schema as a model. A set made by the console keeps the model it read
+    inside the backup's own snapshot (schema_model.json, hashed in the manifest); otherwise
+    the schema file is restored into a scratch database, read, and the database dropped (once
+    per process and file)."""
+    from app.rollback.backupset import check_file
+
+    version = await _server_version(cfg)
+    kept = backup.path / MODEL_FILE
+    if kept.is_file():
+        stat = kept.stat()
+        key: tuple[object, ...] = (str(kept), stat.st_mtime_ns, stat.st_size, exclude, version)
+        if key not in _restored and check_file(backup, kept) is True:
+            model = from_json(kept.read_text(encoding="utf-8"), exclude, version)
+            if model is not None:
+                _restored[key] = model
+        if key in _restored:
+            on_line(f"backup schema: {MODEL_FILE} (read inside the backup's snapshot)")
+            return _restored[key]
+    source = schema_source(backup.path)
+    stat = source.stat()
+    key = (str(source), stat.st_mtime_ns, stat.st_size, exclude, version)
+    if key not in _restored:
+        async with scratch_database(cfg, backup, on_line) as name:
+            scratch = await connect(cfg.target, database=name)
+            try:
+                _restored[key] = await read(scratch, exclude)
+            finally:
+                await scratch.close()
+    return _restored[key]
 
 
 async def measure(conn: asyncpg.Connection, diff: Diff) -> None:
@@ -98,8 +140,13 @@ async def measure(conn: asyncpg.Connection, diff: Diff) -> None:
     for change in diff.changes:
         if not change.count_sql:
             continue
+        about = ""
         try:
-            n = int(await conn.fetchval(change.count_sql))
+            estimate = await _estimate(conn, change) if change.count_table else None
+            if estimate is not None:
+                n, about = estimate, "about "
+            else:
+                n = int(await conn.fetchval(change.count_sql))
         except asyncpg.PostgresError as exc:
             change.note += f" (could not count: {exc})"
             continue
@@ -109,13 +156,30 @@ async def measure(conn: asyncpg.Connection, diff: Diff) -> None:
             else:
                 change.residual = ""
         if change.count_says:
-            said = change.count_says.format(n=n)
+            said = about + change.count_says.format(n=n) + (" (from the planner's statistics)"
+                                                            if about else "")
             if change.kind.startswith("drop"):
                 change.destroys = said
             else:
                 change.note = f"{change.note}; {said}" if change.note else said
         if change.fails_if_count and n:
             change.blocker = change.fails_if_count.format(n=n)
+
+
+ESTIMATE_ABOVE_ROWS = 200_000   # larger tables are not scanned to annotate a plan
+
+
+async def _estimate(conn: asyncpg.Connection, change: Change) -> int | None:
+    """For a large table, the planner's row estimate (times the column's non-null share when
+    a column's values are counted); None when the table is small enough to count."""
+    row = await conn.fetchrow(
+        "SELECT c.reltuples::bigint AS n, (SELECT s.null_frac FROM pg_stats s WHERE "
+        "s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = $2) AS nulls "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.oid = to_regclass($1)", change.count_table, change.count_column or None)
+    if row is None or row["n"] < ESTIMATE_ABOVE_ROWS:
+        return None
+    return int(row["n"] * (1 - (row["nulls"] or 0))) if change.count_column else int(row["n"])
 
 
 @dataclass

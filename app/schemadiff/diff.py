@@ -39,6 +39,8 @@ class Change:
     note: str = ""            # what it changes, in words
     count_sql: str = ""       # read-only count on the target for the blast radius
     count_says: str = ""      # "{n:,} non-null values lost" (n from count_sql)
+    count_table: str = ""     # a large table is estimated from statistics, not counted
+    count_column: str = ""    # ... counting this column's non-null values
     destroys: str = ""        # filled by measure(): data this statement destroys
     fails_if_count: str = ""  # when count_sql > 0 the statement would fail: why
     if_rows_sql: tuple[str, ...] = ()   # used instead of sql when count_sql > 0
@@ -348,6 +350,7 @@ class _Differ:
             self.dropped_tables.add(t.name)
             self.add(31, "drop table", t.name, f"DROP TABLE {t.name}",
                      note="added by the migration", count_sql=f"SELECT count(*) FROM {t.name}",
+                     count_table=t.name,
                      count_says="{n:,} rows")
         for name, t in want.items():
             if name in cur:
@@ -422,6 +425,7 @@ class _Differ:
                      f"ALTER TABLE {name} DROP COLUMN {quote_ident(c.name)}",
                      note="added by the migration",
                      count_sql=f"SELECT count({quote_ident(c.name)}) FROM {name}",
+                     count_table=name, count_column=c.name,
                      count_says="{n:,} non-null values")
         for c in t.columns:
             before = old.column(c.name) or next(
@@ -437,7 +441,7 @@ class _Differ:
         needs_values = c.not_null and c.default is None and not c.identity and not c.generated
         kw: dict[str, object] = {}
         if needs_values:
-            kw = {"count_sql": f"SELECT count(*) FROM {t.name}",
+            kw = {"count_sql": _any_row(t.name),
                   "if_rows_sql": (f"ALTER TABLE {t.name} ADD COLUMN "
                                   f"{column_sql(replace(c, not_null=False))}",),
                   "residual": "NOT NULL comes back with the values (the table has rows)"}
@@ -467,7 +471,7 @@ class _Differ:
             self.add(36, "change type", ref, *sql,
                      note=f"{old.type} back to {new.type}: the table is rewritten; a value that "
                           "does not convert stops the whole plan",
-                     count_sql=f"SELECT count(*) FROM {table}",
+                     count_sql=f"SELECT count(*) FROM {table}", count_table=table,
                      count_says="{n:,} rows rewritten")
         elif old.default != new.default and not new.identity:
             self.add(36, "default", ref, f"{alter} DROP DEFAULT" if new.default is None
@@ -539,7 +543,7 @@ class _Differ:
         kw: dict[str, object] = {}
         if any(referenced == _unquoted(t) or referenced == t for t in self.created) \
                 and w.table not in self.created and "NOT VALID" not in w.definition:
-            kw = {"count_sql": f"SELECT count(*) FROM {w.table}",
+            kw = {"count_sql": _any_row(w.table),
                   "if_rows_sql": (sql + " NOT VALID",),
                   "residual": f"NOT VALID until {referenced} gets its rows back"}
         self.add(41, f"add {kind}", f"{w.table} {w.name}", sql, **kw)
@@ -560,7 +564,8 @@ class _Differ:
                 self.add(51 if w.on_matview else 42, "create index", name, w.definition,
                          note="dropped or changed by the migration; built again",
                          count_sql=f"SELECT count(*) FROM {w.table}" if w.table in
-                         self.cur.tables else "", count_says="built over {n:,} rows")
+                         self.cur.tables else "", count_table=w.table,
+                         count_says="built over {n:,} rows")
 
     def views(self) -> None:
         cur, want = self.cur.views, self.want.views
@@ -725,6 +730,10 @@ class _Differ:
         if fresh and owner == self.cur.role:
             return
         self.add(56, "owner", target, f"ALTER {target} OWNER TO {owner}")
+
+
+def _any_row(table: str) -> str:
+    return f"SELECT count(*) FROM (SELECT FROM {table} LIMIT 1) AS any_row"
 
 
 def _routine(f: Function) -> str:
