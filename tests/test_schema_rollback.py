@@ -350,7 +350,20 @@ def test_dry_run_and_diff_commands_change_nothing(
     data = json.loads(as_json.stdout)
     assert [c["kind"] for c in data["changes"]] == ["drop column", "create index"]
     assert data["changes"][0]["destroys"] == "1,000 non-null values"
+    rehearsed = subprocess.run([*base, "diff", "--rehearse"], capture_output=True, text=True)
+    assert rehearsed.returncode == 1, rehearsed.stderr
+    assert "rehearsal: on a scratch copy of the target's schema the plan ran" in rehearsed.stdout
     assert schema_dump(demo_db) == migrated
+
+    async def scratch_left() -> list[str]:
+        c = await demo_db.connect()
+        try:
+            return [r["datname"] for r in await c.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'rollback\\_%'")]
+        finally:
+            await c.close()
+
+    assert asyncio.run(scratch_left()) == []
     unknown = subprocess.run([*base, "diff", "--backup", "nope"], capture_output=True, text=True)
     assert unknown.returncode == 2 and "no backup set 'nope'" in unknown.stderr
     assert re.search(r"Traceback", unknown.stderr) is None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -19,8 +21,11 @@ def register(group: click.Group) -> None:
 @click.option("--backup", "backup_id", default=None, help="Backup set id [default: newest].")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--sql", "as_sql", is_flag=True, help="Only the SQL plan, annotated in comments.")
+@click.option("--rehearse", is_flag=True, help="Also apply the plan to a scratch copy of the "
+              "target's schema (no rows) and check it reaches zero drift; exit 4 if not.")
 @click.pass_context
-def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool) -> None:
+def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool,
+         rehearse: bool) -> None:
     """Show how the target's schema differs from a backup's (changes nothing).
 
     The backup's schema is restored into a scratch database on the same server (dropped
@@ -31,18 +36,26 @@ def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool)
     Examples:
       rollback-console diff
       rollback-console diff --backup production_migration_20261124 --sql > plan.sql
+      rollback-console diff --rehearse
       rollback-console diff --json | jq '.changes[].kind'
+
+    Exit codes: 0 no drift, 1 drift, 2 bad input, 4 the rehearsal failed.
     """
     from app import config as config_mod
     from app import logs
     from app.rollback.backupset import resolve
     from app.schemadiff import drift
+    from app.schemadiff import rehearse as rehearse_plan
 
     logs.configure()
     cfg = config_mod.load(ctx.obj["config_path"])
     backup = resolve(cfg.target.backups_root, backup_id)
     found = asyncio.run(drift(cfg, backup, cfg.target.platform_schemas))
     d = found.diff
+    problems: list[str] | None = None
+    if rehearse and not d.empty:
+        with tempfile.TemporaryDirectory(prefix="rollback-rehearsal-") as work:
+            problems = asyncio.run(rehearse_plan(cfg, backup, d, Path(work)))
     if as_json:
         print(json.dumps({
             "target": cfg.target.name, "backup": backup.id, "drift": not d.empty,
@@ -50,7 +63,9 @@ def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool)
             "changes": [{"kind": c.kind, "object": c.object, "note": c.note,
                          "destroys": c.destroys, "residual": c.residual, "blocker": c.blocker,
                          "sql": list(c.sql)} for c in d.changes],
-            "unsupported": d.unsupported, "data_tables": d.data_tables}, indent=2))
+            "unsupported": d.unsupported, "data_tables": d.data_tables,
+            "rehearsal": None if problems is None else {"ok": not problems,
+                                                         "problems": problems}}, indent=2))
     elif as_sql:
         print(d.script())
     elif d.empty:
@@ -65,4 +80,9 @@ def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool)
         if d.data_tables:
             print(f"\nrows only the backup still has: {', '.join(d.data_tables)} (a partial "
                   "data rollback can follow)")
-    sys.exit(1 if not d.empty else 0)
+    if problems is not None and not as_json:
+        print("\nREHEARSAL FAILED on a scratch copy of the target's schema: " + "; ".join(problems)
+              if problems else "\nrehearsal: on a scratch copy of the target's schema the plan "
+              "ran in one transaction and left zero drift from the backup's schema",
+              file=sys.stderr if as_sql else sys.stdout)
+    sys.exit(4 if problems else 1 if not d.empty else 0)

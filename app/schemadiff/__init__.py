@@ -60,14 +60,15 @@ def schema_source(backup_path: Path) -> Path:
 
 @asynccontextmanager
 async def scratch_database(cfg: Config, backup: BackupSet, on_line: Callable[[str], None],
-                           keep: bool = False) -> AsyncIterator[str]:
-    """A scratch database on the target's server holding the backup's schema (no rows); dropped
-    on the way out unless ``keep``."""
+                           keep: bool = False, source: Path | None = None,
+                           prefix: str = "rollback_schema") -> AsyncIterator[str]:
+    """A scratch database on the target's server holding the backup's schema (or ``source``,
+    a plain schema dump), no rows; dropped on the way out unless ``keep``."""
     from app.rollback.tools import restore_filtered, run_tool, server_major
 
-    source = schema_source(backup.path)
+    source = source or schema_source(backup.path)
     label = re.sub(r"[^a-z0-9]", "_", str(backup.id).lower())
-    name = f"rollback_schema_{label}"[:50] + f"_{secrets.token_hex(3)}"
+    name = f"{prefix}_{label}"[:50] + f"_{secrets.token_hex(3)}"
     admin = await connect(cfg.target, database="postgres")
     try:
         try:
@@ -205,3 +206,44 @@ async def drift(cfg: Config, backup: BackupSet, exclude: tuple[str, ...] = PLATF
         await conn.close()
     return Drift(str(backup.id), diff, cur.object_count(),
                  want.object_count())
+
+
+async def rehearse(cfg: Config, backup: BackupSet, diff: Diff, workdir: Path,
+                   on_line: Callable[[str], None] = lambda _l: None) -> list[str]:
+    """Apply the plan to a scratch copy of the target's schema (pg_dump --schema-only of the
+    target, no rows), in one transaction, and compare with the backup's schema: the problems
+    found, none when the plan takes the copy to zero drift. The target is only read."""
+    from app.rollback.tools import run_tool
+
+    exclude = cfg.target.platform_schemas
+    want = await backup_schema(cfg, backup, exclude, on_line)
+    copy = workdir / "target-schema.sql"
+    await run_tool("pg_dump", ["--schema-only", f"--file={copy}"], cfg.target, on_line)
+    problems: list[str] = []
+    async with scratch_database(cfg, backup, on_line, source=copy,
+                                prefix="rollback_rehearsal") as name:
+        conn = await connect(cfg.target, database=name)
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL check_function_bodies = off")
+                for change in diff.changes:
+                    for statement in change.sql:
+                        try:
+                            await conn.execute(statement)
+                        except asyncpg.PostgresError as exc:
+                            raise _Stop(f"{change.kind} {change.object}: {statement}: "
+                                        f"{exc}") from None
+                left = compare(await read(conn, exclude), want)
+                residual = {(c.kind, c.object) for c in diff.changes if c.residual}
+                problems += [c.describe() for c in left.changes
+                             if (c.kind, c.object) not in residual] + left.unsupported
+        except _Stop as exc:
+            problems.append(str(exc))
+        finally:
+            await conn.close()
+    copy.unlink(missing_ok=True)
+    return problems
+
+
+class _Stop(Exception):
+    pass
