@@ -16,7 +16,7 @@ from textual.widgets import Footer, Input, OptionList, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
 from app.events import Event, RunFinished, StepFinished, StepLog, StepProgress, StepStarted
-from app.rollback.context import Outcome, RunContext
+from app.rollback.context import Outcome, RollbackType, RunContext
 from app.rollback.plan import Plan, Step
 from app.rollback.runner import execute, skip_step
 from screens.base import ConsoleScreen
@@ -63,6 +63,7 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         Binding("f", "follow", "Follow log"),
         Binding("v", "validate", "Validate (when done)"),
         Binding("i", "report", "Incident report"),
+        Binding("D", "data_followup", "Data rollback of what Type 1 left (shift+d)"),
         Binding("escape", "back", "Back (when finished)"),
     ]
 
@@ -184,9 +185,24 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
                  Outcome.BAD_INPUT: "✖ BAD INPUT"}
         hint = {Outcome.DONE: "v: validate · i: report · escape: back", Outcome.NEEDS_OPERATOR:
                 "t: retry · S: skip with a reason · escape: back"}.get(outcome, "escape: back")
+        if outcome is Outcome.DONE and self._followup():
+            hint += (" · D: partial data rollback of " + ", ".join(self._followup())
+                     + " (their rows are only in the backup)")
         self.query_one("#rb-outcome", Static).update(f"{words[outcome]}: {summary}  ({hint})")
 
+    def _followup(self) -> list[str]:
+        """Tables a schema rollback brought back without their rows (or columns' values)."""
+        return [t.replace('"', "") for t in self.ctx.data.get("followup_tables") or []]
+
     # --- controls -------------------------------------------------------------------------
+
+    def action_data_followup(self) -> None:
+        if self.outcome is not Outcome.DONE or not self._followup():
+            self.notify("Nothing to follow with: no table lost its rows to this rollback.")
+            return
+        from screens.plan import PlanScreen
+
+        self.app.push_screen(PlanScreen(RollbackType.PARTIAL, tuple(self._followup())))
 
     @property
     def running(self) -> bool:

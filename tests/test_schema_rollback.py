@@ -408,3 +408,40 @@ async def test_the_console_shows_the_schema_plan_before_the_gate_and_runs_it(
         await wait_until(lambda: getattr(app.screen, "outcome", None) is not None, pilot, 60)
         assert app.screen.outcome == "done"  # type: ignore[attr-defined]
     assert (await drift(cfg, backup)).diff.empty
+
+
+async def test_after_a_dropped_column_comes_back_the_console_offers_the_data_rollback(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.tui import RollbackConsoleApp
+    from screens.plan import PlanScreen
+    from tests.conftest import wait_until
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    cfg = config.load(console_config)
+    await create_set(cfg, "before-migration")
+    await conn.execute("ALTER TABLE media DROP COLUMN caption")
+    app = RollbackConsoleApp(cfg, mode="drill")
+    async with app.run_test(size=(140, 45)) as pilot:
+        await app.workers.wait_for_complete()
+        await app.push_screen(PlanScreen(RollbackType.SCHEMA))
+        await pilot.pause()
+        await pilot.press("b")
+        await wait_until(lambda: getattr(app.screen, "plan", None) is not None, pilot, 60)
+        assert "LOSS" in str(app.screen.query_one("#plan-text").render())
+        await pilot.press("G")
+        await pilot.pause()
+        gate_input = app.screen.query_one("#gate-input")
+        gate_input.value = "ROLLBACK SCHEMA tea-school-sandbox"  # type: ignore[attr-defined]
+        gate_input.focus()
+        await pilot.press("enter")
+        await wait_until(lambda: getattr(app.screen, "outcome", None) is not None, pilot, 60)
+        outcome_text = str(app.screen.query_one("#rb-outcome").render())
+        assert "D: partial data rollback of public.media" in outcome_text
+        await pilot.press("D")
+        await pilot.pause()
+        assert isinstance(app.screen, PlanScreen)
+        assert app.screen.kind is RollbackType.PARTIAL
+        assert app.screen.preselected == ("public.media",)
+    assert await conn.fetchval("SELECT count(*) FROM information_schema.columns WHERE "
+                               "table_name = 'media' AND column_name = 'caption'") == 1
