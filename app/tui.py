@@ -21,7 +21,7 @@ from screens.help import HelpScreen
 from screens.home import HomeScreen
 
 # Worker groups that do real work: quitting while one runs asks first.
-WORK_GROUPS = frozenset({"rollback", "assess", "backup", "validate"})
+WORK_GROUPS = frozenset({"rollback", "assess", "backup", "validate", "watch"})
 
 MODE_INTRO = {
     "live": "Live mode: the console can change the target after a typed confirmation.",

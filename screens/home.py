@@ -27,6 +27,7 @@ from screens.confirm import ConfirmScreen
 from screens.placeholder import PlaceholderScreen
 from screens.plan import PlanScreen
 from screens.rollback import RollbackScreen
+from screens.watch import WatchScreen
 from widgets.banner import TargetBanner
 from widgets.contacts import ContactsPanel
 from widgets.status_line import StatusLine
@@ -36,6 +37,7 @@ ENTRIES = {
     "rollback": ("Rollback", "guided rollback: schema-only, partial data or complete restore"),
     "drill": ("Drill", "training scenarios on the sandbox, timed and scored"),
     "backups": ("Backups", "the backup sets, their age and verification"),
+    "watch": ("Watch", "extended monitoring: the checklist every 5 min for 24 h, with alerts"),
 }
 LATER = {
     "drill": ("Drills start from the command line: `rollback-console drill --list`, then "
@@ -48,6 +50,7 @@ class HomeScreen(ConsoleScreen[None]):
     BINDINGS = [
         Binding("a", "open('assess')", "Assess"),
         Binding("b", "open('backups')", "Backups"),
+        Binding("w", "open('watch')", "Watch"),
         Binding("d", "open('drill')", "Drill"),
         Binding("R", "open('rollback')", "Rollback (shift+r)"),
         Binding("p", "probe", "Re-probe"),
@@ -217,6 +220,9 @@ class HomeScreen(ConsoleScreen[None]):
             return
         if key == "backups":
             self.app.push_screen(BackupsScreen())
+            return
+        if key == "watch":
+            self.app.push_screen(WatchScreen())
             return
         title = ENTRIES[key][0]
         self.app.push_screen(PlaceholderScreen(title, LATER[key]))

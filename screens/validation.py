@@ -30,6 +30,7 @@ class ValidationScreen(ConsoleScreen[bool | None]):
     BINDINGS = [
         Binding("enter", "evidence", "Evidence"),
         Binding("r", "rerun", "Validate again"),
+        Binding("w", "watch", "Watch for 24 h"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -122,6 +123,11 @@ class ValidationScreen(ConsoleScreen[bool | None]):
         for item in CHECKLIST:
             self.query_one(CheckList).set_result(item.name, "pending", "")
         self.validate()
+
+    def action_watch(self) -> None:
+        from screens.watch import WatchScreen
+
+        self.app.push_screen(WatchScreen(self.backup_id, journal=self.journal))
 
     def action_back(self) -> None:
         self.dismiss(self.checklist.passed if self.checklist else None)

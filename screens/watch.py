@@ -1,0 +1,162 @@
+"""Extended monitoring (the runbook's 24 hours after a rollback): the post-rollback checklist
+again every interval, each item's latest status (icon and word) and its history as a trend,
+and an ALERT when something that passed regresses (a notification goes to the channels, as
+`validate --watch` does: the same engine, app.watch)."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Static
+from textual.worker import Worker, WorkerState
+
+from app.errors import ConsoleError
+from app.journal import Journal
+from app.validation import CHECKLIST
+from app.watch import Round, sparkline, watch
+from screens.base import ConsoleScreen
+from widgets.check_list import status_text
+
+HISTORY = 30   # rounds shown in each item's trend
+
+
+class WatchRound(Message):
+    def __init__(self, current: Round, rounds: list[Round]):
+        super().__init__()
+        self.current = current
+        self.rounds = rounds
+
+
+class WatchScreen(ConsoleScreen[None]):
+    BINDINGS = [
+        Binding("s", "stop", "Stop watching"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, backup_id: str | None = None, duration_s: float = 24 * 3600,
+                 interval_s: float = 300, journal: Journal | None = None):
+        super().__init__()
+        self.backup_id = backup_id
+        self.duration_s = duration_s
+        self.interval_s = interval_s
+        self.journal = journal
+        self.rounds: list[Round] = []
+        self.alerts: list[str] = []
+        self.ends_at = 0.0
+        self.next_at = 0.0
+        self.finished = ""
+
+    def compose(self) -> ComposeResult:
+        yield self.banner()
+        yield Static("", id="watch-status", classes="panel")
+        yield Static("", id="watch-alert")
+        yield DataTable(id="watch-items", classes="panel", cursor_type="row",
+                        zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#watch-items", DataTable)
+        table.border_title = "Extended monitoring: the post-rollback checklist, again"
+        table.add_column("item", key="item")
+        table.add_column("now", key="now", width=10)
+        table.add_column("trend (█ pass, ▁ not)", key="trend", width=24)
+        table.add_column("summary", key="summary")
+        for item in CHECKLIST:
+            table.add_row(item.name, status_text("pending"), "", "", key=item.name)
+        self.query_one("#watch-alert").display = False
+        self.ends_at = time.monotonic() + self.duration_s
+        self.next_at = time.monotonic()
+        self.set_interval(1, self._tick)
+        self._tick()
+        table.focus()
+        self.run_watch()
+
+    @work(group="watch", name="watch", exit_on_error=False, exclusive=True)
+    async def run_watch(self) -> list[Round]:
+        def on_round(current: Round, rounds: list[Round]) -> None:
+            self.post_message(WatchRound(current, list(rounds)))
+
+        return await watch(self.console.config, self.backup_id, self.duration_s,
+                           self.interval_s, on_round)
+
+    def on_watch_round(self, message: WatchRound) -> None:
+        self.rounds = message.rounds
+        self.next_at = time.monotonic() + self.interval_s
+        table = self.query_one("#watch-items", DataTable)
+        for item in message.current.checklist.items:
+            history = [1 if any(i.name == item.name and str(i.status) == "pass"
+                                for i in r.checklist.items) else 0
+                       for r in self.rounds[-HISTORY:]]
+            table.update_cell(item.name, "now", status_text(str(item.status)))
+            table.update_cell(item.name, "trend", sparkline(history, 1))
+            table.update_cell(item.name, "summary", item.summary)
+        if message.current.regressed:
+            stamp = time.strftime("%H:%M:%S", time.localtime(message.current.at))
+            self.alerts += [f"{stamp} {line}" for line in message.current.regressed]
+            alert = self.query_one("#watch-alert", Static)
+            text = Text("⚠ ALERT: REGRESSED ", style="bold reverse")
+            text.append("; ".join(self.alerts[-3:]) + "  (the channels were notified)")
+            alert.update(text)
+            alert.display = True
+            if self.journal is not None:
+                self.journal.append("watch_regression", regressed=message.current.regressed)
+        self._tick()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        total = len(self.rounds[-1].checklist.items) if self.rounds else len(CHECKLIST)
+        passing = self.rounds[-1].passing if self.rounds else 0
+        trend = sparkline([r.passing for r in self.rounds[-HISTORY:]], total)
+        if self.finished:
+            state = self.finished
+        elif not self.rounds:
+            state = "first round running (read-only)…"
+        else:
+            state = (f"next round in {max(0, self.next_at - now):.0f}s · ends in "
+                     f"{_span(max(0.0, self.ends_at - now))}")
+        self.query_one("#watch-status", Static).update(
+            f"round {len(self.rounds)} · {passing}/{total} items pass {trend} · every "
+            f"{_span(self.interval_s)} for {_span(self.duration_s)} · {state}")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "watch":
+            return
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.finished = ("✖ could not watch: "
+                             + (str(error) if isinstance(error, ConsoleError) else repr(error)))
+        elif event.state == WorkerState.SUCCESS:
+            self.finished = (f"■ FINISHED after {len(self.rounds)} round(s)"
+                             + (f", {len(self.alerts)} regression(s)" if self.alerts else
+                                ", no regression"))
+        elif event.state == WorkerState.CANCELLED:
+            self.finished = f"■ STOPPED by the operator after {len(self.rounds)} round(s)"
+        else:
+            return
+        self._tick()
+
+    @property
+    def watching(self) -> bool:
+        return any(w.group == "watch" and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                   for w in self.workers)
+
+    def action_stop(self) -> None:
+        if self.watching:
+            self.workers.cancel_group(self, "watch")
+
+    def action_back(self) -> None:
+        self.action_stop()
+        self.dismiss(None)
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds:.0f}s"
