@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -35,6 +36,12 @@ class Contact:
     email: str = ""
 
 
+def parse_time(text: str) -> datetime:
+    """An ISO time; without a zone it is UTC. Raises ValueError."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 # Schemas a platform (Supabase) manages: checks and schema rollbacks leave their contents alone.
 PLATFORM_SCHEMAS = ("auth", "storage", "realtime", "extensions", "supabase_migrations",
                     "graphql", "graphql_public", "vault", "pgsodium", "information_schema")
@@ -50,6 +57,8 @@ class Target:
     critical_queries: tuple[CriticalQuery, ...]
     sandbox_dir: Path | None = None
     platform_schemas: tuple[str, ...] = PLATFORM_SCHEMAS
+    tools_dir: Path | None = None        # pg_dump / pg_restore / psql; default: bundled, PATH
+    migration_at: datetime | None = None  # when the bad migration ran, if known
 
     @property
     def display_dsn(self) -> str:
@@ -255,7 +264,8 @@ def load(path: str | os.PathLike[str]) -> Config:
     t = r.table(data, "target", "target", required=True)
     r.known(t, "target", {"name", "environment", "dsn", "dsn_env", "dsn_file", "password",
                           "password_env", "password_file", "backups_root", "critical_tables",
-                          "critical_queries", "sandbox_dir", "platform_schemas"})
+                          "critical_queries", "sandbox_dir", "platform_schemas",
+                          "tools_dir", "migration_at"})
     name = r.get(t, "name", "target", str, required=bool(t) or "target" in data)
     env = r.get(t, "environment", "target", str, required=bool(t))
     if env is not None and env not in ENVIRONMENTS:
@@ -283,6 +293,25 @@ def load(path: str | os.PathLike[str]) -> Config:
     sandbox_dir = t.get("sandbox_dir")
     platform = r.str_list(t, "platform_schemas", "target") if "platform_schemas" in t \
         else PLATFORM_SCHEMAS
+    tools_dir = None
+    if "tools_dir" in t:
+        tools_dir = r.resolve(r.get(t, "tools_dir", "target", str, default=""))
+        if not tools_dir.is_dir():
+            r.problems.append(f"target.tools_dir: {tools_dir} is not a folder (it should hold "
+                              "pg_dump, pg_restore and psql)")
+    migration_at = None
+    if "migration_at" in t:
+        raw = t["migration_at"]
+        try:
+            migration_at = parse_time(raw) if isinstance(raw, str) else raw
+            if not isinstance(migration_at, datetime):
+                raise ValueError
+            if migration_at.tzinfo is None:
+                migration_at = migration_at.replace(tzinfo=UTC)
+        except ValueError:
+            r.problems.append("target.migration_at: expected a time like "
+                              f"2026-11-24T02:00:00Z, got {raw!r}")
+            migration_at = None
 
     a = r.table(data, "app", "app", required=False)
     app_cfg = None
@@ -361,7 +390,7 @@ def load(path: str | os.PathLike[str]) -> Config:
             backups_root=backups_root, critical_tables=tables,
             critical_queries=tuple(queries),
             sandbox_dir=r.resolve(sandbox_dir) if isinstance(sandbox_dir, str) else None,
-            platform_schemas=platform,
+            platform_schemas=platform, tools_dir=tools_dir, migration_at=migration_at,
         ),
         app=app_cfg, auth=auth_cfg, notifications=notifications,
         contacts=tuple(contacts), channels=channels, assess=assess,

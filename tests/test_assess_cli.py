@@ -84,7 +84,7 @@ async def test_unknown_backup_is_bad_input(conn: asyncpg.Connection, console_con
     for command in ("assess", "validate"):
         proc = cli(console_config, command, "--backup", "20991231")
         assert proc.returncode == 2, proc.stderr
-        assert "backup set '20991231' not found" in proc.stderr
+        assert "no backup set '20991231' under" in proc.stderr
         assert "production_migration_20250101" in proc.stderr   # names the sets that exist
 
 

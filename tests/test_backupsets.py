@@ -33,8 +33,11 @@ async def test_take_list_verify_rehearse(console_config: Path, demo_db: DemoDb,
     made = cli(console_config, "backup", "--label", "before-migration")
     assert made.returncode == 0, made.stderr
     assert "backup set production_migration_" in made.stdout
-    listed = json.loads(cli(console_config, "backups", "--json").stdout)
+    listing = json.loads(cli(console_config, "backups", "--json").stdout)
+    listed = listing["sets"]
     assert len(listed) == 1 and listed[0]["manifest"] is True
+    assert listing["tools"]["pg_dump"]["version"].startswith("18")
+    assert listing["server_version"].startswith("18")
     assert set(listed[0]["parts"]) == {"schema", "5 tables", "full SQL", "full custom"}
     set_id = listed[0]["id"]
     before = await databases(conn)
@@ -60,7 +63,7 @@ async def test_a_hand_made_runbook_set_is_found_and_verified(
     subprocess.run([pg_dump, f"--file={path / 'full_database_backup.sql'}", demo_db.dsn],
                    check=True)
     (path / "backup_info.txt").write_text("Backup completed: 2026-11-24 02:00:00\n")
-    listed = json.loads(cli(console_config, "backups", "--json").stdout)
+    listed = json.loads(cli(console_config, "backups", "--json").stdout)["sets"]
     assert listed[0]["id"] == path.name and listed[0]["manifest"] is False
     assert listed[0]["taken_at"].startswith("2026-11-24T02:00")
     checked = cli(console_config, "backups", "--verify", path.name, "--rehearse")
@@ -159,3 +162,84 @@ async def test_a_role_without_privileges_gets_a_clear_message(
     assert "may not read everything a backup needs" in result.stderr
     assert "permission denied" in result.stderr
     assert not any((console_config.parent / "backups").iterdir())  # the partial set is gone
+
+
+async def test_sets_are_dated_against_the_migration_and_a_later_one_is_refused(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp,
+        conn: asyncpg.Connection) -> None:
+    """Supabase records each migration in supabase_migrations.schema_migrations (version =
+    YYYYMMDDHHMMSS, UTC): a set taken after the newest one holds the broken state."""
+    assert cli(console_config, "backup", "--label", "after").returncode == 0
+    await conn.execute("CREATE SCHEMA supabase_migrations; CREATE TABLE "
+                       "supabase_migrations.schema_migrations (version text PRIMARY KEY); "
+                       "INSERT INTO supabase_migrations.schema_migrations VALUES "
+                       "('20200101000000'), ('20240101020000')")
+    listing = json.loads(cli(console_config, "backups", "--json").stdout)
+    assert listing["migration_at"].startswith("2024-01-01T02:00")
+    assert "version 20240101020000" in listing["migration_source"]
+    assert listing["sets"][0]["after_migration"] is True
+    assert "AFTER the migration" in listing["sets"][0]["against_migration"]
+    text = cli(console_config, "backups").stdout
+    assert "AFTER" in text and "migration: 2024-01-01 02:00" in text
+    before = await conn.fetchval("SELECT count(*) FROM media")
+    refused = cli(console_config, "run", "--type", "partial", "--tables", "media",
+                  "--confirm", "ROLLBACK tea-school-sandbox")
+    assert refused.returncode == 2
+    assert "after the migration ran" in refused.stderr and "Nothing was changed" in refused.stderr
+    assert await conn.fetchval("SELECT count(*) FROM media") == before
+    allowed = cli(console_config, "run", "--type", "partial", "--tables", "media",
+                  "--dry-run", "--allow-after-migration")
+    assert allowed.returncode == 0 and "AFTER the migration" in allowed.stdout
+    earlier = json.loads(cli(console_config, "backups", "--json", "--migration-time",
+                             "2099-01-01T00:00:00Z").stdout)
+    assert earlier["sets"][0]["after_migration"] is False
+    assert "h before the migration" in earlier["sets"][0]["against_migration"]
+    bad = cli(console_config, "backups", "--migration-time", "yesterday")
+    assert bad.returncode == 2 and "give an ISO time like" in bad.stderr
+
+
+def test_a_configured_tools_dir_is_used_and_a_wrong_one_named(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, tmp_path: Path) -> None:
+    text = console_config.read_text()
+    console_config.write_text(text.replace("[target]\n", "[target]\ntools_dir = "
+                                           f'"{tmp_path / "nowhere"}"\n', 1))
+    missing = cli(console_config, "backups")
+    assert missing.returncode == 2 and "target.tools_dir" in missing.stderr
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    console_config.write_text(text.replace("[target]\n", f'[target]\ntools_dir = "{empty}"\n',
+                                           1))
+    listing = cli(console_config, "backups")
+    assert "pg_dump: MISSING" in listing.stdout and "is not in target.tools_dir" in listing.stdout
+    made = cli(console_config, "backup")
+    assert made.returncode == 2 or made.returncode == 1
+    assert "pg_dump is not in target.tools_dir" in made.stderr
+    assert not any((console_config.parent / "backups").iterdir())   # nothing half-written
+    console_config.write_text(text.replace("[target]\n", f'[target]\ntools_dir = "{bin_dir()}"\n',
+                                           1))
+    listing = json.loads(cli(console_config, "backups", "--json").stdout)
+    assert listing["tools"]["pg_dump"]["path"] == str(bin_dir() / "pg_dump")
+
+
+def test_a_full_disk_leaves_no_set(console_config: Path, demo_db: DemoDb, demo_app: DemoApp,
+                                   tmp_path: Path) -> None:
+    """A real full filesystem: a 1 MB tmpfs as the backups root (needs root and mount rights;
+    where the platform refuses the mount the test is skipped and says so)."""
+    root = tmp_path / "tiny"
+    root.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        text = console_config.read_text()
+        console_config.write_text(text.replace('backups_root = "backups"',
+                                               f'backups_root = "{root}"'))
+        made = cli(console_config, "backup", "--label", "full-disk")
+        assert made.returncode != 0
+        assert "no space left" in made.stderr.lower(), made.stderr
+        assert list(root.iterdir()) == []   # the partial set was removed
+        listed = json.loads(cli(console_config, "backups", "--json").stdout)
+        assert listed["sets"] == []
+    finally:
+        subprocess.run(["umount", str(root)], check=False)

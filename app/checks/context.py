@@ -3,7 +3,6 @@ about the role we connected as (so a check can say "this role cannot run me" ins
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,48 +54,27 @@ def dump_indexes(sql: str) -> dict[str, str]:
     return out
 
 
-def _sets(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    return sorted((p for p in root.iterdir() if (p / "manifest.json").is_file()),
-                  key=lambda p: p.name)
-
-
 def resolve_baseline(root: Path, backup_id: str | None) -> Baseline | None:
-    """The set ``backup_id`` under ``root``, else the newest set that has a manifest.
+    """The set ``backup_id`` under ``root`` (it must carry a manifest), else the newest set that
+    has one; None when there is none. Discovery is app.rollback.backupset's, as for rollbacks."""
+    from app.rollback.backupset import list_sets, resolve
 
-    A stop-gap until app/backups offers set discovery: it only reads ``<root>/<id>/manifest.json``
-    (and the runbook's ``schema_only_backup.sql`` beside it, for index definitions).
-    """
-    sets = _sets(root)
     if backup_id is not None:
-        chosen = root / backup_id
-        if not (chosen / "manifest.json").is_file():
-            known = ", ".join(p.name for p in sets) or "none"
-            raise BadInput(f"backup set {backup_id!r} not found under {root} (sets with a "
-                           f"manifest.json: {known}): pass --backup with one of them, or list "
-                           "them with `rollback-console backups`")
-    elif sets:
-        by_time = []
-        for p in sets:
-            try:
-                by_time.append((json.loads((p / "manifest.json").read_text())["created_at"], p))
-            except (OSError, ValueError, KeyError):
-                continue
-        if not by_time:
-            return None
-        chosen = max(by_time)[1]
+        chosen = resolve(root, backup_id)
+        if chosen.manifest is None:
+            raise BadInput(f"backup set {chosen.id!r} has no manifest.json (a hand-made set): "
+                           "the checks compare with a manifest; take one with "
+                           "`rollback-console backup`, or pass --backup of a set that has one")
     else:
-        return None
-    try:
-        manifest = Manifest.load(chosen / "manifest.json")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"backup set {chosen.name!r}: manifest.json cannot be read "
-                       f"({type(exc).__name__}: {exc}); verify it with `rollback-console "
-                       "backups --verify` or pass --backup of another set") from None
-    dump = chosen / SCHEMA_DUMP
+        with_manifest = [s for s in list_sets(root) if s.manifest is not None]
+        if not with_manifest:
+            return None
+        chosen = max(with_manifest, key=lambda s: s.manifest.state.captured_at  # type: ignore[union-attr]
+                     )
+    assert chosen.manifest is not None
+    dump = chosen.path / SCHEMA_DUMP
     indexes = dump_indexes(dump.read_text(errors="replace")) if dump.is_file() else None
-    return Baseline(chosen.name, chosen, manifest, indexes)
+    return Baseline(chosen.id, chosen.path, chosen.manifest, indexes)
 
 
 def check_identity(baseline: Baseline, ident: catalog.DatabaseIdentity) -> None:

@@ -11,7 +11,36 @@ from typing import Any
 
 import click
 
-from app.errors import BadInput
+from app.commands.rollback import given_time
+from app.errors import BadInput, ConsoleError
+
+
+async def _facts(cfg: Any, given: Any) -> dict[str, Any]:
+    """The migration's time, the dump tools and the server's version; a target that does not
+    answer does not stop the listing."""
+    from app.db import connect
+    from app.rollback.backupset import migration_time
+    from app.rollback.tools import tool_versions
+
+    facts: dict[str, Any] = {"tools": await tool_versions(cfg.target.tools_dir),
+                             "migration_at": given, "migration_source": "--migration-time"}
+    try:
+        conn = await connect(cfg.target)
+    except ConsoleError as exc:
+        facts["server_version"] = f"unreachable ({exc})"
+        if given is None and cfg.target.migration_at is not None:
+            facts.update(migration_at=cfg.target.migration_at,
+                         migration_source="target.migration_at")
+        return facts
+    try:
+        facts["server_version"] = await conn.fetchval("SELECT current_setting('server_version')")
+        if given is None:
+            at, source = await migration_time(conn, cfg.target.migration_at)
+            facts.update(migration_at=at, migration_source="target.migration_at"
+                         if cfg.target.migration_at else source)
+    finally:
+        await conn.close()
+    return facts
 
 
 def register(group: click.Group) -> None:
@@ -54,16 +83,20 @@ def backup(ctx: click.Context, label: str, tables: str) -> None:
 @click.option("--rehearse", is_flag=True, help="With --verify: restore into a scratch database "
               "and compare with the manifest.")
 @click.option("--keep", is_flag=True, help="With --rehearse: keep the scratch database.")
+@click.option("--migration-time", default=None, metavar="ISO",
+              help="When the bad migration ran [default: target.migration_at, else Supabase's "
+              "supabase_migrations table]: each set's age is shown against it.")
 @click.pass_context
 def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: bool,
-            keep: bool) -> None:
-    """List the backup sets under the target's backups root, or verify one."""
+            keep: bool, migration_time: str | None) -> None:
+    """List the backup sets under the target's backups root (with their age against the
+    migration, and the dump tools and server versions), or verify one."""
     from rich.console import Console
     from rich.table import Table
 
     from app import config as config_mod
     from app import logs
-    from app.rollback.backupset import list_sets, resolve
+    from app.rollback.backupset import against_migration, list_sets, resolve
     from app.rollback.verify import rehearse as rehearse_set
     from app.rollback.verify import verify
 
@@ -78,6 +111,8 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
     out = Console(highlight=False, soft_wrap=True)
     if verify_id is None:
         sets = list_sets(root)
+        facts = asyncio.run(_facts(cfg, given_time(migration_time)))
+        at = facts["migration_at"]
         rows: list[dict[str, Any]] = []
         for s in sets:
             files = [p for p in s.path.iterdir() if p.is_file()]
@@ -92,19 +127,31 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
             rows.append({"id": s.id, "taken_at": s.taken_at.isoformat() if s.taken_at else None,
                          "age_hours": age, "parts": parts,
                          "size_bytes": sum(p.stat().st_size for p in files),
-                         "manifest": s.manifest is not None, "verified": "not yet (--verify)"})
+                         "manifest": s.manifest is not None, "verified": "not yet (--verify)",
+                         "against_migration": against_migration(s, at) or None,
+                         "after_migration": None if at is None or s.taken_at is None
+                         else s.taken_at > at})
         if as_json:
-            click.echo(json.dumps(rows, indent=2))
+            click.echo(json.dumps({**facts, "migration_at": at.isoformat() if at else None,
+                                   "sets": rows}, indent=2))
             return
         if not rows:
             out.print(f"no backup sets under {root}: take one with `rollback-console backup`")
-            return
-        table = Table("id", "taken at", "age", "parts", "size", "manifest")
+        table = Table("id", "taken at", "age", "vs the migration", "parts", "size", "manifest")
         for r in rows:
             table.add_row(r["id"], r["taken_at"] or "unknown", f"{r['age_hours']} h"
-                          if r["age_hours"] is not None else "?", ", ".join(r["parts"]),
+                          if r["age_hours"] is not None else "?",
+                          r["against_migration"] or "?", ", ".join(r["parts"]),
                           f"{r['size_bytes'] / 1e6:,.1f} MB", "yes" if r["manifest"] else "NO")
-        out.print(table)
+        if rows:
+            out.print(table)
+        out.print(f"migration: {at:%Y-%m-%d %H:%M %Z} ({facts['migration_source']})" if at else
+                  "migration time unknown: give --migration-time or target.migration_at",
+                  markup=False)
+        for name, tool in facts["tools"].items():
+            out.print(f"{name}: {tool['version']} ({tool['path']})" if tool["path"] else
+                      f"{name}: MISSING: {tool['problem']}", markup=False)
+        out.print(f"server: {facts['server_version']}", markup=False)
         return
 
     chosen = resolve(root, verify_id)

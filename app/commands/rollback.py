@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,19 @@ TYPES = ("schema", "partial", "full")
 def _tables(raw: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in raw.split(",") if t.strip())
     return tuple(t if "." in t else f"public.{t}" for t in names)
+
+
+def given_time(text: str | None) -> datetime | None:
+    """--migration-time, checked: bad input exits 2 with what is expected."""
+    from app.config import parse_time
+
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise BadInput(f"--migration-time {text!r}: give an ISO time like "
+                       "2026-11-24T02:00:00Z") from None
 
 
 def register(group: click.Group) -> None:
@@ -83,9 +97,15 @@ def report(incident: str | None, output: Path | None) -> None:
               show_default=True, help="When the app's maintenance switch fails.")
 @click.option("--allow-in-place", is_flag=True, help="Type 3 second confirmation: restore in "
               "place when the database cannot be renamed.")
+@click.option("--migration-time", default=None, metavar="ISO",
+              help="When the bad migration ran (UTC if no zone) [default: target.migration_at, "
+              "else Supabase's supabase_migrations table]. A set taken after it is refused.")
+@click.option("--allow-after-migration", is_flag=True,
+              help="Use a set taken after the migration anyway.")
 @click.pass_context
 def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confirm: str,
-        dry_run: bool, as_json: bool, maintenance_failure: str, allow_in_place: bool) -> None:
+        dry_run: bool, as_json: bool, maintenance_failure: str, allow_in_place: bool,
+        migration_time: str | None, allow_after_migration: bool) -> None:
     """Roll back the target headless.
 
     \b
@@ -105,7 +125,9 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
     cfg = config_mod.load(ctx.obj["config_path"])
     backup = resolve(cfg.target.backups_root, backup_id)
     options = Options(tables=_tables(tables), confirm=confirm,
-                      maintenance_failure=maintenance_failure, allow_in_place=allow_in_place)
+                      maintenance_failure=maintenance_failure, allow_in_place=allow_in_place,
+                      migration_at=given_time(migration_time),
+                      allow_after_migration=allow_after_migration)
     rtype = RollbackType(kind)
     if rtype is RollbackType.PARTIAL and not options.tables:
         raise BadInput("--type partial needs --tables (e.g. --tables objects,media)")
@@ -136,7 +158,8 @@ def resume(ctx: click.Context, as_json: bool, maintenance_failure: str) -> None:
     backup = resolve(cfg.target.backups_root, data["backup"])
     options = Options(tables=tuple(data.get("tables", ())),
                       maintenance_failure=maintenance_failure,
-                      allow_in_place=bool(data.get("in_place")))
+                      allow_in_place=bool(data.get("in_place")),
+                      allow_after_migration=True)   # decided before the gate, already passed
     sys.exit(asyncio.run(_execute(cfg, RollbackType(data["type"]), backup, options, False,
                                   as_json, journal.dir)))
 

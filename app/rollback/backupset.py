@@ -63,6 +63,36 @@ async def check_target(backup: BackupSet, conn: asyncpg.Connection) -> None:
         check_identity(backup.id, backup.manifest, await identity(conn))
 
 
+MIGRATIONS_TABLE = "supabase_migrations.schema_migrations"
+
+
+async def migration_time(conn: asyncpg.Connection, configured: datetime | None = None
+                         ) -> tuple[datetime | None, str]:
+    """When the bad migration ran, and where that comes from: the given time (option or
+    target.migration_at), else the newest version in Supabase's migrations table (its
+    versions are YYYYMMDDHHMMSS, UTC); (None, "") when unknown."""
+    if configured is not None:
+        return configured, "given"
+    if await conn.fetchval("SELECT to_regclass($1)", MIGRATIONS_TABLE) is None:
+        return None, ""
+    version = await conn.fetchval(f"SELECT max(version) FROM {MIGRATIONS_TABLE} "
+                                  "WHERE version ~ '^[0-9]{14}$'")
+    if not version:
+        return None, ""
+    return datetime.strptime(version, "%Y%m%d%H%M%S").replace(tzinfo=UTC), \
+        f"{MIGRATIONS_TABLE} (version {version})"
+
+
+def against_migration(backup: BackupSet, at: datetime | None) -> str:
+    """The set's age against the migration, in words ('' when either time is unknown)."""
+    if at is None or backup.taken_at is None:
+        return ""
+    hours = (at - backup.taken_at).total_seconds() / 3600
+    if hours < 0:
+        return f"AFTER the migration by {-hours:.1f} h: it holds the broken state"
+    return f"{hours:.1f} h before the migration"
+
+
 async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
                     only_tables: tuple[str, ...]) -> tuple[list[str], DatabaseState, str,
                                                            list[tuple[str, list[str]]]]:
@@ -110,7 +140,12 @@ def _taken_at(path: Path, manifest: Manifest | None) -> datetime | None:
 
 def open_set(path: Path) -> BackupSet:
     manifest_path = path / "manifest.json"
-    manifest = Manifest.load(manifest_path) if manifest_path.is_file() else None
+    try:
+        manifest = Manifest.load(manifest_path) if manifest_path.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"backup set {path.name!r}: manifest.json cannot be read "
+                       f"({type(exc).__name__}: {exc}); verify it with `rollback-console "
+                       "backups --verify` or move the set aside") from None
     return BackupSet(path.name, path, manifest, _taken_at(path, manifest))
 
 

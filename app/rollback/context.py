@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ class Options:
     maintenance_failure: str = "stop"   # stop | continue: what to do when the toggle fails
     keep_scratch: bool = False
     allow_in_place: bool = False         # Type 3's second confirmation when renaming is impossible
+    migration_at: datetime | None = None  # when the bad migration ran (else config, detection)
+    allow_after_migration: bool = False   # use a set taken after the migration anyway
 
 
 @dataclass

@@ -140,7 +140,7 @@ async def _restore(ctx: RunContext, dump: Path, database: str, clean: bool) -> N
     # Everything but the foreign keys, in parallel; the keys are added NOT VALID (they guard
     # new writes at once) and validated after the switch, online (VALIDATE CONSTRAINT lets
     # normal reads and writes go on): the database is back sooner.
-    toc = await tool_output("pg_restore", ["--list", str(dump)])
+    toc = await tool_output("pg_restore", ["--list", str(dump)], ctx.cfg.target.tools_dir)
     main = [line for line in toc.splitlines() if " FK CONSTRAINT " not in line]
     keys = [line for line in toc.splitlines() if " FK CONSTRAINT " in line]
     lists = ctx.incident_dir / "restore"
@@ -153,7 +153,7 @@ async def _restore(ctx: RunContext, dump: Path, database: str, clean: bool) -> N
     if not keys:
         return
     sql = await tool_output("pg_restore", [f"--use-list={lists / 'keys.list'}", "--file=-",
-                                           str(dump)])
+                                           str(dump)], ctx.cfg.target.tools_dir)
     deferred = []
     async with target_conn(ctx, database) as conn, conn.transaction():
         for m in _FK.finditer(sql):

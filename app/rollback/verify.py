@@ -81,7 +81,7 @@ async def verify(cfg: Config, backup: BackupSet,
         on_line(f"parsing {path.name}")
         if path.suffix == ".dump":
             try:
-                await tool_output("pg_restore", ["--list", str(path)])
+                await tool_output("pg_restore", ["--list", str(path)], cfg.target.tools_dir)
                 v.checked.append(f"{path.name}: pg_restore --list reads it")
             except ConsoleError as exc:
                 v.fail(f"{path.name} cannot be read by pg_restore: {exc}")
