@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from textual import events
 from textual.widgets import Input
 
 from app import config, logs
@@ -41,7 +42,8 @@ class FloodApp(RollbackConsoleApp):
         self.flood_s = 0.0
         self.flood_done = False
         self.deadline = 0.0
-        ctx = RunContext(cfg, RollbackType.PARTIAL, Journal.open(workdir / "flood-incident"),
+        journal = Journal.open(workdir / f"flood-incident-{time.time_ns()}")
+        ctx = RunContext(cfg, RollbackType.PARTIAL, journal,
                          EventChannel(), None, Options(confirm=f"ROLLBACK {cfg.target.name}"))
         plan = Plan(RollbackType.PARTIAL, cfg.target.name, "bench", ("public.media",),
                     [Step("flood", "Load rows (a log flood)", "streams lines", 600, self.flood)])
@@ -61,7 +63,9 @@ class FloodApp(RollbackConsoleApp):
         self.deadline = time.monotonic() + 10
         return f"{self.sent} lines"
 
-    def on_mount(self) -> None:   # straight to the rollback screen (no home screen, no probes)
+    def on_mount(self, event: events.Mount) -> None:
+        """Straight to the rollback screen: no home screen, no probes."""
+        event.prevent_default()   # Textual would run the base class's on_mount too
         self.title = f"rollback-console: {self.config.target.name}"
         self.push_screen(self.rollback)
         self.call_after_refresh(self.rollback.action_search)
