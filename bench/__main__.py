@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from app.sandbox.manager import DATABASE, Sandbox
@@ -29,18 +31,24 @@ def _names(raw: str | None) -> list[str]:
     return names
 
 
-def _sized(box: Sandbox, names: list[str], work: Path, runs: int) -> list[Result]:
+def _sized(box: Sandbox, names: list[str], work: Path, runs: int) -> Iterator[list[Result]]:
+    """Each benchmark's results as it finishes; one that fails is reported and skipped, so a
+    long run keeps what it measured."""
     assert box.server is not None
     dsn = box.server.dsn(DATABASE)
     admin = box.server.dsn()
-    results: list[Result] = []
-    if "partial" in names:
-        results.append(partial.run(dsn, work, runs))
-    if "full" in names:
-        results += full.run(box.config_path, dsn, admin, work, runs)
-    if "checks" in names:
-        results += checks.run(box.config_path, dsn, work, runs)
-    return results
+    jobs: dict[str, Callable[[], list[Result]]] = {
+        "partial": lambda: [partial.run(dsn, work, runs)],
+        "full": lambda: full.run(box.config_path, dsn, admin, work, runs),
+        "checks": lambda: checks.run(box.config_path, dsn, work, runs),
+    }
+    for name in SIZED:
+        if name in names:
+            try:
+                yield jobs[name]()
+            except Exception:   # report it, keep the other benchmarks
+                print(f"!! {name} failed at this size:", flush=True)
+                traceback.print_exc()
 
 
 def main() -> None:
@@ -64,9 +72,11 @@ def main() -> None:
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} | {args.rows})
     if not any(n in SIZED for n in names):
         sizes = []
-    results: list[Result] = []
+    def save(results: list[Result]) -> None:   # after every benchmark: nothing measured is lost
+        write_report(args.out, args.rows, merge(store, results, args.runs))
+
     if "startup" in names:
-        results += startup.run(args.runs)
+        save(startup.run(args.runs))
     tui_done = "tui" not in names
     with tempfile.TemporaryDirectory(prefix="rollback-bench-") as tmp:
         for rows in sizes or ([TUI_ROWS] if not tui_done else []):
@@ -75,14 +85,15 @@ def main() -> None:
             box = Sandbox.up(work / "sandbox", rows=rows, progress=print)
             try:
                 if not tui_done:   # on the smallest sandbox: the screens do not read the data
-                    results += tui.run(box.config_path, work, args.runs)
+                    save(tui.run(box.config_path, work, args.runs))
                     tui_done = True
-                for r in _sized(box, names, work, args.runs):
-                    r.rows = rows
-                    results.append(r)
+                for measured in _sized(box, names, work, args.runs):
+                    for r in measured:
+                        r.rows = rows
+                    save(measured)
             finally:
                 box.down()
-    print(write_report(args.out, args.rows, merge(store, results, args.runs)))
+    print(write_report(args.out, args.rows, merge(store, [], args.runs)))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ class FloodApp(RollbackConsoleApp):
         self.deadline = time.monotonic() + 10
         return f"{self.sent} lines"
 
-    def on_mount(self, event: events.Mount) -> None:
+    def on_mount(self, event: events.Mount) -> None:  # type: ignore[override]
         """Straight to the rollback screen: no home screen, no probes."""
         event.prevent_default()   # Textual would run the base class's on_mount too
         self.title = f"rollback-console: {self.config.target.name}"
