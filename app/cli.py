@@ -6,30 +6,45 @@ code before any screen takes the terminal.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import sys
-import time
-from pathlib import Path
-from types import FrameType
+from functools import cache
 from typing import TYPE_CHECKING, NoReturn
 
 import click
-from rich.console import Console
 
-from app import __version__, logs
-from app import config as config_mod
-from app.commands import register_all
+from app.commands import LazyPath, register_all
 from app.errors import ConsoleError
-from app.paths import default_sandbox_dir
-from app.secrets import scrub
 
 if TYPE_CHECKING:
+    from pathlib import Path
+    from types import FrameType
+
+    from rich.console import Console
+
+    from app import config as config_mod
     from app.sandbox.manager import Sandbox
     from app.tui import DrillRun
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# `--help` and `--version` import click and nothing heavy: rich, structlog, asyncio, asyncpg and
+# Textual load inside the commands that use them (bench/startup.py measures it).
+
+
+@cache
+def _err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """click.version_option's output, with the version looked up only when asked for."""
+    if not value or ctx.resilient_parsing:
+        return
+    from app import __version__
+
+    click.echo(f"rollback-console, version {__version__}", color=ctx.color)
+    ctx.exit()
 
 EXAMPLES = """\b
 Examples:
@@ -59,8 +74,10 @@ def _stop_on_signal(signum: int, _frame: FrameType | None) -> NoReturn:
 
 def _start_sandbox(directory: Path | None, rows: int, seed: int) -> Sandbox:
     """Start a sandbox with a spinner on a terminal, plain progress lines otherwise."""
+    from app.paths import default_sandbox_dir
     from app.sandbox.manager import Sandbox
 
+    err = _err()
     with err.status("starting the sandbox…") as status:
         def progress(message: str) -> None:
             status.update(message)
@@ -74,6 +91,7 @@ def _start_sandbox(directory: Path | None, rows: int, seed: int) -> Sandbox:
 def _run_tui(cfg: config_mod.Config, mode: str, briefing: str = "",
              drill: DrillRun | None = None) -> int:
 
+    from app import logs
     from app.tui import RollbackConsoleApp  # Textual loads only when a screen is wanted
 
     app = RollbackConsoleApp(cfg, mode=mode, log_path=logs.current_log_path(),
@@ -88,11 +106,12 @@ def _run_tui(cfg: config_mod.Config, mode: str, briefing: str = "",
 @click.group(invoke_without_command=True, epilog=EXAMPLES,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-c", "--config", "config_path", default="rollback.toml", show_default=True,
-              envvar="ROLLBACK_CONFIG", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="ROLLBACK_CONFIG", type=click.Path(dir_okay=False, path_type=LazyPath),
               help="The target's TOML config (env: ROLLBACK_CONFIG).")
 @click.option("--mode", type=click.Choice(["live", "assess"]), default="live", show_default=True,
               help="assess: a read-only session; nothing can be changed.")
-@click.version_option(__version__, "-V", "--version", prog_name="rollback-console")
+@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_show_version, help="Show the version and exit.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
     """Incident console for an emergency rollback of a PostgreSQL / Supabase database after a
@@ -102,6 +121,9 @@ def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
     if ctx.invoked_subcommand is None:
+        from app import config as config_mod
+        from app import logs
+
         logs.configure()
         cfg = config_mod.load(config_path)
         sys.exit(_run_tui(cfg, mode))
@@ -111,7 +133,7 @@ def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
 @click.option("--rows", type=click.IntRange(min=10), default=2000, show_default=True,
               help="Rows in the largest demo table.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the demo data.")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=LazyPath),
               default=None, help="Sandbox directory [default: the user's state directory].")
 @click.option("--scenario", default=None, help="The incident to inject (see --list) "
               "[default: the first of the curriculum].")
@@ -125,6 +147,8 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
     from app import drills
 
     if list_only:
+        from rich.console import Console
+
         out = Console(highlight=False, soft_wrap=True)
         for s in drills.SCENARIOS:
             answer = (f"{s.expected_tier} / {s.expected_type}" if s.expected_tier ==
@@ -133,6 +157,12 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
             out.print(f"{s.name:<22} {s.difficulty:<7} {answer:<30} {s.title}{extra}",
                       markup=False)
         return
+    import asyncio
+    import signal
+    import time
+
+    from app import config as config_mod
+    from app import logs
     from app.drill_score import mastered
 
     chosen = drills.pick(scenario, mastered(operator))
@@ -141,7 +171,7 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
     box = _start_sandbox(directory, rows, seed)
     try:
         cfg = config_mod.load(box.config_path)
-        with err.status("taking the baseline backup, then applying the bad migration…"):
+        with _err().status("taking the baseline backup, then applying the bad migration…"):
             asyncio.run(_prepare_drill(cfg, chosen.migration))
         from app.tui import DrillRun
 
@@ -173,10 +203,16 @@ def sandbox() -> None:
 @click.option("--rows", type=click.IntRange(min=10), default=2000, show_default=True,
               help="Rows in the largest demo table.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the demo data.")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=LazyPath),
               default=None, help="Sandbox directory [default: the user's state directory].")
 def sandbox_up(rows: int, seed: int, directory: Path | None) -> None:
     """Start the sandbox and keep it running until Ctrl-C or `sandbox down`."""
+    import signal
+
+    from rich.console import Console
+
+    from app import logs
+
     logs.configure()
     signal.signal(signal.SIGTERM, _stop_on_signal)
     signal.signal(signal.SIGHUP, _stop_on_signal)
@@ -198,14 +234,16 @@ def sandbox_up(rows: int, seed: int, directory: Path | None) -> None:
         pass
     finally:
         box.down()
-        err.print("sandbox stopped")
+        _err().print("sandbox stopped")
 
 
 @sandbox.command("down")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=LazyPath),
               default=None, help="Sandbox directory [default: the user's state directory].")
 def sandbox_down(directory: Path | None) -> None:
     """Stop a running sandbox (and clean up one a crashed console left behind)."""
+    from app import logs
+    from app.paths import default_sandbox_dir
     from app.sandbox.manager import stop_running
 
     logs.configure()
@@ -225,9 +263,13 @@ def main() -> None:
         exc.show()
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
     except click.exceptions.Abort:
-        err.print("aborted")
+        _err().print("aborted")
         sys.exit(130)
     except ConsoleError as exc:
+        from app import logs
+        from app.secrets import scrub
+
+        err = _err()
         logs.get("cli").error("startup failed", error=str(exc))
         err.print(f"[bold]error:[/bold] {scrub(str(exc))}", markup=True)
         sys.exit(exc.exit_code)

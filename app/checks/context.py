@@ -3,10 +3,13 @@ about the role we connected as (so a check can say "this role cannot run me" ins
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -127,6 +130,34 @@ class CheckContext:
     role: RoleFacts
     baseline: Baseline | None = None
     http: httpx.AsyncClient | None = None
+    # table -> (shared?, rows written since the backup): see share_writes
+    shared_writes: dict[str, asyncio.Future[tuple[bool, dict[str, Any] | None]]] = field(
+        default_factory=dict)
+
+    def share_writes(self, checks: Collection[str]) -> None:
+        """When data_integrity and writes run together, data_integrity's one scan of a table also
+        counts the rows written since the backup, and writes waits for that answer instead of
+        reading the table a second time (at the same time, on the same cores)."""
+        if {"data_integrity", "writes"} <= set(checks) and self.baseline is not None:
+            loop = asyncio.get_running_loop()
+            self.shared_writes = {t: loop.create_future()
+                                  for t in self.baseline.manifest.state.tables}
+
+    def offer_writes(self, table: str, written: dict[str, Any] | None) -> None:
+        future = self.shared_writes.get(table)
+        if future is not None and not future.done():
+            future.set_result((True, written))
+
+    def release_writes(self) -> None:
+        """data_integrity is over: writes reads for itself the tables it did not scan (a lock,
+        RLS, an error, a timeout), so it never waits for an answer that will not come."""
+        for future in self.shared_writes.values():
+            if not future.done():
+                future.set_result((False, None))
+
+    async def writes_of(self, table: str) -> tuple[bool, dict[str, Any] | None]:
+        future = self.shared_writes.get(table)
+        return (False, None) if future is None else await future
 
     @property
     def settings(self) -> AssessSettings:

@@ -5,8 +5,22 @@ so `rollback-console --help` stays fast."""
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class LazyPath:
+    """A ``click.Path(path_type=...)`` that gives a ``pathlib.Path`` but imports pathlib only when
+    an option is converted, not when the commands are defined (`--help` needs no pathlib)."""
+
+    def __new__(cls, value: Any) -> Path:  # type: ignore[misc]
+        from pathlib import Path
+
+        return Path(value)
 
 # Add a module's name here when it defines register(group).
 COMMAND_MODULES: list[str] = ["rollback", "assess", "backupsets", "schema"]

@@ -6,11 +6,7 @@ validate 0 when every item passes, 1 otherwise; both 2 on bad input (nothing was
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -42,6 +38,8 @@ def _progress(console: Console) -> Any:
 
 
 def _render_assessment(a: Assessment) -> None:
+    import json
+
     from rich.panel import Panel
     from rich.table import Table
 
@@ -102,12 +100,15 @@ def register(group: click.Group) -> None:
         \b
         Exit codes: 0 healthy, 10 monitor and assess, 20 forward-fix,
         30 immediate rollback, 2 bad input."""
+        import asyncio
+        import json
+
         from app import config as config_mod
         from app import logs
         from app.checks import run_assessment
 
         logs.configure()
-        cfg = config_mod.load(Path(ctx.obj["config_path"]))
+        cfg = config_mod.load(ctx.obj["config_path"])
         on_result = None if as_json else _progress(_console(stderr=True))
         result = asyncio.run(run_assessment(cfg, backup_id, on_result=on_result))
         logs.get("assess").info("assessment", tier=result.decision.tier.label,
@@ -135,12 +136,15 @@ def register(group: click.Group) -> None:
         \b
         Exit codes: 0 every item passes, 1 some item does not, 2 bad input;
         with --watch: 1 when anything regressed or the last run does not pass."""
+        import asyncio
+        import json
+
         from app import config as config_mod
         from app import logs
         from app.validation import run_validation
 
         logs.configure()
-        cfg = config_mod.load(Path(ctx.obj["config_path"]))
+        cfg = config_mod.load(ctx.obj["config_path"])
         if watch_for is not None:
             sys.exit(_watch(cfg, backup_id, watch_for, interval, as_json))
         on_result = None if as_json else _progress(_console(stderr=True))
@@ -155,6 +159,10 @@ def register(group: click.Group) -> None:
 def _watch(cfg: Config, backup_id: str | None, duration: str, interval: float,
            as_json: bool) -> int:
     """`validate --watch`: one line per run with the trend; ALERT lines on a regression."""
+    import asyncio
+    import json
+    import time
+
     from app.watch import Round, parse_duration, sparkline, watch
 
     seconds = parse_duration(duration)

@@ -3,10 +3,7 @@ rehearse sets. Exit codes: 0 ok, 1 verification failed, 2 bad input."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-import time
 from typing import Any
 
 import click
@@ -56,6 +53,8 @@ def register(group: click.Group) -> None:
 def backup(ctx: click.Context, label: str, tables: str) -> None:
     """Take a backup set: schema, one file per table, a full dump (SQL and custom format) and
     manifest.json, all from one snapshot; written aside and renamed when complete."""
+    import asyncio
+
     from rich.console import Console
 
     from app import config as config_mod
@@ -91,6 +90,10 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
             keep: bool, migration_time: str | None) -> None:
     """List the backup sets under the target's backups root (with their age against the
     migration, and the dump tools and server versions), or verify one."""
+    import asyncio
+    import json
+    import time
+
     from rich.console import Console
     from rich.table import Table
 

@@ -5,18 +5,18 @@ needs the operator (the journal says where)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from app.commands import LazyPath
 from app.errors import BadInput
 
 if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
     from rich.console import Console
 
     from app.config import Config
@@ -53,7 +53,7 @@ def register(group: click.Group) -> None:
 
 @click.command()
 @click.argument("incident", required=False)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=LazyPath), default=None,
               help="Write the Markdown here [default: stdout].")
 def report(incident: str | None, output: Path | None) -> None:
     """The incident report (Markdown) from the journal: timeline, decision, steps, what was
@@ -116,6 +116,8 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
       rollback-console run --type partial --tables media --confirm 'ROLLBACK shop'
       rollback-console run --type full --confirm 'CONFIRM_FULL_RESTORE shop' --json
     """
+    import asyncio
+
     from app import config as config_mod
     from app import logs
     from app.rollback.backupset import resolve
@@ -141,6 +143,8 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
 @click.pass_context
 def resume(ctx: click.Context, as_json: bool, maintenance_failure: str) -> None:
     """Continue the unfinished incident on this target from its journal."""
+    import asyncio
+
     from app import config as config_mod
     from app import logs
     from app.journal import find_unfinished
@@ -166,6 +170,9 @@ def resume(ctx: click.Context, as_json: bool, maintenance_failure: str) -> None:
 
 async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options: Options,
                    dry_run: bool, as_json: bool, incident_dir: Path | None) -> int:
+    import asyncio
+    import json
+
     from rich.console import Console
 
     from app.events import EventChannel, RunFinished, StepFinished, StepLog, StepStarted, to_json

@@ -4,11 +4,7 @@ input."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-import tempfile
-from pathlib import Path
 
 import click
 
@@ -41,6 +37,11 @@ def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool,
 
     Exit codes: 0 no drift, 1 drift, 2 bad input, 4 the rehearsal failed.
     """
+    import asyncio
+    import json
+    import tempfile
+    from pathlib import Path
+
     from app import config as config_mod
     from app import logs
     from app.rollback.backupset import resolve
