@@ -445,3 +445,24 @@ async def test_after_a_dropped_column_comes_back_the_console_offers_the_data_rol
         assert app.screen.preselected == ("public.media",)
     assert await conn.fetchval("SELECT count(*) FROM information_schema.columns WHERE "
                                "table_name = 'media' AND column_name = 'caption'") == 1
+
+
+async def test_large_tables_are_estimated_not_scanned(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp,
+        conn: asyncpg.Connection) -> None:
+    """Above 200,000 rows the annotations come from the planner's statistics (or a 1% page
+    sample for a column added since the last ANALYZE), said as an estimate."""
+    await conn.execute("CREATE TABLE public.events AS SELECT g AS id, 'e' || g AS label "
+                       "FROM generate_series(1, 250000) g; ANALYZE public.events")
+    cfg = config.load(console_config)
+    backup = await create_set(cfg, "before-migration")
+    await conn.execute("ALTER TABLE public.events ADD COLUMN source text DEFAULT 'app'; "
+                       "ALTER TABLE public.events ALTER COLUMN id TYPE bigint")
+    found = await drift(cfg, backup)
+    by_kind = {c.kind: c for c in found.diff.changes}
+    dropped = by_kind["drop column"]
+    assert dropped.destroys.startswith("about ") and "estimated" in dropped.destroys
+    n = int(dropped.destroys.split()[1].replace(",", ""))
+    assert 150_000 <= n <= 350_000      # every row has the default (about 250,000)
+    rewritten = by_kind["change type"].note
+    assert "about " in rewritten and "rows rewritten (estimated" in rewritten

@@ -157,8 +157,8 @@ async def measure(conn: asyncpg.Connection, diff: Diff) -> None:
             else:
                 change.residual = ""
         if change.count_says:
-            said = about + change.count_says.format(n=n) + (" (from the planner's statistics)"
-                                                            if about else "")
+            said = about + change.count_says.format(n=n) + (" (estimated from statistics "
+                                                            "or a 1% sample)" if about else "")
             if change.kind.startswith("drop"):
                 change.destroys = said
             else:
@@ -167,20 +167,38 @@ async def measure(conn: asyncpg.Connection, diff: Diff) -> None:
             change.blocker = change.fails_if_count.format(n=n)
 
 
-ESTIMATE_ABOVE_ROWS = 200_000   # larger tables are not scanned to annotate a plan
+ESTIMATE_ABOVE_ROWS = 200_000        # larger tables are not scanned to annotate a plan
+ESTIMATE_ABOVE_BYTES = 8 * 1024 ** 2  # ... nor, without statistics, tables this large
 
 
 async def _estimate(conn: asyncpg.Connection, change: Change) -> int | None:
-    """For a large table, the planner's row estimate (times the column's non-null share when
-    a column's values are counted); None when the table is small enough to count."""
+    """For a large table, an estimate instead of a scan: the planner's row count (times the
+    column's non-null share when a column's values are counted), or a 1% page sample where
+    there are no statistics yet (a table rewritten or a column added since the last ANALYZE);
+    None when the table is small enough to count."""
     row = await conn.fetchrow(
-        "SELECT c.reltuples::bigint AS n, (SELECT s.null_frac FROM pg_stats s WHERE "
-        "s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = $2) AS nulls "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.oid = to_regclass($1)", change.count_table, change.count_column or None)
-    if row is None or row["n"] < ESTIMATE_ABOVE_ROWS:
+        "SELECT c.reltuples::bigint AS n, pg_relation_size(c.oid) AS bytes, (SELECT "
+        "s.null_frac FROM pg_stats s WHERE s.schemaname = n.nspname AND s.tablename = "
+        "c.relname AND s.attname = $2) AS nulls FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+        change.count_table, change.count_column or None)
+    if row is None:
         return None
-    return int(row["n"] * (1 - (row["nulls"] or 0))) if change.count_column else int(row["n"])
+    known = row["n"] >= 0
+    if (known and row["n"] < ESTIMATE_ABOVE_ROWS) or (not known
+                                                      and row["bytes"] < ESTIMATE_ABOVE_BYTES):
+        return None
+    column = quote_ident(change.count_column) if change.count_column else None
+    if known and (column is None or row["nulls"] is not None):
+        return int(row["n"] * (1 - (row["nulls"] or 0)))
+    sampled = await conn.fetchrow(
+        f"SELECT count(*) AS n, count({column or '*'}) AS filled, "
+        "count(DISTINCT (ctid::text::point)[0]) AS pages "
+        f"FROM {change.count_table} TABLESAMPLE SYSTEM (1)")
+    rows = row["n"] if known else int(
+        sampled["n"] / max(sampled["pages"], 1) * (row["bytes"] / 8192))
+    share = sampled["filled"] / sampled["n"] if sampled["n"] else 0.0
+    return int(rows * share)
 
 
 @dataclass
