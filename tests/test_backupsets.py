@@ -190,6 +190,9 @@ async def test_sets_are_dated_against_the_migration_and_a_later_one_is_refused(
     allowed = cli(console_config, "run", "--type", "partial", "--tables", "media",
                   "--dry-run", "--allow-after-migration")
     assert allowed.returncode == 0 and "AFTER the migration" in allowed.stdout
+    verified = cli(console_config, "backups", "--verify", listing["sets"][0]["id"])
+    assert verified.returncode == 1
+    assert "PROBLEM: taken AFTER the migration" in verified.stdout
     earlier = json.loads(cli(console_config, "backups", "--json", "--migration-time",
                              "2099-01-01T00:00:00Z").stdout)
     assert earlier["sets"][0]["after_migration"] is False

@@ -158,7 +158,7 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
         return
 
     chosen = resolve(root, verify_id)
-    result = asyncio.run(verify(cfg, chosen))
+    result = asyncio.run(verify(cfg, chosen, migration_at=given_time(migration_time)))
     if rehearse and result.ok:
         rehearsal = asyncio.run(rehearse_set(cfg, chosen, keep=keep))
         result.checked += rehearsal.checked

@@ -45,7 +45,7 @@ async def assessment(ctx: RunContext, approved: tuple[str, ...]) -> str:
     want = await backup_schema(ctx.cfg, ctx.backup, _exclude(ctx), lambda line: ctx.log(line))
     async with target_conn(ctx) as conn:
         diff = compare(await read(conn, _exclude(ctx)), want)
-        await measure(conn, diff)
+        await measure(conn, diff, annotate=False)
     for change in diff.changes:
         ctx.log(change.describe())
     _same_as_approved(diff, approved)
@@ -90,7 +90,7 @@ async def apply(ctx: RunContext, approved: tuple[str, ...]) -> str:
                                f"SET LOCAL statement_timeout = '{APPLY_STATEMENT_TIMEOUT}'; "
                                "SET LOCAL check_function_bodies = off")
             diff = compare(await read(conn, _exclude(ctx)), want)
-            await measure(conn, diff)
+            await measure(conn, diff, annotate=False)
             _same_as_approved(diff, approved)
             _refuse_blocked(diff)
             total = len(diff.statements)

@@ -9,6 +9,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -18,7 +19,7 @@ from app.config import Config
 from app.db import connect
 from app.errors import BadInput, ConsoleError
 from app.manifest import check_identity
-from app.rollback.backupset import BackupSet, sha256_file
+from app.rollback.backupset import BackupSet, against_migration, migration_time, sha256_file
 from app.rollback.tools import restore_filtered, run_tool, server_major, tool_output
 
 _DUMPED_BY = re.compile(r"-- Dumped by pg_dump version (\d+)")
@@ -55,9 +56,11 @@ def _sql_dump_problem(path: Path) -> str | None:
 
 
 async def verify(cfg: Config, backup: BackupSet,
-                 on_line: Callable[[str], None] = lambda _l: None) -> Verification:
+                 on_line: Callable[[str], None] = lambda _l: None,
+                 migration_at: datetime | None = None) -> Verification:
     """Read-only checks of a set; never raises for a bad file: the result lists problems."""
     v = Verification(backup.id)
+    await _against_migration(cfg, backup, migration_at, v)
     files = sorted(p for p in backup.path.iterdir() if p.is_file()
                    and p.suffix in (".sql", ".dump"))
     if not files:
@@ -103,6 +106,24 @@ async def verify(cfg: Config, backup: BackupSet,
         finally:
             await conn.close()
     return v
+
+
+async def _against_migration(cfg: Config, backup: BackupSet, given: datetime | None,
+                             v: Verification) -> None:
+    """A set taken after the migration holds the broken state: not a rollback source."""
+    conn = await connect(cfg.target)
+    try:
+        at, source = await migration_time(conn, given or cfg.target.migration_at)
+    finally:
+        await conn.close()
+    timing = against_migration(backup, at)
+    if timing.startswith("AFTER"):
+        v.fail(f"taken {timing} ({source}): not a rollback source")
+    elif timing:
+        v.checked.append(f"taken {timing} ({source})")
+    else:
+        v.not_verifiable.append("the migration's time is unknown (give --migration-time or "
+                                "target.migration_at): the set's age against it is not checked")
 
 
 async def _skew(cfg: Config, files: list[Path], v: Verification) -> None:

@@ -136,10 +136,13 @@ async def backup_schema(cfg: Config, backup: BackupSet, exclude: tuple[str, ...]
     return _restored[key]
 
 
-async def measure(conn: asyncpg.Connection, diff: Diff) -> None:
-    """Count on the target what each change destroys or trips over (read-only)."""
+async def measure(conn: asyncpg.Connection, diff: Diff, annotate: bool = True) -> None:
+    """Count on the target what each change destroys or trips over (read-only). Without
+    ``annotate`` only what decides the statements or blocks the plan is counted (the apply
+    re-checks those; the words were shown at the gate)."""
     for change in diff.changes:
-        if not change.count_sql:
+        if not change.count_sql or not (annotate or change.if_rows_sql
+                                        or change.fails_if_count):
             continue
         about = ""
         try:
