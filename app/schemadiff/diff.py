@@ -674,42 +674,42 @@ class _Differ:
         back = {w: c for c, w in self.renamed.items()}
         for name, t in want.tables.items():
             old_t = cur.tables.get(back.get(name, name))
-            fresh = old_t is None or name in self.created
-            self.privileges(f"TABLE {name}", name, None if old_t is None or fresh
-                            else old_t.acl, t.acl,
-                            t.owner)
-            if fresh or (old_t is not None and old_t.owner != t.owner):
-                self.owner(f"TABLE {name}", t.owner, fresh)
+            live = None if old_t is None or name in self.created else (old_t.acl, old_t.owner)
+            self.grants_and_owner(f"TABLE {name}", f"TABLE {name}", name, live, t.acl, t.owner)
         for name, v in want.views.items():
             old_v = cur.views.get(name)
-            fresh = old_v is None or name in self.recreated_views
-            self.privileges(f"TABLE {name}", name, None if old_v is None or fresh
-                            else old_v.acl, v.acl,
-                            v.owner)
-            if fresh or (old_v is not None and old_v.owner != v.owner):
-                self.owner(f"{RELKIND[v.kind]} {name}", v.owner, fresh)
+            live = None if old_v is None or name in self.recreated_views else (old_v.acl,
+                                                                                 old_v.owner)
+            self.grants_and_owner(f"TABLE {name}", f"{RELKIND[v.kind]} {name}", name, live,
+                                  v.acl, v.owner)
         for name, s in want.sequences.items():
-            old_s: Sequence | None = cur.sequences.get(name)
+            old_s = cur.sequences.get(name)
             fresh = old_s is None or name in self.created or _owner_table(s) in self.created
-            self.privileges(f"SEQUENCE {name}", name, None if fresh or old_s is None
-                            else old_s.acl, s.acl, s.owner)
-            if not s.identity and (fresh or (old_s is not None and old_s.owner != s.owner)):
-                self.owner(f"SEQUENCE {name}", s.owner, fresh)
+            live = None if fresh or old_s is None else (old_s.acl, old_s.owner)
+            self.grants_and_owner(f"SEQUENCE {name}", "" if s.identity else f"SEQUENCE {name}",
+                                  name, live, s.acl, s.owner)
         for sig, f in want.functions.items():
-            old_f: Function | None = cur.functions.get(sig)
+            old_f = cur.functions.get(sig)
             if f.definition is None:
                 continue
-            fresh = old_f is None or (old_f.result != f.result
-                                      and old_f.definition != f.definition)
-            self.privileges(f"{_routine(f)} {sig}", sig, None if fresh or old_f is None
-                            else old_f.acl, f.acl, f.owner)
-            if fresh or (old_f is not None and old_f.owner != f.owner):
-                self.owner(f"{_routine(f)} {sig}", f.owner, fresh)
+            recreated = old_f is not None and old_f.result != f.result \
+                and old_f.definition != f.definition
+            live = None if old_f is None or recreated else (old_f.acl, old_f.owner)
+            target = f"{_routine(f)} {sig}"
+            self.grants_and_owner(target, target, sig, live, f.acl, f.owner)
         for name, typ in want.types.items():
             old_type = cur.types.get(name)
             recreated = any(c.kind == "recreate enum" and c.object == name for c in self.changes)
             if old_type is None or recreated or old_type.owner != typ.owner:
                 self.owner(f"TYPE {name}", typ.owner, old_type is None or recreated)
+
+    def grants_and_owner(self, grant_target: str, owner_target: str, name: str,
+                         live: tuple[frozenset[str], str] | None, acl: frozenset[str],
+                         owner: str) -> None:
+        """``live`` is the object's (grants, owner) now; None when the plan creates it."""
+        self.privileges(grant_target, name, None if live is None else live[0], acl, owner)
+        if owner_target and (live is None or live[1] != owner):
+            self.owner(owner_target, owner, fresh=live is None)
 
     def privileges(self, target: str, name: str, current: frozenset[str] | None,
                    wanted: frozenset[str], owner: str = "") -> None:
