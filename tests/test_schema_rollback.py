@@ -466,3 +466,44 @@ async def test_large_tables_are_estimated_not_scanned(
     assert 150_000 <= n <= 350_000      # every row has the default (about 250,000)
     rewritten = by_kind["change type"].note
     assert "about " in rewritten and "rows rewritten (estimated" in rewritten
+
+
+@pytest.mark.parametrize(("kind", "step"), [
+    ("step_finished", "safety_snapshot"),
+    ("action_started", "restore"),      # the apply's transaction may be open
+    ("step_started", "validation"),
+])
+async def test_kill_9_then_resume_ends_at_zero_drift(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, kind: str, step: str) -> None:
+    """Killed anywhere, resumed: the same schema as a run never interrupted (the apply either
+    committed or the server rolled it back; the resumed apply computes what is left)."""
+    import os
+    import signal
+    import sys
+
+    from tests.test_run_cli import _wait_for, cli
+
+    await create_set(config.load(console_config), "before-migration")
+    dump_before = schema_dump(demo_db)
+    objects_before = await content(conn, "objects")
+    await conn.execute(CATALOGUE[-1].sql)
+    env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "-c", str(console_config), "run", "--type", "schema",
+         "--confirm", "ROLLBACK SCHEMA tea-school-sandbox", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdin=subprocess.DEVNULL)
+    try:
+        _wait_for(tmp_path, kind, step, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    resumed = cli(console_config, tmp_path, "resume", "--json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert schema_dump(demo_db) == dump_before
+    assert await content(conn, "objects") == objects_before
+    journal = next(tmp_path.glob("incidents/*/journal.jsonl")).read_text().splitlines()
+    entries = [json.loads(line) for line in journal]
+    assert any(e["kind"] == "incident_resumed" for e in entries)
+    assert entries[-1]["kind"] == "incident_closed" and entries[-1]["data"]["exit_code"] == 0
