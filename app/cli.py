@@ -55,6 +55,7 @@ Examples:
   rollback-console sandbox down               stop it (or Ctrl-C where it runs)
   rollback-console -c prod.toml run --type partial --tables media --dry-run
   rollback-console -c prod.toml assess --json  read-only: the tier as exit code
+  rollback-console -c prod.toml diff --rehearse read-only: Type 1's plan, rehearsed
 
 \b
 Environment: ROLLBACK_CONFIG (the config), ROLLBACK_CONSOLE_HOME (state: logs, incidents),
