@@ -17,9 +17,10 @@ from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
-from app.schemadiff import Diff, backup_schema, compare, measure, read, schema_source
+from app.schemadiff import MODEL_FILE, Diff, backup_schema, compare, measure, read, schema_source
 
 APPLY_LOCK_TIMEOUT = "5s"
+MAX_LISTED = 12   # changes named one by one in the blast radius (the plan lists all)
 APPLY_STATEMENT_TIMEOUT = "5min"
 
 
@@ -170,11 +171,12 @@ def build(cfg: Config, backup: Any, diff: Diff) -> Plan:
              "from this target.", 300, prerequisites,
              statements=(f"sha256 {schema_source(backup.path).name}",)),
         Step("assessment", "Issue assessment",
-             "Restore the backup's schema into a scratch database and compare it with the live "
-             "schema again: the plan must be the one approved at the gate.", 300,
-             partial(assessment, approved=approved),
-             statements=(f"CREATE DATABASE rollback_schema_<set>_<random> (from "
-                         f"{schema_source(backup.path).name}, dropped after)",)),
+             "Compare the live schema with the backup's again: the plan must still be the one "
+             "approved at the gate.", 300, partial(assessment, approved=approved),
+             statements=(("the backup's schema: schema_model.json, read inside the backup's "
+                          "snapshot",) if (backup.path / MODEL_FILE).is_file() else
+                         (f"CREATE DATABASE rollback_schema_<set>_<random> (from "
+                          f"{schema_source(backup.path).name}, dropped after)",))),
         Step("maintenance", "Set maintenance mode",
              "Turn the app's maintenance mode on and verify the API answers 503; notify the "
              "channels: EMERGENCY ROLLBACK IN PROGRESS.", 120, maintenance_on,
@@ -201,9 +203,17 @@ def build(cfg: Config, backup: Any, diff: Diff) -> Plan:
              600, recovery,
              statements=(f"DELETE {app}{maint}", f"GET {app}{health}  -> expect 200")),
     ]
+    shown = 0
     for c in diff.changes:
         if c.destroys:
             plan.blast_radius.append(f"!{c.kind} {c.object}: destroys {c.destroys}")
+        elif shown < MAX_LISTED:
+            plan.blast_radius.append(f"{c.kind} {c.object}")
+            shown += 1
+    hidden = sum(1 for c in diff.changes if not c.destroys) - shown
+    if hidden:
+        plan.blast_radius.append(f"… and {hidden} more change(s): the plan lists every "
+                                 "statement")
     for table in diff.data_tables:
         plan.blast_radius.append(f"!{table}: its rows (or dropped columns' values) are only "
                                  "in the backup; a partial data rollback can follow")
