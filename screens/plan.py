@@ -4,6 +4,7 @@ commands) and the blast radius; then the gate. Building the plan only reads the 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from rich.text import Text
 from textual import on, work
@@ -15,7 +16,7 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from app.catalog import qualified
-from app.errors import ConsoleError
+from app.errors import BadInput, ConsoleError
 from app.events import EventChannel
 from app.journal import Journal, incidents_root, new_incident_id
 from app.rollback.backupset import BackupSet, list_sets
@@ -30,6 +31,7 @@ from app.rollback.plan import Plan
 from app.rollback.plans import build_plan
 from screens.base import ConsoleScreen
 from screens.gate import GateScreen
+from screens.reason import ReasonScreen
 from screens.rollback import RollbackScreen
 
 
@@ -38,6 +40,7 @@ class PlanScreen(ConsoleScreen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("b", "build", "Build the plan"),
         Binding("G", "gate", "Go to the gate (shift+g)"),
+        Binding("O", "use_anyway", "Use a set taken after the migration (shift+o)"),
     ]
 
     def __init__(self, kind: RollbackType = RollbackType.PARTIAL,
@@ -50,6 +53,7 @@ class PlanScreen(ConsoleScreen[None]):
         self.backup: BackupSet | None = None
         self.options = Options()
         self.sets: list[BackupSet] = []
+        self.refused: tuple[BackupSet, Options] | None = None   # a set after the migration
 
 
     def compose(self) -> ComposeResult:
@@ -135,7 +139,13 @@ class PlanScreen(ConsoleScreen[None]):
     @work(group="plan", name="build-plan", exit_on_error=False, exclusive=True)
     async def build(self, backup: BackupSet, options: Options) -> tuple[Plan, BackupSet,
                                                                          Options]:
-        plan = await build_plan(self.console.config, self.kind, backup, options)
+        self.refused = None
+        try:
+            plan = await build_plan(self.console.config, self.kind, backup, options)
+        except BadInput as exc:
+            if "after the migration ran" in str(exc):
+                self.refused = (backup, options)
+            raise
         return plan, backup, options
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -144,7 +154,10 @@ class PlanScreen(ConsoleScreen[None]):
         if event.state == WorkerState.ERROR:
             error = event.worker.error
             message = str(error) if isinstance(error, ConsoleError) else repr(error)
-            self.query_one("#plan-text", Static).update(f"✖ could not build the plan: {message}")
+            hint = ("\n\nshift+o: use this set anyway (asks why; the reason is journaled)"
+                    if self.refused else "")
+            self.query_one("#plan-text", Static).update(
+                f"✖ could not build the plan: {message}{hint}")
         elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
             self.plan, self.backup, self.options = event.worker.result
             self.query_one("#plan-text", Static).update(self._describe(self.plan))
@@ -175,6 +188,27 @@ class PlanScreen(ConsoleScreen[None]):
                 text.append("     " + statement.replace("\n", "\n     ") + "\n", style="dim")
         text.append("\nshift+g: to the confirmation gate", style="bold")
         return text
+
+    def action_use_anyway(self) -> None:
+        """The set was refused as taken after the migration: the operator may know better
+        (the migration table can be wrong); the reason goes into the journal."""
+        if self.refused is None:
+            self.notify("Nothing to override: the plan was not refused for its set's age.")
+            return
+        backup, options = self.refused
+
+        def answered(reason: str | None) -> None:
+            if not reason:
+                return
+            self.journal = self.journal or Journal.open(incidents_root() / new_incident_id())
+            self.journal.append("decision", decision="use a set taken after the migration",
+                                backup=backup.id, reason=reason)
+            self.query_one("#plan-text", Static).update("building the plan (read-only)…")
+            self.build(backup, replace(options, allow_after_migration=True))
+
+        self.app.push_screen(ReasonScreen(f"Use {backup.id}, taken after the migration? It may "
+                                          "hold the broken state. Say why.", "Use it"),
+                             answered)
 
     def action_gate(self) -> None:
         if self.plan is None:

@@ -246,3 +246,48 @@ def test_a_full_disk_leaves_no_set(console_config: Path, demo_db: DemoDb, demo_a
         assert listed["sets"] == []
     finally:
         subprocess.run(["umount", str(root)], check=False)
+
+
+async def test_the_console_refuses_a_later_set_until_the_operator_says_why(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import config
+    from app.journal import Journal, incidents_root
+    from app.rollback.backupset import create_set
+    from app.rollback.context import RollbackType
+    from app.tui import RollbackConsoleApp
+    from screens.plan import PlanScreen
+    from screens.reason import ReasonScreen
+    from tests.conftest import wait_until
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    cfg = config.load(console_config)
+    await create_set(cfg, "after")
+    await conn.execute("CREATE SCHEMA supabase_migrations; CREATE TABLE "
+                       "supabase_migrations.schema_migrations (version text PRIMARY KEY); "
+                       "INSERT INTO supabase_migrations.schema_migrations VALUES "
+                       "('20240101020000')")
+    app = RollbackConsoleApp(cfg, mode="live")
+    async with app.run_test(size=(140, 45)) as pilot:
+        await app.workers.wait_for_complete()
+        await app.push_screen(PlanScreen(RollbackType.PARTIAL, ("public.media",)))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, PlanScreen)
+        await pilot.press("b")
+        await wait_until(lambda: screen.refused is not None, pilot, 30)
+        await pilot.pause()
+        text = str(screen.query_one("#plan-text").render())
+        assert "after the migration ran" in text and "shift+o" in text
+        assert screen.plan is None
+        await pilot.press("O")
+        await pilot.pause()
+        assert isinstance(app.screen, ReasonScreen)
+        await pilot.click("#reason")
+        await pilot.press(*"migration table is stale", "enter")
+        await wait_until(lambda: screen.plan is not None, pilot, 30)
+        assert screen.plan is not None
+        assert any("AFTER the migration" in line for line in screen.plan.blast_radius)
+    decisions = [Journal(p).last("decision") for p in incidents_root().glob("*/journal.jsonl")]
+    assert any(d is not None and d.data["reason"] == "migration table is stale"
+               for d in decisions)
