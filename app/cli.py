@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from app.commands import LazyPath, register_all
+from app.entry import HELP_WIDTH
 from app.errors import ConsoleError
 
 if TYPE_CHECKING:
@@ -105,7 +106,8 @@ def _run_tui(cfg: config_mod.Config, mode: str, briefing: str = "",
 
 
 @click.group(invoke_without_command=True, epilog=EXAMPLES,
-             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+             context_settings={"help_option_names": ["-h", "--help"],
+                               "max_content_width": HELP_WIDTH})
 @click.option("-c", "--config", "config_path", default="rollback.toml", show_default=True,
               envvar="ROLLBACK_CONFIG", type=click.Path(dir_okay=False, path_type=LazyPath),
               help="The target's TOML config (env: ROLLBACK_CONFIG).")
@@ -252,6 +254,20 @@ def sandbox_down(directory: Path | None) -> None:
 
 
 register_all(cli)
+
+
+def render_help() -> str:
+    """The top-level help as click renders it at HELP_WIDTH: the text app/help.txt keeps.
+    Regenerate with `python -c "import app.cli as c; c.write_help()"`."""
+    with click.Context(cli, info_name="rollback-console", terminal_width=HELP_WIDTH) as ctx:
+        return ctx.get_help() + "\n"
+
+
+def write_help() -> None:
+    from app.entry import HELP_FILE
+
+    with open(HELP_FILE, "w", encoding="utf-8") as out:
+        out.write(render_help())
 
 
 def main() -> None:

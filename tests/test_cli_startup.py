@@ -1,12 +1,19 @@
-"""`--help` and `--version` load only click: what makes them fast (bench/startup.py times them;
-no timing here). The help still lists every command, and the version is the package's."""
+"""`--help` and `--version` are answered before click is imported (app/entry.py), a command's
+`--help` loads click and nothing heavy: what makes them fast (bench/startup.py times them; no
+timing here). The help still lists every command and is exactly click's, and the version is the
+package's."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import pytest
+
 from app import __version__
+from app.cli import render_help
+from app.entry import HELP_WIDTH
 
 HEAVY = ("asyncio", "asyncpg", "httpx", "rich", "structlog", "textual", "importlib.metadata",
          "app.config", "app.logs")
@@ -14,7 +21,7 @@ HEAVY = ("asyncio", "asyncpg", "httpx", "rich", "structlog", "textual", "importl
 PROBE = """
 import contextlib, io, sys
 sys.argv = ["rollback-console", *sys.argv[1:]]
-from app.cli import main
+from app.entry import main
 out = io.StringIO()
 code = 0
 with contextlib.redirect_stdout(out):
@@ -27,17 +34,20 @@ print(repr((code, out.getvalue(), loaded)))
 """
 
 
-def probe(*args: str) -> tuple[int, str, list[str]]:
-    heads = {m.split(".")[0] for m in HEAVY if "." not in m}
-    script = PROBE.format(heads=heads, heavy=set(HEAVY))
+def probe(*args: str, columns: int = 100, heavy: tuple[str, ...] = HEAVY,
+          ) -> tuple[int, str, list[str]]:
+    heads = {m.split(".")[0] for m in heavy if "." not in m}
+    script = PROBE.format(heads=heads, heavy=set(heavy))
+    env = {**os.environ, "COLUMNS": str(columns)}
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
-                          text=True, check=True, timeout=60)
+                          text=True, check=True, timeout=60, env=env)
     code, text, loaded = eval(done.stdout)  # our own repr of a tuple
     return code, text, loaded
 
 
-def test_help_lists_every_command_and_loads_nothing_heavy() -> None:
-    code, text, loaded = probe("--help")
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_command_without_loading_click(flag: str) -> None:
+    code, text, loaded = probe(flag, heavy=(*HEAVY, "click", "app.cli"))
     assert code == 0
     assert loaded == []
     for command in ("assess", "validate", "run", "resume", "report", "backup", "backups",
@@ -46,8 +56,8 @@ def test_help_lists_every_command_and_loads_nothing_heavy() -> None:
     assert "Exit codes: 0 ok" in text
 
 
-def test_version_prints_the_package_version_and_loads_nothing_heavy() -> None:
-    code, text, loaded = probe("--version")
+def test_version_prints_the_package_version_without_loading_click() -> None:
+    code, text, loaded = probe("--version", heavy=(*HEAVY, "click", "app.cli"))
     assert code == 0
     assert text == f"rollback-console, version {__version__}\n"
     assert loaded == []
@@ -58,3 +68,20 @@ def test_a_command_still_loads_what_it_needs() -> None:
     code, text, _ = probe("validate", "--help")
     assert code == 0
     assert "--watch DURATION" in text
+
+
+def test_the_kept_help_is_what_click_renders() -> None:
+    """app/help.txt must not drift from the commands: when this fails, regenerate it with
+    `python -c "import app.cli as c; c.write_help()"`."""
+    _, kept, _ = probe("--help", columns=HELP_WIDTH)
+    assert kept == render_help()
+
+
+def test_a_narrow_terminal_gets_clicks_own_wrapping() -> None:
+    """Below HELP_WIDTH the kept text would overflow: click renders it for the terminal."""
+    code, text, loaded = probe("--help", columns=60, heavy=("click",))
+    assert code == 0
+    assert "click" in loaded
+    body = text.split("Examples:")[0]   # the examples are kept unwrapped (click's \\b)
+    assert max(len(line) for line in body.splitlines()) <= 60
+    assert "\n  assess " in text
