@@ -55,6 +55,8 @@ class RollbackConsoleApp(App[int]):
         Binding("q", "request_quit", "Quit"),
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
         Binding("ctrl+t", "toggle_contrast", "High contrast on/off"),
+        Binding("j", "vim('down')", "Down", show=False),
+        Binding("k", "vim('up')", "Up", show=False),
     ]
 
     def __init__(self, config: Config, mode: str = "live", log_path: Path | None = None,
@@ -111,6 +113,16 @@ class RollbackConsoleApp(App[int]):
         keys.append(("↑ ↓ / j k, enter", "move in lists, choose"))
         title = type(self.screen).__name__.removesuffix("Screen") or "Screen"
         self.push_screen(HelpScreen(title, keys, MODE_INTRO.get(self.mode, "")))
+
+    def action_vim(self, direction: str) -> None:
+        """j/k on every screen: move the focused list's cursor, or scroll the focused view
+        (a text field takes the letters before this binding is reached)."""
+        focused = self.screen.focused
+        for name in (f"action_cursor_{direction}", f"action_scroll_{direction}"):
+            action = getattr(focused, name, None)
+            if action is not None:
+                action()
+                return
 
     def action_request_quit(self) -> None:
         if self.drill is not None and not self.busy and not isinstance(self.screen,

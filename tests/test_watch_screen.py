@@ -42,6 +42,13 @@ async def test_the_view_shows_rounds_and_alerts_on_a_regression(
         row = table.get_row("Data Integrity")  # type: ignore[attr-defined]
         assert "FAIL" in str(row[1])            # a word, not only a colour
         assert "▁" in str(row[2]) and "█" in str(row[2])   # passed, then not
+        table.focus()
+        await pilot.pause()
+        first = table.cursor_row  # type: ignore[attr-defined]
+        await pilot.press("j")                  # vim keys move in every screen's lists
+        assert table.cursor_row == first + 1  # type: ignore[attr-defined]
+        await pilot.press("k")
+        assert table.cursor_row == first  # type: ignore[attr-defined]
         await pilot.press("s")
         await wait_until(lambda: not screen.watching, pilot, 10)
         assert "STOPPED by the operator" in str(screen.query_one("#watch-status").render())
