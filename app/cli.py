@@ -154,8 +154,7 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
 
         out = Console(highlight=False, soft_wrap=True)
         for s in drills.SCENARIOS:
-            answer = (f"{s.expected_tier} / {s.expected_type}" if s.expected_tier ==
-                      "IMMEDIATE ROLLBACK" else f"{s.expected_tier} / no rollback")
+            answer = s.answer
             extra = f"  (needs {s.needs})" if s.needs else ""
             out.print(f"{s.name:<22} {s.difficulty:<7} {answer:<30} {s.title}{extra}",
                       markup=False)

@@ -117,6 +117,7 @@ class Decision:
     tables: list[str]                     # Type 2's table list (all tables for Type 3)
     would_lose: dict[str, Any] = field(default_factory=dict)
     not_run: list[str] = field(default_factory=list)
+    then_partial: list[str] = field(default_factory=list)   # Type 2 of these after Type 1
 
     @property
     def exit_code(self) -> int:
@@ -133,6 +134,10 @@ class Decision:
         what = f"Type {t.number} {t.title.lower()}"
         if t.key == "partial":
             what += " of " + ", ".join(self.tables)
+        if self.then_partial:
+            tables = ", ".join(self.then_partial)
+            what += (f" to bring back {tables} (empty), then Type 2 partial data rollback of "
+                     f"{tables} (the other tables keep their writes)")
         if self.tier is Tier.FORWARD_FIX:
             return f"Forward-fix preferred; if you must roll back: {what}."
         return f"Roll back now: {what} (risk {t.risk}, downtime {t.downtime})."
@@ -149,6 +154,8 @@ class Decision:
                          "check": x.check, "summary": x.summary, "tables": list(x.tables)}
                         for x in self.reasons],
             "would_lose": self.would_lose, "not_run": self.not_run,
+            "then": ({"type": "partial", "tables": self.then_partial} if self.then_partial
+                     else None),
         }
 
 
@@ -188,15 +195,19 @@ def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -
     universe = backup_tables or []
     schema = by_name.get("schema")
     missing = set(schema.evidence.get("tables_missing") or []) if schema else set()
-    if data_tables and universe and (len(data_tables) > FULL_RESTORE_SHARE * len(universe)
-                                     or missing & set(data_tables)):
-        # widespread, or a table that no longer exists: Type 2 reloads rows into existing
-        # tables and cannot bring a dropped one back
-        key, tables = "full", sorted(universe)
-    elif data_tables:
-        key, tables = "partial", data_tables
-    else:
-        key, tables = "schema", []
+    if data_tables and universe and len(data_tables) > FULL_RESTORE_SHARE * len(universe):
+        return Decision(tier, reasons, ROLLBACK_TYPES["full"], sorted(universe),
+                        _would_lose("full", sorted(universe), by_name), not_run)
+    if missing & set(data_tables):
+        # a table that no longer exists: Type 2 reloads rows into existing tables, so Type 1
+        # brings it back (empty) first; a complete restore would also throw away every other
+        # table's writes since the backup
+        added = _would_lose("schema", [], by_name)["added_since_backup"]
+        would_lose = {**_would_lose("partial", data_tables, by_name),
+                      "added_since_backup": added}
+        return Decision(tier, reasons, ROLLBACK_TYPES["schema"], [], would_lose, not_run,
+                        then_partial=data_tables)
+    key, tables = ("partial", data_tables) if data_tables else ("schema", [])
     return Decision(tier, reasons, ROLLBACK_TYPES[key], tables,
                     _would_lose(key, tables, by_name), not_run)
 

@@ -35,7 +35,7 @@ def journals_since(started: float) -> list[Journal]:
         if journal.entries and datetime.fromisoformat(journal.entries[0].at).timestamp() \
                 >= started - 1:
             out.append(journal)
-    return out
+    return sorted(out, key=lambda j: j.entries[0].at)   # in the order they were opened
 
 
 def score(scenario: Scenario, started: float, operator: str) -> Score:
@@ -60,12 +60,13 @@ def score(scenario: Scenario, started: float, operator: str) -> Score:
             s.points += 75
             s.lines.append("✔ +75 no rollback: forward-fix was the right call")
         return _times(s, journals, started)
-    if opened and opened[-1].data.get("type") == scenario.expected_type:
+    want = " then ".join(scenario.types)
+    got = " then ".join(str(e.data.get("type")) for e in opened[-len(scenario.types):])
+    if got == want:
         s.points += 25
-        s.lines.append(f"✔ +25 type: {scenario.expected_type}")
+        s.lines.append(f"✔ +25 type: {want}")
     else:
-        got = opened[-1].data.get("type") if opened else "no rollback run"
-        s.lines.append(f"✖ +0 type: expected {scenario.expected_type}, got {got}")
+        s.lines.append(f"✖ +0 type: expected {want}, got {got or 'no rollback run'}")
     closed = [e for e in entries if e.kind == "incident_closed"]
     if closed and closed[-1].data.get("outcome") == "done":
         s.points += 20
@@ -116,7 +117,10 @@ def record(s: Score) -> list[dict[str, object]]:
 
 def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]]) -> str:
     ideal = ("assess → accept the recommendation → build the plan → gate → run → validate"
-             if scenario.expected_tier == "IMMEDIATE ROLLBACK" else
+             if scenario.expected_tier == "IMMEDIATE ROLLBACK" and not scenario.then else
+             "assess → accept the recommendation → build the plan → gate → run → shift+d: "
+             f"Type 2 of {', '.join(scenario.tables)} → gate → run → validate"
+             if scenario.then else
              "assess → see FORWARD-FIX → do not roll back; fix forward")
     past = ", ".join(f"{h['points']}" for h in history[-5:])
     return "\n".join([
@@ -125,9 +129,7 @@ def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]])
         "", *s.lines, "",
         f"What happened: {scenario.debrief}",
         f"The ideal path: {ideal}.",
-        f"The right answer: {scenario.expected_tier}"
-        + (f", Type {scenario.expected_type}" if scenario.expected_tier == "IMMEDIATE ROLLBACK"
-           else ""),
+        f"The right answer: {scenario.answer}",
     ])
 
 

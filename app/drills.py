@@ -21,6 +21,18 @@ class Scenario:
     tables: tuple[str, ...] = ()
     needs: str = ""          # a capability not built yet, if any (the drill is listed, not played)
     debrief: str = ""
+    then: str | None = None  # a second rollback after the first (Type 1 then Type 2)
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        """The rollbacks of the right answer, in order."""
+        return tuple(t for t in (self.expected_type, self.then) if t)
+
+    @property
+    def answer(self) -> str:
+        if self.expected_tier != "IMMEDIATE ROLLBACK":
+            return f"{self.expected_tier} / no rollback"
+        return f"{self.expected_tier} / {' then '.join(self.types)}"
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -55,9 +67,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         "dropped-table", "A table dropped by the consolidation", "hard",
         "The gatherings page answers errors for everyone.",
         "DROP TABLE public.chakai;",
-        "IMMEDIATE ROLLBACK", "full",
-        debrief="A dropped table cannot be reloaded by Type 2 (there is nothing to reload "
-                "into); a complete restore brings schema and data back."),
+        "IMMEDIATE ROLLBACK", "schema", ("public.chakai",), then="partial",
+        debrief="A dropped table cannot be reloaded by Type 2 alone (there is nothing to "
+                "reload into). Type 1 brings chakai back with its keys, indexes, policies and "
+                "grants, empty; Type 2 of chakai (shift+d when Type 1 is done) brings its rows "
+                "back. A complete restore would work too, but would throw away every other "
+                "table's writes since the backup."),
     Scenario(
         "dropped-index", "A dropped index", "easy",
         "Pages are slower; nothing is broken.",

@@ -142,6 +142,20 @@ async def test_widespread_loss_recommends_full_restore(cfg: Config,
     assert a.decision.recommended.downtime == "2-4 hours"
 
 
+async def test_a_dropped_table_recommends_type_1_then_type_2(cfg: Config,
+                                                             conn: asyncpg.Connection) -> None:
+    """Type 2 has nothing to reload into, and Type 3 would lose every other table's writes."""
+    await conn.execute("DROP TABLE chakai")
+    d = (await assess(cfg)).decision
+    assert d.tier.label == "IMMEDIATE ROLLBACK"
+    assert d.recommended is not None and d.recommended.key == "schema"
+    assert d.then_partial == ["public.chakai"]
+    assert "then Type 2 partial data rollback of public.chakai" in d.action
+    out = d.to_dict()
+    assert out["then"] == {"type": "partial", "tables": ["public.chakai"]}
+    assert set(out["would_lose"]["tables"]) == {"public.chakai"}
+
+
 async def test_elevated_error_rate_is_monitor(cfg: Config) -> None:
     """An endpoint that fails one request in three: a real server can't easily do that on cue,
     so httpx.MockTransport wraps the real transport and turns every third call into a 500."""

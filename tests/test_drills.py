@@ -73,15 +73,20 @@ async def test_each_scenario_plays_to_its_answer(scenario: str, console_config: 
     assert (d.recommended.key if d.recommended else None) == s.expected_type, d.to_dict()
     if s.expected_tier != "IMMEDIATE ROLLBACK":
         return  # forward-fix or monitor: the right answer is not to roll back
-    kind = RollbackType(s.expected_type)
-    if kind is RollbackType.PARTIAL:
-        assert tuple(d.tables) == s.tables
-    options = Options(tables=tuple(d.tables) if kind is RollbackType.PARTIAL else (),
-                      confirm=expected_phrase(kind, cfg.target.name))
-    plan = await build_plan(cfg, kind, backup, options)
-    ctx = RunContext(cfg, kind, Journal.open(tmp_path / "incident"), EventChannel(), backup,
-                     options)
-    assert await execute(plan, ctx) is Outcome.DONE, ctx.journal.entries[-1].data
+    assert d.then_partial == list(s.tables if s.then else ())
+    for n, key in enumerate(s.types):
+        kind = RollbackType(key)
+        if kind is RollbackType.PARTIAL:
+            assert tuple(d.tables or d.then_partial) == s.tables
+        options = Options(tables=s.tables if kind is RollbackType.PARTIAL else (),
+                          confirm=expected_phrase(kind, cfg.target.name))
+        plan = await build_plan(cfg, kind, backup, options)
+        ctx = RunContext(cfg, kind, Journal.open(tmp_path / f"incident-{n}"), EventChannel(),
+                         backup, options)
+        assert await execute(plan, ctx) is Outcome.DONE, ctx.journal.entries[-1].data
+        if s.then:   # Type 1 says which tables came back without their rows
+            assert [t.replace('"', "") for t in ctx.data.get("followup_tables") or []] == \
+                   (list(s.tables) if kind is RollbackType.SCHEMA else [])
     checklist = await run_validation(cfg, backup.id)
     assert checklist.passed, [(i.name, str(i.status), i.summary) for i in checklist.items]
     if kind is RollbackType.FULL:
@@ -153,6 +158,25 @@ def test_a_needless_rollback_costs_points(tmp_path: Path, monkeypatch: pytest.Mo
     result = score(drills.BY_NAME["dropped-index"], started, "trainee")
     assert result.points == points
     assert any(("needless destructive action" in line) == rolled_back for line in result.lines)
+
+
+@pytest.mark.parametrize(("types", "right"), [(["schema", "partial"], True),
+                                              (["schema"], False), (["full"], False)])
+def test_a_dropped_table_wants_type_1_then_type_2(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  types: list[str], right: bool) -> None:
+    import time
+
+    from app.drill_score import score
+    from app.journal import incidents_root
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path))
+    started = time.time()
+    for n, kind in enumerate(types):   # named so that path order is not opening order
+        journal = Journal.open(incidents_root() / f"incident-{9 - n}")
+        journal.append("incident_opened", target="t", type=kind, backup="b", tables=[])
+    result = score(drills.BY_NAME["dropped-table"], started, "trainee")
+    assert ("✔ +25 type: schema then partial" in result.lines) == right, result.lines
 
 
 def test_the_curriculum_moves_on_after_full_marks() -> None:
