@@ -178,6 +178,16 @@ def _would_lose(kind: str, tables: list[str], results: dict[str, CheckResult]) -
     return {"since": since, "tables": lost}
 
 
+def _to_reload(reason: Reason, damaged: set[str]) -> tuple[str, ...]:
+    """The tables a data rollback must reload for one finding. Orphans whose parent table lost
+    rows are the parent's to repair: reloading it brings the parents back, and the children's
+    own rows (with their writes since the backup) stay."""
+    if reason.kind is Kind.FK_VIOLATION and len(reason.tables) == 2 \
+            and reason.tables[1] in damaged:
+        return reason.tables[1:]
+    return reason.tables
+
+
 def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -> Decision:
     """Place the findings in the runbook's tiers and recommend a rollback type."""
     reasons = sorted(
@@ -189,7 +199,9 @@ def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -
     if tier < Tier.FORWARD_FIX:
         return Decision(tier, reasons, None, [], {}, not_run)
     acting = [x for x in reasons if x.tier >= Tier.FORWARD_FIX]
-    data_tables = sorted({t for x in acting for t in x.tables
+    damaged = {t for x in acting if x.kind in (Kind.DATA_LOSS, Kind.DATA_CORRUPTION)
+               for t in x.tables}
+    data_tables = sorted({t for x in acting for t in _to_reload(x, damaged)
                           if RULE_BY_KIND[x.kind].scope == "data"})
     by_name = {r.check: r for r in results}
     universe = backup_tables or []

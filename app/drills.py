@@ -53,6 +53,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         debrief="Rows were lost from one table. Type 2 on chakai brings them back; rows "
                 "written since the backup are exported first."),
     Scenario(
+        "orphaned-media", "Media left pointing at deleted objects", "medium",
+        "Media pages answer 'object not found' for some users; the nightly integrity report "
+        "lists thousands of orphans.",
+        "ALTER TABLE public.media DROP CONSTRAINT media_object_id_fkey;"
+        "DELETE FROM public.objects WHERE id % 7 = 0;",
+        "IMMEDIATE ROLLBACK", "partial", ("public.objects",),
+        debrief="The consolidation dropped media's foreign key to objects, then deleted "
+                "objects that media still point at: foreign key violations. Type 2 of objects "
+                "brings the parents back and adds the dropped key back (validated in the same "
+                "transaction); media's own rows never changed."),
+    Scenario(
         "widespread-corruption", "A consolidation rewrote most tables", "hard",
         "Everything looks wrong: names, captions, classes. Support is overwhelmed.",
         "UPDATE public.objects SET name = upper(name), updated_at = now();"

@@ -27,6 +27,7 @@ from app.rollback.context import (
     RunContext,
     expected_phrase,
 )
+from app.rollback.plans import build_plan
 from app.rollback.runner import execute
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoApp, DemoDb
@@ -109,6 +110,34 @@ async def test_orphans_refuse_the_reload_and_nothing_changes(
     assert failed.step == "restore" and "Roll back public.media too" in failed.data["error"]
     closed = ctx.journal.last("incident_closed")
     assert closed is not None and closed.data["exit_code"] == 4
+
+
+async def test_a_foreign_key_dropped_since_the_backup_is_added_back(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    """The migration dropped media's key to objects, then deleted objects media point at: Type 2
+    of objects brings the parents back and the key with them (shown in the plan first)."""
+    backup = await make_set(demo_db, conn, tmp_path / "backups", ("objects",))
+    await conn.execute("ALTER TABLE media DROP CONSTRAINT media_object_id_fkey;"
+                       "DELETE FROM objects WHERE id % 7 = 0")
+    media = await checksums(conn, "public.media")
+    ctx = ctx_for(console_config, tmp_path, backup, ("public.objects",))
+    plan = await build_plan(ctx.cfg, RollbackType.PARTIAL, backup, ctx.options)
+    assert any("foreign key media_object_id_fkey was dropped since the backup; added back"
+               in line for line in plan.blast_radius), plan.blast_radius
+    restore = next(s for s in plan.steps if s.id == "restore")
+    add = 'ALTER TABLE "public"."media" ADD CONSTRAINT "media_object_id_fkey"'
+    assert any(st.startswith(add) for st in restore.statements), restore.statements
+    assert await execute(plan, ctx) is Outcome.DONE, ctx.journal.entries[-1].data
+    assert await conn.fetchval("SELECT convalidated FROM pg_constraint "
+                               "WHERE conname = 'media_object_id_fkey'") is True
+    assert backup.manifest is not None
+    assert await checksums(conn, "public.objects") == [
+        backup.manifest.state.tables["public.objects"].checksum]
+    assert await checksums(conn, "public.media") == media   # the children were not touched
+    reload = next(e for e in ctx.journal.of_kind("action_started")
+                  if e.data["action"] == "reload_tables")
+    assert reload.data["foreign_keys_added_back"] == ["media_object_id_fkey"]
 
 
 @pytest.mark.parametrize(("tables", "message"), [

@@ -12,15 +12,24 @@ from typing import Any
 
 import asyncpg
 
-from app.catalog import qualified, split_name, table_content
+from app.catalog import ForeignKey, qualified, split_name, table_content
 from app.config import Config
 from app.errors import BadInput
 from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext
 from app.rollback.copydata import FileReader, Reader
 from app.rollback.plan import Plan, Step
-from app.rollback.reload import reload_tables, touching_foreign_keys
+from app.rollback.reload import dropped_foreign_keys, reload_tables, touching_foreign_keys
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
+
+
+async def _dropped_keys(ctx: RunContext, conn: asyncpg.Connection) -> list[ForeignKey]:
+    """Keys the backup's manifest recorded on these tables that the migration dropped."""
+    manifest = ctx.backup.manifest
+    if manifest is None:
+        return []
+    return await dropped_foreign_keys(conn, list(ctx.options.tables),
+                                      manifest.state.foreign_keys)
 
 
 def table_file(backup_path: Path, table: str) -> Path:
@@ -73,6 +82,12 @@ async def assessment(ctx: RunContext) -> str:
             ctx.log(f"foreign key {fk.name}: {fk.table} -> {fk.referenced}"
                     + ("  (references these tables from outside: rows there must still find "
                        "their parents, or the reload is refused)" if outside else ""))
+        for fk in await _dropped_keys(ctx, conn):
+            ctx.log(f"foreign key {fk.name}: {fk.table} -> {fk.referenced} was dropped since "
+                    "the backup: the reload adds it back (and validates it)", "warning")
+        if ctx.backup.manifest is None:
+            ctx.log("hand-made set without a manifest: foreign keys dropped since the backup "
+                    "are not known here and are not added back (Type 1 does that)", "warning")
         changed: dict[str, int] = {}
         if since is not None:
             for table in tables:
@@ -142,14 +157,19 @@ async def restore(ctx: RunContext) -> str:
         ctx.progress(done, sizes[table], "bytes", f"{table}: {rows:,} rows")
 
     async with target_conn(ctx) as conn, target_conn(ctx) as watcher:
-        with ctx.action("reload_tables", tables=tables, backup=ctx.backup.id):
+        restore_fks = await _dropped_keys(ctx, conn)
+        with ctx.action("reload_tables", tables=tables, backup=ctx.backup.id,
+                        foreign_keys_added_back=[fk.name for fk in restore_fks]):
             result = await reload_tables(conn, tables, open_dump, progress,
-                                         blocker_conn=watcher)
+                                         blocker_conn=watcher, restore_fks=restore_fks)
     for table in tables:
         ctx.log(f"{table}: {result.rows.get(table, 0):,} rows, "
                 f"{result.bytes.get(table, 0):,} bytes loaded")
     ctx.log(f"{result.indexes_rebuilt} indexes rebuilt, {result.foreign_keys_readded} foreign "
             f"keys re-added and validated in {result.seconds:.1f}s")
+    if result.foreign_keys_restored:
+        ctx.log(f"{result.foreign_keys_restored} foreign key(s) dropped since the backup added "
+                "back: " + ", ".join(fk.name for fk in restore_fks))
     ctx.data["rows_loaded"] = result.rows
     return (f"reloaded {', '.join(tables)} ({sum(result.rows.values()):,} rows) in "
             f"{result.seconds:.1f}s; committed")
@@ -216,7 +236,8 @@ def build(cfg: Config, backup: Any, tables: tuple[str, ...]) -> Plan:
         Step("restore", f"Reload {names} from the backup",
              "One transaction with lock_timeout: lock, drop the foreign keys and secondary "
              "indexes, TRUNCATE (no CASCADE), COPY FREEZE from the dumps, rebuild indexes, "
-             "re-add and validate foreign keys, move sequences forward, ANALYZE, commit.",
+             "re-add and validate foreign keys (and add back the ones the backup had that were "
+             "dropped since), move sequences forward, ANALYZE, commit.",
              1800, restore, destructive=True, point_of_no_return=True,
              undo="reload the safety snapshot the same way (its path is in the journal)",
              statements=("SET LOCAL lock_timeout = '5000ms'",

@@ -13,7 +13,7 @@ from app.rollback import full, partial
 from app.rollback.backupset import against_migration, migration_time
 from app.rollback.context import Options, RollbackType
 from app.rollback.plan import Plan
-from app.rollback.reload import reload_statements, touching_foreign_keys
+from app.rollback.reload import dropped_foreign_keys, reload_statements, touching_foreign_keys
 from app.rollback.switch import can_rename
 
 
@@ -60,8 +60,13 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
             plan = partial.build(cfg, backup, options.tables)
             present = [t for t in options.tables
                        if await conn.fetchval("SELECT to_regclass($1)", qualified(t))]
+            recorded = backup.manifest.state.foreign_keys if backup.manifest else []
+            dropped = await dropped_foreign_keys(conn, present, recorded) if present else []
+            for fk in dropped:
+                plan.blast_radius.append(f"{fk.table} -> {fk.referenced}: foreign key {fk.name}"
+                                         " was dropped since the backup; added back")
             if present:
-                exact = tuple(await reload_statements(conn, present))
+                exact = tuple(await reload_statements(conn, present, restore_fks=dropped))
                 plan.steps = [replace(s, statements=exact) if s.id == "restore" else s
                               for s in plan.steps]
             for table in options.tables:

@@ -8,9 +8,10 @@ tables that reference it. Here, inside one transaction with ``lock_timeout``:
 2. drop the foreign keys into and out of them and their secondary indexes (definitions kept);
 3. ``TRUNCATE`` (no CASCADE: nothing else is emptied), then ``COPY ... FREEZE`` each table from
    the dump, streamed, with user triggers off so the rows come back exactly as backed up;
-4. rebuild the indexes (one sort each instead of a row-by-row insert), re-add every foreign key
-   (one anti-join each: orphans fail the transaction and are reported), move sequences forward
-   to cover the restored ids, ``ANALYZE``;
+4. rebuild the indexes (one sort each instead of a row-by-row insert), re-add every foreign key,
+   and the ones the backup recorded on these tables that were dropped since (one anti-join each:
+   orphans fail the transaction and are reported), move sequences forward to cover the restored
+   ids, ``ANALYZE``;
 5. commit, or roll back entirely: the tables are either wholly before or wholly after.
 """
 
@@ -38,6 +39,7 @@ class ReloadResult:
     bytes: dict[str, int] = field(default_factory=dict)
     indexes_rebuilt: int = 0
     foreign_keys_readded: int = 0
+    foreign_keys_restored: int = 0
     seconds: float = 0.0
 
 
@@ -45,6 +47,21 @@ async def touching_foreign_keys(conn: asyncpg.Connection, tables: list[str]) -> 
     """Foreign keys from or to any of ``tables`` (the ones a reload must drop and re-add)."""
     wanted = set(tables)
     return [fk for fk in await foreign_keys(conn) if fk.table in wanted or fk.referenced in wanted]
+
+
+async def dropped_foreign_keys(conn: asyncpg.Connection, tables: list[str],
+                               recorded: list[ForeignKey]) -> list[ForeignKey]:
+    """The backup's foreign keys from or to ``tables`` that the target no longer has (a migration
+    dropped them), between tables that both still exist: the reload adds them back."""
+    wanted = set(tables)
+    live = {(fk.table, fk.name) for fk in await foreign_keys(conn)}
+    existing = {r["t"] for r in await conn.fetch(
+        "SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')")}
+    return [fk for fk in recorded
+            if (fk.table in wanted or fk.referenced in wanted)
+            and (fk.table, fk.name) not in live
+            and fk.table in existing and fk.referenced in existing]
 
 
 async def describe_blockers(conn: asyncpg.Connection, tables: list[str]) -> str:
@@ -83,7 +100,8 @@ async def _sequences(conn: asyncpg.Connection, table: str) -> list[tuple[str, st
 
 
 async def reload_statements(conn: asyncpg.Connection, tables: list[str],
-                            lock_timeout_s: float = 5.0) -> list[str]:
+                            lock_timeout_s: float = 5.0,
+                            restore_fks: list[ForeignKey] | None = None) -> list[str]:
     """Every statement ``reload_tables`` runs, in order, for --dry-run and the plan screen."""
     fks = await touching_foreign_keys(conn, tables)
     indexes = [ix for t in tables for ix in await _secondary_indexes(conn, t)]
@@ -100,7 +118,7 @@ async def reload_statements(conn: asyncpg.Connection, tables: list[str],
                 f"ALTER TABLE {qualified(t)} ENABLE TRIGGER USER"]
     out += [definition for _, definition in indexes]
     out += [f"ALTER TABLE {qualified(fk.table)} ADD CONSTRAINT {quote_ident(fk.name)} "
-            f"{fk.definition}" for fk in fks]
+            f"{fk.definition}" for fk in [*fks, *(restore_fks or [])]]
     for t in tables:
         out += [f"SELECT setval('{seq}', greatest(max({quote_ident(col)}), last_value))"
                 for col, seq in await _sequences(conn, t)]
@@ -111,9 +129,11 @@ async def reload_statements(conn: asyncpg.Connection, tables: list[str],
 
 async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: OpenDump,
                         progress: Progress | None = None, lock_timeout_s: float = 5.0,
-                        blocker_conn: asyncpg.Connection | None = None) -> ReloadResult:
-    """Replace ``tables``' rows with the dump's, atomically. Raises ``StepFailed`` (nothing
-    changed) when a lock is held elsewhere, the dump lacks a table, or keys would break."""
+                        blocker_conn: asyncpg.Connection | None = None,
+                        restore_fks: list[ForeignKey] | None = None) -> ReloadResult:
+    """Replace ``tables``' rows with the dump's, atomically, and add back ``restore_fks`` (keys
+    the backup had that were dropped since). Raises ``StepFailed`` (nothing changed) when a
+    lock is held elsewhere, the dump lacks a table, or keys would break."""
     result = ReloadResult()
     started = time.monotonic()
     report = progress or (lambda _t, _b, _r: None)
@@ -159,7 +179,7 @@ async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: 
             for _, definition in indexes:
                 await conn.execute(definition)
             result.indexes_rebuilt = len(indexes)
-            for fk in fks:
+            for fk in [*fks, *(restore_fks or [])]:
                 try:
                     await conn.execute(f"ALTER TABLE {qualified(fk.table)} ADD CONSTRAINT "
                                        f"{quote_ident(fk.name)} {fk.definition}")
@@ -170,6 +190,7 @@ async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: 
                         f"({exc.detail or exc}). Nothing was changed. Roll back {fk.table} too "
                         f"(add it to the tables), or fix those rows first") from None
             result.foreign_keys_readded = len(fks)
+            result.foreign_keys_restored = len(restore_fks or [])
             for table in tables:
                 for column, sequence in await _sequences(conn, table):
                     await conn.execute(
