@@ -369,6 +369,46 @@ def test_dry_run_and_diff_commands_change_nothing(
     assert re.search(r"Traceback", unknown.stderr) is None
 
 
+def test_a_role_that_cannot_create_the_scratch_database_is_told_why(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, tmp_path: Path) -> None:
+    """A hand-made set has no schema model: Type 1 restores its schema into a scratch database,
+    which needs CREATEDB. Without it: exit 2, what to grant, nothing created or changed."""
+    import asyncio
+
+    folder = config.load(console_config).target.backups_root / "production_migration_20261124"
+    folder.mkdir()
+    subprocess.run([str(bin_dir() / "pg_dump"), "--schema-only",
+                    f"--file={folder / 'schema_only_backup.sql'}", demo_db.dsn], check=True)
+
+    async def as_admin(sql: str) -> list[str]:
+        c = await demo_db.connect()
+        try:
+            await c.execute(sql)
+            return [r["datname"] for r in await c.fetch("SELECT datname FROM pg_database")]
+        finally:
+            await c.close()
+
+    before = asyncio.run(as_admin(
+        "CREATE ROLE reader LOGIN NOCREATEDB PASSWORD 's3cret-reader-pw';"
+        "ALTER DATABASE " + demo_db.name + " OWNER TO postgres; GRANT pg_read_all_data TO "
+        "reader; ALTER TABLE objects ADD COLUMN legacy_code text"))
+    migrated = schema_dump(demo_db)
+    text = console_config.read_text().replace('dsn = "postgresql://postgres@',
+                                              'dsn = "postgresql://reader@').replace(
+        "secrets/db_password", "secrets/reader_password")
+    (console_config.parent / "secrets" / "reader_password").write_text("s3cret-reader-pw")
+    reader = console_config.parent / "reader.toml"
+    reader.write_text(text)
+    shown = subprocess.run([*CLI, "--config", str(reader), "diff"],
+                           capture_output=True, text=True)
+    assert shown.returncode == 2, (shown.stdout, shown.stderr)
+    assert "cannot create databases" in shown.stderr and "CREATEDB" in shown.stderr
+    assert "s3cret-reader-pw" not in shown.stdout + shown.stderr
+    assert "Traceback" not in shown.stderr
+    assert asyncio.run(as_admin("SELECT 1")) == before
+    assert schema_dump(demo_db) == migrated
+
+
 async def test_the_console_shows_the_schema_plan_before_the_gate_and_runs_it(
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
