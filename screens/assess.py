@@ -102,6 +102,7 @@ class AssessScreen(ConsoleScreen[None]):
             text = str(error) if isinstance(error, ConsoleError) else repr(error)
             self.query_one("#assess-verdict", Static).update(
                 Text(f"✖ the assessment could not run: {text}", style="bold"))
+            self.query_one(CheckList).stop_pending("stopped: see Recommendation")
         elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
             self.assessment = event.worker.result
             for r in self.assessment.results:

@@ -79,6 +79,7 @@ class ValidationScreen(ConsoleScreen[bool | None]):
             error = event.worker.error
             verdict.update(f"✖ validation could not run: "
                            f"{error if isinstance(error, ConsoleError) else repr(error)}")
+            self.query_one(CheckList).stop_pending("validation stopped: see the verdict")
         elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
             self.checklist = event.worker.result
             for item in self.checklist.items:

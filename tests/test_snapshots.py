@@ -76,3 +76,14 @@ def test_gate(console, snap_compare) -> None:  # type: ignore[no-untyped-def]
         await pilot.pause()
 
     assert snap_compare(console(), terminal_size=(100, 30), run_before=run_before)
+
+
+def test_assess_unreachable(console, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """The decision matrix when the target cannot be reached: every check says NOT RUN (in
+    words) and the recommendation says why, with the password masked."""
+    async def run_before(pilot: Pilot[object]) -> None:
+        await settled(pilot)
+        await pilot.press("a")
+        await settled(pilot)
+
+    assert snap_compare(console(), terminal_size=(100, 30), run_before=run_before)

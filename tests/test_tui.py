@@ -13,6 +13,7 @@ from screens.help import HelpScreen
 from screens.placeholder import PlaceholderScreen
 from tests.conftest import DemoApp, DemoDb
 from widgets.banner import TargetBanner
+from widgets.check_list import CheckList
 from widgets.status_line import StatusLine
 
 
@@ -64,6 +65,12 @@ async def test_unreachable_app_and_database_show_as_failures(tmp_path: Path) -> 
         assert "secretpw" not in db.summary
         assert app.screen.query_one("#probe-app", StatusLine).status == "fail"
         assert "STAGING" in _banner(app) and "LIVE" in _banner(app)
+        await pilot.press("a")              # an assessment that cannot connect at all
+        await _settle(app, pilot)
+        checks = app.screen.query_one(CheckList)
+        assert set(checks.statuses.values()) == {"notrun"}   # not left "RUNNING" forever
+        verdict = str(app.screen.query_one("#assess-verdict").render())
+        assert "could not run" in verdict and "secretpw" not in verdict
 
 
 async def test_help_lists_the_screens_keys(console_config: Path) -> None:

@@ -8,7 +8,8 @@ from textual.widgets import DataTable
 
 STATUS = {"pending": ("…", "RUNNING", "dim"), "pass": ("✔", "PASS", "green"),
           "warn": ("▲", "WARN", "yellow"), "fail": ("✖", "FAIL", "red"),
-          "error": ("✖", "ERROR", "red"), "skip": ("–", "SKIPPED", "dim")}
+          "error": ("✖", "ERROR", "red"), "skip": ("–", "SKIPPED", "dim"),
+          "notrun": ("■", "NOT RUN", "dim")}
 
 
 def status_text(status: str) -> Text:
@@ -42,6 +43,12 @@ class CheckList(DataTable[Text | str]):
             self.update_cell(key, "status", status_text(status))
             self.update_cell(key, "summary", summary, update_width=True)
         self.statuses[key] = status
+
+    def stop_pending(self, summary: str) -> None:
+        """The run behind the list stopped: what was still running never will."""
+        for key, status in list(self.statuses.items()):
+            if status == "pending":
+                self.set_result(key, "notrun", summary)
 
     @property
     def done(self) -> int:
