@@ -123,6 +123,7 @@ def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
     Without a command, opens the console (TUI) on the target in --config."""
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
+    ctx.obj["mode"] = mode
     if ctx.invoked_subcommand is None:
         from app import config as config_mod
         from app import logs
@@ -287,5 +288,7 @@ def main() -> None:
 
         err = _err()
         logs.get("cli").error("startup failed", error=str(exc))
-        err.print(f"[bold]error:[/bold] {scrub(str(exc))}", markup=True)
+        from rich.markup import escape
+
+        err.print(f"[bold]error:[/bold] {escape(scrub(str(exc)))}", markup=True)
         sys.exit(exc.exit_code)

@@ -15,6 +15,12 @@ class BadInput(ConsoleError):
     exit_code = 2
 
 
+class Refused(ConsoleError):
+    """Refused by a safety rule (read-only mode, an unfinished incident): nothing was changed."""
+
+    exit_code = 3
+
+
 class ConfigError(BadInput):
     """The config file is missing or malformed. Holds every problem found, not just the first."""
 

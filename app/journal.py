@@ -176,6 +176,16 @@ def read(path: Path) -> Iterator[Entry]:
         yield entry
 
 
+def newest_incident(target_name: str) -> Journal | None:
+    """The newest incident on ``target_name``, finished or not."""
+    for journal_path in sorted(incidents_root().glob("*/journal.jsonl"), reverse=True):
+        journal = Journal(journal_path)
+        opened = journal.last("incident_opened")
+        if opened and opened.data.get("target") == target_name:
+            return journal
+    return None
+
+
 def find_unfinished(target_name: str) -> Journal | None:
     """The newest incident on ``target_name`` that was opened and never closed."""
     root = incidents_root()

@@ -164,3 +164,51 @@ async def test_report_from_the_journal(console_config: Path, demo_db: DemoDb,
     journal.write_text("\n".join(lines) + "\n")
     tampered = cli(console_config, tmp_path, "report")
     assert tampered.returncode == 2 and "hash chain is broken" in tampered.stderr
+
+
+async def test_a_failed_run_says_the_app_is_still_in_maintenance_and_the_switch_turns_it_off(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    """The reload is refused (a new object's media would lose their parent): exit 4, the
+    database as before, and the app left in maintenance, which the run says. `maintenance`
+    reads and switches it, journaled in that incident; refused in --mode assess."""
+    import httpx
+
+    await make_set(demo_db, conn, console_config.parent / "backups", ("objects",))
+    owner = await conn.fetchval("SELECT owner_id FROM objects LIMIT 1")
+    new = await conn.fetchval("INSERT INTO objects (owner_id, name, kind) VALUES ($1, 'n', "
+                              "'chawan') RETURNING id", owner)
+    await conn.execute("INSERT INTO media (object_id, owner_id, url, mime_type, bytes) "
+                       "VALUES ($1, $2, 'u', 'image/png', 1)", new, owner)
+    failed = cli(console_config, tmp_path, "run", "--type", "partial", "--tables", "objects",
+                 "--confirm", "ROLLBACK tea-school-sandbox")
+    assert failed.returncode == 4, failed.stderr
+    assert "`rollback-console maintenance off`" in failed.stdout + failed.stderr
+    assert httpx.get(f"{demo_app.url}/api/health").status_code == 503
+
+    status = cli(console_config, tmp_path, "maintenance", "status")
+    assert status.returncode == 10 and "maintenance mode is ON" in status.stdout
+    read_only = cli(console_config, tmp_path, "--mode", "assess", "maintenance", "off")
+    assert read_only.returncode == 3 and "read-only" in read_only.stderr
+    assert httpx.get(f"{demo_app.url}/api/health").status_code == 503
+    off = cli(console_config, tmp_path, "maintenance", "off")
+    assert off.returncode == 0, off.stderr
+    assert "maintenance mode off" in off.stdout and "journaled in incident" in off.stdout
+    assert httpx.get(f"{demo_app.url}/api/health").status_code == 200
+    assert cli(console_config, tmp_path, "maintenance", "status").returncode == 0
+    journal = next((tmp_path / "incidents").glob("*/journal.jsonl")).read_text()
+    assert '"action": "maintenance_off"' in journal and '"ok": true' in journal
+
+
+def test_the_maintenance_switch_on_an_unreachable_app_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "rollback.toml"
+    config.write_text('[target]\nname = "t"\nenvironment = "staging"\n'
+                      'dsn = "postgresql://x@127.0.0.1:9/none"\n'
+                      '[app]\nbase_url = "http://127.0.0.1:9"\ntimeout_s = 1\n')
+    result = cli(config, tmp_path, "maintenance", "off")
+    assert result.returncode == 1
+    assert "check app.base_url and that the app is up" in result.stderr
+    assert "Traceback" not in result.stderr
+    config.write_text(config.read_text().split("[app]")[0])
+    no_app = cli(config, tmp_path, "maintenance", "on")
+    assert no_app.returncode == 2 and "no [app]" in no_app.stderr

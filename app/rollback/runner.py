@@ -113,6 +113,12 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
 
 def _close(ctx: RunContext, outcome: Outcome, summary: str) -> Outcome:
     journal = ctx.journal
+    if outcome is not Outcome.DONE and ctx.data.get("maintenance") == "on":
+        summary += ("; the app is still in maintenance mode: "
+                    + ("`rollback-console resume` goes on, or " if outcome is
+                       Outcome.NEEDS_OPERATOR else "")
+                    + "`rollback-console maintenance off` when the database is fit to serve")
+        ctx.log("the app is still in maintenance mode", "warning")
     if outcome is not Outcome.NEEDS_OPERATOR:
         journal.append("incident_closed", outcome=outcome.value, exit_code=EXIT_CODES[outcome],
                        summary=summary)
