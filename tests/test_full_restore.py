@@ -72,11 +72,32 @@ async def test_complete_restore_switches_and_keeps_the_old_database(
     # widespread corruption: a table gone, values wrong everywhere
     await conn.execute("DROP TABLE chakai")
     await conn.execute("UPDATE objects SET name = 'x'; UPDATE accounts SET display_name = '?'")
+    # what the database itself carries, which neither the dump nor a rename brings along
+    db = f'"{demo_db.name}"'
+    await conn.execute(
+        f"ALTER DATABASE {db} SET statement_timeout = '5min';"
+        f'ALTER DATABASE {db} SET search_path = "$user", public, "odd, name";'
+        f"ALTER DATABASE {db} SET app.settings.jwt_secret = 'sekrit-jwt-value';"
+        f"ALTER ROLE authenticated IN DATABASE {db} SET statement_timeout = '8s';"
+        f"REVOKE ALL ON DATABASE {db} FROM PUBLIC;"
+        f"GRANT CONNECT, TEMPORARY ON DATABASE {db} TO authenticator;"
+        f"ALTER DATABASE {db} CONNECTION LIMIT 50; COMMENT ON DATABASE {db} IS 'tea school'")
+    carried = ("SELECT d.datacl::text, d.datconnlimit, shobj_description(d.oid, 'pg_database'),"
+               " array(SELECT coalesce(setrole::regrole::text, '-') || ':' || unnest(setconfig)"
+               " FROM pg_db_role_setting WHERE setdatabase = d.oid ORDER BY 1)::text "
+               "FROM pg_database d WHERE datname = $1")
+    before = tuple(await conn.fetchrow(carried, demo_db.name))
     await conn.close()
 
     ctx = ctx_for(console_config, tmp_path, backup)
     outcome = await execute(full.build(ctx.cfg, backup), ctx)
     assert outcome is Outcome.DONE, ctx.journal.entries[-1].data
+    admin = await asyncpg.connect(demo_db.server.dsn())
+    try:
+        assert tuple(await admin.fetchrow(carried, demo_db.name)) == before
+    finally:
+        await admin.close()
+    assert "sekrit-jwt-value" not in ctx.journal.path.read_text()
     assert backup.manifest is not None
     assert await matches_manifest(demo_db.dsn, backup.manifest)
     assert len(ctx.data["deferred_foreign_keys"]) == 7  # added NOT VALID, validated after

@@ -22,7 +22,7 @@ from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
-from app.rollback.switch import can_rename, database_exists, switch
+from app.rollback.switch import can_rename, database_exists, database_settings, switch
 from app.rollback.tools import restore_filtered, run_tool, server_major, tool_output
 
 MAINTENANCE_DB = "postgres"
@@ -108,6 +108,11 @@ async def restore_new(ctx: RunContext) -> str:
                                      "WHERE datname = $1", dbs["target"])
         await admin.execute(f"CREATE DATABASE {quote_ident(dbs['restored'])} "
                             f"OWNER {quote_ident(owner)} TEMPLATE template0")
+        carried = await database_settings(admin, dbs["target"], dbs["restored"])
+        for statement in carried:   # privileges and settings of the database itself
+            shown, is_set, _ = statement.partition(" SET ")
+            ctx.log(f"{shown} SET <value as on the target>" if is_set else statement)
+            await admin.execute(statement)   # values unlogged: settings may hold secrets
     with ctx.action("restore_into_new_database", database=dbs["restored"], dump=str(dump)):
         await _restore(ctx, dump, dbs["restored"], clean=False)
     return f"restored into {dbs['restored']}"
@@ -299,9 +304,13 @@ def build(cfg: Config, backup: Any, in_place: bool = False) -> Plan:
     else:
         middle = [
             Step("restore_new", "Restore into a new database",
-                 "CREATE DATABASE <target>_restored_<incident>; pg_restore --jobs=2 into it. "
-                 "The target stays online.", 7200, restore_new,
+                 "CREATE DATABASE <target>_restored_<incident> with the target's owner, "
+                 "privileges and ALTER DATABASE/ROLE … SET settings (a dump without --create "
+                 "and a rename carry neither); pg_restore --jobs=2 into it. The target stays "
+                 "online.", 7200, restore_new,
                  statements=(f"CREATE DATABASE {target}_restored_<incident> TEMPLATE template0",
+                             "GRANT/REVOKE … ON DATABASE, ALTER DATABASE/ROLE … SET, "
+                             "CONNECTION LIMIT, COMMENT: as on the target",
                              f"pg_restore --jobs=2 --exit-on-error {dump_name}")),
             Step("validate_new", "Validate the restored copy",
                  "Row counts and checksums of every table against the manifest, before the "

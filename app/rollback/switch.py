@@ -19,6 +19,73 @@ async def database_exists(admin: asyncpg.Connection, name: str) -> bool:
     return bool(await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
 
 
+# Settings whose value is a list of names: each element is quoted on its own (as pg_dump does).
+LIST_SETTINGS = {"search_path", "temp_tablespaces", "session_preload_libraries",
+                 "local_preload_libraries"}
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _setting_value(name: str, value: str) -> str:
+    """A stored ``name=value`` of pg_db_role_setting as the right-hand side of ``SET``."""
+    if name not in LIST_SETTINGS:
+        return _literal(value)
+    items, current, quoted, i = [], "", False, 0
+    while i < len(value):
+        ch = value[i]
+        if ch == '"' and quoted and value[i + 1:i + 2] == '"':
+            current += '"'   # a doubled quote inside a quoted name
+            i += 1
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            items.append(current)
+            current = ""
+        elif quoted or not ch.isspace():
+            current += ch
+        i += 1
+    items.append(current)
+    return ", ".join(_literal(item) for item in items if item)
+
+
+async def database_settings(admin: asyncpg.Connection, source: str, target: str) -> list[str]:
+    """What a database carries that neither a dump without --create nor a rename brings along:
+    its privileges, its ``ALTER DATABASE/ROLE … SET`` settings, connection limit and comment,
+    as statements that give ``target`` the same."""
+    row = await admin.fetchrow(
+        "SELECT oid, datacl IS NULL AS default_acl, datconnlimit, "
+        "shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1",
+        source)
+    if row is None:
+        return []
+    db = quote_ident(target)
+    out = []
+    if not row["default_acl"]:
+        out.append(f"REVOKE ALL ON DATABASE {db} FROM PUBLIC")
+        for acl in await admin.fetch(
+                "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident("
+                "pg_get_userbyid(a.grantee)) END AS grantee, a.privilege_type, a.is_grantable "
+                "FROM pg_database d, aclexplode(d.datacl) a WHERE d.oid = $1 "
+                "AND a.grantee <> d.datdba ORDER BY 1, 2", row["oid"]):
+            out.append(f"GRANT {acl['privilege_type']} ON DATABASE {db} TO {acl['grantee']}"
+                       + (" WITH GRANT OPTION" if acl["is_grantable"] else ""))
+    for setting in await admin.fetch(
+            "SELECT CASE WHEN setrole = 0 THEN NULL ELSE quote_ident(pg_get_userbyid(setrole)) "
+            "END AS role, unnest(setconfig) AS config FROM pg_db_role_setting "
+            "WHERE setdatabase = $1 ORDER BY 1 NULLS FIRST, 2", row["oid"]):
+        name, _, value = setting["config"].partition("=")
+        scope = (f"ROLE {setting['role']} IN DATABASE {db}" if setting["role"]
+                 else f"DATABASE {db}")
+        out.append(f"ALTER {scope} SET {quote_ident(name)} = {_setting_value(name, value)}")
+    if row["datconnlimit"] != -1:
+        out.append(f"ALTER DATABASE {db} CONNECTION LIMIT {int(row['datconnlimit'])}")
+    if row["comment"] is not None:
+        out.append(f"COMMENT ON DATABASE {db} IS {_literal(row['comment'])}")
+    return out
+
+
 async def can_rename(admin: asyncpg.Connection, name: str) -> str | None:
     """None when this role may rename ``name``; otherwise why not (owner/superuser/CREATEDB)."""
     row = await admin.fetchrow(
