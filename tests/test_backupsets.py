@@ -291,3 +291,23 @@ async def test_the_console_refuses_a_later_set_until_the_operator_says_why(
     decisions = [Journal(p).last("decision") for p in incidents_root().glob("*/journal.jsonl")]
     assert any(d is not None and d.data["reason"] == "migration table is stale"
                for d in decisions)
+
+
+def test_the_local_store_lists_only_published_sets(tmp_path: Path) -> None:
+    """The storage seam (app/rollback/store.py): a set being written is invisible until it is
+    published, a discarded one leaves nothing behind."""
+    from app.rollback.store import store_at
+
+    store = store_at(tmp_path / "backups")
+    assert not store.available() and store.names() == []
+    work = store.staging("production_migration_20261124")
+    (work / "schema_only_backup.sql").write_text("-- schema\n")
+    assert store.available() and store.names() == []
+    final = store.publish(work, "production_migration_20261124")
+    assert store.names() == ["production_migration_20261124"] and not work.exists()
+    assert (store.folder("production_migration_20261124") / "schema_only_backup.sql") \
+        .read_text() == "-- schema\n" and final == store.folder("production_migration_20261124")
+    store.discard(store.staging("production_migration_20261125"))
+    assert store.names() == ["production_migration_20261124"]
+    assert sorted(p.name for p in (tmp_path / "backups").iterdir()) == [
+        "production_migration_20261124"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from app.manifest import (
     check_identity,
     new_manifest,
 )
+from app.rollback.store import store_at
 from app.rollback.tools import run_tool
 from app.schemadiff import MODEL_FILE
 from app.schemadiff.snapshot import read as read_schema
@@ -150,29 +150,28 @@ def open_set(path: Path) -> BackupSet:
 
 
 def list_sets(root: Path) -> list[BackupSet]:
-    """Every set under ``root``, newest first (sets being written, dot-named, are skipped)."""
-    if not root.is_dir():
-        return []
-    sets = [open_set(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted(sets, key=lambda s: s.id, reverse=True)
+    """Every set under ``root``, newest first (sets being written are skipped)."""
+    store = store_at(root)
+    return [open_set(store.folder(n)) for n in reversed(store.names())]
 
 
 def resolve(root: Path, backup_id: str | None) -> BackupSet:
     """The set named ``backup_id`` under ``root``, or the newest one."""
-    if not root.is_dir():
-        raise BadInput(f"the backups root {root} does not exist: set target.backups_root")
-    sets = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: p.name)
+    store = store_at(root)
+    if not store.available():
+        raise BadInput(f"the backups root {store.where} does not exist: set "
+                       "target.backups_root")
+    names = store.names()
     if backup_id is None:
-        if not sets:
-            raise BadInput(f"no backup sets under {root}: make one with `rollback-console "
-                           "backup`, or pass --backup")
-        return open_set(sets[-1])
-    for p in sets:
-        if p.name == backup_id or p.name.endswith(backup_id):
-            return open_set(p)
-    known = ", ".join(p.name for p in sets[-5:]) or "none"
-    raise BadInput(f"no backup set {backup_id!r} under {root} (newest: {known})")
+        if not names:
+            raise BadInput(f"no backup sets under {store.where}: make one with "
+                           "`rollback-console backup`, or pass --backup")
+        return open_set(store.folder(names[-1]))
+    for name in names:
+        if name == backup_id or name.endswith(backup_id):
+            return open_set(store.folder(name))
+    known = ", ".join(names[-5:]) or "none"
+    raise BadInput(f"no backup set {backup_id!r} under {store.where} (newest: {known})")
 
 
 async def create_set(cfg: Config, label: str = "",
@@ -184,17 +183,16 @@ async def create_set(cfg: Config, label: str = "",
     listed; a failure removes it. ``only_tables`` limits the per-table dumps (the schema and
     full dumps always cover the whole database)."""
     root = cfg.target.backups_root
-    root.mkdir(parents=True, exist_ok=True)
+    store = store_at(root)
     now = datetime.now(UTC)
     name = f"production_migration_{now:%Y%m%d}" + (f"_{label}" if label else "")
-    if (root / name).exists():
+    if name in store.names():
         name += f"_{now:%H%M%S}"
-    work = root / f".{name}.partial"
-    work.mkdir()
+    work = store.staging(name)
     try:
         tables, state, snapshot, dumps = await _dump_all(cfg, work, on_line, only_tables)
     except BaseException as exc:
-        shutil.rmtree(work, ignore_errors=True)
+        store.discard(work)
         text = str(exc)
         if "permission denied" in text:
             raise BadInput(f"the target's role may not read everything a backup needs ({text}); "
@@ -213,5 +211,4 @@ async def create_set(cfg: Config, label: str = "",
     (work / "backup_info.txt").write_text(
         f"Database: {state.identity.name}\nServer: PostgreSQL {state.identity.server_version}\n"
         f"Tables: {', '.join(tables)}\nBackup completed: {state.captured_at}\n")
-    work.rename(root / name)
-    return open_set(root / name)
+    return open_set(store.publish(work, name))
