@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -15,10 +15,12 @@ from textual.message import Message
 from textual.widgets import Footer, Input, OptionList, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from app.comms import MaintenanceFailed
 from app.events import Event, RunFinished, StepFinished, StepLog, StepProgress, StepStarted
 from app.rollback.context import Outcome, RollbackType, RunContext
 from app.rollback.plan import Plan, Step
 from app.rollback.runner import execute, skip_step
+from app.rollback.steps import switch_maintenance
 from screens.base import ConsoleScreen
 from screens.confirm import ConfirmScreen
 from screens.reason import ReasonScreen
@@ -64,6 +66,7 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         Binding("v", "validate", "Validate (when done)"),
         Binding("i", "report", "Incident report"),
         Binding("D", "data_followup", "Data rollback of what Type 1 left (shift+d)"),
+        Binding("M", "maintenance_off", "Maintenance off after a failed run (shift+m)"),
         Binding("escape", "back", "Back (when finished)"),
     ]
 
@@ -72,6 +75,7 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         self.plan = plan
         self.ctx = ctx
         self.outcome: Outcome | None = None
+        self.summary = ""
         self.failed_step: str | None = None
         self.active: Step | None = None
         self.worker: Worker[Outcome] | None = None
@@ -179,12 +183,14 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         self.query_one("#rb-sql", Static).update(sql)
 
     def _finish(self, outcome: Outcome, summary: str) -> None:
-        self.outcome = outcome
+        self.outcome, self.summary = outcome, summary
         words = {Outcome.DONE: "✔ DONE", Outcome.FAILED_RESTORED: "✖ FAILED, database as before",
                  Outcome.NEEDS_OPERATOR: "■ STOPPED, needs you", Outcome.REFUSED: "✖ REFUSED",
                  Outcome.BAD_INPUT: "✖ BAD INPUT"}
         hint = {Outcome.DONE: "v: validate · i: report · escape: back", Outcome.NEEDS_OPERATOR:
                 "t: retry · S: skip with a reason · escape: back"}.get(outcome, "escape: back")
+        if self._left_in_maintenance():
+            hint += " · M: maintenance off (the app is still in maintenance mode)"
         if outcome is Outcome.DONE and self._followup():
             hint += (" · D: partial data rollback of " + ", ".join(self._followup())
                      + " (their rows are only in the backup)")
@@ -194,7 +200,43 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         """Tables a schema rollback brought back without their rows (or columns' values)."""
         return [t.replace('"', "") for t in self.ctx.data.get("followup_tables") or []]
 
+    def _left_in_maintenance(self) -> bool:
+        return (self.outcome is Outcome.FAILED_RESTORED and self.ctx.cfg.app is not None
+                and self.ctx.data.get("maintenance") == "on")
+
     # --- controls -------------------------------------------------------------------------
+
+    def action_maintenance_off(self) -> None:
+        if not self._left_in_maintenance():
+            self.notify("This run did not leave the app in maintenance mode (or it is still "
+                        "running: resume or retry finishes it).")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.maintenance_off()
+
+        self.app.push_screen(ConfirmScreen(
+            "Turn the app's maintenance mode off? The rollback failed and was undone: the "
+            "database is as it was before it, so users may see the incident's symptoms again.",
+            yes_label="Maintenance off"), answered)
+
+    @work(group="maintenance", exit_on_error=False)
+    async def maintenance_off(self) -> None:
+        assert self.ctx.cfg.app is not None
+        log = self.query_one(LiveLog)
+        try:
+            summary = await switch_maintenance(self.ctx.cfg.app, False, self.ctx.journal,
+                                               "operator (console, shift+m)")
+        except MaintenanceFailed as exc:
+            log.append(f"✖ maintenance off failed: {exc}")
+            self.notify(str(exc), title="Maintenance off failed", severity="error")
+            return
+        self.ctx.data["maintenance"] = "off"
+        log.append(f"✔ {summary}")
+        if self.outcome is not None:
+            self._finish(self.outcome, self.summary)   # the hint no longer offers it
+        self.notify(summary, title="Maintenance off")
 
     def action_data_followup(self) -> None:
         if self.outcome is not Outcome.DONE or not self._followup():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 from textual import events
 
 from app import config
@@ -17,7 +18,7 @@ from app.tui import RollbackConsoleApp
 from screens.confirm import ConfirmScreen
 from screens.reason import ReasonScreen
 from screens.rollback import RollbackScreen
-from tests.conftest import wait_until
+from tests.conftest import DemoApp, wait_until
 from widgets.live_log import LiveLog
 from widgets.step_list import StepList
 
@@ -147,3 +148,33 @@ async def test_a_log_flood_never_loses_a_key(console_config: Path, tmp_path: Pat
         await pilot.pause()
         log = screen.query_one(LiveLog)
         assert log.history[log.search_from - 1] == wanted
+
+
+async def test_after_a_failed_run_shift_m_turns_maintenance_off(
+        console_config: Path, demo_app: DemoApp, tmp_path: Path) -> None:
+    """The run switched the real demo app into maintenance, then failed and was undone: the
+    outcome line says the app is still in maintenance; shift+m asks, then switches it off
+    (verified: health 200) and journals it."""
+    from app.rollback.steps import maintenance_on
+
+    app, screen, ctx = screen_for(console_config, tmp_path, [
+        Step("maintenance", "Set maintenance mode", "on", 120, maintenance_on),
+        Step("lock", "Take the lock", "locks", 10, fails)])
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.push_screen(screen)
+        await wait_until(lambda: screen.outcome is not None, pilot)
+        assert screen.outcome is Outcome.FAILED_RESTORED
+        outcome = screen.query_one("#rb-outcome")
+        assert "M: maintenance off" in str(outcome.render())
+        assert httpx.get(f"{demo_app.url}/api/health").status_code == 503
+        await pilot.press("M")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.focused is not None and app.screen.focused.id == "no"  # safe default
+        await pilot.click("#yes")
+        await wait_until(lambda: ctx.data.get("maintenance") == "off", pilot)
+        assert "M: maintenance off" not in str(outcome.render())
+    assert httpx.get(f"{demo_app.url}/api/health").status_code == 200
+    done = [e for e in ctx.journal.of_kind("action_finished")
+            if e.data["action"] == "maintenance_off"]
+    assert done and done[-1].data["ok"] is True

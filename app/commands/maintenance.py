@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from app.errors import BadInput, ConsoleError, Refused
+from app.errors import BadInput, Refused
 
 
 def register(group: click.Group) -> None:
@@ -27,12 +27,12 @@ def maintenance(ctx: click.Context, action: str) -> None:
     Exit codes: 0 done (status: 0 off, 10 on), 1 the switch failed, 2 bad input,
     3 refused."""
     import asyncio
-    import time
 
     from app import config as config_mod
     from app import logs
-    from app.comms import Maintenance, MaintenanceFailed
+    from app.comms import Maintenance
     from app.journal import find_unfinished, newest_incident
+    from app.rollback.steps import switch_maintenance
 
     logs.configure()
     cfg = config_mod.load(ctx.obj["config_path"])
@@ -48,38 +48,19 @@ def maintenance(ctx: click.Context, action: str) -> None:
                           "unfinished: `rollback-console resume` goes on from where it stopped "
                           "(its recovery step switches maintenance off)")
 
-    async def switch() -> str:
-        m = Maintenance(app)
-        try:
-            if action == "status":
-                return "on" if await m.status() else "off"
-            result = await (m.enable() if action == "on" else m.disable())
-            return result.summary
-        finally:
-            await m.aclose()
-
     if action == "status":
-        try:
-            state = asyncio.run(switch())
-        except MaintenanceFailed as exc:
-            raise ConsoleError(str(exc)) from None
-        click.echo(f"maintenance mode is {state.upper()} at {app.base_url}")
-        sys.exit(10 if state == "on" else 0)
+        async def status() -> bool:
+            m = Maintenance(app)
+            try:
+                return await m.status()
+            finally:
+                await m.aclose()
+
+        on = asyncio.run(status())   # MaintenanceFailed: exit 1 with its message
+        click.echo(f"maintenance mode is {'ON' if on else 'OFF'} at {app.base_url}")
+        sys.exit(10 if on else 0)
 
     journal = newest_incident(cfg.target.name)
-    name = f"maintenance_{action}"
-    if journal is not None:
-        journal.append("action_started", action=name, by="operator (rollback-console "
-                       f"maintenance {action})")
-    started = time.monotonic()
-    try:
-        summary = asyncio.run(switch())
-    except MaintenanceFailed as exc:
-        if journal is not None:
-            journal.append("action_finished", action=name, ok=False, error=str(exc),
-                           elapsed_s=round(time.monotonic() - started, 3))
-        raise ConsoleError(str(exc)) from None
-    if journal is not None:
-        journal.append("action_finished", action=name, ok=True,
-                       elapsed_s=round(time.monotonic() - started, 3))
+    summary = asyncio.run(switch_maintenance(
+        app, action == "on", journal, f"operator (rollback-console maintenance {action})"))
     click.echo(summary + (f" (journaled in incident {journal.incident_id})" if journal else ""))

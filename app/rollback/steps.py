@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,8 +13,10 @@ from pathlib import Path
 import asyncpg
 
 from app.comms import Maintenance, MaintenanceFailed, Notifier
+from app.config import AppEndpoints
 from app.db import connect
 from app.errors import ConsoleError
+from app.journal import Journal
 from app.rollback.context import NeedsOperator, RunContext
 from app.rollback.tools import run_tool
 
@@ -127,3 +130,28 @@ async def safety_dump(ctx: RunContext, path: Path, args: list[str], estimate_byt
     ctx.data["safety_snapshot"] = str(path)
     ctx.log(f"safety snapshot: {path} ({size:,} bytes)")
     return size
+
+
+async def switch_maintenance(app: AppEndpoints, on: bool, journal: Journal | None,
+                             by: str) -> str:
+    """The operator's own switch, outside a step (after a run that stopped with the app in
+    maintenance): verified like the steps, journaled before and after in ``journal``.
+    Raises ``MaintenanceFailed`` with what went wrong."""
+    name = "maintenance_on" if on else "maintenance_off"
+    if journal is not None:
+        journal.append("action_started", action=name, by=by)
+    started = time.monotonic()
+    m = Maintenance(app)
+    try:
+        result = await (m.enable() if on else m.disable())
+    except MaintenanceFailed as exc:
+        if journal is not None:
+            journal.append("action_finished", action=name, ok=False, error=str(exc),
+                           elapsed_s=round(time.monotonic() - started, 3))
+        raise
+    finally:
+        await m.aclose()
+    if journal is not None:
+        journal.append("action_finished", action=name, ok=True,
+                       elapsed_s=round(time.monotonic() - started, 3))
+    return result.summary
