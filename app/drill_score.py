@@ -116,12 +116,13 @@ def record(s: Score) -> list[dict[str, object]]:
 
 
 def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]]) -> str:
-    ideal = ("assess → accept the recommendation → build the plan → gate → run → validate"
-             if scenario.expected_tier == "IMMEDIATE ROLLBACK" and not scenario.then else
-             "assess → accept the recommendation → build the plan → gate → run → shift+d: "
-             f"Type 2 of {', '.join(scenario.tables)} → gate → run → validate"
-             if scenario.then else
-             "assess → see FORWARD-FIX → do not roll back; fix forward")
+    if scenario.expected_tier != "IMMEDIATE ROLLBACK":
+        ideal = "assess → see FORWARD-FIX → do not roll back; fix forward"
+    else:
+        ideal = "assess → accept the recommendation → build the plan → gate → run"
+        if scenario.then:
+            ideal += f" → shift+d: Type 2 of {', '.join(scenario.tables)} → gate → run"
+        ideal += " → validate"
     past = ", ".join(f"{h['points']}" for h in history[-5:])
     return "\n".join([
         f"Drill: {scenario.title} ({scenario.difficulty})",
