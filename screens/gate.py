@@ -1,9 +1,11 @@
-"""The confirmation gate: the blast radius, and the exact phrase to type. Cancel has the focus;
-anything but the exact phrase keeps the gate shut and says what is expected."""
+"""The confirmation gate: the blast radius, and the exact phrase to type. Cancel has the focus
+(enter there cancels); typing a letter moves into the phrase field, so an operator can just type
+the phrase and press enter. Anything but the exact phrase keeps the gate shut and says what is
+expected."""
 
 from __future__ import annotations
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -28,7 +30,8 @@ class GateScreen(ModalScreen[bool]):
             yield Static(self.title_text, id="gate-title")
             yield BlastRadius(self.blast_radius, id="gate-blast")
             yield Static(f"To go ahead, type exactly:  {self.phrase}", id="gate-phrase")
-            yield Input(placeholder="type the phrase here", id="gate-input")
+            yield Input(placeholder="type the phrase here", id="gate-input",
+                        select_on_focus=False)   # the first letter typed stays
             yield Static("", id="gate-error")
             with Horizontal(id="gate-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
@@ -36,6 +39,16 @@ class GateScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        field = self.query_one("#gate-input", Input)
+        if self.focused is field or not event.character or not event.is_printable \
+                or event.character.isspace():
+            return
+        field.focus()
+        field.insert_text_at_cursor(event.character)
+        event.stop()
+        event.prevent_default()
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

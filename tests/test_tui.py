@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from app import config
 from app.tui import RollbackConsoleApp
@@ -133,3 +134,35 @@ async def test_high_contrast_theme_toggles(console_config: Path) -> None:
         assert app.theme == "textual-dark"
         await pilot.press("ctrl+t")
         assert app.theme == "high-contrast"
+
+
+@pytest.mark.parametrize(("typed", "enter_on", "passed"), [
+    ("ROLLBACK jq-kiosk", "field", True),     # letters the app binds (j, q, k) are typed
+    ("ROLLBACK jq-kios", "field", False),     # not exact: stays shut, says what is expected
+    ("", "cancel", False),                    # enter on the focused Cancel cancels
+])
+async def test_the_gate_takes_the_phrase_typed_straight_away(
+        console_config: Path, typed: str, enter_on: str, passed: bool) -> None:
+    from screens.gate import GateScreen
+
+    app = RollbackConsoleApp(config.load(console_config), mode="drill")
+    results: list[bool | None] = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()
+        gate = GateScreen("Type 2 of jq-kiosk", ["!public.media: all rows replaced"],
+                          "ROLLBACK jq-kiosk")
+        await app.push_screen(gate, results.append)
+        await pilot.pause()
+        assert gate.focused is not None and gate.focused.id == "cancel"
+        await pilot.press(*[{" ": "space", "-": "minus"}.get(c, c) for c in typed])
+        await pilot.press("enter")
+        await pilot.pause()
+        if passed:
+            assert results == [True], gate.query_one("#gate-input").value  # type: ignore[attr-defined]
+        elif enter_on == "cancel":
+            assert results == [False]
+        else:
+            assert results == [] and app.screen is gate   # still open, nothing done
+            error = str(gate.query_one("#gate-error").render())
+            assert "WRONG PHRASE" in error and "'ROLLBACK jq-kiosk'" in error
+    assert app.return_code in (None, 0)
