@@ -140,6 +140,48 @@ async def test_a_foreign_key_dropped_since_the_backup_is_added_back(
     assert reload.data["foreign_keys_added_back"] == ["media_object_id_fkey"]
 
 
+async def test_a_hand_made_set_adds_back_the_keys_its_schema_dump_declares(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    """The runbook's own set (pg_dump by hand, no manifest): the dropped key is read from
+    schema_only_backup.sql and added back with the parents."""
+    from app.rollback.backupset import open_set
+
+    path = console_config.parent / "backups" / "production_migration_20261124"
+    path.mkdir(parents=True)
+    pg_dump = str(bin_dir() / "pg_dump")
+    subprocess.run([pg_dump, "--schema-only", f"--file={path / 'schema_only_backup.sql'}",
+                    demo_db.dsn], check=True, capture_output=True)
+    subprocess.run([pg_dump, "--data-only", "--table=public.objects",
+                    f"--file={path / 'table_objects_backup.sql'}", demo_db.dsn], check=True,
+                   capture_output=True)
+    objects = await checksums(conn, "public.objects")
+    backup = open_set(path)
+    assert backup.manifest is None
+    await conn.execute("ALTER TABLE media DROP CONSTRAINT media_object_id_fkey;"
+                       "DELETE FROM objects WHERE id % 7 = 0")
+    ctx = ctx_for(console_config, tmp_path, backup, ("public.objects",))
+    plan = await build_plan(ctx.cfg, RollbackType.PARTIAL, backup, ctx.options)
+    assert await execute(plan, ctx) is Outcome.DONE, ctx.journal.entries[-1].data
+    assert await conn.fetchval("SELECT convalidated FROM pg_constraint "
+                               "WHERE conname = 'media_object_id_fkey'") is True
+    assert await checksums(conn, "public.objects") == objects
+
+
+def test_foreign_keys_are_read_from_a_plain_schema_dump(tmp_path: Path) -> None:
+    dump = tmp_path / "schema_only_backup.sql"
+    dump.write_text(
+        'ALTER TABLE ONLY "Shop"."Order Lines"\n'
+        '    ADD CONSTRAINT "lines→orders" FOREIGN KEY (order_id, "Line") REFERENCES '
+        '"Shop".orders(id, "Line") NOT VALID;\n'
+        "ALTER TABLE ONLY public.media\n    ADD CONSTRAINT media_pkey PRIMARY KEY (id);\n")
+    [fk] = partial.foreign_keys_in_dump(dump)
+    assert (fk.name, fk.table, fk.referenced) == ("lines→orders", "Shop.Order Lines",
+                                                  "Shop.orders")
+    assert fk.columns == ("order_id", "Line") and fk.referenced_columns == ("id", "Line")
+    assert not fk.validated and fk.definition.startswith("FOREIGN KEY (order_id, ")
+
+
 @pytest.mark.parametrize(("tables", "message"), [
     (("public.chakai",), "has no table_chakai_backup.sql"),
     ((), "needs the tables"),

@@ -5,6 +5,7 @@ snapshot of the tables is taken, and the reload is one transaction (see ``reload
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,14 +23,46 @@ from app.rollback.plan import Plan, Step
 from app.rollback.reload import dropped_foreign_keys, reload_tables, touching_foreign_keys
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
 
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_FK_IN_DUMP = re.compile(
+    rf"ALTER TABLE (?:ONLY )?(?P<ts>{_IDENT})\.(?P<tn>{_IDENT})\s+ADD CONSTRAINT "
+    rf"(?P<name>{_IDENT}) (?P<definition>FOREIGN KEY \((?P<cols>[^)]*)\) REFERENCES "
+    rf"(?P<rs>{_IDENT})\.(?P<rn>{_IDENT})\((?P<refcols>[^)]*)\)[^;]*);")
+
+
+def _unquote(ident: str) -> str:
+    ident = ident.strip()
+    return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
+
+
+def foreign_keys_in_dump(path: Path) -> list[ForeignKey]:
+    """The foreign keys a plain pg_dump schema file declares (``ALTER TABLE ONLY … ADD
+    CONSTRAINT … FOREIGN KEY …``): what a hand-made set without a manifest recorded."""
+    found = []
+    for m in _FK_IN_DUMP.finditer(path.read_text(errors="replace")):
+        definition = m.group("definition")
+        found.append(ForeignKey(
+            _unquote(m.group("name")), f"{_unquote(m.group('ts'))}.{_unquote(m.group('tn'))}",
+            f"{_unquote(m.group('rs'))}.{_unquote(m.group('rn'))}",
+            tuple(_unquote(c) for c in m.group("cols").split(",")),
+            tuple(_unquote(c) for c in m.group("refcols").split(",")),
+            definition, not definition.endswith("NOT VALID")))
+    return found
+
+
+def recorded_foreign_keys(backup: Any) -> list[ForeignKey] | None:
+    """The backup's foreign keys: its manifest's, else its plain schema dump's; None when the
+    set records neither."""
+    if backup.manifest is not None:
+        return list(backup.manifest.state.foreign_keys)
+    schema = backup.path / "schema_only_backup.sql"
+    return foreign_keys_in_dump(schema) if schema.is_file() else None
+
 
 async def _dropped_keys(ctx: RunContext, conn: asyncpg.Connection) -> list[ForeignKey]:
-    """Keys the backup's manifest recorded on these tables that the migration dropped."""
-    manifest = ctx.backup.manifest
-    if manifest is None:
-        return []
+    """Keys the backup recorded on these tables that the migration dropped."""
     return await dropped_foreign_keys(conn, list(ctx.options.tables),
-                                      manifest.state.foreign_keys)
+                                      recorded_foreign_keys(ctx.backup) or [])
 
 
 def table_file(backup_path: Path, table: str) -> Path:
@@ -85,9 +118,10 @@ async def assessment(ctx: RunContext) -> str:
         for fk in await _dropped_keys(ctx, conn):
             ctx.log(f"foreign key {fk.name}: {fk.table} -> {fk.referenced} was dropped since "
                     "the backup: the reload adds it back (and validates it)", "warning")
-        if ctx.backup.manifest is None:
-            ctx.log("hand-made set without a manifest: foreign keys dropped since the backup "
-                    "are not known here and are not added back (Type 1 does that)", "warning")
+        if recorded_foreign_keys(ctx.backup) is None:
+            ctx.log("this set has neither a manifest nor schema_only_backup.sql: foreign keys "
+                    "dropped since the backup are not known here and are not added back "
+                    "(Type 1 does that)", "warning")
         changed: dict[str, int] = {}
         if since is not None:
             for table in tables:

@@ -60,7 +60,7 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
             plan = partial.build(cfg, backup, options.tables)
             present = [t for t in options.tables
                        if await conn.fetchval("SELECT to_regclass($1)", qualified(t))]
-            recorded = backup.manifest.state.foreign_keys if backup.manifest else []
+            recorded = partial.recorded_foreign_keys(backup) or []
             dropped = await dropped_foreign_keys(conn, present, recorded) if present else []
             for fk in dropped:
                 plan.blast_radius.append(f"{fk.table} -> {fk.referenced}: foreign key {fk.name}"
