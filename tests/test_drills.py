@@ -184,3 +184,48 @@ def test_the_curriculum_moves_on_after_full_marks() -> None:
     assert drills.pick(None) is first
     assert drills.pick(None, {first.name}) is second
     assert drills.pick(None, {s.name for s in drills.playable()}) is first  # from the top
+
+
+def test_a_headless_drill_is_played_with_the_commands_and_scored(tmp_path: Path) -> None:
+    """`drill --headless`: the sandbox and the incident, the commands printed; the trainee
+    assesses, rolls back and validates with them; Enter, the call, then the same score and
+    debrief as the console's. The sandbox stops at the end."""
+    import os
+    import re
+
+    env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path / "home")}
+    app = [sys.executable, "-m", "app"]
+    proc = subprocess.Popen([*app, "drill", "--headless", "--scenario", "corrupted-captions",
+                             "--dir", str(tmp_path / "box"), "--operator", "trainee"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        printed = ""
+        while "Press Enter" not in printed:
+            line = proc.stdout.readline()
+            assert line, f"the drill ended early: {printed}"
+            printed += line
+        assert "DRILL INCIDENT" in printed and "blank captions" in printed
+        found = re.search(r"assess:\s+rollback-console -c (\S+) assess", printed)
+        assert found, printed
+        base = [*app, "-c", found.group(1)]
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*base, *args], capture_output=True, text=True, env=env,
+                                  timeout=300, stdin=subprocess.DEVNULL)
+
+        assert run("assess", "--json").returncode == 30        # IMMEDIATE ROLLBACK
+        rolled = run("run", "--type", "partial", "--tables", "media", "--confirm",
+                     "ROLLBACK tea-school-sandbox")
+        assert rolled.returncode == 0, rolled.stderr
+        validated = run("validate")
+        assert validated.returncode == 0 and "journaled in incident" in validated.stderr
+        out, _ = proc.communicate("\n1\n", timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "Score: 100/100 for trainee" in out, out
+    assert "The right answer: IMMEDIATE ROLLBACK / partial" in out
+    assert not (tmp_path / "box" / "postmaster.pid").exists() and \
+        not list((tmp_path / "box").rglob("postmaster.pid"))            # the sandbox stopped

@@ -149,11 +149,31 @@ def register(group: click.Group) -> None:
             sys.exit(_watch(cfg, backup_id, watch_for, interval, as_json))
         on_result = None if as_json else _progress(_console(stderr=True))
         result = asyncio.run(run_validation(cfg, backup_id, on_result=on_result))
+        journal = _journal_validation(cfg.target.name, result)
+        if journal is not None:
+            click.echo(f"(journaled in incident {journal})", err=True)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=2, default=str))
         else:
             _render_checklist(result)
         sys.exit(result.exit_code)
+
+
+def _journal_validation(target: str, result: Any) -> str | None:
+    """Journal the checklist in this target's incident of the last 24 hours, as the console's
+    validation screen does, so the report and a drill's score see it; the incident's id."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.journal import newest_incident
+
+    journal = newest_incident(target)
+    if journal is None or datetime.fromisoformat(journal.entries[-1].at) < \
+            datetime.now(UTC) - timedelta(hours=24):
+        return None
+    journal.append("validation", passed=result.passed, backup=result.backup,
+                   items=[{"item": i.name, "status": str(i.status), "summary": i.summary}
+                          for i in result.items])
+    return journal.incident_id
 
 
 def _watch(cfg: Config, backup_id: str | None, duration: str, interval: float,
