@@ -74,7 +74,7 @@ async def open_context(config: Config, backup_id: str | None = None, *, size: in
 async def collect(ctx: CheckContext, specs: Sequence[CheckSpec],
                   on_result: OnResult | None = None) -> list[CheckResult]:
     results: list[CheckResult] = []
-    ctx.share_writes([s.name for s in specs])
+    ctx.share_scans([s.name for s in specs])
     async for result in stream_checks(ctx, list(specs)):
         results.append(result)
         if on_result is not None:

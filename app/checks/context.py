@@ -130,34 +130,59 @@ class CheckContext:
     role: RoleFacts
     baseline: Baseline | None = None
     http: httpx.AsyncClient | None = None
-    # table -> (shared?, rows written since the backup): see share_writes
+    # table -> (shared?, rows written since the backup): see share_scans
     shared_writes: dict[str, asyncio.Future[tuple[bool, dict[str, Any] | None]]] = field(
         default_factory=dict)
+    # table -> is its content the backup's (checksums equal)? see share_scans
+    shared_unchanged: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
 
-    def share_writes(self, checks: Collection[str]) -> None:
-        """When data_integrity and writes run together, data_integrity's one scan of a table also
-        counts the rows written since the backup, and writes waits for that answer instead of
-        reading the table a second time (at the same time, on the same cores)."""
-        if {"data_integrity", "writes"} <= set(checks) and self.baseline is not None:
-            loop = asyncio.get_running_loop()
-            self.shared_writes = {t: loop.create_future()
-                                  for t in self.baseline.manifest.state.tables}
+    def share_scans(self, checks: Collection[str]) -> None:
+        """data_integrity reads every table once; what it learns is shared instead of read
+        again (at the same time, on the same cores): with writes, the rows written since the
+        backup; with foreign_keys, which tables still hold exactly the backup's rows (a key
+        that was valid then, between two such tables, can have no orphans now)."""
+        names = set(checks)
+        if "data_integrity" not in names or self.baseline is None:
+            return
+        loop = asyncio.get_running_loop()
+        tables = self.baseline.manifest.state.tables
+        if "writes" in names:
+            self.shared_writes = {t: loop.create_future() for t in tables}
+        if "foreign_keys" in names:
+            self.shared_unchanged = {t: loop.create_future() for t in tables}
 
-    def offer_writes(self, table: str, written: dict[str, Any] | None) -> None:
-        future = self.shared_writes.get(table)
-        if future is not None and not future.done():
-            future.set_result((True, written))
+    def offer_scan(self, table: str, written: dict[str, Any] | None, unchanged: bool) -> None:
+        for future, value in ((self.shared_writes.get(table), (True, written)),
+                              (self.shared_unchanged.get(table), unchanged)):
+            if future is not None and not future.done():
+                future.set_result(value)   # type: ignore[arg-type]
 
-    def release_writes(self) -> None:
-        """data_integrity is over: writes reads for itself the tables it did not scan (a lock,
-        RLS, an error, a timeout), so it never waits for an answer that will not come."""
-        for future in self.shared_writes.values():
-            if not future.done():
-                future.set_result((False, None))
+    def release_scans(self) -> None:
+        """data_integrity is over: the tables it did not scan (a lock, RLS, an error, a
+        timeout) are read by the checks themselves, so none waits for an answer that will not
+        come."""
+        for writes in self.shared_writes.values():
+            if not writes.done():
+                writes.set_result((False, None))
+        for unchanged in self.shared_unchanged.values():
+            if not unchanged.done():
+                unchanged.set_result(False)
 
     async def writes_of(self, table: str) -> tuple[bool, dict[str, Any] | None]:
         future = self.shared_writes.get(table)
         return (False, None) if future is None else await future
+
+    async def all_unchanged(self, tables: Collection[str], deadline: float) -> bool:
+        """True when data_integrity found every one of ``tables`` equal to the backup; False
+        when one is not, was not compared, or no answer came by ``deadline`` (loop time)."""
+        futures = [self.shared_unchanged.get(t) for t in tables]
+        if not futures or any(f is None for f in futures):
+            return False
+        try:
+            async with asyncio.timeout_at(deadline):
+                return all([await asyncio.shield(f) for f in futures if f is not None])
+        except TimeoutError:
+            return False
 
     @property
     def settings(self) -> AssessSettings:

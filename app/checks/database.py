@@ -236,7 +236,7 @@ async def data_integrity(ctx: CheckContext) -> Outcome:
     try:
         return await _data_integrity(ctx)
     finally:
-        ctx.release_writes()
+        ctx.release_scans()
 
 
 async def _data_integrity(ctx: CheckContext) -> Outcome:
@@ -267,7 +267,8 @@ async def _data_integrity(ctx: CheckContext) -> Outcome:
                 rows, checksum, written = await scan_table(
                     conn, table, state.captured_at,
                     None if same_cols else [str(c[0]) for c in base_cols], hashed=comparable)
-                ctx.offer_writes(table, written)
+                ctx.offer_scan(table, written,
+                               unchanged=same_cols and checksum == then.checksum)
             except LOCKED:
                 blocked.append(table)
                 continue
