@@ -99,7 +99,11 @@ def run(config_path: Path, dsn: str, workdir: Path, runs: int) -> list[Result]:
               "console's manifest; ours includes opening its pool and reading the backup set",
               "HTTP checks excluded: the config's [app] section is removed, so the login "
               "probe, endpoint and error-rate checks return SKIP without a request "
-              "(asserted every run)"]
+              "(asserted every run)",
+              "ours also checks every foreign key (the baseline checks none): a key valid in "
+              "the backup between two tables whose checksums equal the backup's cannot have "
+              "orphans and is not anti-joined again; keys into tables outside the manifest "
+              "(auth.users) are"]
     return [
         Result("validate, database checks incl. checksums", times["validate"],
                times["baseline"], baseline_name, 1.2, common),
