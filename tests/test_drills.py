@@ -219,7 +219,8 @@ def test_a_headless_drill_is_played_with_the_commands_and_scored(tmp_path: Path)
                      "ROLLBACK tea-school-sandbox")
         assert rolled.returncode == 0, rolled.stderr
         validated = run("validate")
-        assert validated.returncode == 0 and "journaled in incident" in validated.stderr
+        assert validated.returncode == 0, validated.stdout
+        assert "journaled in incident" in validated.stderr
         out, _ = proc.communicate("\n1\n", timeout=120)
     finally:
         if proc.poll() is None:
