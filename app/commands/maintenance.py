@@ -39,15 +39,6 @@ def maintenance(ctx: click.Context, action: str) -> None:
     if cfg.app is None:
         raise BadInput("the config has no [app]: there is no maintenance switch to use")
     app = cfg.app
-    if action != "status":
-        if ctx.obj.get("mode") == "assess":
-            raise Refused("--mode assess is read-only: the maintenance switch is not touched")
-        unfinished = find_unfinished(cfg.target.name)
-        if unfinished is not None:
-            raise Refused(f"incident {unfinished.incident_id} on {cfg.target.name} is "
-                          "unfinished: `rollback-console resume` goes on from where it stopped "
-                          "(its recovery step switches maintenance off)")
-
     if action == "status":
         async def status() -> bool:
             m = Maintenance(app)
@@ -59,7 +50,13 @@ def maintenance(ctx: click.Context, action: str) -> None:
         on = asyncio.run(status())   # MaintenanceFailed: exit 1 with its message
         click.echo(f"maintenance mode is {'ON' if on else 'OFF'} at {app.base_url}")
         sys.exit(10 if on else 0)
-
+    if ctx.obj.get("mode") == "assess":
+        raise Refused("--mode assess is read-only: the maintenance switch is not touched")
+    unfinished = find_unfinished(cfg.target.name)
+    if unfinished is not None:
+        raise Refused(f"incident {unfinished.incident_id} on {cfg.target.name} is unfinished: "
+                      "`rollback-console resume` goes on from where it stopped (its recovery "
+                      "step switches maintenance off)")
     journal = newest_incident(cfg.target.name)
     summary = asyncio.run(switch_maintenance(
         app, action == "on", journal, f"operator (rollback-console maintenance {action})"))
