@@ -42,9 +42,11 @@ class GateScreen(ModalScreen[bool]):
 
     def on_key(self, event: events.Key) -> None:
         field = self.query_one("#gate-input", Input)
-        if self.focused is field or not event.character or not event.is_printable \
-                or event.character.isspace():
+        if self.focused is field or not event.character or not event.is_printable:
             return
+        if event.character.isspace() and not field.value:
+            return   # a phrase never starts with a space; once typing has begun, spaces count
+        # (focus moves on the next refresh: keys typed before it lands come through here too)
         field.focus()
         field.insert_text_at_cursor(event.character)
         event.stop()
