@@ -112,3 +112,16 @@ def test_docs_print_the_decision_table_as_it_is() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "ASSESS.md").read_text()
     for rule in RULES:
         assert f"| `{rule.kind}` | {rule.runbook} | **{rule.tier.label}** | {rule.scope} |" in doc
+
+
+@pytest.mark.parametrize(("base", "now", "budget", "regressed"), [
+    (0.1, 11.5, 200, False),    # "115x slower" yet a blip far inside its budget
+    (2.0, 40.0, 200, True),     # 20x slower and 38 ms more: a tenth of the budget and more
+    (1.0, 6.5, 20, True),       # a tight budget: the 5 ms floor decides
+    (1.0, 2.9, 20, False),      # under 3x: not slower enough, whatever the budget
+])
+def test_a_latency_rise_counts_when_it_is_more_than_noise(base: float, now: float, budget: int,
+                                                          regressed: bool) -> None:
+    from app.checks.performance import slower
+
+    assert slower(now, base, budget, config_mod.AssessSettings().slow_factor) == regressed

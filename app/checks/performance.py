@@ -18,6 +18,16 @@ from app.secrets import scrub
 NOISE_FLOOR_MS = 5.0   # below this, a latency ratio is noise, not a regression
 
 
+def slower(ms: float, base: float | None, budget_ms: float, factor: float) -> bool:
+    """Slower than at the backup: ``factor`` times its latency then, by more than noise. A
+    0.1 ms query that takes 11 ms on a busy server is "100x slower" and still far inside a
+    200 ms budget: a rise counts from a tenth of the budget, and never under NOISE_FLOOR_MS
+    (the budget itself is checked apart)."""
+    if not base:
+        return False
+    return ms > base * factor and ms - base > max(NOISE_FLOOR_MS, budget_ms / 10)
+
+
 def plan_relations(plan: Any) -> set[str]:
     """schema.table of every relation an EXPLAIN (FORMAT JSON) plan reads."""
     found: set[str] = set()
@@ -71,7 +81,7 @@ async def critical_queries(ctx: CheckContext) -> Outcome:
             if ms > q.budget_ms:
                 findings.append(Finding(Kind.PERFORMANCE, f"critical query {q.name!r} took "
                                         f"{ms:.0f} ms (budget {q.budget_ms} ms)"))
-            elif base and ms > base * slow_factor and ms - base > NOISE_FLOOR_MS:
+            elif base and slower(ms, base, q.budget_ms, slow_factor):
                 findings.append(Finding(Kind.PERFORMANCE, f"critical query {q.name!r} is "
                                         f"{ms / base:.1f}x slower than at the backup "
                                         f"({ms:.1f} vs {base:.1f} ms)"))
