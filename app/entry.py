@@ -17,7 +17,8 @@ HELP_FILE = os.path.join(os.path.dirname(__file__), "help.txt")
 
 
 def _columns() -> int:
-    """The terminal's width the way click asks for it (shutil.get_terminal_size)."""
+    """The terminal's width the way click asks for it (shutil.get_terminal_size's rules; shutil
+    itself imports bz2 and lzma, 8 ms, half of a bare interpreter start)."""
     try:
         columns = int(os.environ.get("COLUMNS", "0"))
     except ValueError:

@@ -13,6 +13,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,22 +177,39 @@ def read(path: Path) -> Iterator[Entry]:
         yield entry
 
 
-def newest_incident(target_name: str) -> Journal | None:
-    """The newest incident on ``target_name``, finished or not."""
+def _incidents_of(target_name: str) -> Iterator[Journal]:
+    """The incidents opened on ``target_name``, newest first."""
     for journal_path in sorted(incidents_root().glob("*/journal.jsonl"), reverse=True):
         journal = Journal(journal_path)
         opened = journal.last("incident_opened")
         if opened and opened.data.get("target") == target_name:
-            return journal
-    return None
+            yield journal
+
+
+def newest_incident(target_name: str) -> Journal | None:
+    """The newest incident on ``target_name``, finished or not."""
+    return next(_incidents_of(target_name), None)
 
 
 def find_unfinished(target_name: str) -> Journal | None:
     """The newest incident on ``target_name`` that was opened and never closed."""
-    root = incidents_root()
-    for journal_path in sorted(root.glob("*/journal.jsonl"), reverse=True):
-        journal = Journal(journal_path)
-        opened = journal.last("incident_opened")
-        if opened and opened.data.get("target") == target_name and not journal.closed:
-            return journal
-    return None
+    return next((j for j in _incidents_of(target_name) if not j.closed), None)
+
+
+@contextmanager
+def journaled(journal: Journal, action: str, tags: dict[str, Any] | None = None,
+              **details: Any) -> Iterator[None]:
+    """Journal an action before it runs and after it ends, whatever the end; ``tags`` (the
+    step, say) go into both entries."""
+    tags = tags or {}
+    journal.append("action_started", **tags, action=action, **details)
+    started = time.monotonic()
+    try:
+        yield
+    except BaseException as exc:
+        journal.append("action_finished", **tags, action=action, ok=False,
+                       error=f"{type(exc).__name__}: {exc}",
+                       elapsed_s=round(time.monotonic() - started, 3))
+        raise
+    journal.append("action_finished", **tags, action=action, ok=True,
+                   elapsed_s=round(time.monotonic() - started, 3))

@@ -69,6 +69,12 @@ class Checklist:
         return {"passed": self.passed, "target": self.target, "backup": self.backup,
                 "items": [i.to_dict() for i in self.items]}
 
+    def journal_fields(self) -> dict[str, Any]:
+        """What a "validation" journal entry holds (the report and a drill's score read it)."""
+        return {"passed": self.passed, "backup": self.backup,
+                "items": [{"item": i.name, "status": str(i.status), "summary": i.summary}
+                          for i in self.items]}
+
 
 def _data_item(item: Item, results: dict[str, CheckResult]) -> ItemResult:
     data, schema = results["data_integrity"], results["schema"]

@@ -95,10 +95,7 @@ class ValidationScreen(ConsoleScreen[bool | None]):
                 text.append(": " + ", ".join(failed) + " (enter on an item: its evidence)")
             verdict.update(text)
             if self.journal is not None:
-                self.journal.append("validation", passed=self.checklist.passed,
-                                    backup=self.checklist.backup,
-                                    items=[{"item": i.name, "status": str(i.status),
-                                            "summary": i.summary} for i in self.checklist.items])
+                self.journal.append("validation", **self.checklist.journal_fields())
 
     @on(DataTable.RowSelected, "#val-items")
     def row_selected(self, _event: DataTable.RowSelected) -> None:

@@ -170,9 +170,7 @@ def _journal_validation(target: str, result: Any) -> str | None:
     if journal is None or datetime.fromisoformat(journal.entries[-1].at) < \
             datetime.now(UTC) - timedelta(hours=24):
         return None
-    journal.append("validation", passed=result.passed, backup=result.backup,
-                   items=[{"item": i.name, "status": str(i.status), "summary": i.summary}
-                          for i in result.items])
+    journal.append("validation", **result.journal_fields())
     return journal.incident_id
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import Any
 from app.config import Config
 from app.errors import ConsoleError
 from app.events import EventChannel, StepLog, StepProgress
-from app.journal import Journal
+from app.journal import Journal, journaled
 
 
 class RollbackType(StrEnum):
@@ -104,14 +103,5 @@ class RunContext:
     @contextmanager
     def action(self, name: str, **details: Any) -> Iterator[None]:
         """Journal a destructive action before it runs and after it ends, whatever the end."""
-        self.journal.append("action_started", step=self.step, action=name, **details)
-        started = time.monotonic()
-        try:
+        with journaled(self.journal, name, {"step": self.step}, **details):
             yield
-        except BaseException as exc:
-            self.journal.append("action_finished", step=self.step, action=name, ok=False,
-                                error=f"{type(exc).__name__}: {exc}",
-                                elapsed_s=round(time.monotonic() - started, 3))
-            raise
-        self.journal.append("action_finished", step=self.step, action=name, ok=True,
-                            elapsed_s=round(time.monotonic() - started, 3))

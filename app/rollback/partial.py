@@ -59,10 +59,10 @@ def recorded_foreign_keys(backup: Any) -> list[ForeignKey] | None:
     return foreign_keys_in_dump(schema) if schema.is_file() else None
 
 
-async def _dropped_keys(ctx: RunContext, conn: asyncpg.Connection) -> list[ForeignKey]:
+async def _dropped_keys(ctx: RunContext, conn: asyncpg.Connection,
+                        recorded: list[ForeignKey] | None) -> list[ForeignKey]:
     """Keys the backup recorded on these tables that the migration dropped."""
-    return await dropped_foreign_keys(conn, list(ctx.options.tables),
-                                      recorded_foreign_keys(ctx.backup) or [])
+    return await dropped_foreign_keys(conn, list(ctx.options.tables), recorded or [])
 
 
 def table_file(backup_path: Path, table: str) -> Path:
@@ -115,10 +115,11 @@ async def assessment(ctx: RunContext) -> str:
             ctx.log(f"foreign key {fk.name}: {fk.table} -> {fk.referenced}"
                     + ("  (references these tables from outside: rows there must still find "
                        "their parents, or the reload is refused)" if outside else ""))
-        for fk in await _dropped_keys(ctx, conn):
+        recorded = recorded_foreign_keys(ctx.backup)
+        for fk in await _dropped_keys(ctx, conn, recorded):
             ctx.log(f"foreign key {fk.name}: {fk.table} -> {fk.referenced} was dropped since "
                     "the backup: the reload adds it back (and validates it)", "warning")
-        if recorded_foreign_keys(ctx.backup) is None:
+        if recorded is None:
             ctx.log("this set has neither a manifest nor schema_only_backup.sql: foreign keys "
                     "dropped since the backup are not known here and are not added back "
                     "(Type 1 does that)", "warning")
@@ -191,7 +192,7 @@ async def restore(ctx: RunContext) -> str:
         ctx.progress(done, sizes[table], "bytes", f"{table}: {rows:,} rows")
 
     async with target_conn(ctx) as conn, target_conn(ctx) as watcher:
-        restore_fks = await _dropped_keys(ctx, conn)
+        restore_fks = await _dropped_keys(ctx, conn, recorded_foreign_keys(ctx.backup))
         with ctx.action("reload_tables", tables=tables, backup=ctx.backup.id,
                         foreign_keys_added_back=[fk.name for fk in restore_fks]):
             result = await reload_tables(conn, tables, open_dump, progress,

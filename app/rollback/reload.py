@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from app.catalog import ForeignKey, foreign_keys, qualified, quote_ident, split_name
+from app.catalog import (
+    ForeignKey,
+    foreign_keys,
+    qualified,
+    quote_ident,
+    split_name,
+    user_tables,
+)
 from app.rollback.context import StepFailed
 from app.rollback.copydata import CopyStream, Reader
 
@@ -55,9 +62,7 @@ async def dropped_foreign_keys(conn: asyncpg.Connection, tables: list[str],
     dropped them), between tables that both still exist: the reload adds them back."""
     wanted = set(tables)
     live = {(fk.table, fk.name) for fk in await foreign_keys(conn)}
-    existing = {r["t"] for r in await conn.fetch(
-        "SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n "
-        "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')")}
+    existing = set(await user_tables(conn, ()))   # platform schemas too (auth.users)
     return [fk for fk in recorded
             if (fk.table in wanted or fk.referenced in wanted)
             and (fk.table, fk.name) not in live

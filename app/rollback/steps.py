@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 
 import asyncpg
@@ -16,7 +15,7 @@ from app.comms import Maintenance, MaintenanceFailed, Notifier
 from app.config import AppEndpoints
 from app.db import connect
 from app.errors import ConsoleError
-from app.journal import Journal
+from app.journal import Journal, journaled
 from app.rollback.context import NeedsOperator, RunContext
 from app.rollback.tools import run_tool
 
@@ -137,21 +136,11 @@ async def switch_maintenance(app: AppEndpoints, on: bool, journal: Journal | Non
     """The operator's own switch, outside a step (after a run that stopped with the app in
     maintenance): verified like the steps, journaled before and after in ``journal``.
     Raises ``MaintenanceFailed`` with what went wrong."""
-    name = "maintenance_on" if on else "maintenance_off"
-    if journal is not None:
-        journal.append("action_started", action=name, by=by)
-    started = time.monotonic()
     m = Maintenance(app)
     try:
-        result = await (m.enable() if on else m.disable())
-    except MaintenanceFailed as exc:
-        if journal is not None:
-            journal.append("action_finished", action=name, ok=False, error=str(exc),
-                           elapsed_s=round(time.monotonic() - started, 3))
-        raise
+        with journaled(journal, "maintenance_on" if on else "maintenance_off", by=by) \
+                if journal is not None else nullcontext():
+            result = await (m.enable() if on else m.disable())
     finally:
         await m.aclose()
-    if journal is not None:
-        journal.append("action_finished", action=name, ok=True,
-                       elapsed_s=round(time.monotonic() - started, 3))
     return result.summary
