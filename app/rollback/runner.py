@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from app import logs
+from app import faults, logs
 from app.errors import BadInput, ConsoleError
 from app.events import RunFinished, StepFinished, StepStarted
 from app.lock import TargetLock
@@ -68,6 +68,7 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                 ctx.channel.emit(StepStarted(step.id, step.title, index, len(plan.steps),
                                              step.budget_s, step.destructive,
                                              step.point_of_no_return))
+                faults.point(f"before:{step.id}")
                 journal.append("step_started", step=step.id, destructive=step.destructive)
                 if step.point_of_no_return:
                     await notify(ctx, "point_of_no_return", step.title)
@@ -106,6 +107,7 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                 journal.append("step_finished", step=step.id, status="done", summary=result,
                                result=step_result, elapsed_s=round(elapsed, 3))
                 ctx.channel.emit(StepFinished(step.id, "done", result, elapsed))
+                faults.point(f"after:{step.id}")
     except ConsoleError as exc:  # the lock was refused: nothing ran
         outcome, summary = Outcome(_outcome_for(exc)), str(exc)
     return _close(ctx, outcome, summary)
