@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from app import faults, logs
 from app.errors import BadInput, ConsoleError
 from app.events import RunFinished, StepFinished, StepStarted
+from app.journal import Journal
 from app.lock import TargetLock
 from app.rollback.context import (
     EXIT_CODES,
@@ -92,13 +94,15 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                     ctx.channel.emit(StepFinished(step.id, "failed", str(exc),
                                                   time.monotonic() - started))
                     break
-                except ConsoleError as exc:  # bad input: nothing changed; otherwise stop
+                except Exception as exc:  # any failure ends the run, journaled
                     outcome = (Outcome.BAD_INPUT if isinstance(exc, BadInput)
                                else Outcome.NEEDS_OPERATOR)
-                    summary = f"{step.title}: {exc}"
-                    journal.append("step_finished", step=step.id, status="failed",
-                                   error=str(exc), outcome=outcome.value)
-                    ctx.channel.emit(StepFinished(step.id, "failed", str(exc),
+                    error = str(exc) if isinstance(exc, ConsoleError) else describe(exc)
+                    summary = f"{step.title}: {error}"
+                    _journal_quietly(journal, "step_finished", step=step.id, status="failed",
+                                     error=error, outcome=outcome.value,
+                                     elapsed_s=round(time.monotonic() - started, 3))
+                    ctx.channel.emit(StepFinished(step.id, "failed", error,
                                                   time.monotonic() - started))
                     break
                 elapsed = time.monotonic() - started
@@ -110,6 +114,8 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                 faults.point(f"after:{step.id}")
     except ConsoleError as exc:  # the lock was refused: nothing ran
         outcome, summary = Outcome(_outcome_for(exc)), str(exc)
+    except Exception as exc:  # the journal or lock failed between steps
+        outcome, summary = Outcome.NEEDS_OPERATOR, describe(exc)
     return _close(ctx, outcome, summary)
 
 
@@ -121,15 +127,33 @@ def _close(ctx: RunContext, outcome: Outcome, summary: str) -> Outcome:
                        Outcome.NEEDS_OPERATOR else "")
                     + "`rollback-console maintenance off` when the database is fit to serve")
         ctx.log("the app is still in maintenance mode", "warning")
-    if outcome is not Outcome.NEEDS_OPERATOR:
-        journal.append("incident_closed", outcome=outcome.value, exit_code=EXIT_CODES[outcome],
-                       summary=summary)
-    else:
-        journal.append("incident_paused", outcome=outcome.value, summary=summary)
+    kind = "incident_closed" if outcome is not Outcome.NEEDS_OPERATOR else "incident_paused"
+    if not _journal_quietly(journal, kind, outcome=outcome.value,
+                            exit_code=EXIT_CODES[outcome], summary=summary):
+        outcome = Outcome.NEEDS_OPERATOR
+        summary += (f"; the journal {journal.path} could not record this end (see the log): "
+                    "free space there before `rollback-console resume`")
     ctx.channel.emit(RunFinished(outcome.value, EXIT_CODES[outcome], summary,
                                  journal.incident_id))
     log.info("run finished", incident=journal.incident_id, outcome=outcome.value)
     return outcome
+
+
+def describe(exc: BaseException) -> str:
+    """An unexpected failure in one line: its type and message, never a traceback."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
+
+
+def _journal_quietly(journal: Journal, kind: str, **data: Any) -> bool:
+    """Append, but a journal that cannot be written (a full disk) must not stop the run from
+    ending with its outcome: say so in the log and return False."""
+    try:
+        journal.append(kind, **data)
+    except OSError as exc:
+        log.error("journal write failed", kind=kind, error=describe(exc))
+        return False
+    return True
 
 
 def skip_step(ctx: RunContext, step_id: str, reason: str) -> None:
