@@ -1,13 +1,23 @@
-"""The incident journal: append-only JSON lines, fsync'ed, hash-chained.
+"""The incident journal: append-only JSON lines, fsync'ed, and chained with a keyed hash.
 
 It is the single source of truth: resume, the audit log and the incident report are read from
-it. Each entry holds the hash of the one before, so an edited or deleted line shows. Secrets are
-scrubbed before anything is written.
+it, so it must show any change made to it:
+
+- each entry holds the HMAC of the one before, keyed with a secret made for this incident and
+  kept outside its folder (``keys/``), so an edited, removed or reordered line shows, and so does
+  a chain recomputed without the key;
+- a seal beside it (``journal.seal``: the entry count and the last hash, under the same key) is
+  rewritten after every append, so a journal cut short shows too;
+- readers never write: only ``append`` cuts a torn last line (a crash mid-write), the one
+  change that loses nothing, since that entry's action was never confirmed.
+
+Secrets are scrubbed before anything is written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -24,10 +34,13 @@ from app.paths import state_dir
 from app.secrets import scrub
 
 GENESIS = "0" * 64
+SEAL = "journal.seal"
 
 
 class JournalCorrupt(ConsoleError):
-    """The journal's hash chain is broken: someone edited, removed or reordered entries."""
+    """The journal fails verification: edited, cut, reordered, or its key or seal is gone."""
+
+    exit_code = 5
 
 
 @dataclass(frozen=True)
@@ -45,10 +58,14 @@ class Entry:
         return str(value) if value is not None else None
 
 
-def _digest(seq: int, at: str, kind: str, data: dict[str, Any], prev: str) -> str:
+def _digest(key: bytes, seq: int, at: str, kind: str, data: dict[str, Any], prev: str) -> str:
     body = json.dumps({"seq": seq, "at": at, "kind": kind, "data": data, "prev": prev},
                       sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(body.encode()).hexdigest()
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def _seal_mac(key: bytes, count: int, last: str) -> str:
+    return hmac.new(key, f"seal:{count}:{last}".encode(), hashlib.sha256).hexdigest()
 
 
 def _clean(value: Any) -> Any:
@@ -63,28 +80,73 @@ def _clean(value: Any) -> Any:
     return scrub(str(value))
 
 
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
 def incidents_root() -> Path:
-    root = state_dir() / "incidents"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return _private_dir(state_dir() / "incidents")
 
 
 def new_incident_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
+def _key_path(incident_dir: Path) -> Path:
+    """Where an incident's key lives: in the state directory, not in the incident's folder,
+    named after the folder's place (a copied or moved journal is not trusted)."""
+    where = hashlib.sha256(str(incident_dir.resolve()).encode()).hexdigest()[:16]
+    return state_dir() / "keys" / f"{incident_dir.name}-{where}.key"
+
+
+def _read_key(incident_dir: Path) -> bytes | None:
+    try:
+        return bytes.fromhex(_key_path(incident_dir).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _new_key(incident_dir: Path) -> bytes:
+    key = secrets.token_bytes(32)
+    path = _key_path(incident_dir)
+    _private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key.hex().encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key
+
+
 class Journal:
-    """One incident's journal file. ``append`` returns only after the entry is on disk."""
+    """One incident's journal file. Reading it verifies it (``JournalCorrupt`` otherwise) and
+    writes nothing; ``append`` returns only after the entry and the seal are on disk. A journal
+    whose folder has no file yet is empty: the folder is made by the first ``append``, so a run
+    refused before it starts opens no incident."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.torn = False      # a partial last line, left by a crash mid-write, was ignored
+        self._key: bytes | None = None
+        self.entries: list[Entry] = []
         if path.exists():
-            _drop_torn_tail(path)
-        self.entries: list[Entry] = list(read(path)) if path.exists() else []
+            self._key = _read_key(self.dir)
+            if self._key is None:
+                raise JournalCorrupt(
+                    f"{path}: its key ({_key_path(self.dir)}) is missing, so the journal "
+                    "cannot be verified; keep the folder as evidence and start a new incident "
+                    f"(`rollback-console abandon {self.incident_id} --reason ...`)")
+            self.entries, self.torn = _verify(path, self._key)
+
+    def reload(self) -> None:
+        """Read the file again (another process may have appended since), verifying it."""
+        fresh = Journal(self.path)
+        self._key, self.entries, self.torn = fresh._key, fresh.entries, fresh.torn
 
     @classmethod
     def open(cls, incident_dir: Path) -> Journal:
-        incident_dir.mkdir(parents=True, exist_ok=True)
         return cls(incident_dir / "journal.jsonl")
 
     @property
@@ -96,11 +158,17 @@ class Journal:
         return self.dir.name
 
     def append(self, kind: str, **data: Any) -> Entry:
+        if self._key is None:
+            _private_dir(self.dir)
+            self._key = _new_key(self.dir)
+        if self.torn:
+            _cut_torn_tail(self.path)
+            self.torn = False
         prev = self.entries[-1].hash if self.entries else GENESIS
         seq = len(self.entries) + 1
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
         clean = _clean(data)
-        entry = Entry(seq, at, kind, clean, prev, _digest(seq, at, kind, clean, prev))
+        entry = Entry(seq, at, kind, clean, prev, _digest(self._key, seq, at, kind, clean, prev))
         line = json.dumps({"seq": seq, "at": at, "kind": kind, "data": clean, "prev": prev,
                            "hash": entry.hash}, sort_keys=True, default=str)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -110,7 +178,22 @@ class Journal:
         finally:
             os.close(fd)
         self.entries.append(entry)
+        self._write_seal()
         return entry
+
+    def _write_seal(self) -> None:
+        assert self._key is not None
+        last = self.entries[-1].hash
+        body = json.dumps({"count": len(self.entries), "last": last,
+                           "mac": _seal_mac(self._key, len(self.entries), last)})
+        tmp = self.dir / (SEAL + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, body.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.dir / SEAL)
 
     def last(self, kind: str) -> Entry | None:
         return next((e for e in reversed(self.entries) if e.kind == kind), None)
@@ -142,9 +225,8 @@ class Journal:
         return open_step
 
 
-def _drop_torn_tail(path: Path) -> None:
-    """A console killed mid-write leaves a partial last line: cut it so appends stay valid.
-    That entry's action was never confirmed, and resume treats it so."""
+def _cut_torn_tail(path: Path) -> None:
+    """Cut a partial last line so appends stay valid (writers only)."""
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         with path.open("r+b") as f:
@@ -153,47 +235,179 @@ def _drop_torn_tail(path: Path) -> None:
             os.fsync(f.fileno())
 
 
-def read(path: Path) -> Iterator[Entry]:
-    """Entries of ``path``, checking the chain. A torn last line (a crash mid-write) is ignored;
-    anything else out of place raises ``JournalCorrupt`` naming the line."""
+def _verify(path: Path, key: bytes) -> tuple[list[Entry], bool]:
+    """The entries of ``path``, checked line by line against the chain and as a whole against
+    the seal; and whether a torn last line was ignored."""
+    raw_text = path.read_bytes().decode("utf-8", errors="replace")
+    lines = raw_text.split("\n")
+    torn = lines[-1] != ""
+    if torn:
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            pass
+        else:  # a whole entry without its newline: a crash between the two writes
+            torn = False
+            lines.append("")
+    complete = lines[:-1]
+    entries: list[Entry] = []
     prev = GENESIS
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(complete, start=1):
+        try:
+            raw = json.loads(line)
+            seq, at, kind, data = raw["seq"], raw["at"], raw["kind"], raw["data"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise JournalCorrupt(f"{path}:{number}: not a journal entry; the journal was "
+                                 "edited. " + _KEEP) from None
+        if raw.get("prev") != prev or seq != number or \
+                not hmac.compare_digest(_digest(key, seq, at, kind, data, prev),
+                                        str(raw.get("hash"))):
+            raise JournalCorrupt(f"{path}:{number}: the hash chain is broken (entry edited, "
+                                 "removed or reordered). " + _KEEP)
+        entry = Entry(seq, at, kind, data, prev, raw["hash"])
+        prev = entry.hash
+        entries.append(entry)
+    _check_seal(path, key, entries)
+    return entries, torn
+
+
+_KEEP = ("Keep the folder as evidence, check the database by hand, and set the incident aside "
+         "with `rollback-console abandon INCIDENT --reason ...`")
+
+
+def _check_seal(path: Path, key: bytes, entries: list[Entry]) -> None:
+    """The seal says how many entries were confirmed: fewer in the file means it was cut. One
+    more is a crash between writing an entry and resealing."""
+    seal_path = path.parent / SEAL
+    try:
+        seal = json.loads(seal_path.read_text(encoding="utf-8"))
+        count, last, mac = int(seal["count"]), str(seal["last"]), str(seal["mac"])
+    except FileNotFoundError:
+        if not entries:
+            return
+        raise JournalCorrupt(f"{path}: its seal ({SEAL}) is missing, so a cut cannot be ruled "
+                             "out. " + _KEEP) from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise JournalCorrupt(f"{seal_path}: the seal is unreadable. " + _KEEP) from None
+    if not hmac.compare_digest(_seal_mac(key, count, last), mac):
+        raise JournalCorrupt(f"{seal_path}: the seal does not verify (edited). " + _KEEP)
+    if count > len(entries):
+        raise JournalCorrupt(f"{path}: the journal was cut: its seal records {count} entries, "
+                             f"the file holds {len(entries)}. " + _KEEP)
+    if count < len(entries) - 1 or entries[count - 1].hash != last:
+        raise JournalCorrupt(f"{path}: entries after the seal's {count} were added outside "
+                             "the console. " + _KEEP)
+
+
+def read(path: Path) -> Iterator[Entry]:
+    """Entries of ``path``, verified (``JournalCorrupt`` naming the problem otherwise)."""
+    yield from Journal(path).entries
+
+
+ABANDONED = "abandoned.json"
+
+
+@dataclass(frozen=True)
+class Incident:
+    """An incident folder as the lookups see it: its journal when it verifies, else the
+    problem; what ``incident_opened`` recorded; whether it ended (closed or abandoned)."""
+
+    dir: Path
+    journal: Journal | None
+    problem: str | None
+    opened: dict[str, Any]
+    opened_at: str
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @property
+    def finished(self) -> bool:
+        if (self.dir / ABANDONED).exists():
+            return True
+        return self.journal is not None and self.journal.closed
+
+
+def _load(journal_path: Path) -> Incident | None:
+    """The incident in ``journal_path`` if it was ever opened (a journal holding only an
+    assessment is no incident yet). A journal that fails verification is still an incident:
+    its first ``incident_opened`` line, unverified, says which database it was on."""
+    try:
+        journal: Journal | None = Journal(journal_path)
+        problem = None
+    except JournalCorrupt as exc:
+        journal, problem = None, str(exc)
+    if journal is not None:
+        opened = journal.last("incident_opened")
+        return Incident(journal_path.parent, journal, None, opened.data, opened.at) \
+            if opened else None
+    for line in journal_path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             raw = json.loads(line)
         except json.JSONDecodeError:
-            if number == len(lines):
-                return  # torn final write: the action it described never got confirmed
-            raise JournalCorrupt(
-                f"{path}:{number}: not a JSON line; the journal was edited") from None
-        seq, at, kind, data = raw.get("seq"), raw.get("at"), raw.get("kind"), raw.get("data")
-        if raw.get("prev") != prev or seq != number or \
-                _digest(seq, at, kind, data, prev) != raw.get("hash"):
-            raise JournalCorrupt(
-                f"{path}:{number}: the hash chain is broken (entry edited, removed or "
-                "reordered); keep this file as evidence and start a new incident")
-        entry = Entry(seq, at, kind, data, prev, raw["hash"])
-        prev = entry.hash
-        yield entry
+            continue
+        if isinstance(raw, dict) and raw.get("kind") == "incident_opened" \
+                and isinstance(raw.get("data"), dict):
+            return Incident(journal_path.parent, None, problem, raw["data"], str(raw.get("at")))
+    return None
 
 
-def _incidents_of(target_name: str) -> Iterator[Journal]:
-    """The incidents opened on ``target_name``, newest first."""
+def same_database(opened: dict[str, Any], database: Any) -> bool:
+    """Whether an incident was opened on ``database`` (a ``catalog.DatabaseIdentity``): the same
+    cluster (system identifier) and name, and the same database OID, except after a complete
+    restore, whose switch puts a new database (a new OID) under the name."""
+    if isinstance(database, str):   # TRANSITIONAL: a config label, until every caller passes
+        return opened.get("target") == database   # the identity
+    recorded = opened.get("database")
+    if not isinstance(recorded, dict):
+        return False
+    if (recorded.get("system_identifier"), recorded.get("name")) != \
+            (database.system_identifier, database.name):
+        return False
+    return recorded.get("oid") == database.oid or opened.get("type") == "full"
+
+
+def incidents_on(database: Any) -> Iterator[Incident]:
+    """The incidents opened on ``database`` (its identity, not the config's label), newest
+    first."""
     for journal_path in sorted(incidents_root().glob("*/journal.jsonl"), reverse=True):
-        journal = Journal(journal_path)
-        opened = journal.last("incident_opened")
-        if opened and opened.data.get("target") == target_name:
-            yield journal
+        incident = _load(journal_path)
+        if incident is not None and same_database(incident.opened, database):
+            yield incident
 
 
-def newest_incident(target_name: str) -> Journal | None:
-    """The newest incident on ``target_name``, finished or not."""
-    return next(_incidents_of(target_name), None)
+def newest_incident(database: Any) -> Journal | None:
+    """The newest incident on ``database`` whose journal verifies, finished or not."""
+    return next((i.journal for i in incidents_on(database) if i.journal is not None), None)
 
 
-def find_unfinished(target_name: str) -> Journal | None:
-    """The newest incident on ``target_name`` that was opened and never closed."""
-    return next((j for j in _incidents_of(target_name) if not j.closed), None)
+def find_unfinished(database: Any) -> Incident | None:
+    """The newest incident on ``database`` that was opened and neither closed nor abandoned
+    (a journal that fails verification counts: nobody can tell it ended)."""
+    return next((i for i in incidents_on(database) if not i.finished), None)
+
+
+def abandon(incident: Incident, reason: str, by: str) -> None:
+    """Set an unfinished incident aside, with the operator's reason: journaled as its close
+    when the journal verifies; otherwise in a file beside the journal, which is left as it is
+    (evidence)."""
+    if not reason.strip():
+        raise ConsoleError("abandoning an incident needs a reason (--reason): it goes into the "
+                           "journal")
+    if incident.journal is not None:
+        incident.journal.append("incident_closed", outcome="abandoned", exit_code=0,
+                                reason=reason.strip(), by=by,
+                                summary=f"abandoned by {by}: {reason.strip()}")
+        return
+    body = json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": by,
+                       "reason": scrub(reason.strip()), "problem": incident.problem})
+    fd = os.open(incident.dir / ABANDONED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, body.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager

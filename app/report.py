@@ -111,7 +111,10 @@ def render_markdown(journal: Journal) -> str:
             lines.append(f"- Tables: {', '.join(d['tables'])}")
     if closed:
         lines.append(f"- Outcome: **{closed.data.get('outcome')}**: {closed.data.get('summary')}")
-    lines += ["", f"Journal: `{journal.path}` ({len(entries)} entries, hash chain verified)", ""]
+    torn = ("; its last line was torn by a crash mid-write and is left out: the action it "
+            "began was never confirmed") if journal.torn else ""
+    lines += ["", f"Journal: `{journal.path}` ({len(entries)} entries, keyed hash chain and "
+              f"seal verified{torn})", ""]
 
     assessment, decision = journal.last("assessment"), journal.last("decision")
     if assessment or decision:

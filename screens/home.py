@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,15 +16,18 @@ from textual.worker import Worker, WorkerState
 
 from app.errors import ConsoleError
 from app.events import EventChannel
-from app.journal import Journal, find_unfinished
+from app.journal import Incident, Journal
 from app.probe import AppHealth, ServerFacts, app_health, server_facts
-from app.rollback.backupset import list_sets, resolve
-from app.rollback.context import Options, RollbackType, RunContext
+from app.rollback.backupset import BackupSet, list_sets, resolve
+from app.rollback.context import Options, RunContext, expected_phrase
+from app.rollback.plan import Plan
 from app.rollback.plans import build_plan
+from app.rollback.resume import age, describe, resumption, unfinished_incident
 from screens.assess import AssessScreen
 from screens.backups import BackupsScreen
 from screens.base import ConsoleScreen
 from screens.confirm import ConfirmScreen
+from screens.gate import GateScreen
 from screens.placeholder import PlaceholderScreen
 from screens.plan import PlanScreen
 from screens.rollback import RollbackScreen
@@ -115,25 +119,49 @@ class HomeScreen(ConsoleScreen[None]):
         line.summary = (f"{len(sets)} set(s); newest {newest.id}{age}, "
                         + ("with manifest" if newest.manifest else "NO manifest: unverifiable"))
 
-    def _offer_resume(self) -> None:
+    @work(group="incident", name="home-incident", exit_on_error=False)
+    async def _offer_resume(self) -> None:
+        """The unfinished incident on the target's database (bound to its identity)."""
+        try:
+            found: Incident | str | None = await unfinished_incident(self.console.config)
+        except ConsoleError as exc:
+            found = f"cannot look for unfinished incidents: {exc}"
+        self.post_message(self.IncidentLooked(found))
+
+    class IncidentLooked(Message):
+        def __init__(self, found: Incident | str | None):
+            super().__init__()
+            self.found = found
+
+    def on_home_screen_incident_looked(self, message: IncidentLooked) -> None:
         line = self.query_one("#probe-incident", StatusLine)
-        journal = find_unfinished(self.console.config.target.name)
-        if journal is None:
+        found = message.found
+        if found is None:
             line.status, line.summary = "pass", "no unfinished incident"
             return
-        opened = journal.last("incident_opened")
-        assert opened is not None
+        if isinstance(found, str):
+            line.status, line.summary = "warn", found
+            return
+        if found.journal is None:
+            line.status = "fail"
+            line.summary = (f"UNFINISHED {found.id}: its journal fails verification, so it "
+                            f"cannot be resumed: {found.problem}")
+            return
+        journal = found.journal
         where = journal.started_not_finished() or next(
             (e.data.get("step") for e in reversed(journal.entries) if e.data.get("step")), "?")
         line.status = "warn"
-        line.summary = (f"UNFINISHED {journal.incident_id}: {opened.data.get('type')} rollback "
-                        f"stopped at {where}; press u to resume")
+        line.summary = (f"UNFINISHED {journal.incident_id}: {found.opened.get('type')} rollback "
+                        f"stopped at {where}, opened {age(found.opened_at)} ago; press u to "
+                        "resume")
         self.unfinished = journal
         if self.console.mode == "live":
             self.app.push_screen(ConfirmScreen(
-                f"Incident {journal.incident_id} ({opened.data.get('type')} rollback from "
-                f"{opened.data.get('backup')}) did not finish: it stopped at {where!r}. Resume "
-                "it now? Finished steps are not redone.", yes_label="Resume"),
+                f"Incident {journal.incident_id} ({found.opened.get('type')} rollback from "
+                f"{found.opened.get('backup')}, opened {age(found.opened_at)} ago) did not "
+                f"finish: it stopped at {where!r}. Review it and resume? Finished steps are not "
+                "redone; going on past the point of no return asks for the phrase again.",
+                yes_label="Review"),
                 lambda yes: self.action_resume() if yes else None)
 
     unfinished: Journal | None = None
@@ -149,15 +177,32 @@ class HomeScreen(ConsoleScreen[None]):
 
     @work(group="plan", name="resume-plan", exit_on_error=False, exclusive=True)
     async def resume(self, journal: Journal) -> None:
-        opened = journal.last("incident_opened")
-        assert opened is not None
         cfg = self.console.config
-        backup = resolve(cfg.target.backups_root, opened.data["backup"])
-        kind = RollbackType(opened.data["type"])
-        options = Options(tables=tuple(opened.data.get("tables", ())))
-        plan = await build_plan(cfg, kind, backup, options)
-        ctx = RunContext(cfg, kind, journal, EventChannel(), backup, options)
-        self.app.push_screen(RollbackScreen(plan, ctx))
+        what = resumption(journal)
+        backup = resolve(cfg.target.backups_root, what.backup_id)
+        plan = await build_plan(cfg, what.kind, backup, what.options)
+        self.post_message(self.ResumeReady(journal, plan, backup, what.options))
+
+    class ResumeReady(Message):
+        def __init__(self, journal: Journal, plan: Plan, backup: BackupSet, options: Options):
+            super().__init__()
+            self.journal, self.plan, self.backup, self.options = journal, plan, backup, options
+
+    def on_home_screen_resume_ready(self, message: ResumeReady) -> None:
+        """The same gate as a new run: what the resume will do, and the phrase again."""
+        plan = message.plan
+        phrase = expected_phrase(plan.kind, plan.target)
+
+        def confirmed(ok: bool | None) -> None:
+            if not ok:
+                self.notify("Nothing was done.", title="Cancelled")
+                return
+            ctx = RunContext(self.console.config, plan.kind, message.journal, EventChannel(),
+                             message.backup, replace(message.options, confirm=phrase))
+            self.app.push_screen(RollbackScreen(plan, ctx))
+
+        self.app.push_screen(GateScreen(f"Resume incident {message.journal.incident_id}",
+                                        describe(message.journal, plan), phrase), confirmed)
 
     def action_probe(self) -> None:
         for line in self.query(StatusLine):
@@ -177,6 +222,9 @@ class HomeScreen(ConsoleScreen[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.group == "plan":
             self.notify(f"cannot resume: {event.worker.error}", severity="error")
+        if event.state == WorkerState.ERROR and event.worker.group == "incident":
+            line = self.query_one("#probe-incident", StatusLine)
+            line.status, line.summary = "error", f"incident lookup failed: {event.worker.error}"
         if event.state == WorkerState.ERROR and event.worker.group == "probe":
             db = self.query_one("#probe-db", StatusLine)
             db.status, db.summary = "error", f"probe failed: {event.worker.error}"

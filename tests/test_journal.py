@@ -62,3 +62,72 @@ def test_secrets_are_scrubbed(tmp_path: Path) -> None:
     j = Journal.open(tmp_path / "inc-2")
     j.append("note", dsn="postgresql://app:Sup3rSecret@db/shop")
     assert "Sup3rSecret" not in j.path.read_text()
+
+
+def test_a_journal_cut_short_fails_verification(tmp_path: Path) -> None:
+    """Keeping only the first lines (a cut at a line boundary) leaves a valid chain: the seal
+    says how many entries were confirmed, so the cut shows."""
+    j = _journal(tmp_path)
+    lines = j.path.read_text().splitlines(keepends=True)
+    j.path.write_text("".join(lines[:2]))
+    with pytest.raises(JournalCorrupt, match="the journal was cut: its seal records 4 entries, "
+                       "the file holds 2"):
+        Journal(j.path)
+
+
+def test_a_chain_recomputed_without_the_key_is_rejected(tmp_path: Path) -> None:
+    """Whoever edits an entry and recomputes the hashes (plain sha256, as the chain used to
+    be) cannot produce the keyed chain."""
+    import hashlib
+
+    j = _journal(tmp_path)
+    prev, out = "0" * 64, []
+    for line in j.path.read_text().splitlines():
+        raw = json.loads(line)
+        if raw["kind"] == "step_finished":
+            raw["data"]["status"] = "skipped"
+        raw["prev"] = prev
+        body = json.dumps({k: raw[k] for k in ("seq", "at", "kind", "data", "prev")},
+                          sort_keys=True, separators=(",", ":"))
+        raw["hash"] = prev = hashlib.sha256(body.encode()).hexdigest()
+        out.append(json.dumps(raw))
+    j.path.write_text("\n".join(out) + "\n")
+    with pytest.raises(JournalCorrupt, match="hash chain is broken"):
+        Journal(j.path)
+
+
+def test_a_missing_seal_or_key_fails_verification(tmp_path: Path) -> None:
+    j = _journal(tmp_path)
+    (j.dir / "journal.seal").unlink()
+    with pytest.raises(JournalCorrupt, match="seal"):
+        Journal(j.path)
+    k = Journal.open(tmp_path / "inc-3")
+    k.append("incident_opened", target="shop")
+    for key in (Path(__import__("os").environ["ROLLBACK_CONSOLE_HOME"]) / "keys").glob(
+            "inc-3-*.key"):
+        key.unlink()
+    with pytest.raises(JournalCorrupt, match="key .* is missing"):
+        Journal(k.path)
+
+
+def test_reading_never_writes_and_a_torn_line_is_reported(tmp_path: Path) -> None:
+    from app.report import render_markdown
+
+    j = _journal(tmp_path)
+    with j.path.open("a") as f:
+        f.write('{"seq": 5, "kind": "step_fin')
+    before = j.path.read_bytes()
+    again = Journal(j.path)
+    assert again.torn and len(again.entries) == 4
+    text = render_markdown(again)
+    assert j.path.read_bytes() == before, "a read command rewrote the journal"
+    assert "last line was torn" in text
+
+
+def test_one_entry_past_the_seal_is_a_crash_not_a_forgery(tmp_path: Path) -> None:
+    """The console died between writing an entry and resealing: the entry stands."""
+    j = _journal(tmp_path)
+    seal = (j.dir / "journal.seal").read_bytes()
+    j.append("step_finished", step="restore", status="done")
+    (j.dir / "journal.seal").write_bytes(seal)
+    assert [e.kind for e in Journal(j.path).entries][-1] == "step_finished"

@@ -17,6 +17,7 @@ from app.rollback.context import Options, Outcome, RollbackType, RunContext, exp
 from app.rollback.runner import execute
 from app.tui import RollbackConsoleApp
 from screens.confirm import ConfirmScreen
+from screens.gate import GateScreen
 from screens.rollback import RollbackScreen
 from tests.conftest import DemoApp, DemoDb
 from tests.test_partial_rollback import checksums, make_set
@@ -45,9 +46,19 @@ async def test_unfinished_incident_is_offered_and_resumed(
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         assert "maintenance" in app.screen.question
+        assert "ago" in app.screen.question and "phrase again" in app.screen.question
         await pilot.click("#yes")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
+        while not isinstance(app.screen, GateScreen):
+            assert loop.time() < deadline
+            await pilot.pause(0.05)
+        gate_text = " ".join(app.screen.blast_radius)
+        assert "done: prerequisites, assessment" in gate_text
+        assert "will run: maintenance, safety_snapshot, restore (DESTRUCTIVE)" in gate_text
+        await pilot.click("#confirm")   # nothing typed: the gate stays shut
+        assert isinstance(app.screen, GateScreen)
+        await pilot.press(*expected_phrase(RollbackType.PARTIAL, cfg.target.name), "enter")
         while not isinstance(app.screen, RollbackScreen):
             assert loop.time() < deadline
             await pilot.pause(0.05)

@@ -127,7 +127,19 @@ async def test_kill_9_then_resume_ends_in_the_same_state(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    resumed = cli(console_config, tmp_path, "resume", "--json")
+    journal_path = next(tmp_path.glob("incidents/*/journal.jsonl"))
+    before_resume = journal_path.read_bytes()
+    asked = cli(console_config, tmp_path, "resume", "--json")
+    destructive_left = step != "validation"
+    assert "opened" in asked.stderr and "ago" in asked.stderr and "will run:" in asked.stderr
+    if destructive_left:   # past the point of no return only with the phrase again
+        assert asked.returncode == 3, asked.stdout + asked.stderr
+        assert "confirm again" in asked.stdout
+        assert journal_path.read_bytes() == before_resume
+        resumed = cli(console_config, tmp_path, "resume", "--json",
+                      "--confirm", "ROLLBACK tea-school-sandbox")
+    else:
+        resumed = asked
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert backup.manifest is not None
     assert await checksums(conn, "public.media") == \
@@ -163,7 +175,7 @@ async def test_report_from_the_journal(console_config: Path, demo_db: DemoDb,
     lines[edited] = lines[edited].replace('"status": "done"', '"status": "skipped"')
     journal.write_text("\n".join(lines) + "\n")
     tampered = cli(console_config, tmp_path, "report")
-    assert tampered.returncode == 2 and "hash chain is broken" in tampered.stderr
+    assert tampered.returncode == 5 and "hash chain is broken" in tampered.stderr
 
 
 async def test_a_failed_run_says_the_app_is_still_in_maintenance_and_the_switch_turns_it_off(

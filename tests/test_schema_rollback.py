@@ -539,7 +539,8 @@ async def test_kill_9_then_resume_ends_at_zero_drift(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    resumed = cli(console_config, tmp_path, "resume", "--json")
+    resumed = cli(console_config, tmp_path, "resume", "--json",
+                  "--confirm", "ROLLBACK SCHEMA tea-school-sandbox")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert schema_dump(demo_db) == dump_before
     assert await content(conn, "objects") == objects_before

@@ -49,6 +49,7 @@ def register(group: click.Group) -> None:
     group.add_command(run)
     group.add_command(resume)
     group.add_command(report)
+    group.add_command(abandon)
 
 
 @click.command()
@@ -60,7 +61,7 @@ def report(incident: str | None, output: Path | None) -> None:
     saved where, validation, and the runbook's post-rollback actions.
 
     INCIDENT is an incident id (see the journal's folder name); default: the newest."""
-    from app.journal import Journal, JournalCorrupt, incidents_root
+    from app.journal import Journal, incidents_root
     from app.report import render_markdown
 
     journals = sorted(incidents_root().glob("*/journal.jsonl"))
@@ -70,10 +71,7 @@ def report(incident: str | None, output: Path | None) -> None:
     if not journals:
         raise BadInput(f"no incident {incident!r} in {incidents_root()}" if incident else
                        f"no incidents in {incidents_root()}")
-    try:
-        text = render_markdown(Journal(journals[-1]))
-    except JournalCorrupt as exc:
-        raise BadInput(str(exc)) from None
+    text = render_markdown(Journal(journals[-1]))   # JournalCorrupt: exit 5, the reason
     if output is None:
         click.echo(text)
     else:
@@ -137,35 +135,107 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
 
 
 @click.command()
+@click.option("--confirm", default="", help="The incident's phrase again, needed when what is "
+              "left includes a destructive step (the description printed first says).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout.")
 @click.option("--maintenance-failure", type=click.Choice(["stop", "continue"]), default="stop",
               show_default=True, help="When the app's maintenance switch fails.")
 @click.pass_context
-def resume(ctx: click.Context, as_json: bool, maintenance_failure: str) -> None:
-    """Continue the unfinished incident on this target from its journal."""
+def resume(ctx: click.Context, confirm: str, as_json: bool, maintenance_failure: str) -> None:
+    """Continue the unfinished incident on this target's database from its journal.
+
+    First says what it is (its age, the steps done, the steps left); going on past the point
+    of no return needs the phrase again (--confirm). A journal that fails verification (cut or
+    edited) is never replayed: exit 5, and `abandon` sets it aside.
+
+    \b
+    Exit codes: as `run`; 2 nothing to resume; 3 refused (phrase, lock, another database)."""
     import asyncio
 
     from app import config as config_mod
     from app import logs
-    from app.journal import find_unfinished
-    from app.rollback.backupset import resolve
-    from app.rollback.context import Options, RollbackType
 
     logs.configure()
     cfg = config_mod.load(ctx.obj["config_path"])
-    journal = find_unfinished(cfg.target.name)
-    if journal is None:
-        raise BadInput(f"no unfinished incident on {cfg.target.name}: nothing to resume")
-    opened = journal.last("incident_opened")
-    assert opened is not None
-    data = opened.data
-    backup = resolve(cfg.target.backups_root, data["backup"])
-    options = Options(tables=tuple(data.get("tables", ())),
-                      maintenance_failure=maintenance_failure,
-                      allow_in_place=bool(data.get("in_place")),
-                      allow_after_migration=True)   # decided before the gate, already passed
-    sys.exit(asyncio.run(_execute(cfg, RollbackType(data["type"]), backup, options, False,
-                                  as_json, journal.dir)))
+    sys.exit(asyncio.run(_resume(cfg, confirm, as_json, maintenance_failure)))
+
+
+async def _resume(cfg: Config, confirm: str, as_json: bool, maintenance_failure: str) -> int:
+    from app.journal import JournalCorrupt
+    from app.rollback.backupset import resolve
+    from app.rollback.plans import build_plan
+    from app.rollback.resume import describe, resumption, unfinished_incident
+
+    incident = await unfinished_incident(cfg)
+    if incident is None:
+        raise BadInput(f"no unfinished incident on {cfg.target.name}'s database: nothing to "
+                       "resume")
+    if incident.journal is None:
+        assert incident.problem is not None
+        raise JournalCorrupt(f"incident {incident.id} cannot be resumed: {incident.problem}")
+    journal = incident.journal
+    what = resumption(journal, confirm, maintenance_failure)
+    backup = resolve(cfg.target.backups_root, what.backup_id)
+    plan = await build_plan(cfg, what.kind, backup, what.options)
+    err = _stderr()
+    for line in describe(journal, plan):
+        err.print(("WARNING: " if line.startswith("!") else "") + line.lstrip("!"),
+                  markup=False)
+    return await _execute(cfg, what.kind, backup, what.options, False, as_json, journal.dir)
+
+
+@click.command()
+@click.argument("incident", required=False)
+@click.option("--reason", required=True, help="Why the incident is set aside (journaled).")
+@click.pass_context
+def abandon(ctx: click.Context, incident: str | None, reason: str) -> None:
+    """Set aside the unfinished incident on this target's database, so that a new run may
+    start: after you have checked the database by hand, or when its journal fails
+    verification. The reason is journaled; the incident's files stay as evidence. Nothing in
+    the database or the app changes. Refused while a console works on the target.
+
+    INCIDENT: its id [default: the unfinished one].
+
+    \b
+    Exit codes: 0 set aside, 2 nothing to abandon or no reason, 3 the target is locked."""
+    import asyncio
+    import getpass
+
+    from app import config as config_mod
+    from app import logs
+
+    logs.configure()
+    if not reason.strip():
+        raise BadInput("--reason is empty: say why the incident is set aside (it is journaled)")
+    cfg = config_mod.load(ctx.obj["config_path"])
+    by = f"{getpass.getuser()} (rollback-console abandon)"
+    set_aside = asyncio.run(_abandon(cfg, incident, reason, by))
+    click.echo(f"incident {set_aside} set aside: {reason.strip()}. A new run may start; the "
+               "app's maintenance mode was not changed (`rollback-console maintenance status`)")
+
+
+async def _abandon(cfg: Config, wanted: str | None, reason: str, by: str) -> str:
+    from app.catalog import identity
+    from app.journal import abandon as set_aside
+    from app.journal import incidents_on
+    from app.lock import TargetLock
+
+    async with TargetLock(cfg.target, "abandon") as lock:
+        assert lock.conn is not None
+        database = await identity(lock.conn)
+        open_ones = [i for i in incidents_on(database) if not i.finished]
+        chosen = next((i for i in open_ones if wanted is None or i.id == wanted), None)
+        if chosen is None:
+            raise BadInput(f"no unfinished incident {wanted or ''} on {cfg.target.name}'s "
+                           "database: nothing to abandon".replace("  ", " "))
+        set_aside(chosen, reason, by)
+        return chosen.id
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options: Options,
@@ -177,7 +247,7 @@ async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options:
 
     from app.events import EventChannel, RunFinished, StepFinished, StepLog, StepStarted, to_json
     from app.journal import Journal, incidents_root, new_incident_id
-    from app.rollback.context import EXIT_CODES, RunContext
+    from app.rollback.context import EXIT_CODES, Outcome, RunContext
     from app.rollback.plans import build_plan
     from app.rollback.runner import execute
 
@@ -191,21 +261,36 @@ async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options:
         return 0
     journal = Journal.open(incident_dir or incidents_root() / new_incident_id())
     ctx = RunContext(cfg, rtype, journal, EventChannel(), backup, options)
-    task = asyncio.create_task(execute(plan, ctx))
-    async for event in ctx.channel:
-        if as_json:
-            print(to_json(event), flush=True)
-        elif isinstance(event, StepStarted):
-            out.print(f"[bold]▶ {event.index}/{event.total} {event.title}[/bold]")
-        elif isinstance(event, StepLog):
-            out.print(f"  {'WARN ' if event.level == 'warning' else ''}{event.line}",
-                      markup=False)
-        elif isinstance(event, StepFinished):
-            out.print(f"  {event.status.upper()}: {event.summary}", markup=False)
-        elif isinstance(event, RunFinished):
-            out.print(f"[bold]{event.outcome.upper()}[/bold] (exit {event.exit_code}): "
-                      f"{event.summary}\n  journal: {journal.path}")
-    outcome = await task
+
+    async def show() -> None:
+        async for event in ctx.channel:
+            if as_json:
+                print(to_json(event), flush=True)
+            elif isinstance(event, StepStarted):
+                out.print(f"[bold]▶ {event.index}/{event.total} {event.title}[/bold]")
+            elif isinstance(event, StepLog):
+                out.print(f"  {'WARN ' if event.level == 'warning' else ''}{event.line}",
+                          markup=False)
+            elif isinstance(event, StepFinished):
+                out.print(f"  {event.status.upper()}: {event.summary}", markup=False)
+            elif isinstance(event, RunFinished):
+                out.print(f"[bold]{event.outcome.upper()}[/bold] (exit {event.exit_code}): ",
+                          end="")
+                out.print(event.summary + (f"\n  journal: {journal.path}" if event.incident
+                                           else ""), markup=False)
+
+    shown = asyncio.create_task(show())
+    try:
+        outcome = await execute(plan, ctx)
+    except Exception as exc:  # execute ends every failure itself; this is the last net
+        from app.rollback.runner import describe
+
+        _stderr().print(f"STOPPED (exit 5): {describe(exc)}; see the journal {journal.path} "
+                        "and the log, then `rollback-console resume`", markup=False)
+        shown.cancel()
+        return EXIT_CODES[Outcome.NEEDS_OPERATOR]
+    await asyncio.wait({shown}, timeout=5)   # RunFinished ends it; never wait on it forever
+    shown.cancel()
     return EXIT_CODES[outcome]
 
 

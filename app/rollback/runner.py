@@ -8,9 +8,10 @@ import time
 from typing import Any
 
 from app import faults, logs
+from app.catalog import identity
 from app.errors import BadInput, ConsoleError
 from app.events import RunFinished, StepFinished, StepStarted
-from app.journal import Journal
+from app.journal import Journal, find_unfinished, same_database
 from app.lock import TargetLock
 from app.rollback.context import (
     EXIT_CODES,
@@ -33,30 +34,29 @@ def restore_data(ctx: RunContext) -> None:
 
 
 async def execute(plan: Plan, ctx: RunContext) -> Outcome:
-    """Run every step not yet done. Never raises for a step's failure: the outcome says it."""
+    """Run every step not yet done. Never raises for a step's failure: the outcome says it.
+
+    Nothing is written to any journal before the phrase is right and the target lock is held:
+    a refused run opens no incident, and a refused resume leaves the incident (perhaps another
+    console's live run) as it was."""
     journal = ctx.journal
-    if journal.last("incident_opened") is None:
-        journal.append("incident_opened", target=plan.target, type=plan.kind.value,
-                       backup=plan.backup_id, tables=list(plan.tables),
-                       steps=[s.id for s in plan.steps])
-    else:
-        journal.append("incident_resumed", resumed_from=journal.started_not_finished())
-        restore_data(ctx)
-    done = journal.finished_steps()
-    outcome, summary = Outcome.DONE, "rollback completed and validated"
+    resuming = journal.last("incident_opened") is not None
     phrase = expected_phrase(plan.kind, plan.target)
-    confirmed_before = any(e.data.get("ok") for e in journal.of_kind("gate"))
-    if any(s.destructive for s in plan.steps) and ctx.options.confirm != phrase \
-            and not confirmed_before:
-        journal.append("gate", ok=False, expected=phrase, typed=ctx.options.confirm)
-        return _close(ctx, Outcome.REFUSED,
-                      f"the confirmation phrase does not match: type exactly {phrase!r} "
-                      "(--confirm). Nothing was changed")
-    if not confirmed_before:
-        journal.append("gate", ok=True, expected=phrase)
+    remaining = [s for s in plan.steps if s.id not in journal.finished_steps()]
+    if any(s.destructive for s in remaining) and ctx.options.confirm != phrase:
+        what = (f"resuming incident {journal.incident_id} goes on to destructive steps "
+                f"({', '.join(s.id for s in remaining if s.destructive)}): confirm again, "
+                if resuming else "the confirmation phrase does not match: ")
+        return _refuse(ctx, Outcome.REFUSED, f"{what}type exactly {phrase!r} (--confirm). "
+                       "Nothing was changed")
+    outcome, summary = Outcome.DONE, "rollback completed and validated"
     try:
         async with TargetLock(ctx.cfg.target, journal.incident_id) as lock:
             ctx.lock = lock
+            refusal = await _bind(ctx, plan, lock, resuming)
+            if refusal is not None:
+                return _refuse(ctx, *refusal)
+            done = journal.finished_steps()
             for index, step in enumerate(plan.steps, start=1):
                 ctx.step = step.id
                 if step.id in done:
@@ -112,11 +112,63 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                                result=step_result, elapsed_s=round(elapsed, 3))
                 ctx.channel.emit(StepFinished(step.id, "done", result, elapsed))
                 faults.point(f"after:{step.id}")
-    except ConsoleError as exc:  # the lock was refused: nothing ran
-        outcome, summary = Outcome(_outcome_for(exc)), str(exc)
-    except Exception as exc:  # the journal or lock failed between steps
-        outcome, summary = Outcome.NEEDS_OPERATOR, describe(exc)
+    except Exception as exc:  # the lock refused or lost, the journal or the catalog failed
+        outcome = Outcome(_outcome_for(exc)) if isinstance(exc, ConsoleError) \
+            else Outcome.NEEDS_OPERATOR
+        summary = str(exc) if isinstance(exc, ConsoleError) else describe(exc)
+        if not ctx.step:   # before the first step: nothing ran, no incident to close
+            return _refuse(ctx, outcome, summary)
     return _close(ctx, outcome, summary)
+
+
+async def _bind(ctx: RunContext, plan: Plan, lock: TargetLock, resuming: bool
+                ) -> tuple[Outcome, str] | None:
+    """Under the target lock: the database's identity, then one incident per database. A new
+    run is refused while another incident on this database is unfinished; a resume goes on
+    only with its own incident, re-read (another console may have moved it on), on the
+    database it was opened on. Returns the refusal, or None once the incident is journaled."""
+    journal = ctx.journal
+    assert lock.conn is not None
+    database = await identity(lock.conn)
+    if resuming:
+        journal.reload()
+        opened = journal.last("incident_opened")
+        assert opened is not None
+        if journal.closed:
+            return Outcome.REFUSED, (f"incident {journal.incident_id} has ended meanwhile; "
+                                     "nothing to resume. Nothing was changed")
+        if not same_database(opened.data, database):
+            return Outcome.REFUSED, (
+                f"incident {journal.incident_id} was opened on another database than "
+                f"{database.name} (system id {database.system_identifier}, oid {database.oid})"
+                ": refusing to replay it here. Nothing was changed")
+        journal.append("incident_resumed", resumed_from=journal.started_not_finished(),
+                       confirmed=ctx.options.confirm == expected_phrase(plan.kind, plan.target))
+        restore_data(ctx)
+        return None
+    other = find_unfinished(database)
+    if other is not None and other.dir != journal.dir:
+        return Outcome.REFUSED, (
+            f"incident {other.id} on {database.name} (opened {other.opened_at}) is unfinished"
+            + (f" and its journal fails verification ({other.problem})" if other.problem
+               else "") + ": only one incident per database. `rollback-console resume` goes "
+            f"on with it, or `rollback-console abandon {other.id} --reason '...'` sets it "
+            "aside. Nothing was changed")
+    journal.append("incident_opened", target=plan.target, type=plan.kind.value,
+                   backup=plan.backup_id, tables=list(plan.tables),
+                   steps=[s.id for s in plan.steps], database={
+                       "system_identifier": database.system_identifier, "oid": database.oid,
+                       "name": database.name})
+    journal.append("gate", ok=True, expected=expected_phrase(plan.kind, plan.target))
+    return None
+
+
+def _refuse(ctx: RunContext, outcome: Outcome, summary: str) -> Outcome:
+    """A run that never started: told and logged, and journaled nowhere."""
+    ctx.channel.emit(RunFinished(outcome.value, EXIT_CODES[outcome], summary, ""))
+    log.info("run refused", incident=ctx.journal.incident_id, outcome=outcome.value,
+             summary=summary)
+    return outcome
 
 
 def _close(ctx: RunContext, outcome: Outcome, summary: str) -> Outcome:
