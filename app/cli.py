@@ -15,7 +15,7 @@ import click
 
 from app.commands import LazyPath, register_all
 from app.entry import HELP_WIDTH
-from app.errors import ConsoleError
+from app.errors import ConsoleError, Refused
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -106,14 +106,76 @@ def _run_tui(cfg: config_mod.Config, mode: str, briefing: str = "",
     return app.return_code or 0
 
 
-@click.group(invoke_without_command=True, epilog=EXAMPLES,
+# --mode assess is read-only. Commands that only read the target and its app run in it (their
+# database sessions and dump tools read-only at the server); every other command is refused
+# before anything connects: run (but run --dry-run), resume, abandon, maintenance on|off (but
+# status), drill, and any command added later until it is listed here.
+READ_ONLY_COMMANDS = frozenset({"assess", "validate", "backup", "backups", "diff", "report",
+                                "sandbox"})
+WHY_REFUSED = {
+    "run": "run changes the target (run --dry-run only reads: it is allowed)",
+    "resume": "resume goes on changing the target",
+    "abandon": "abandon closes an incident and can leave the app's maintenance switch to you",
+    "maintenance": "maintenance on|off switches the app (maintenance status is allowed)",
+    "drill": "a drill applies a bad migration and rolls back",
+    "backups": "backups --rehearse creates a scratch database on the target's server",
+    "diff": "diff --rehearse creates a scratch database on the target's server",
+}
+_SUB = "rollback_console.subcommand"
+
+
+class ConsoleGroup(click.Group):
+    """The top-level group; keeps the sub-command's own arguments for the group's callback,
+    which refuses what --mode assess does not allow before the sub-command runs."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str],
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        ctx.meta[_SUB] = (cmd, list(rest))
+        return name, cmd, rest
+
+
+def _read_only_refusal(ctx: click.Context) -> str | None:
+    """Why --mode assess refuses the invoked sub-command; None when it only reads."""
+    name = ctx.invoked_subcommand
+    cmd, args = ctx.meta.get(_SUB, (None, []))
+    if name is None or cmd is None or any(a in ("--help", "-h") for a in args):
+        return None
+    params: dict[str, object] = {}
+    if name not in READ_ONLY_COMMANDS or name in ("backups", "diff"):
+        # the sub-command's options as it will read them (no callbacks, no errors)
+        params = cmd.make_context(name, list(args), parent=ctx, resilient_parsing=True).params
+    if name in READ_ONLY_COMMANDS and not params.get("rehearse"):
+        return None
+    if name == "run" and params.get("dry_run"):
+        return None
+    if name == "maintenance" and params.get("action") == "status":
+        return None
+    why = WHY_REFUSED.get(name, f"`{name}` is not known to be read-only")
+    return (f"--mode assess is read-only: `{name}` is refused ({why}). Nothing was changed; "
+            "run it without --mode assess")
+
+
+def _read_only_process() -> None:
+    """Every database session of this process read-only at the server, dump tools too, and no
+    check that would write (the login probe)."""
+    from app.checks.context import read_only_checks
+    from app.db import read_only_sessions
+
+    read_only_sessions(True)
+    read_only_checks(True)
+
+
+@click.group(cls=ConsoleGroup, invoke_without_command=True, epilog=EXAMPLES,
              context_settings={"help_option_names": ["-h", "--help"],
                                "max_content_width": HELP_WIDTH})
 @click.option("-c", "--config", "config_path", default="rollback.toml", show_default=True,
               envvar="ROLLBACK_CONFIG", type=click.Path(dir_okay=False, path_type=LazyPath),
               help="The target's TOML config (env: ROLLBACK_CONFIG).")
 @click.option("--mode", type=click.Choice(["live", "assess"]), default="live", show_default=True,
-              help="assess: a read-only session; nothing can be changed.")
+              help="assess: read-only; every database session is read-only at the server. "
+              "Allowed: assess, validate, backup (it only reads the target), backups, diff, "
+              "report, run --dry-run, maintenance status; anything else is refused (exit 3).")
 @click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_show_version, help="Show the version and exit.")
 @click.pass_context
@@ -125,6 +187,11 @@ def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
     ctx.obj["mode"] = mode
+    if mode == "assess":
+        refusal = _read_only_refusal(ctx)
+        if refusal is not None:
+            raise Refused(refusal)
+        _read_only_process()
     if ctx.invoked_subcommand is None:
         from app import config as config_mod
         from app import logs
@@ -327,13 +394,26 @@ def main() -> None:
     except click.exceptions.Abort:
         _err().print("aborted")
         sys.exit(130)
-    except ConsoleError as exc:
+    except Exception as caught:
+        error = caught if isinstance(caught, ConsoleError) else _read_only_violation(caught)
+        if error is None:
+            raise
         from app import logs
         from app.secrets import scrub
 
         err = _err()
-        logs.get("cli").error("startup failed", error=str(exc))
+        logs.get("cli").error("startup failed", error=str(error))
         from rich.markup import escape
 
-        err.print(f"[bold]error:[/bold] {escape(scrub(str(exc)))}", markup=True)
-        sys.exit(exc.exit_code)
+        err.print(f"[bold]error:[/bold] {escape(scrub(str(error)))}", markup=True)
+        sys.exit(error.exit_code)
+
+
+def _read_only_violation(exc: Exception) -> ConsoleError | None:
+    """A write the server refused in a read-only session (--mode assess: a scratch database a
+    hand-made backup set needs) is a refusal, said plainly; None for anything else."""
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is None or not isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+        return None
+    return Refused("--mode assess is read-only: the server refused a write this command needed "
+                   f"({exc}). Nothing was changed; run it without --mode assess")

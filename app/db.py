@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from dataclasses import replace
 from typing import Any
@@ -13,6 +14,45 @@ import asyncpg
 from app.config import Target
 from app.errors import ConsoleError
 from app.secrets import Secret, scrub
+
+READ_ONLY_SETTING = "default_transaction_read_only"
+READ_ONLY_PGOPTIONS = f"-c {READ_ONLY_SETTING}=on"
+_read_only = False
+
+
+def read_only_sessions(on: bool = True) -> None:
+    """The process-wide read-only switch (--mode assess, the console in assess mode, and the
+    `assess` and `validate` commands): while it is on, every session ``connect`` and
+    ``create_pool`` open has ``default_transaction_read_only = on``, so the server refuses any
+    write in it, and the dump tools started from this process get the same setting through
+    PGOPTIONS (their environment is a copy of ours)."""
+    global _read_only
+    _read_only = on
+    options = os.environ.get("PGOPTIONS", "").replace(READ_ONLY_PGOPTIONS, "").split()
+    if on:
+        options.append(READ_ONLY_PGOPTIONS)
+    if options:
+        os.environ["PGOPTIONS"] = " ".join(options)
+    else:
+        os.environ.pop("PGOPTIONS", None)
+
+
+def sessions_read_only() -> bool:
+    return _read_only
+
+
+def read_only_pgoptions() -> str:
+    """What a dump tool's PGOPTIONS must hold for the switch ('' while it is off)."""
+    return READ_ONLY_PGOPTIONS if _read_only else ""
+
+
+def _session(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """asyncpg's keyword arguments with the read-only setting added while the switch is on;
+    a caller's own server_settings cannot turn it off."""
+    if _read_only:
+        kwargs["server_settings"] = {**(kwargs.get("server_settings") or {}),
+                                     READ_ONLY_SETTING: "on"}
+    return kwargs
 
 
 class TargetUnreachable(ConsoleError):
@@ -54,19 +94,22 @@ def on_database(target: Target, database: str) -> Target:
 async def connect(target: Target, timeout: float = 10.0, database: str | None = None,
                   **kwargs: Any) -> asyncpg.Connection:
     """One connection to the target (or another database on its server); every failure
-    becomes a ``TargetUnreachable``."""
+    becomes a ``TargetUnreachable``. Read-only while ``read_only_sessions`` is on."""
     if database is not None:
         target = on_database(target, database)
     try:
-        return await asyncpg.connect(target.dsn.reveal(), timeout=timeout, **kwargs)
+        return await asyncpg.connect(target.dsn.reveal(), timeout=timeout,
+                                     **_session(kwargs))
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
         raise explain_connect_error(target, exc) from None
 
 
 async def create_pool(target: Target, *, min_size: int = 1, max_size: int = 8,
                       timeout: float = 10.0, **kwargs: Any) -> asyncpg.Pool:
+    """A pool on the target; read-only sessions while ``read_only_sessions`` is on."""
     try:
         return await asyncpg.create_pool(target.dsn.reveal(), min_size=min_size,
-                                         max_size=max_size, timeout=timeout, **kwargs)
+                                         max_size=max_size, timeout=timeout,
+                                         **_session(kwargs))
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
         raise explain_connect_error(target, exc) from None

@@ -11,7 +11,9 @@ from textual.binding import Binding
 from textual.theme import Theme
 from textual.worker import WorkerState
 
+from app.checks.context import checks_read_only, read_only_checks
 from app.config import Config
+from app.db import read_only_sessions, sessions_read_only
 from app.drill_score import debrief_text, record, score
 from app.drills import Scenario
 from app.paths import stylesheet
@@ -71,10 +73,21 @@ class RollbackConsoleApp(App[int]):
         self.mode = mode
         self.log_path = log_path
         self.server_text = "connecting…"   # what the home screen's probe found, for banners
+        self._read_only_before: tuple[bool, bool] | None = None
 
     def on_mount(self) -> None:
         self.title = f"rollback-console: {self.config.target.name}"
+        if self.mode == "assess":   # read-only at the server, and no check that would write
+            self._read_only_before = (sessions_read_only(), checks_read_only())
+            read_only_sessions(True)
+            read_only_checks(True)
         self.push_screen(HomeScreen())
+
+    def on_unmount(self) -> None:
+        if self._read_only_before is not None:
+            sessions, checks = self._read_only_before
+            read_only_sessions(sessions)
+            read_only_checks(checks)
 
     @property
     def busy(self) -> bool:

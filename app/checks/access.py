@@ -12,12 +12,14 @@ import asyncpg
 import httpx
 
 from app import catalog
-from app.checks.context import CheckContext
+from app.checks.context import WOULD_WRITE, CheckContext
 from app.checks.database import LOCKED
 from app.checks.model import Finding, Kind, Skip, Status
 from app.checks.runner import Outcome
 from app.config import ProbeQuery
 from app.secrets import scrub
+
+LOGIN_WOULD_WRITE = f"{WOULD_WRITE} (login probe: the app records the test user's sign-in)"
 
 
 def probe_queries(ctx: CheckContext) -> tuple[ProbeQuery, ...]:
@@ -180,8 +182,10 @@ async def _auth_db(ctx: CheckContext, conn: asyncpg.Connection) -> dict[str, Any
 
 
 async def login_probe(ctx: CheckContext) -> dict[str, Any]:
-    """POST the login endpoint as the test user: the one non-GET call assess makes. It changes
-    no application data (an app may record the test user's sign-in time)."""
+    """POST the login endpoint as the test user: the one non-GET call a check makes. It changes
+    no application data, but an app may record the test user's sign-in time (the demo app
+    updates auth.users.last_sign_in_at): so it is not run while checks are read-only (assess
+    mode, the `assess` command); `validate` in live mode runs it."""
     app, auth = ctx.config.app, ctx.config.auth
     assert app is not None and auth is not None and auth.test_user_password is not None
     http = ctx.need_http()
@@ -227,21 +231,28 @@ async def authentication(ctx: CheckContext) -> Outcome:
         evidence["login"] = {"skipped": "needs [app] and auth.test_user_password"}
     elif not ctx.settings.login_probe:
         evidence["login"] = {"skipped": "assess.login_probe = false"}
+    elif ctx.read_only:
+        evidence["login"] = {"skipped": LOGIN_WOULD_WRITE, "would_write": True}
     else:
         evidence["login"] = login = await login_probe(ctx)
         if login.get("unreachable"):
             findings.append(Finding(Kind.APP_UNREACHABLE, login["problem"]))
         elif not login["ok"]:
             findings.append(Finding(Kind.AUTH_FAILURE, f"login: {login['problem']}"))
+    would_write = bool(evidence["login"].get("would_write"))
+    if would_write:
+        evidence["not_run"] = [LOGIN_WOULD_WRITE]
     if "skipped" in db and "skipped" in evidence["login"]:
         raise Skip(f"{db['skipped']}; login probe {evidence['login']['skipped']}")
     if any(f.kind is Kind.AUTH_FAILURE for f in findings):
         status = Status.FAIL
     elif findings:
         status = Status.ERROR
+    elif would_write:
+        status = Status.SKIP   # half of the check did not run: not a pass
     else:
         status = Status.PASS
-    parts = []
+    parts = [LOGIN_WOULD_WRITE] if would_write and not findings else []
     if db.get("ok"):
         parts.append(f"{db['role']} reads auth.users")
     if evidence["login"].get("ok"):

@@ -14,8 +14,10 @@ import httpx
 from app import catalog
 from app import decision as decision_mod  # a module: app.decision imports app.checks.model
 from app.checks.context import (
+    WOULD_WRITE,
     CheckContext,
     check_identity,
+    checks_read_only,
     open_assess_pool,
     resolve_baseline,
     role_facts,
@@ -39,6 +41,7 @@ class Assessment:
     def to_dict(self) -> dict[str, Any]:
         """The CLI's JSON: tier, recommended_type, tables, findings, then the details."""
         d = self.decision.to_dict()
+        d["action"] = action(self.decision)
         return {"tier": d.pop("tier"), "recommended_type": d.pop("recommended_type"),
                 "tables": d.pop("tables"),
                 "findings": [r.to_dict() for r in self.results],
@@ -46,12 +49,33 @@ class Assessment:
                 **d}
 
 
+def action(decision: decision_mod.Decision) -> str:
+    """The decision's advice, not claiming that every check passed when some did not run."""
+    if decision.tier is decision_mod.Tier.HEALTHY and decision.not_run:
+        return (f"No action: every check that ran passed; {len(decision.not_run)} did not run "
+                "(listed as not run), so this is not a complete bill of health.")
+    return decision.action
+
+
+class WouldWrite(httpx.RequestError):
+    """A check tried a request that can change the app while checks are read-only."""
+
+
+async def _refuse_writes(request: httpx.Request) -> None:
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        raise WouldWrite(f"{WOULD_WRITE}: {request.method} {request.url.path} refused in a "
+                         "read-only assessment", request=request)
+
+
 @asynccontextmanager
 async def open_context(config: Config, backup_id: str | None = None, *, size: int = 12,
                        transport: httpx.AsyncBaseTransport | None = None,
-                       ) -> AsyncIterator[CheckContext]:
+                       read_only: bool | None = None) -> AsyncIterator[CheckContext]:
     """Baseline, read-only pool and HTTP client; raises BadInput / TargetUnreachable (exit 2)
-    before any check runs."""
+    before any check runs. ``read_only`` (default: the process-wide ``read_only_checks``):
+    checks that would write are not run, and the HTTP client refuses any request but GET."""
+    if read_only is None:
+        read_only = checks_read_only()
     baseline = resolve_baseline(config.target.backups_root, backup_id)
     pool = await open_assess_pool(config, size)
     http: httpx.AsyncClient | None = None
@@ -61,10 +85,13 @@ async def open_context(config: Config, backup_id: str | None = None, *, size: in
                 check_identity(baseline, await catalog.identity(conn))
             role = await role_facts(conn)
         if config.app is not None:
-            # GET only, except the login probe; no redirects to somewhere unexpected.
+            # GET only, except the login probe (refused, and not tried, when read-only); no
+            # redirects to somewhere unexpected.
             http = httpx.AsyncClient(base_url=config.app.base_url, timeout=config.app.timeout_s,
-                                     transport=transport, follow_redirects=False)
-        yield CheckContext(config, pool, role, baseline, http)
+                                     transport=transport, follow_redirects=False,
+                                     event_hooks={"request": [_refuse_writes]} if read_only
+                                     else None)
+        yield CheckContext(config, pool, role, baseline, http, read_only)
     finally:
         if http is not None:
             await http.aclose()
@@ -86,14 +113,16 @@ async def collect(ctx: CheckContext, specs: Sequence[CheckSpec],
 async def run_assessment(config: Config, backup_id: str | None = None, *,
                          on_result: OnResult | None = None,
                          checks: Sequence[CheckSpec] | None = None,
-                         transport: httpx.AsyncBaseTransport | None = None) -> Assessment:
-    """Assess the target read-only and decide: the entry point for the TUI and the CLI."""
+                         transport: httpx.AsyncBaseTransport | None = None,
+                         read_only: bool | None = None) -> Assessment:
+    """Assess the target read-only and decide: the entry point for the TUI and the CLI.
+    ``read_only``: see ``open_context``."""
     from app.checks import ASSESS_CHECKS
 
     specs = list(checks if checks is not None else ASSESS_CHECKS)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     async with open_context(config, backup_id, size=len(specs) + 1,
-                            transport=transport) as ctx:
+                            transport=transport, read_only=read_only) as ctx:
         results = await collect(ctx, specs, on_result)
         tables = sorted(ctx.baseline.manifest.state.tables) if ctx.baseline else None
         set_id = ctx.baseline.set_id if ctx.baseline else None

@@ -23,6 +23,22 @@ from app.manifest import Manifest
 from app.manifest import check_identity as manifest_identity_check
 
 APPLICATION_NAME = "rollback-console assess"
+WOULD_WRITE = "not run: would write"   # how a check that can only be made by writing says so
+
+_read_only_checks = False
+
+
+def read_only_checks(on: bool = True) -> None:
+    """Process-wide (--mode assess, the console in assess mode, the `assess` command): checks
+    that can only be made by writing are not run; the login probe, which makes the app record
+    the test user's sign-in, says "not run: would write" instead. `validate` in live mode
+    leaves this off and runs it."""
+    global _read_only_checks
+    _read_only_checks = on
+
+
+def checks_read_only() -> bool:
+    return _read_only_checks
 SCHEMA_DUMP = "schema_only_backup.sql"   # the runbook's name; written by `rollback-console backup`
 
 
@@ -130,6 +146,7 @@ class CheckContext:
     role: RoleFacts
     baseline: Baseline | None = None
     http: httpx.AsyncClient | None = None
+    read_only: bool = False   # assess mode: a check that would write is not run (WOULD_WRITE)
     # table -> (shared?, rows written since the backup): see share_scans
     shared_writes: dict[str, asyncio.Future[tuple[bool, dict[str, Any] | None]]] = field(
         default_factory=dict)

@@ -53,8 +53,10 @@ def _render_assessment(a: Assessment) -> None:
         table.add_row(r.check, f"[{STYLE[str(r.status)]}]{r.status}[/]",
                       f"{r.summary}\n[dim]{r.symptom}[/dim]")
     out.print(table)
+    from app.checks.assessment import action
+
     d = a.decision
-    lines = [f"[{TIER_STYLE[d.tier.label]}] {d.tier.label} [/]", d.action, ""]
+    lines = [f"[{TIER_STYLE[d.tier.label]}] {d.tier.label} [/]", action(d), ""]
     for reason in d.reasons:
         lines.append(f"- [{reason.tier.label}] {reason.runbook}: {reason.summary}")
     if d.recommended is not None:
@@ -95,7 +97,8 @@ def register(group: click.Group) -> None:
     @click.pass_context
     def assess(ctx: click.Context, backup_id: str | None, as_json: bool) -> None:
         """Read-only assessment: run the checks and place the incident in the runbook's decision
-        matrix. Changes nothing (read-only database sessions, GET requests, one login probe).
+        matrix. Changes nothing: read-only database sessions and GET requests only (the login
+        probe, which makes the app record a sign-in, is not run: `validate` runs it).
 
         \b
         Exit codes: 0 healthy, 10 monitor and assess, 20 forward-fix,
@@ -106,7 +109,11 @@ def register(group: click.Group) -> None:
         from app import config as config_mod
         from app import logs
         from app.checks import run_assessment
+        from app.checks.context import read_only_checks
+        from app.db import read_only_sessions
 
+        read_only_sessions(True)   # read-only by nature, whatever --mode says
+        read_only_checks(True)
         logs.configure()
         cfg = config_mod.load(ctx.obj["config_path"])
         on_result = None if as_json else _progress(_console(stderr=True))
@@ -141,8 +148,10 @@ def register(group: click.Group) -> None:
 
         from app import config as config_mod
         from app import logs
+        from app.db import read_only_sessions
         from app.validation import run_validation
 
+        read_only_sessions(True)   # read-only by nature (the login probe runs in live mode)
         logs.configure()
         cfg = config_mod.load(ctx.obj["config_path"])
         if watch_for is not None:
