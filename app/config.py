@@ -7,6 +7,7 @@ and kept as ``Secret`` so they never print.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -183,6 +184,24 @@ class _Reader:
             return default
         return value
 
+    def number(self, table: dict[str, Any], key: str, where: str, kind: type, default: Any,
+               minimum: float = 0, inclusive: bool = False,
+               maximum: float | None = None) -> Any:
+        """A finite int or float above ``minimum`` (or at least it, when ``inclusive``) and at
+        most ``maximum``; out of range is a problem naming the key, and the default is kept."""
+        value = self.get(table, key, where, kind, default=default)
+        if value is None or value is default:
+            return value
+        low_ok = value >= minimum if inclusive else value > minimum
+        if not math.isfinite(value) or not low_ok or (maximum is not None and value > maximum):
+            bound = f"at least {minimum:g}" if inclusive else f"above {minimum:g}"
+            if maximum is not None:
+                bound += f" and at most {maximum:.0f}"
+            what = "an integer" if kind is int else "a number"
+            self.problems.append(f"{where}.{key}: expected {what} {bound}, got {value!r}")
+            return default
+        return value
+
     def str_list(self, table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
         values = self.get(table, key, where, list, default=[])
         if not all(isinstance(v, str) for v in values):
@@ -229,6 +248,35 @@ class _Reader:
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
 
+PG_MAX_MS = 2_147_483_647   # PostgreSQL's largest lock_timeout / statement_timeout
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """What is wrong with a DSN's form (scheme, port), in words that never show its password;
+    None when it can be connected to."""
+    shape = "write it as postgresql://user@host:5432/database"
+    try:
+        parts = urlsplit(dsn)
+    except ValueError as exc:   # an unclosed [ipv6] host
+        return f"not a valid URL ({exc}): {shape}"
+    if parts.scheme not in ("postgres", "postgresql"):
+        return "expected a postgresql:// URL (postgresql://user@host:port/database)"
+    host = parts.netloc.rpartition("@")[2]
+    text = host.partition("]")[2] if host.startswith("[") else host
+    text = text.rpartition(":")[2] if ":" in text else ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if text and port is None and "," not in host:
+        if not text.isdigit():
+            return f"port {text!r} is not a number: {shape}"
+        return f"port {text} is out of range (1-65535): {shape}"
+    if port == 0:
+        return f"port 0 is out of range (1-65535): {shape}"
+    return None
+
+
 def _with_password(dsn: str, password: Secret | None) -> str:
     if password is None:
         return dsn
@@ -272,9 +320,10 @@ def load(path: str | os.PathLike[str]) -> Config:
         r.problems.append(f"target.environment: expected one of {', '.join(ENVIRONMENTS)}, "
                           f"got {env!r}")
     dsn = r.secret(t, "dsn", "target", required=bool(t))
-    if dsn is not None and urlsplit(dsn.reveal()).scheme not in ("postgres", "postgresql"):
-        r.problems.append("target.dsn: expected a postgresql:// URL "
-                          "(postgresql://user@host:port/database)")
+    if dsn is not None:
+        problem = dsn_problem(dsn.reveal())
+        if problem:
+            r.problems.append(f"target.dsn: {problem}")
     password = r.secret(t, "password", "target")
     backups_root = r.resolve(r.get(t, "backups_root", "target", str, default="backups"))
     tables = r.str_list(t, "critical_tables", "target")
@@ -287,7 +336,7 @@ def load(path: str | os.PathLike[str]) -> Config:
         r.known(q, where, {"name", "sql", "budget_ms"})
         qname = r.get(q, "name", where, str, required=True)
         sql = r.get(q, "sql", where, str, required=True)
-        budget = r.get(q, "budget_ms", where, int, default=500)
+        budget = r.number(q, "budget_ms", where, int, default=500)
         if qname and sql:
             queries.append(CriticalQuery(qname, sql, budget))
     sandbox_dir = t.get("sandbox_dir")
@@ -329,7 +378,7 @@ def load(path: str | os.PathLike[str]) -> Config:
             maintenance=r.get(a, "maintenance", "app", str, default="/admin/maintenance-mode"),
             login=r.get(a, "login", "app", str, default="/api/login"),
             token=r.secret(a, "token", "app"),
-            timeout_s=r.get(a, "timeout_s", "app", float, default=5.0),
+            timeout_s=r.number(a, "timeout_s", "app", float, default=5.0),
         )
 
     u = r.table(data, "auth", "auth", required=False)
@@ -406,12 +455,8 @@ def _assess_settings(r: _Reader, data: dict[str, Any]) -> AssessSettings:
                           "statement_timeout_ms", "long_transaction_s", "login_probe",
                           "auth_role", "probe_queries", "private_tables"})
 
-    def positive(key: str, kind: type, default: Any) -> Any:
-        value = r.get(s, key, "assess", kind, default=default)
-        if value is not None and value <= 0:
-            r.problems.append(f"assess.{key}: expected a number above 0, got {value!r}")
-            return default
-        return value
+    def positive(key: str, kind: type, default: Any, maximum: float | None = None) -> Any:
+        return r.number(s, key, "assess", kind, default=default, maximum=maximum)
 
     probes: list[ProbeQuery] = []
     for i, q in enumerate(r.get(s, "probe_queries", "assess", list, default=[])):
@@ -422,7 +467,7 @@ def _assess_settings(r: _Reader, data: dict[str, Any]) -> AssessSettings:
         r.known(q, where, {"name", "sql", "min_rows"})
         qname = r.get(q, "name", where, str, required=True)
         sql = r.get(q, "sql", where, str, required=True)
-        min_rows = r.get(q, "min_rows", where, int, default=1)
+        min_rows = r.number(q, "min_rows", where, int, default=1, inclusive=True)
         if qname and sql:
             probes.append(ProbeQuery(qname, sql, min_rows))
     return AssessSettings(
@@ -431,8 +476,9 @@ def _assess_settings(r: _Reader, data: dict[str, Any]) -> AssessSettings:
         slow_factor=positive("slow_factor", float, d.slow_factor),
         error_samples=positive("error_samples", int, d.error_samples),
         check_timeout_s=positive("check_timeout_s", float, d.check_timeout_s),
-        lock_timeout_ms=positive("lock_timeout_ms", int, d.lock_timeout_ms),
-        statement_timeout_ms=positive("statement_timeout_ms", int, d.statement_timeout_ms),
+        lock_timeout_ms=positive("lock_timeout_ms", int, d.lock_timeout_ms, PG_MAX_MS),
+        statement_timeout_ms=positive("statement_timeout_ms", int, d.statement_timeout_ms,
+                                      PG_MAX_MS),
         long_transaction_s=positive("long_transaction_s", int, d.long_transaction_s),
         login_probe=r.get(s, "login_probe", "assess", bool, default=d.login_probe),
         auth_role=r.get(s, "auth_role", "assess", str, default=d.auth_role),
