@@ -94,10 +94,11 @@ def new_incident_id() -> str:
 
 
 def _key_path(incident_dir: Path) -> Path:
-    """Where an incident's key lives: in the state directory, not in the incident's folder,
-    named after the folder's place (a copied or moved journal is not trusted)."""
+    """Where an incident's key lives: beside the incidents, not in the incident's folder (what
+    is copied or sent as evidence), named after the folder's place (a journal copied or moved
+    elsewhere is not trusted)."""
     where = hashlib.sha256(str(incident_dir.resolve()).encode()).hexdigest()[:16]
-    return state_dir() / "keys" / f"{incident_dir.name}-{where}.key"
+    return incident_dir.parent / ".keys" / f"{incident_dir.name}-{where}.key"
 
 
 def _read_key(incident_dir: Path) -> bytes | None:
