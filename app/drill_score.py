@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from app.drills import Scenario
-from app.journal import Journal, incidents_root
+from app.journal import Journal, JournalCorrupt, incidents_root
 from app.paths import state_dir
 
 
@@ -31,7 +31,10 @@ class Score:
 def journals_since(started: float) -> list[Journal]:
     out = []
     for path in sorted(incidents_root().glob("*/journal.jsonl")):
-        journal = Journal(path)
+        try:
+            journal = Journal(path)
+        except JournalCorrupt:
+            continue   # an older incident's broken journal is not this drill's
         if journal.entries and datetime.fromisoformat(journal.entries[0].at).timestamp() \
                 >= started - 1:
             out.append(journal)
