@@ -16,6 +16,7 @@ import pytest
 
 from app import config
 from app.catalog import quote_ident
+from app.checks.assessment import open_context
 from app.checks.context import read_only_checks
 from app.cli import cli as console_cli
 from app.db import connect, create_pool, read_only_sessions
@@ -216,3 +217,21 @@ async def test_console_in_assess_mode_is_read_only_and_skips_the_login_probe(
             await session.execute("CREATE TEMP TABLE after_console (x int)")
     finally:
         await session.close()
+
+
+async def test_read_only_checks_cannot_post_to_the_app(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp,
+        conn: asyncpg.Connection) -> None:
+    """Belt and braces: while checks are read-only their HTTP client refuses anything but GET, so
+    a check that forgot the rule still cannot make the app write."""
+    cfg = config.load(console_config)
+    assert cfg.auth is not None and cfg.auth.test_user_password is not None
+    before = await every_table(conn)
+    async with open_context(cfg, read_only=True) as ctx:
+        assert ctx.http is not None
+        with pytest.raises(httpx.RequestError, match="not run: would write"):
+            await ctx.http.post("/api/login", json={
+                "email": cfg.auth.test_user_email,
+                "password": cfg.auth.test_user_password.reveal()})
+        assert (await ctx.http.get("/api/health")).status_code == 200
+    assert await every_table(conn) == before
