@@ -174,3 +174,40 @@ async def test_a_refused_resume_leaves_the_live_run_alone(
     time.sleep(0)  # the run's own lock is released: maintenance is off again
     status = cli(console_config, tmp_path, "maintenance", "status")
     assert status.returncode == 0 and "OFF" in status.stdout
+
+
+async def test_an_interrupted_run_says_how_to_go_on_and_resumes(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    """SIGTERM (or Ctrl-C) in the middle of the load: the load's transaction rolls back, the
+    step is journaled as aborted, exit 5 with the way on, no traceback; resume finishes."""
+    import signal
+
+    await conn.execute("INSERT INTO media (object_id, owner_id, url, mime_type, bytes, caption) "
+                       "SELECT object_id, owner_id, url || g, mime_type, bytes, caption "
+                       "FROM media, generate_series(1, 100) g")
+    backup = await make_set(demo_db, conn, console_config.parent / "backups", ("media",))
+    await conn.execute("UPDATE media SET caption = 'broken' WHERE id % 3 = 0")
+    env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "-c", str(console_config), "run", "--type", "partial",
+         "--tables", "media", "--confirm", PHRASE],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdin=subprocess.DEVNULL)
+    try:
+        _wait_for(tmp_path, "action_started", "restore", proc)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 5, out
+    assert "INTERRUPTED" in out and "rollback-console resume" in out and "Traceback" not in out
+    [journal] = _journals(tmp_path)
+    aborted = [e for e in Journal(journal).entries if e.kind == "step_finished"]
+    assert aborted[-1].data["status"] == "aborted" and aborted[-1].step == "restore"
+    resumed = cli(console_config, tmp_path, "resume", "--confirm", PHRASE)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert backup.manifest is not None
+    assert await checksums(conn, "public.media") == \
+        [backup.manifest.state.tables["public.media"].checksum]

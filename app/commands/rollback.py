@@ -6,7 +6,7 @@ needs the operator (the journal says where)."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,7 @@ from app.commands import LazyPath
 from app.errors import BadInput
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
     from datetime import datetime
     from pathlib import Path
 
@@ -114,7 +115,6 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
       rollback-console run --type partial --tables media --confirm 'ROLLBACK shop'
       rollback-console run --type full --confirm 'CONFIRM_FULL_RESTORE shop' --json
     """
-    import asyncio
 
     from app import config as config_mod
     from app import logs
@@ -131,7 +131,7 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
     rtype = RollbackType(kind)
     if rtype is RollbackType.PARTIAL and not options.tables:
         raise BadInput("--type partial needs --tables (e.g. --tables objects,media)")
-    sys.exit(asyncio.run(_execute(cfg, rtype, backup, options, dry_run, as_json, None)))
+    sys.exit(_interruptible(_execute(cfg, rtype, backup, options, dry_run, as_json, None)))
 
 
 @click.command()
@@ -150,14 +150,13 @@ def resume(ctx: click.Context, confirm: str, as_json: bool, maintenance_failure:
 
     \b
     Exit codes: as `run`; 2 nothing to resume; 3 refused (phrase, lock, another database)."""
-    import asyncio
 
     from app import config as config_mod
     from app import logs
 
     logs.configure()
     cfg = config_mod.load(ctx.obj["config_path"])
-    sys.exit(asyncio.run(_resume(cfg, confirm, as_json, maintenance_failure)))
+    sys.exit(_interruptible(_resume(cfg, confirm, as_json, maintenance_failure)))
 
 
 async def _resume(cfg: Config, confirm: str, as_json: bool, maintenance_failure: str) -> int:
@@ -230,6 +229,31 @@ async def _abandon(cfg: Config, wanted: str | None, reason: str, by: str) -> str
                            "database: nothing to abandon".replace("  ", " "))
         set_aside(chosen, reason, by)
         return chosen.id
+
+
+def _interruptible(run: Coroutine[Any, Any, int]) -> int:
+    """Ctrl-C or SIGTERM during a run cancels it: the step in flight is cancelled (its
+    transaction rolls back) and journaled as aborted; then a message and exit 5, never a
+    traceback."""
+    import asyncio
+    import signal
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        return await run
+
+    try:
+        return asyncio.run(guarded())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        _stderr().print("INTERRUPTED (exit 5): the step in flight was aborted and journaled. "
+                        "`rollback-console resume` goes on from there; if the app is left in "
+                        "maintenance, `rollback-console maintenance off` switches it back",
+                        markup=False)
+        return 5
 
 
 def _stderr() -> Console:
