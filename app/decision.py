@@ -125,6 +125,9 @@ class Decision:
 
     @property
     def action(self) -> str:
+        if self.tier is Tier.HEALTHY and self.not_run:
+            return (f"No action: every check that ran passed; {len(self.not_run)} did not run "
+                    "(listed as not run), so this is not a complete bill of health.")
         if self.tier is Tier.HEALTHY:
             return "No action: every check passed."
         if self.tier is Tier.MONITOR:

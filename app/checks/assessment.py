@@ -41,20 +41,11 @@ class Assessment:
     def to_dict(self) -> dict[str, Any]:
         """The CLI's JSON: tier, recommended_type, tables, findings, then the details."""
         d = self.decision.to_dict()
-        d["action"] = action(self.decision)
         return {"tier": d.pop("tier"), "recommended_type": d.pop("recommended_type"),
                 "tables": d.pop("tables"),
                 "findings": [r.to_dict() for r in self.results],
                 "target": self.target, "backup": self.backup, "started_at": self.started_at,
                 **d}
-
-
-def action(decision: decision_mod.Decision) -> str:
-    """The decision's advice, not claiming that every check passed when some did not run."""
-    if decision.tier is decision_mod.Tier.HEALTHY and decision.not_run:
-        return (f"No action: every check that ran passed; {len(decision.not_run)} did not run "
-                "(listed as not run), so this is not a complete bill of health.")
-    return decision.action
 
 
 class WouldWrite(httpx.RequestError):

@@ -53,10 +53,9 @@ def _render_assessment(a: Assessment) -> None:
         table.add_row(r.check, f"[{STYLE[str(r.status)]}]{r.status}[/]",
                       f"{r.summary}\n[dim]{r.symptom}[/dim]")
     out.print(table)
-    from app.checks.assessment import action
 
     d = a.decision
-    lines = [f"[{TIER_STYLE[d.tier.label]}] {d.tier.label} [/]", action(d), ""]
+    lines = [f"[{TIER_STYLE[d.tier.label]}] {d.tier.label} [/]", d.action, ""]
     for reason in d.reasons:
         lines.append(f"- [{reason.tier.label}] {reason.runbook}: {reason.summary}")
     if d.recommended is not None:
@@ -158,7 +157,7 @@ def register(group: click.Group) -> None:
             sys.exit(_watch(cfg, backup_id, watch_for, interval, as_json))
         on_result = None if as_json else _progress(_console(stderr=True))
         result = asyncio.run(run_validation(cfg, backup_id, on_result=on_result))
-        journal = _journal_validation(cfg.target.name, result)
+        journal = asyncio.run(_journal_validation(cfg, result))
         if journal is not None:
             click.echo(f"(journaled in incident {journal})", err=True)
         if as_json:
@@ -168,16 +167,23 @@ def register(group: click.Group) -> None:
         sys.exit(result.exit_code)
 
 
-def _journal_validation(target: str, result: Any) -> str | None:
-    """Journal the checklist in this target's incident of the last 24 hours, as the console's
-    validation screen does, so the report and a drill's score see it; the incident's id."""
+async def _journal_validation(cfg: Config, result: Any) -> str | None:
+    """Journal the checklist in the incident of the last 24 hours on this target's database, as
+    the console's validation screen does, so the report and a drill's score see it; the
+    incident's id. Only into an ended incident: an unfinished one may be another console's
+    live run, whose journal only that console writes."""
     from datetime import UTC, datetime, timedelta
 
+    from app.errors import ConsoleError
     from app.journal import newest_incident
+    from app.rollback.resume import target_database
 
-    journal = newest_incident(target)
-    if journal is None or datetime.fromisoformat(journal.entries[-1].at) < \
-            datetime.now(UTC) - timedelta(hours=24):
+    try:
+        journal = newest_incident(await target_database(cfg))
+    except ConsoleError:
+        return None
+    if journal is None or not journal.closed or datetime.fromisoformat(
+            journal.entries[-1].at) < datetime.now(UTC) - timedelta(hours=24):
         return None
     journal.append("validation", **result.journal_fields())
     return journal.incident_id
