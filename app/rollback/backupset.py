@@ -25,7 +25,7 @@ from app.manifest import (
     new_manifest,
 )
 from app.rollback.store import store_at
-from app.rollback.tools import run_tool
+from app.rollback.tools import private_dir, run_tool, write_private
 from app.schemadiff import MODEL_FILE
 from app.schemadiff.snapshot import read as read_schema
 from app.schemadiff.snapshot import to_json as model_to_json
@@ -118,8 +118,8 @@ async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
             state = await capture_state(conn, tables, cfg.target.critical_queries)
             model = await read_schema(conn, cfg.target.platform_schemas)
             version = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
-            (work / MODEL_FILE).write_text(
-                model_to_json(model, cfg.target.platform_schemas, version), encoding="utf-8")
+            write_private(work / MODEL_FILE,
+                          model_to_json(model, cfg.target.platform_schemas, version))
             dumps.append((MODEL_FILE, []))
     finally:
         await conn.close()
@@ -180,7 +180,8 @@ async def create_set(cfg: Config, label: str = "",
     """Take a backup set in the runbook's layout, every part from ONE snapshot, with a manifest.
 
     Written into a hidden folder and renamed when complete, so a half-written set is never
-    listed; a failure removes it. ``only_tables`` limits the per-table dumps (the schema and
+    listed; a failure removes it. The set's folder is 0700 and its files 0600: they hold every
+    row. ``only_tables`` limits the per-table dumps (the schema and
     full dumps always cover the whole database)."""
     root = cfg.target.backups_root
     store = store_at(root)
@@ -188,7 +189,9 @@ async def create_set(cfg: Config, label: str = "",
     name = f"production_migration_{now:%Y%m%d}" + (f"_{label}" if label else "")
     if name in store.names():
         name += f"_{now:%H%M%S}"
-    work = store.staging(name)
+    if not root.exists():
+        private_dir(root)
+    work = private_dir(store.staging(name))   # dumps hold every row: the owner's eyes only
     try:
         tables, state, snapshot, dumps = await _dump_all(cfg, work, on_line, only_tables)
     except BaseException as exc:
@@ -207,8 +210,8 @@ async def create_set(cfg: Config, label: str = "",
     for filename, _ in dumps:
         path = work / filename
         manifest.files[filename] = FileEntry(sha256_file(path), path.stat().st_size)
-    (work / "manifest.json").write_text(manifest.to_json())
-    (work / "backup_info.txt").write_text(
+    write_private(work / "manifest.json", manifest.to_json())
+    write_private(work / "backup_info.txt",
         f"Database: {state.identity.name}\nServer: PostgreSQL {state.identity.server_version}\n"
         f"Tables: {', '.join(tables)}\nBackup completed: {state.captured_at}\n")
     return open_set(store.publish(work, name))

@@ -22,6 +22,7 @@ from app.rollback.copydata import FileReader, Reader
 from app.rollback.plan import Plan, Step
 from app.rollback.reload import dropped_foreign_keys, reload_tables, touching_foreign_keys
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
+from app.rollback.tools import private_dir, private_file
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _FK_IN_DUMP = re.compile(
@@ -150,7 +151,7 @@ async def safety_snapshot(ctx: RunContext) -> str:
     """Save the tables as they are now (so this rollback can be undone) and, as CSV, the rows
     written since the backup (so they are not silently lost)."""
     tables = list(ctx.options.tables)
-    safety = ctx.incident_dir / "safety"
+    safety = private_dir(ctx.incident_dir / "safety")   # the tables' rows: owner only
     dump = safety / "tables-before-rollback.dump"
     async with target_conn(ctx) as conn:
         estimate = sum([int(await conn.fetchval("SELECT pg_table_size($1::regclass)",
@@ -165,10 +166,10 @@ async def safety_snapshot(ctx: RunContext) -> str:
                 cols = await _time_columns(conn, table)
                 if not cols or not ctx.data.get("changed_since_backup", {}).get(table):
                     continue
-                out = safety / f"written-since-backup.{table}.csv"
-                cond = " OR ".join(f"{c} > '{since.isoformat()}'::timestamptz" for c in cols)
+                out = private_file(safety / f"written-since-backup.{table}.csv")
+                cond = " OR ".join(f"{c} > $1" for c in cols)
                 await conn.copy_from_query(f"SELECT * FROM {qualified(table)} WHERE {cond}",
-                                           output=str(out), format="csv", header=True)
+                                           since, output=str(out), format="csv", header=True)
                 exported.append(str(out))
                 ctx.log(f"exported rows written since the backup: {out}")
     ctx.data["exported_since_backup"] = exported

@@ -17,6 +17,7 @@ from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
+from app.rollback.tools import private_dir
 from app.schemadiff import MODEL_FILE, Diff, backup_schema, compare, measure, read, schema_source
 
 APPLY_LOCK_TIMEOUT = "5s"
@@ -74,7 +75,7 @@ def _refuse_blocked(diff: Diff) -> None:
 
 async def safety_snapshot(ctx: RunContext) -> str:
     """The current schema (no rows) in custom format: the way back from this rollback."""
-    path = ctx.incident_dir / "safety" / "schema-before-rollback.dump"
+    path = private_dir(ctx.incident_dir / "safety") / "schema-before-rollback.dump"
     size = await safety_dump(ctx, path, ["--schema-only"], 10_000_000)
     return f"saved the current schema to {path} ({size:,} bytes)"
 

@@ -1,12 +1,21 @@
 """Running pg_dump / pg_restore / psql for a step: the bundled binaries first, then PATH; the
-password goes through the child's environment (never argv); stderr streams into the step's log."""
+password goes through the child's environment (never argv); stderr streams into the step's log.
+
+The children never outlive the console: each runs in its own process group, which is killed
+(and waited for) when the awaiting task is cancelled or fails, and on Linux the kernel kills
+it with SIGKILL when the console dies, even by ``kill -9`` (``PR_SET_PDEATHSIG``). What they
+write (dumps, SQL) is created with umask 077: readable by the console's user only."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
 import shutil
-from collections.abc import Callable
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +26,79 @@ from app.errors import ConsoleError
 from app.secrets import scrub
 
 TOOLS = ("pg_dump", "pg_restore", "psql")
+
+PRIVATE_UMASK = 0o077   # files and folders holding data: the console's user only
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to SIGKILL the child when the console dies (Linux).
+    It only calls a function resolved here, before the fork, and checks that the console did
+    not die before the request took effect. The signal follows the thread that started the
+    child: tools are started from the event loop's thread, which lives as long as the run."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:   # the console is already gone
+            os._exit(137)
+    return preexec
+
+
+async def _start(program: Path, *args: str, **kwargs: Any) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        str(program), *args, start_new_session=True, umask=PRIVATE_UMASK,
+        preexec_fn=_die_with_parent(), **kwargs)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """Kill a child's whole process group (pg_restore --jobs workers too) and reap it."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    await asyncio.shield(proc.wait())
+
+
+@contextlib.asynccontextmanager
+async def _child(program: Path, *args: str, **kwargs: Any
+                 ) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A tool's process that is killed and reaped when the block is left by an exception or a
+    cancellation (on success the block has waited for it already)."""
+    proc = await _start(program, *args, **kwargs)
+    try:
+        yield proc
+    except BaseException:
+        await _stop(proc)
+        raise
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` (and missing parents) created, and ``path`` itself made 0700: it holds data."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` created empty (or emptied) with mode 0600, for a writer that keeps the mode of
+    a file it truncates (COPY TO a file, ``open(..., "w")``)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by the console's user only."""
+    private_file(path).write_text(text, encoding="utf-8")
 
 
 def find_tool(name: str, tools_dir: Path | None = None) -> Path:
@@ -68,32 +150,25 @@ async def run_tool(name: str, args: list[str], target: Target, on_line: Callable
     env, dsn = tool_env_and_dsn(target, database)
     if server_options:
         env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {server_options}".strip()
-    proc = await asyncio.create_subprocess_exec(
-        str(find_tool(name, target.tools_dir)), *args, f"{dsn_flag}={dsn}", env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
     tail: list[str] = []
-    assert proc.stdout is not None
-    try:
+    async with _child(find_tool(name, target.tools_dir), *args, f"{dsn_flag}={dsn}", env=env,
+                      stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                      stderr=asyncio.subprocess.STDOUT) as proc:
+        assert proc.stdout is not None
         async for raw in proc.stdout:
             line = scrub(raw.decode(errors="replace").rstrip())
             tail = [*tail[-19:], line]
             on_line(line)
         rc = await proc.wait()
-    except asyncio.CancelledError:
-        proc.terminate()
-        await proc.wait()
-        raise
     if rc != 0:
         raise ConsoleError(f"{name} failed (exit {rc}): " + " | ".join(tail[-5:]))
 
 
 async def tool_output(name: str, args: list[str], tools_dir: Path | None = None) -> str:
     """Run a tool that needs no database (``pg_restore --list``, ``-f -``) and return stdout."""
-    proc = await asyncio.create_subprocess_exec(
-        str(find_tool(name, tools_dir)), *args, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
+    async with _child(find_tool(name, tools_dir), *args, stdin=asyncio.subprocess.DEVNULL,
+                      stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE) as proc:
+        out, err = await proc.communicate()
     if proc.returncode != 0:
         raise ConsoleError(f"{name} failed (exit {proc.returncode}): "
                            f"{scrub(err.decode(errors='replace').strip())[-500:]}")
@@ -135,61 +210,60 @@ async def restore_filtered(dump: Path, target: Target, on_line: Callable[[str], 
     17, and fatal with ON_ERROR_STOP) into psql, in one transaction. Slower than a parallel
     pg_restore, but it works where that fails."""
     env, dsn = tool_env_and_dsn(target, database)
-    psql = await asyncio.create_subprocess_exec(
-        str(find_tool("psql", target.tools_dir)), "--quiet", "--no-psqlrc", "--set=ON_ERROR_STOP=1",
-        "--single-transaction", f"--dbname={dsn}", env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    assert psql.stdin is not None and psql.stdout is not None
-    if dump.suffix == ".sql":
+    async with contextlib.AsyncExitStack() as stack:
+        psql = await stack.enter_async_context(_child(
+            find_tool("psql", target.tools_dir), "--quiet", "--no-psqlrc",
+            "--set=ON_ERROR_STOP=1", "--single-transaction", f"--dbname={dsn}", env=env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT))
+        assert psql.stdin is not None and psql.stdout is not None
         source = None
         reader: Any = None
-        handle = dump.open("rb")
-    else:
-        source = await asyncio.create_subprocess_exec(
-            str(find_tool("pg_restore", target.tools_dir)), "--file=-",
-            *(["--clean", "--if-exists"] if clean else []),
-            *(["--schema-only"] if schema_only else []), str(dump),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        reader = source.stdout
         handle = None
+        if dump.suffix == ".sql":
+            handle = stack.enter_context(dump.open("rb"))
+        else:
+            source = await stack.enter_async_context(_child(
+                find_tool("pg_restore", target.tools_dir), "--file=-",
+                *(["--clean", "--if-exists"] if clean else []),
+                *(["--schema-only"] if schema_only else []), str(dump),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE))
+            reader = source.stdout
 
-    async def pump() -> None:
-        assert psql.stdin is not None
-        try:
-            while True:
-                line = (await reader.readline()) if reader is not None else \
-                    await asyncio.to_thread(handle.readline)  # type: ignore[union-attr]
-                if not line:
-                    break
-                if not line.startswith(SKEW_LINE):
-                    psql.stdin.write(line)
-                    await psql.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # psql stopped on an error; its output says which
-        finally:
-            psql.stdin.close()
+        async def pump() -> None:
+            assert psql.stdin is not None
+            try:
+                while True:
+                    line = (await reader.readline()) if reader is not None else \
+                        await asyncio.to_thread(handle.readline)  # type: ignore[union-attr]
+                    if not line:
+                        break
+                    if not line.startswith(SKEW_LINE):
+                        psql.stdin.write(line)
+                        await psql.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # psql stopped on an error; its output says which
+            finally:
+                psql.stdin.close()
 
-    async def drain_output() -> list[str]:
-        assert psql.stdout is not None
-        tail: list[str] = []
-        async for raw in psql.stdout:
-            line = scrub(raw.decode(errors="replace").rstrip())
-            tail = [*tail[-19:], line]
-            on_line(line)
-        return tail
+        async def drain_output() -> list[str]:
+            assert psql.stdout is not None
+            tail: list[str] = []
+            async for raw in psql.stdout:
+                line = scrub(raw.decode(errors="replace").rstrip())
+                tail = [*tail[-19:], line]
+                on_line(line)
+            return tail
 
-    try:
         _, tail = await asyncio.gather(pump(), drain_output())
-    finally:
-        if handle is not None:
-            handle.close()
-    rc = await psql.wait()
-    if source is not None:
-        await source.wait()
-        if source.returncode != 0:
-            assert source.stderr is not None
-            err = (await source.stderr.read()).decode(errors="replace")
-            raise ConsoleError(f"pg_restore could not read {dump.name}: {scrub(err)[-300:]}")
+        rc = await psql.wait()
+        if source is not None:
+            await source.wait()
+            if source.returncode != 0:
+                assert source.stderr is not None
+                err = (await source.stderr.read()).decode(errors="replace")
+                raise ConsoleError(f"pg_restore could not read {dump.name}: {scrub(err)[-300:]}")
     if rc != 0:
         last = " | ".join(tail[-5:])
         raise ConsoleError(f"psql failed (exit {rc}) restoring {dump.name}: {last}")
