@@ -5,6 +5,7 @@ through every command: backup, assess, validate, diff, run (dry and real), backu
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import asyncpg
@@ -199,12 +200,14 @@ async def test_hostile_table_names_work_in_every_command(
 
 
     # then a bad migration, in awkward names: a column added, a key and an index dropped, a
-    # column's type changed, a table added; the schema rollback takes them back
+    # column's type changed, a column dropped (its values only in the backup now), a table
+    # added; the schema rollback takes them back and names the data rollback to follow
     await conn.execute("""
         ALTER TABLE "select" ADD COLUMN "n""ew col" text DEFAULT 'it''s';
         ALTER TABLE "we'ird""t" DROP CONSTRAINT "fk'we""ird";
         DROP INDEX "ix'we""ird";
         ALTER TABLE "o'sch""ema"."Ta ble" ALTER COLUMN v TYPE text;
+        ALTER TABLE "o'sch""ema"."Ta ble" DROP COLUMN w;
         CREATE TABLE "o'sch""ema"."new'""one" (id int PRIMARY KEY);
     """)
     diffed = cli(console_config, tmp_path, "diff")
@@ -220,8 +223,14 @@ async def test_hostile_table_names_work_in_every_command(
 
     schema_real = cli(console_config, tmp_path, "run", "--type", "schema", "--confirm",
                       "ROLLBACK SCHEMA tea-school-sandbox")
-    assert schema_real.returncode == 0, _clean(schema_real)
+    out = _clean(schema_real)
+    assert schema_real.returncode == 0, out
     again = cli(console_config, tmp_path, "diff")
     assert again.returncode == 0, _clean(again)
     assert "no drift" in again.stdout
+    # the follow-up the schema rollback names, typed as shown, brings the column's values back
+    hint = out.split("follow with `rollback-console ")[1].split("`")[0]
+    assert shlex.split(hint) == ["run", "--type", "partial", "--tables", "o'sch\"ema.Ta ble"]
+    followup = cli(console_config, tmp_path, *shlex.split(hint), "--confirm", PHRASE)
+    assert followup.returncode == 0, _clean(followup)
     assert await checksums(conn, *[name for _, name, _ in HOSTILE]) == before

@@ -8,6 +8,7 @@ schema; otherwise everything rolls back."""
 from __future__ import annotations
 
 import asyncio
+import shlex
 from functools import partial
 from typing import Any
 
@@ -15,6 +16,7 @@ from app.config import Config
 from app.errors import BadInput
 from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
+from app.rollback.copydata import parse_name
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
 from app.rollback.tools import private_dir
@@ -152,11 +154,20 @@ async def validation(ctx: RunContext) -> str:
     followup = ctx.data.get("followup_tables") or []
     if followup:
         ctx.log("rows of " + ", ".join(followup) + " are only in the backup: follow with "
-                "`rollback-console run --type partial --tables " + ",".join(
-                    t.removeprefix("public.").replace('"', "") for t in followup) + "`",
+                f"`rollback-console run --type partial --tables {tables_option(followup)}`",
                 "warning")
     return "zero drift from the backup's schema" + (
         f" ({len(drift)} left for a data rollback)" if drift else "")
+
+
+def tables_option(quoted: list[str]) -> str:
+    """``--tables``' value for SQL names (``"public"."We'ird"``): plain names, public's without
+    their schema, quoted for the shell."""
+    names = []
+    for table in quoted:
+        schema, name = parse_name(table)
+        names.append(name if schema == "public" else f"{schema}.{name}")
+    return shlex.quote(",".join(names))
 
 
 def build(cfg: Config, backup: Any, diff: Diff) -> Plan:
