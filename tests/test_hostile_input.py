@@ -112,11 +112,12 @@ HOSTILE = [
     ("MiXed Case", "public.MiXed Case", '"public"."MiXed Case"'),
     ("select", "public.select", '"public"."select"'),
     ("o'sch\"ema.Ta ble", "o'sch\"ema.Ta ble", '"o\'sch""ema"."Ta ble"'),
+    ("sl/ash", "public.sl/ash", '"public"."sl/ash"'),   # not a file name as it stands
 ]
 
 
 async def _hostile_tables(conn: asyncpg.Connection) -> None:
-    """Four tables with awkward names, rows, primary keys, a serial, timestamps, a secondary
+    """Tables with awkward names, rows, primary keys, a serial, timestamps, a secondary
     index and foreign keys between them (awkward names too)."""
     await conn.execute("""
         CREATE SCHEMA "o'sch""ema";
@@ -130,6 +131,9 @@ async def _hostile_tables(conn: asyncpg.Connection) -> None:
             created_at timestamptz NOT NULL DEFAULT now() - interval '2 days');
         CREATE TABLE "o'sch""ema"."Ta ble" (k text PRIMARY KEY, v numeric,
             w int REFERENCES "we'ird""t" (id));
+        CREATE TABLE "sl/ash" (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL
+            DEFAULT now() - interval '2 days');
+        INSERT INTO "sl/ash" (id) SELECT g FROM generate_series(1, 30) g;
         INSERT INTO "select" SELECT g, 'row ' || g FROM generate_series(1, 50) g;
         INSERT INTO "we'ird""t" (id, "n'o""te", sel)
             SELECT g, E'it''s "quoted"\\t' || g, 1 + g % 50 FROM generate_series(1, 200) g;
@@ -145,6 +149,7 @@ async def _damage(conn: asyncpg.Connection) -> None:
         INSERT INTO "MiXed Case" ("Na me", created_at) VALUES ('new since the backup', now());
         UPDATE "select" SET "Where" = 'x' WHERE "from" < 10;
         DELETE FROM "o'sch""ema"."Ta ble" WHERE v > 5;
+        UPDATE "sl/ash" SET id = id + 1000, updated_at = now() WHERE id > 20;
     """)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from app.catalog import identity, qualified, user_tables
+from app.catalog import identity, qualified, split_name, user_tables
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput, ConsoleError
@@ -39,6 +39,20 @@ class BackupSet:
     path: Path
     manifest: Manifest | None
     taken_at: datetime | None
+
+
+def file_part(name: str) -> str:
+    """A table or schema name as part of a file name: ``/``, the one character a name may hold
+    that a file name cannot, is written ``%2F``."""
+    return name.replace("/", "%2F")
+
+
+def table_dump_name(table: str) -> str:
+    """The runbook's table_<name>_backup.sql (public tables), table_<schema>.<name>_backup.sql
+    (the others)."""
+    schema, name = split_name(table)
+    return f"table_{file_part(name)}_backup.sql" if schema == "public" else \
+        f"table_{file_part(schema)}.{file_part(name)}_backup.sql"
 
 
 def sha256_file(path: Path) -> str:
@@ -107,8 +121,8 @@ async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
                     raise BadInput(f"no such table(s) on the target: {', '.join(unknown)}")
                 tables = [t for t in tables if t in only_tables]
             dumps = [("schema_only_backup.sql", ["--schema-only"])]
-            dumps += [(f"table_{t.split('.', 1)[1] if t.startswith('public.') else t}"
-                       "_backup.sql", ["--data-only", f"--table={qualified(t)}"]) for t in tables]
+            dumps += [(table_dump_name(t), ["--data-only", f"--table={qualified(t)}"])
+                      for t in tables]
             dumps += [("full_database_backup.dump", ["--format=custom"]),
                       ("full_database_backup.sql", [])]
             for filename, args in dumps:

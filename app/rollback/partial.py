@@ -16,7 +16,7 @@ import asyncpg
 from app.catalog import ForeignKey, qualified, split_name, table_content
 from app.config import Config
 from app.errors import BadInput
-from app.rollback.backupset import check_file, check_target
+from app.rollback.backupset import check_file, check_target, file_part, table_dump_name
 from app.rollback.context import NeedsOperator, RollbackType, RunContext
 from app.rollback.copydata import FileReader, Reader
 from app.rollback.plan import Plan, Step
@@ -69,10 +69,9 @@ async def _dropped_keys(ctx: RunContext, conn: asyncpg.Connection,
 def table_file(backup_path: Path, table: str) -> Path:
     """The runbook's name: table_<name>_backup.sql (public tables) or table_<schema>.<name>."""
     schema, name = split_name(table)
-    plain = backup_path / f"table_{name}_backup.sql"
-    return plain if schema == "public" or not (
-        backup_path / f"table_{schema}.{name}_backup.sql").exists() else \
-        backup_path / f"table_{schema}.{name}_backup.sql"
+    plain = backup_path / table_dump_name(f"public.{name}")
+    qualified_file = backup_path / table_dump_name(table)
+    return plain if schema == "public" or not qualified_file.exists() else qualified_file
 
 
 
@@ -166,7 +165,7 @@ async def safety_snapshot(ctx: RunContext) -> str:
                 cols = await _time_columns(conn, table)
                 if not cols or not ctx.data.get("changed_since_backup", {}).get(table):
                     continue
-                out = private_file(safety / f"written-since-backup.{table}.csv")
+                out = private_file(safety / f"written-since-backup.{file_part(table)}.csv")
                 cond = " OR ".join(f"{c} > $1" for c in cols)
                 await conn.copy_from_query(f"SELECT * FROM {qualified(table)} WHERE {cond}",
                                            since, output=str(out), format="csv", header=True)
