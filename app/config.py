@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from app.errors import ConfigError
 from app.secrets import Secret, display_dsn
@@ -274,6 +274,9 @@ def dsn_problem(dsn: str) -> str | None:
         return f"port {text} is out of range (1-65535): {shape}"
     if port == 0:
         return f"port 0 is out of range (1-65535): {shape}"
+    for given in parse_qs(parts.query).get("port", []):
+        if not all(p.strip().isdigit() and 0 < int(p) < 65536 for p in given.split(",")):
+            return f"port {given!r} (in ?port=) is not a number from 1 to 65535: {shape}"
     return None
 
 
@@ -326,6 +329,9 @@ def load(path: str | os.PathLike[str]) -> Config:
             r.problems.append(f"target.dsn: {problem}")
     password = r.secret(t, "password", "target")
     backups_root = r.resolve(r.get(t, "backups_root", "target", str, default="backups"))
+    if backups_root.exists() and not backups_root.is_dir():
+        r.problems.append(f"target.backups_root: {backups_root} is a file, not a folder: point "
+                          "it at the folder holding the backup sets (created if missing)")
     tables = r.str_list(t, "critical_tables", "target")
     queries: list[CriticalQuery] = []
     for i, q in enumerate(r.get(t, "critical_queries", "target", list, default=[])):
