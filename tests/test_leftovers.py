@@ -14,7 +14,11 @@ import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 
+from app.config import Target
+from app.rollback.tools import run_tool
+from app.secrets import Secret
 from tests.conftest import DemoApp, DemoDb
 from tests.test_run_cli import cli
 
@@ -129,3 +133,27 @@ async def test_backup_sets_safety_dumps_and_exports_are_private(
     assert _exposed(home / "incidents") == []
     for folder in (the_set, safety):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+async def test_a_step_that_fails_while_a_tool_runs_leaves_no_tool_running(
+        demo_db: DemoDb, conn: asyncpg.Connection, tmp_path: Path) -> None:
+    """The step's own code fails (here: the log handler) while psql is still at work: the
+    console stops the tool instead of leaving it running on its own."""
+    target = Target("t", "drill", Secret(demo_db.dsn), tmp_path, (), ())
+
+    def on_line(line: str) -> None:
+        if "started" in line:
+            raise RuntimeError("the step failed")
+
+    try:
+        with pytest.raises(RuntimeError, match="the step failed"):
+            await run_tool("psql", ["--no-psqlrc", "--command=\\warn started",
+                                    "--command=SELECT pg_sleep(600)"], target, on_line)
+        left = _still_running({pid: name for pid, name in _tool_children(os.getpid()).items()
+                               if name == "psql"}, within=10)
+        assert left == {}, f"psql still running after the step failed: {left}"
+    finally:
+        for pid in _tool_children(os.getpid()):
+            os.kill(pid, signal.SIGKILL)
+        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE query = 'SELECT pg_sleep(600)'")
