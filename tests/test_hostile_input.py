@@ -82,7 +82,7 @@ def test_the_good_config_loads(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("good", "bad", "message"), BAD_SETTINGS)
-def test_each_bad_number_is_a_config_problem_naming_its_key(
+def test_each_bad_setting_is_a_config_problem_naming_its_key(
         tmp_path: Path, good: str, bad: str, message: str) -> None:
     path = _config(tmp_path, good, bad)
     with pytest.raises(ConfigError) as caught:
@@ -101,7 +101,7 @@ def test_each_bad_number_is_a_config_problem_naming_its_key(
 @pytest.mark.parametrize(("good", "bad", "message"),
                          [BAD_SETTINGS[0], BAD_SETTINGS[2], BAD_SETTINGS[7],
                           BAD_SETTINGS[-1]])
-def test_every_command_answers_bad_numbers_with_exit_2_and_changes_nothing(
+def test_every_command_answers_a_bad_setting_with_exit_2_and_changes_nothing(
         tmp_path: Path, command: tuple[str, ...], good: str, bad: str, message: str) -> None:
     path = _config(tmp_path, good, bad)
     result = cli(path, tmp_path / "home", *command)
@@ -111,6 +111,7 @@ def test_every_command_answers_bad_numbers_with_exit_2_and_changes_nothing(
     assert not (tmp_path / "backups").exists()
     assert not (tmp_path / "home" / "incidents").exists() or \
         not any((tmp_path / "home" / "incidents").iterdir())
+
 
 # (name as typed after --tables, schema.name as the console reports it, SQL name)
 HOSTILE = [
@@ -198,9 +199,10 @@ async def test_hostile_table_names_work_in_every_command(
               "--dry-run")
     out = _clean(dry)
     assert dry.returncode == 0, out
+    assert f"TRUNCATE {', '.join(sql_names)}" in out
     for name in sql_names:
-        assert f"TRUNCATE {', '.join(sql_names)}" in out
         assert f"COPY {name} FROM STDIN (FREEZE)" in out
+    assert "SELECT setval('public.\"MiXed Case_Id_seq\"', greatest((SELECT max(\"Id\")" in out
     assert await checksums(conn, *[name for _, name, _ in HOSTILE]) == damaged
 
     real = cli(console_config, tmp_path, "run", "--type", "partial", "--tables", tables,
@@ -208,7 +210,6 @@ async def test_hostile_table_names_work_in_every_command(
     out = _clean(real)
     assert real.returncode == 0, out
     assert await checksums(conn, *[name for _, name, _ in HOSTILE]) == before
-
 
     # then a bad migration, in awkward names: a column added, a key and an index dropped, a
     # column's type changed, a column dropped (its values only in the backup now), a table
