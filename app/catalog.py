@@ -19,6 +19,12 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_literal(text: str) -> str:
+    """A string constant for SQL shown to the operator (``'it''s'``); statements the console
+    runs pass values as $n parameters instead."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def qualified(table: str) -> str:
     """``schema.table`` (default schema public) as a quoted SQL name."""
     schema, _, name = table.rpartition(".")

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 CHUNK = 1 << 20
-_COPY = re.compile(rb"^COPY (?P<name>\S+(?:\s*\.\s*\S+)?) \((?P<cols>.*)\) FROM stdin;$")
+_IDENT = rb'(?:"(?:[^"]|"")*"|[^\s."(]+)'   # pg_dump quotes a name only where needed
+_COPY = re.compile(rb"^COPY (?P<name>" + _IDENT + rb"(?:\." + _IDENT + rb")?) "
+                   rb"\((?P<cols>.*)\) FROM stdin;$")
 _END = b"\\.\n"
 
 

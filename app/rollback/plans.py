@@ -74,8 +74,8 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
                     plan.blast_radius.append(f"{table}: not on the target")
                     continue
                 row = await conn.fetchrow(
-                    f"SELECT count(*) AS n, pg_total_relation_size('{qualified(table)}') AS b "
-                    f"FROM {qualified(table)}")
+                    f"SELECT count(*) AS n, pg_total_relation_size($1::regclass) AS b "
+                    f"FROM {qualified(table)}", qualified(table))
                 assert row is not None
                 plan.blast_radius.append(f"!{table}: all {row['n']:,} current rows replaced "
                                          f"({row['b'] / 1e6:,.1f} MB)")

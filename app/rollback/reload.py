@@ -30,6 +30,7 @@ from app.catalog import (
     foreign_keys,
     qualified,
     quote_ident,
+    quote_literal,
     split_name,
     user_tables,
 )
@@ -125,7 +126,8 @@ async def reload_statements(conn: asyncpg.Connection, tables: list[str],
     out += [f"ALTER TABLE {qualified(fk.table)} ADD CONSTRAINT {quote_ident(fk.name)} "
             f"{fk.definition}" for fk in [*fks, *(restore_fks or [])]]
     for t in tables:
-        out += [f"SELECT setval('{seq}', greatest(max({quote_ident(col)}), last_value))"
+        out += [f"SELECT setval({quote_literal(seq)}, greatest((SELECT max({quote_ident(col)})"
+                f" FROM {qualified(t)}), (SELECT last_value FROM {seq})), true)"
                 for col, seq in await _sequences(conn, t)]
         out.append(f"ANALYZE {qualified(t)}")
     out.append("COMMIT")
