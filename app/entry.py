@@ -54,6 +54,9 @@ def main() -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
+    import os
+
+    os.umask(0o077)   # journals, dumps, exports and sets hold data: the operator's eyes only
     from app.cli import main as click_main
 
     click_main()

@@ -30,6 +30,7 @@ from app.rollback.runner import execute
 from app.sandbox.server import bin_dir
 from app.validation import run_validation
 from tests.conftest import DemoApp, DemoDb
+from tests.test_partial_rollback import last_event
 
 
 async def make_full_set(db: DemoDb, conn: asyncpg.Connection, root: Path) -> BackupSet:
@@ -141,9 +142,10 @@ async def test_the_gate_needs_the_target_name(console_config: Path, demo_db: Dem
     backup = await make_full_set(demo_db, conn, tmp_path / "backups")
     ctx = ctx_for(console_config, tmp_path, backup, confirm="CONFIRM_FULL_RESTORE")
     assert await execute(full.build(ctx.cfg, backup), ctx) is Outcome.REFUSED
-    closed = ctx.journal.last("incident_closed")
-    assert closed is not None
-    assert "CONFIRM_FULL_RESTORE tea-school-sandbox" in closed.data["summary"]
+    finished = last_event(ctx)
+    assert finished.exit_code == 3
+    assert "CONFIRM_FULL_RESTORE tea-school-sandbox" in finished.summary
+    assert not ctx.journal.path.exists(), "a refused run opened an incident"
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])

@@ -27,6 +27,7 @@ from app.rollback.runner import execute
 from app.sandbox.server import bin_dir
 from app.schemadiff import drift
 from tests.conftest import DemoApp, DemoDb
+from tests.test_partial_rollback import last_event
 
 CLI = [str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "rollback-console")]
 
@@ -297,7 +298,8 @@ async def test_a_wrong_phrase_is_refused(
     plan = await build_plan(cfg, RollbackType.SCHEMA, backup, Options())
     ctx = run_ctx(console_config, tmp_path, backup, phrase=f"ROLLBACK {cfg.target.name}")
     assert await execute(plan, ctx) is Outcome.REFUSED
-    assert "ROLLBACK SCHEMA" in ctx.journal.entries[-1].data["summary"]
+    assert "ROLLBACK SCHEMA" in last_event(ctx).summary
+    assert not ctx.journal.path.exists(), "a refused run opened an incident"
     assert schema_dump(demo_db) == migrated
 
 
