@@ -4,6 +4,7 @@ or through the demo app, lands in the right tier with the right rollback type.""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,14 +27,26 @@ SET_ID = "production_migration_20250101"
 
 async def make_backup(conn: asyncpg.Connection, cfg: Config, dsn: str,
                       set_id: str = SET_ID) -> Path:
-    """A backup set as the console writes it: manifest.json and the runbook's schema dump."""
+    """A backup set as the console writes it: manifest.json, the runbook's schema dump and the
+    schema model read at backup time (what assess's schema check compares with)."""
+    from app.manifest import FileEntry
+    from app.schemadiff import MODEL_FILE
+    from app.schemadiff.snapshot import read, to_json
+
     state = await capture_state(conn, critical_queries=cfg.target.critical_queries)
     directory = cfg.target.backups_root / set_id
     directory.mkdir(parents=True)
-    (directory / "manifest.json").write_text(new_manifest(set_id, state).to_json())
     subprocess.run([str(bin_dir() / "pg_dump"), "--schema-only", "--no-owner", "-f",
                     str(directory / "schema_only_backup.sql"), dsn], check=True,
                    capture_output=True)
+    version = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
+    model = directory / MODEL_FILE
+    model.write_text(to_json(await read(conn, cfg.target.platform_schemas),
+                             cfg.target.platform_schemas, version))
+    manifest = new_manifest(set_id, state)
+    manifest.files = {MODEL_FILE: FileEntry(hashlib.sha256(model.read_bytes()).hexdigest(),
+                                            model.stat().st_size)}
+    (directory / "manifest.json").write_text(manifest.to_json())
     return directory
 
 

@@ -67,7 +67,8 @@ async def test_override_needs_a_reason(console_config: Path, demo_db: DemoDb,
     app = RollbackConsoleApp(config.load(console_config), mode="live")
     async with app.run_test(size=(140, 45)) as pilot:
         screen = await _open(app, pilot)
-        assert "HEALTHY" in str(screen.query_one("#assess-verdict").render())
+        verdict = str(screen.query_one("#assess-verdict").render())
+        assert "IMMEDIATE ROLLBACK" not in verdict and "FORWARD-FIX" not in verdict, verdict
         await pilot.press("O")
         await pilot.pause()
         assert isinstance(app.screen, ReasonScreen)

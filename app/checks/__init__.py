@@ -8,12 +8,13 @@ The TUI and the CLI call ``run_assessment`` (checks + decision matrix) and
 from __future__ import annotations
 
 from app.checks.access import authentication, rls
-from app.checks.database import connectivity, data_integrity, schema, writes
+from app.checks.database import connectivity, data_integrity, writes
 from app.checks.http import app_endpoints, error_rate
 from app.checks.keys import foreign_keys
 from app.checks.model import CheckResult, Finding, Kind, Skip, Status
 from app.checks.performance import critical_queries, locks
 from app.checks.runner import CheckSpec, stream_checks
+from app.checks.schema import schema
 
 ASSESS_CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("connectivity", "Complete system failure", connectivity),
