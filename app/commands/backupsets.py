@@ -99,7 +99,7 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
 
     from app import config as config_mod
     from app import logs
-    from app.rollback.backupset import against_migration, list_sets, resolve
+    from app.rollback.backupset import against_migration, describe_taken, list_sets, resolve
     from app.rollback.verify import rehearse as rehearse_set
     from app.rollback.verify import verify
 
@@ -128,6 +128,7 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
             age = None if s.taken_at is None else round((time.time()
                                                          - s.taken_at.timestamp()) / 3600, 1)
             rows.append({"id": s.id, "taken_at": s.taken_at.isoformat() if s.taken_at else None,
+                         "taken_from": s.taken_note or None, "taken": describe_taken(s),
                          "age_hours": age, "parts": parts,
                          "size_bytes": sum(p.stat().st_size for p in files),
                          "manifest": s.manifest is not None, "verified": "not yet (--verify)",
@@ -142,7 +143,7 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
             out.print(f"no backup sets under {root}: take one with `rollback-console backup`")
         table = Table("id", "taken at", "age", "vs the migration", "parts", "size", "manifest")
         for r in rows:
-            table.add_row(r["id"], r["taken_at"] or "unknown", f"{r['age_hours']} h"
+            table.add_row(r["id"], r["taken"], f"{r['age_hours']} h"
                           if r["age_hours"] is not None else "?",
                           r["against_migration"] or "?", ", ".join(r["parts"]),
                           f"{r['size_bytes'] / 1e6:,.1f} MB", "yes" if r["manifest"] else "NO")

@@ -7,7 +7,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
@@ -24,13 +24,24 @@ from app.manifest import (
     check_identity,
     new_manifest,
 )
+from app.rollback.copydata import count_file_rows
 from app.rollback.store import store_at
 from app.rollback.tools import private_dir, run_tool, write_private
 from app.schemadiff import MODEL_FILE
 from app.schemadiff.snapshot import read as read_schema
 from app.schemadiff.snapshot import to_json as model_to_json
 
-_COMPLETED = re.compile(r"Backup completed[^0-9]*(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?)")
+_COMPLETED = re.compile(r"^[ \t]*Backup completed(?:[ \t]+(?:at|on))?:?[ \t]*"
+                        r"(?P<text>.*?)[ \t\r]*$", re.MULTILINE | re.IGNORECASE)
+_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)"
+                  r"\s*(Z|UTC|[+-]\d{2}:?\d{2})?$")
+# what the runbook's `$(date)` writes in the C locale: "Tue Dec  1 21:01:13 UTC 2026" (the
+# day padded with a space), also with a numeric zone ("+0100") or none
+_DATE = re.compile(r"^(?:[A-Za-z]{3},?\s+)?(?P<mon>[A-Za-z]{3})\s+(?P<day>\d{1,2})\s+"
+                   r"(?P<time>\d{1,2}:\d{2}:\d{2})\s+(?:(?P<zone>[A-Za-z]{1,6}|[+-]\d{2}:?\d{2})"
+                   r"\s+)?(?P<year>\d{4})$")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_UTC_NAMES = ("UTC", "GMT", "Z", "UT")
 
 
 @dataclass
@@ -39,6 +50,16 @@ class BackupSet:
     path: Path
     manifest: Manifest | None
     taken_at: datetime | None
+    taken_note: str = ""   # where taken_at comes from, when not the set's own record
+
+
+def describe_taken(backup: BackupSet) -> str:
+    """``2026-12-01 21:01 UTC``, with where the time comes from when it is a guess
+    (``(from file times: backup_info.txt has no time)``), or ``unknown``."""
+    if backup.taken_at is None:
+        return "unknown" + (f" ({backup.taken_note})" if backup.taken_note else "")
+    when = backup.taken_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return when + (f" ({backup.taken_note})" if backup.taken_note else "")
 
 
 def file_part(name: str) -> str:
@@ -98,13 +119,26 @@ async def migration_time(conn: asyncpg.Connection, configured: datetime | None =
 
 
 def against_migration(backup: BackupSet, at: datetime | None) -> str:
-    """The set's age against the migration, in words ('' when either time is unknown)."""
-    if at is None or backup.taken_at is None:
+    """The set's age against the migration, in words ('' when the migration's time is
+    unknown). Starts with AFTER for a set taken after it, UNKNOWN for a set whose own time is
+    unknown: either may hold the broken state (``not_a_source``)."""
+    if at is None:
         return ""
+    if backup.taken_at is None:
+        return ("UNKNOWN: when the set was taken is not known"
+                + (f" ({backup.taken_note})" if backup.taken_note else "")
+                + ", so it may hold the broken state")
     hours = (at - backup.taken_at).total_seconds() / 3600
+    note = f" (its time is {backup.taken_note})" if backup.taken_note else ""
     if hours < 0:
-        return f"AFTER the migration by {-hours:.1f} h: it holds the broken state"
-    return f"{hours:.1f} h before the migration"
+        return f"AFTER the migration by {-hours:.1f} h{note}: it holds the broken state"
+    return f"{hours:.1f} h before the migration{note}"
+
+
+def not_a_source(timing: str) -> bool:
+    """``against_migration``'s words for a set that must not be a rollback source unless the
+    operator says so (--allow-after-migration)."""
+    return timing.startswith(("AFTER", "UNKNOWN"))
 
 
 async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
@@ -120,8 +154,13 @@ async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
                 if unknown:
                     raise BadInput(f"no such table(s) on the target: {', '.join(unknown)}")
                 tables = [t for t in tables if t in only_tables]
+            partitioned = {r["t"]: r["members"] for r in await conn.fetch(
+                "SELECT n.nspname || '.' || c.relname AS t, ARRAY(SELECT pn.nspname || '.' || "
+                "pc.relname FROM pg_partition_tree(c.oid) p JOIN pg_class pc ON pc.oid = p.relid "
+                "JOIN pg_namespace pn ON pn.oid = pc.relnamespace) AS members FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'")}
             dumps = [("schema_only_backup.sql", ["--schema-only"])]
-            dumps += [(table_dump_name(t), ["--data-only", f"--table={qualified(t)}"])
+            dumps += [(table_dump_name(t), ["--data-only", *table_dump_args(t, t in partitioned)])
                       for t in tables]
             dumps += [("full_database_backup.dump", ["--format=custom"]),
                       ("full_database_backup.sql", [])]
@@ -135,21 +174,152 @@ async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
             write_private(work / MODEL_FILE,
                           model_to_json(model, cfg.target.platform_schemas, version))
             dumps.append((MODEL_FILE, []))
+            for table in tables:   # every row in its file, or no set at all
+                on_line(f"counting the rows in {table_dump_name(table)}")
+                members = set(partitioned.get(table, [table])) | {table}
+                held = await file_rows(work / table_dump_name(table), members)
+                problem = rows_problem(table_dump_name(table), table, held,
+                                       state.tables[table].rows, len(members) > 1)
+                if problem:
+                    raise ConsoleError(f"the backup is not kept: {problem}. The dump does not "
+                                       "hold the rows the snapshot had; report this")
     finally:
         await conn.close()
     return tables, state, str(snapshot), dumps
 
 
-def _taken_at(path: Path, manifest: Manifest | None) -> datetime | None:
-    if manifest is not None:
-        return datetime.fromisoformat(manifest.state.captured_at)
-    info = path / "backup_info.txt"
-    if info.is_file():
-        m = _COMPLETED.search(info.read_text(errors="replace"))
-        if m:
-            stamp = datetime.fromisoformat(m.group(1).replace(" ", "T"))
-            return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+def table_dump_args(table: str, partitioned: bool) -> list[str]:
+    """pg_dump's selection of one table's rows. A partitioned table holds no rows itself:
+    ``--table`` alone dumps none of them, so its leaves are dumped with it
+    (``--table-and-children``, pg_dump 16+), each block loading via the root
+    (``--load-via-partition-root``), so the file holds every row under the table's name."""
+    if partitioned:
+        return [f"--table-and-children={qualified(table)}", "--load-via-partition-root"]
+    return [f"--table={qualified(table)}"]
+
+
+async def file_rows(path: Path, members: set[str]) -> int | None:
+    """The rows a table's dump holds: the data lines of its COPY blocks that name the table or
+    one of its partitions (``members``); None when the file has no block for any of them."""
+    counts = await count_file_rows(path)
+    found = [n for name, n in counts.items() if name in members]
+    return sum(found) if found else None
+
+
+def _no_rows_hint(partitioned: bool) -> str:
+    return (" (it is partitioned: `pg_dump --table` of a partitioned table dumps none of its "
+            "partitions' rows; dump it with --table-and-children=<table> "
+            "--load-via-partition-root, or take a set with `rollback-console backup`)"
+            if partitioned else "")
+
+
+def rows_problem(name: str, table: str, held: int | None, expected: int | None,
+                 partitioned: bool, now: int | None = None) -> str | None:
+    """What is wrong with the dump file ``name`` as ``table``'s rows, or None: it holds
+    ``held`` rows of it (None: no block at all); ``expected`` is the manifest's count, taken in
+    the dump's snapshot; without one, no rows while the table has ``now`` rows is wrong too."""
+    if held is None:
+        said = (f", the manifest says {expected:,}" if expected is not None else
+                f", and the table has {now:,} rows now" if now else "")
+        return f"{name} holds no rows of {table}{said}" + _no_rows_hint(partitioned)
+    if expected is not None and held != expected:
+        return (f"{name} holds {held:,} rows of {table}, the manifest says {expected:,}"
+                + (_no_rows_hint(partitioned) if held == 0 else ""))
+    if expected is None and held == 0 and now:
+        return (f"{name} holds 0 rows of {table}, which has {now:,} rows now, and the set "
+                "has no manifest to say it was empty then" + _no_rows_hint(partitioned))
     return None
+
+
+async def table_members(conn: asyncpg.Connection, table: str) -> set[str]:
+    """The table and, when it is partitioned, every partition below it (schema.name)."""
+    rows = await conn.fetch(
+        "SELECT n.nspname || '.' || c.relname AS t FROM pg_partition_tree($1::regclass) p "
+        "JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace",
+        qualified(table))
+    return {r["t"] for r in rows} | {table}
+
+
+async def dump_problem(backup: BackupSet, table: str, path: Path,
+                       conn: asyncpg.Connection) -> str | None:
+    """``rows_problem`` of a set's dump of a table on the connected target (which says the
+    table's partitions and, for a set without a manifest, how many rows it has now)."""
+    members = await table_members(conn, table)
+    held = await file_rows(path, members)
+    expected = None
+    if backup.manifest is not None and table in backup.manifest.state.tables:
+        expected = backup.manifest.state.tables[table].rows
+    now = None
+    if expected is None and not held:
+        now = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(table)}"))
+    return rows_problem(path.name, table, held, expected, len(members) > 1, now)
+
+
+def _zone(text: str | None) -> timezone | None:
+    """UTC for no zone, UTC/GMT/Z, or a numeric offset; None for a zone name that is not
+    unique worldwide (CST, IST, ...): the console does not guess."""
+    if not text or text.upper() in _UTC_NAMES:
+        return UTC
+    m = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", text)
+    if m is None:
+        return None
+    minutes = int(m.group(2)) * 60 + int(m.group(3))
+    return timezone(timedelta(minutes=-minutes if m.group(1) == "-" else minutes))
+
+
+def parse_completed(text: str) -> datetime | str:
+    """The time of a ``Backup completed:`` line: ISO (``2026-11-24 02:00:00``, UTC unless it
+    says otherwise) or what the runbook's ``$(date)`` writes (``Tue Dec  1 21:01:13 UTC
+    2026``). Returns why not, when it cannot be read."""
+    text = " ".join(text.split())
+    if not text:
+        return "its 'Backup completed' line has no time"
+    iso, date = _ISO.match(text), _DATE.match(text)
+    try:
+        if iso is not None:
+            zone_text = iso.group(3)
+            stamp = datetime.fromisoformat(f"{iso.group(1)}T{iso.group(2)}")
+        elif date is not None and date.group("mon").lower() in _MONTHS:
+            zone_text = date.group("zone")
+            hour, minute, second = (int(x) for x in date.group("time").split(":"))
+            stamp = datetime(int(date.group("year")),
+                             _MONTHS.index(date.group("mon").lower()) + 1,
+                             int(date.group("day")), hour, minute, second)
+        else:
+            return f"its 'Backup completed' line is not a time the console reads ({text!r})"
+    except ValueError:
+        return f"its 'Backup completed' line is not a valid time ({text!r})"
+    zone = _zone(zone_text)
+    if zone is None:
+        return (f"its time {text!r} is in zone {zone_text}, which names no single offset "
+                "(write it with `date -u`)")
+    return stamp.replace(tzinfo=zone).astimezone(UTC)
+
+
+def _taken_at(path: Path, manifest: Manifest | None) -> tuple[datetime | None, str]:
+    """When the set was taken and, when that is not the set's own record, where the time comes
+    from: the manifest, else backup_info.txt's 'Backup completed' line, else the newest dump
+    file's modification time (a copied file is newer than its dump, never older: the guess
+    errs towards 'after the migration', which is refused)."""
+    if manifest is not None:
+        return datetime.fromisoformat(manifest.state.captured_at), ""
+    info = path / "backup_info.txt"
+    why = "no backup_info.txt"
+    if info.is_file():
+        lines = _COMPLETED.findall(info.read_text(errors="replace"))
+        if not lines:
+            why = "backup_info.txt has no time"
+        else:
+            parsed = parse_completed(lines[-1])
+            if isinstance(parsed, datetime):
+                return parsed, ""
+            why = f"backup_info.txt: {parsed}"
+    dumps = [p for p in path.iterdir() if p.is_file() and p.suffix in (".sql", ".dump")] \
+        if path.is_dir() else []
+    if not dumps:
+        return None, f"{why}, and no dump files to date it by"
+    newest = max(p.stat().st_mtime for p in dumps)
+    return datetime.fromtimestamp(newest, UTC), f"from file times: {why}"
 
 
 def open_set(path: Path) -> BackupSet:
@@ -160,7 +330,8 @@ def open_set(path: Path) -> BackupSet:
         raise BadInput(f"backup set {path.name!r}: manifest.json cannot be read "
                        f"({type(exc).__name__}: {exc}); verify it with `rollback-console "
                        "backups --verify` or move the set aside") from None
-    return BackupSet(path.name, path, manifest, _taken_at(path, manifest))
+    taken, note = _taken_at(path, manifest)
+    return BackupSet(path.name, path, manifest, taken, note)
 
 
 def list_sets(root: Path) -> list[BackupSet]:

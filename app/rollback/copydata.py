@@ -113,8 +113,10 @@ class CopyStream:
         self.buffer += chunk
         return True
 
-    async def find(self, schema: str, table: str) -> CopyHeader | None:
-        """Skip to the COPY line of ``schema.table``; None if the stream has no data for it."""
+    async def next_block(self) -> CopyHeader | None:
+        """Skip to the next COPY line, of any table; None at the end of the stream. A dump of a
+        partitioned table holds one block per leaf (named after the leaf, or after the root
+        with ``--load-via-partition-root``)."""
         while True:
             while b"\n" not in self.buffer:
                 if not await self._fill():
@@ -123,8 +125,24 @@ class CopyStream:
             m = _COPY.match(line)
             if m:
                 s, t = parse_name(m.group("name").decode())
-                if (s, t) == (schema, table):
-                    return CopyHeader(s, t, split_identifiers(m.group("cols").decode()))
+                return CopyHeader(s, t, split_identifiers(m.group("cols").decode()))
+
+    async def find(self, schema: str, table: str) -> CopyHeader | None:
+        """Skip to the COPY line of ``schema.table``; None if the stream has no data for it."""
+        while (header := await self.next_block()) is not None:
+            if (header.schema, header.table) == (schema, table):
+                return header
+            await self.skip()
+        return None
+
+    async def skip(self) -> None:
+        """Pass over the current block's rows (another table's), reporting no progress."""
+        report, self.on_bytes = self.on_bytes, lambda _b, _r: None
+        try:
+            async for _ in self.rows():
+                pass
+        finally:
+            self.on_bytes = report
 
     async def rows(self) -> AsyncIterator[bytes]:
         """The data after ``find``: whole lines, up to (not including) the ``\\.`` line."""
@@ -152,3 +170,25 @@ class CopyStream:
                 continue
             if not await self._fill():
                 raise ValueError("the dump ends inside a COPY block: the file is truncated")
+
+
+async def count_rows(reader: Reader) -> dict[str, int]:
+    """Rows per table (``schema.name``) in a dump: the data lines of its COPY blocks, summed
+    over every block naming the table (one COPY text line is one row: newlines inside values
+    are written ``\\n``). A table without a block is absent; one with an empty block is 0."""
+    stream = CopyStream(reader)
+    counts: dict[str, int] = {}
+    while (header := await stream.next_block()) is not None:
+        counts.setdefault(header.qualified, 0)
+        async for data in stream.rows():
+            counts[header.qualified] += data.count(b"\n")
+    return counts
+
+
+async def count_file_rows(path: Path) -> dict[str, int]:
+    """``count_rows`` of a dump file, read in a worker thread."""
+    reader = FileReader(path)
+    try:
+        return await count_rows(reader)
+    finally:
+        reader.close()

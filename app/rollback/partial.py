@@ -16,11 +16,23 @@ import asyncpg
 from app.catalog import ForeignKey, qualified, split_name, table_content
 from app.config import Config
 from app.errors import BadInput
-from app.rollback.backupset import check_file, check_target, file_part, table_dump_name
+from app.rollback.backupset import (
+    check_file,
+    check_target,
+    dump_problem,
+    file_part,
+    table_dump_args,
+    table_dump_name,
+)
 from app.rollback.context import NeedsOperator, RollbackType, RunContext
 from app.rollback.copydata import FileReader, Reader
 from app.rollback.plan import Plan, Step
-from app.rollback.reload import dropped_foreign_keys, reload_tables, touching_foreign_keys
+from app.rollback.reload import (
+    dropped_foreign_keys,
+    is_partitioned,
+    reload_tables,
+    touching_foreign_keys,
+)
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
 from app.rollback.tools import private_dir, private_file
 
@@ -98,7 +110,22 @@ async def prerequisites(ctx: RunContext) -> str:
             if await conn.fetchval("SELECT to_regclass($1)", qualified(table)) is None:
                 raise BadInput(f"table {table} does not exist on the target: a partial rollback "
                                "reloads rows; a dropped table needs a schema or full rollback")
+        for table in tables:
+            path = table_file(backup.path, table)
+            problem = await dump_problem(backup, table, path, conn)
+            if problem:
+                raise BadInput(refusal(backup.id, table, problem))
+            ctx.log(f"{path.name}: holds the rows of {table}"
+                    + (", as many as the manifest says" if backup.manifest is not None else ""))
     return f"backup {backup.id} holds {len(tables)} table dump(s); all present on the target"
+
+
+def refusal(set_id: str, table: str, problem: str) -> str:
+    """Why a set's dump cannot roll ``table`` back: reloading it would replace the table's rows
+    with fewer (or none)."""
+    return (f"backup {set_id} cannot roll back {table}: {problem}. Reloading it would lose rows; "
+            "nothing was changed. Use another set (`rollback-console backups --verify ID` checks "
+            "one), or take one with `rollback-console backup`")
 
 
 async def assessment(ctx: RunContext) -> str:
@@ -153,10 +180,12 @@ async def safety_snapshot(ctx: RunContext) -> str:
     safety = private_dir(ctx.incident_dir / "safety")   # the tables' rows: owner only
     dump = safety / "tables-before-rollback.dump"
     async with target_conn(ctx) as conn:
-        estimate = sum([int(await conn.fetchval("SELECT pg_table_size($1::regclass)",
-                                                qualified(t))) for t in tables])
-    await safety_dump(ctx, dump, ["--data-only", *(f"--table={qualified(t)}" for t in tables)],
-                      estimate // 2)
+        estimate = sum([int(await conn.fetchval(
+            "SELECT coalesce(sum(pg_table_size(relid)), 0) FROM pg_partition_tree($1::regclass)",
+            qualified(t))) for t in tables])
+        selection = [arg for t in tables
+                     for arg in table_dump_args(t, await is_partitioned(conn, t))]
+    await safety_dump(ctx, dump, ["--data-only", *dict.fromkeys(selection)], estimate // 2)
     exported = []
     since = ctx.backup.taken_at
     if since is not None:
@@ -252,8 +281,9 @@ def build(cfg: Config, backup: Any, tables: tuple[str, ...]) -> Plan:
     plan = Plan(RollbackType.PARTIAL, cfg.target.name, backup.id, tables)
     plan.steps = [
         Step("prerequisites", "Prerequisites check",
-             "Verify the backup set's table dumps (hashes against the manifest) and that the "
-             "tables exist on the target.", 300, prerequisites,
+             "Verify the backup set's table dumps (hashes against the manifest, the rows they "
+             "hold against the manifest's counts) and that the tables exist on the target.",
+             300, prerequisites,
              statements=tuple(f"sha256 {table_file(path, t).name}" for t in tables)),
         Step("assessment", "Issue assessment",
              "Count rows now, list the foreign keys into and out of the tables, count the rows "

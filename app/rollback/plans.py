@@ -5,15 +5,29 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from app.catalog import qualified
+from app.catalog import one_row, qualified
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput
 from app.rollback import full, partial
-from app.rollback.backupset import against_migration, migration_time
+from app.rollback.backupset import (
+    against_migration,
+    describe_taken,
+    dump_problem,
+    migration_time,
+    not_a_source,
+    table_dump_args,
+)
 from app.rollback.context import Options, RollbackType
 from app.rollback.plan import Plan
-from app.rollback.reload import dropped_foreign_keys, reload_statements, touching_foreign_keys
+from app.rollback.reload import (
+    dropped_foreign_keys,
+    is_partitioned,
+    partitions,
+    reload_statements,
+    stored_size,
+    touching_foreign_keys,
+)
 from app.rollback.switch import can_rename
 
 
@@ -27,15 +41,19 @@ async def build_plan(cfg: Config, kind: RollbackType, backup: Any, options: Opti
     finally:
         await conn.close()
     timing = against_migration(backup, at)
-    if timing.startswith("AFTER") and not options.allow_after_migration:
-        raise BadInput(f"backup {backup.id} was taken {backup.taken_at:%Y-%m-%d %H:%M %Z}, "
-                       f"after the migration ran ({at:%Y-%m-%d %H:%M %Z}, from {source}): it "
-                       "holds the broken state. Choose a set taken before it "
+    if not_a_source(timing) and not options.allow_after_migration:
+        assert at is not None
+        migration = f"({at:%Y-%m-%d %H:%M %Z}, from {source})"
+        when = (f"was taken {describe_taken(backup)}, after the migration ran {migration}: it "
+                "holds the broken state" if backup.taken_at is not None else
+                f"has no known time ({backup.taken_note or 'unknown'}): it may have been taken "
+                f"after the migration ran {migration} and hold the broken state")
+        raise BadInput(f"backup {backup.id} {when}. Choose a set taken before it "
                        "(`rollback-console backups`), or --allow-after-migration if you are "
                        "sure. Nothing was changed")
     plan = await _build(cfg, kind, backup, options)
     if timing:
-        plan.blast_radius.append(("!" if timing.startswith("AFTER") else "")
+        plan.blast_radius.append(("!" if not_a_source(timing) else "")
                                  + f"backup {backup.id}: {timing} ({source})")
     return plan
 
@@ -47,19 +65,24 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
 
         found = await drift(cfg, backup, cfg.target.platform_schemas)
         plan = schema.build(cfg, backup, found.diff)
-        if backup.taken_at is not None:
-            plan.blast_radius.append(f"backup {backup.id} taken "
-                                     f"{backup.taken_at:%Y-%m-%d %H:%M %Z}")
+        plan.blast_radius.append(_taken(backup))
         return plan
     conn = await connect(cfg.target)
     try:
-        age = ""
-        if backup.taken_at is not None:
-            age = f"backup {backup.id} taken {backup.taken_at:%Y-%m-%d %H:%M %Z}"
+        age = _taken(backup)
         if kind is RollbackType.PARTIAL:
             plan = partial.build(cfg, backup, options.tables)
             present = [t for t in options.tables
                        if await conn.fetchval("SELECT to_regclass($1)", qualified(t))]
+            problems = []
+            for table in present:
+                path = partial.table_file(backup.path, table)
+                if path.is_file():
+                    problem = await dump_problem(backup, table, path, conn)
+                    if problem:
+                        problems.append(partial.refusal(backup.id, table, problem))
+            if problems:
+                raise BadInput("; ".join(problems))
             recorded = partial.recorded_foreign_keys(backup) or []
             dropped = await dropped_foreign_keys(conn, present, recorded) if present else []
             for fk in dropped:
@@ -67,18 +90,26 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
                                          " was dropped since the backup; added back")
             if present:
                 exact = tuple(await reload_statements(conn, present, restore_fks=dropped))
-                plan.steps = [replace(s, statements=exact) if s.id == "restore" else s
-                              for s in plan.steps]
+                selection = [arg for t in present
+                             for arg in table_dump_args(t, await is_partitioned(conn, t))]
+                snapshot = ("pg_dump --data-only --format=custom "
+                            + " ".join(dict.fromkeys(selection)),)
+                plan.steps = [replace(s, statements=exact) if s.id == "restore" else
+                              replace(s, statements=snapshot) if s.id == "safety_snapshot"
+                              else s for s in plan.steps]
             for table in options.tables:
                 if await conn.fetchval("SELECT to_regclass($1)", qualified(table)) is None:
                     plan.blast_radius.append(f"{table}: not on the target")
                     continue
-                row = await conn.fetchrow(
-                    f"SELECT count(*) AS n, pg_total_relation_size($1::regclass) AS b "
-                    f"FROM {qualified(table)}", qualified(table))
-                assert row is not None
-                plan.blast_radius.append(f"!{table}: all {row['n']:,} current rows replaced "
-                                         f"({row['b'] / 1e6:,.1f} MB)")
+                rows = int((await one_row(conn, f"SELECT count(*) AS n FROM "
+                                                f"{qualified(table)}"))["n"])
+                size = await stored_size(conn, table)
+                parts = await partitions(conn, table)
+                plan.blast_radius.append(
+                    f"!{table}: all {rows:,} current rows replaced ({size / 1e6:,.1f} MB"
+                    + (f"; partitioned: {len(parts)} partition(s) below it, every one "
+                       "emptied and reloaded" if await is_partitioned(conn, table) else "")
+                    + ")")
             for fk in await touching_foreign_keys(conn, list(options.tables)):
                 if fk.table not in options.tables:
                     plan.blast_radius.append(f"{fk.table} references {fk.referenced}: its rows "
@@ -94,8 +125,14 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
             plan.blast_radius.append(f"!the whole database {cfg.target.database} "
                                      f"({size / 1e6:,.1f} MB) replaced {how}; every change "
                                      "since the backup is lost")
-        if age:
-            plan.blast_radius.append(age)
+        plan.blast_radius.append(age)
     finally:
         await conn.close()
     return plan
+
+
+def _taken(backup: Any) -> str:
+    """The set's time for the blast radius, with where it comes from when it is a guess."""
+    if backup.taken_at is None:
+        return f"backup {backup.id}: when it was taken is unknown ({backup.taken_note})"
+    return f"backup {backup.id} taken {describe_taken(backup)}"

@@ -52,9 +52,41 @@ class ReloadResult:
 
 
 async def touching_foreign_keys(conn: asyncpg.Connection, tables: list[str]) -> list[ForeignKey]:
-    """Foreign keys from or to any of ``tables`` (the ones a reload must drop and re-add)."""
+    """Foreign keys from or to any of ``tables`` (the ones a reload must drop and re-add). The
+    copies PostgreSQL keeps of a partitioned table's keys (on its partitions, or towards a
+    partitioned table's partitions) are not listed: dropping and adding the parent's key
+    handles them, and they cannot be dropped on their own."""
     wanted = set(tables)
-    return [fk for fk in await foreign_keys(conn) if fk.table in wanted or fk.referenced in wanted]
+    clones = {(r["t"], r["conname"]) for r in await conn.fetch(
+        "SELECT n.nspname || '.' || c.relname AS t, k.conname FROM pg_constraint k "
+        "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE k.contype = 'f' AND k.conparentid <> 0")}
+    return [fk for fk in await foreign_keys(conn)
+            if (fk.table in wanted or fk.referenced in wanted)
+            and (fk.table, fk.name) not in clones]
+
+
+async def partitions(conn: asyncpg.Connection, table: str) -> list[str]:
+    """Every partition of ``table`` at any depth (sub-partitioned ones and their leaves), as
+    schema.name; [] for a table that is not partitioned."""
+    rows = await conn.fetch(
+        "SELECT n.nspname || '.' || c.relname AS t FROM pg_partition_tree($1::regclass) p "
+        "JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE p.level > 0 ORDER BY p.level, 1", qualified(table))
+    return [r["t"] for r in rows]
+
+
+async def is_partitioned(conn: asyncpg.Connection, table: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass", qualified(table)))
+
+
+async def stored_size(conn: asyncpg.Connection, table: str) -> int:
+    """Bytes on disk of a table with its indexes and TOAST; a partitioned table's are its
+    partitions' (the parent itself holds nothing)."""
+    return int(await conn.fetchval(
+        "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
+        "FROM pg_partition_tree($1::regclass)", qualified(table)) or 0)
 
 
 async def dropped_foreign_keys(conn: asyncpg.Connection, tables: list[str],
@@ -87,14 +119,19 @@ async def describe_blockers(conn: asyncpg.Connection, tables: list[str]) -> str:
 
 
 async def _secondary_indexes(conn: asyncpg.Connection, table: str) -> list[tuple[str, str]]:
+    """The table's indexes that back no constraint, with the statement that recreates each. On
+    a partitioned table these are partitioned indexes: dropping one drops its partitions'
+    indexes, and ``pg_get_indexdef`` says ``ON ONLY`` (which would build an invalid index
+    with none below it), so the recreating statement goes without ONLY and builds them all."""
     rows = await conn.fetch(
         "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name, "
-        "pg_get_indexdef(i.indexrelid) AS def FROM pg_index i "
+        "pg_get_indexdef(i.indexrelid) AS def, c.relkind = 'I' AS partitioned FROM pg_index i "
         "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE i.indrelid = $1::regclass "
         "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) "
         "ORDER BY 1", qualified(table))
-    return [(r["name"], r["def"]) for r in rows]
+    return [(r["name"], r["def"].replace(" ON ONLY ", " ON ", 1) if r["partitioned"]
+             else r["def"]) for r in rows]
 
 
 async def _sequences(conn: asyncpg.Connection, table: str) -> list[tuple[str, str]]:
@@ -119,6 +156,15 @@ async def reload_statements(conn: asyncpg.Connection, tables: list[str],
     out += [f"DROP INDEX {name}" for name, _ in indexes]
     out.append(f"TRUNCATE {names}")
     for t in tables:
+        parts = await partitions(conn, t)
+        if await is_partitioned(conn, t):
+            members = [t, *parts]
+            out += [f"ALTER TABLE {qualified(m)} DISABLE TRIGGER USER" for m in members]
+            out.append(f"COPY {qualified(t)} FROM STDIN  -- rows streamed from the dump, routed "
+                       f"to its {len(parts)} partition(s) (COPY FREEZE cannot load a "
+                       "partitioned table)")
+            out += [f"ALTER TABLE {qualified(m)} ENABLE TRIGGER USER" for m in members]
+            continue
         out += [f"ALTER TABLE {qualified(t)} DISABLE TRIGGER USER",
                 f"COPY {qualified(t)} FROM STDIN (FREEZE)  -- rows streamed from the dump",
                 f"ALTER TABLE {qualified(t)} ENABLE TRIGGER USER"]
@@ -170,18 +216,7 @@ async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: 
             await conn.execute(f"TRUNCATE {names}")
 
             for table in tables:
-                schema, name = split_name(table)
-                async with open_dump(table) as reader:
-                    stream = CopyStream(reader, functools.partial(report, table))
-                    header = await stream.find(schema, name)
-                    if header is None:
-                        raise StepFailed(f"the backup holds no data for {table}: nothing was "
-                                         "changed; pick a backup set that has this table")
-                    await conn.execute(f"ALTER TABLE {qualified(table)} DISABLE TRIGGER USER")
-                    rows = _counting(stream.rows(), result, table)
-                    await conn.copy_to_table(name, schema_name=schema, columns=header.columns,
-                                             source=rows, format="text", freeze=True)
-                    await conn.execute(f"ALTER TABLE {qualified(table)} ENABLE TRIGGER USER")
+                await _load(conn, table, open_dump, report, result)
 
             for _, definition in indexes:
                 await conn.execute(definition)
@@ -210,6 +245,45 @@ async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: 
                          "the server rolled the transaction back: nothing was changed") from None
     result.seconds = time.monotonic() - started
     return result
+
+
+async def _load(conn: asyncpg.Connection, table: str, open_dump: OpenDump, report: Progress,
+                result: ReloadResult) -> None:
+    """COPY every block of the table's dump that holds its rows: one block for a plain table;
+    for a partitioned one, one per leaf, named after the root (``--load-via-partition-root``,
+    as the console dumps) or after the leaf (``--table-and-children``). Every block goes into
+    the table itself and PostgreSQL routes each row to its partition."""
+    schema, name = split_name(table)
+    partitioned = await is_partitioned(conn, table)
+    members = [table, *await partitions(conn, table)]
+    accepted = set(members)
+    for member in members:
+        await conn.execute(f"ALTER TABLE {qualified(member)} DISABLE TRIGGER USER")
+    found = False
+    async with open_dump(table) as reader:
+        stream = CopyStream(reader)
+        while (header := await stream.next_block()) is not None:
+            if header.qualified not in accepted:
+                await stream.skip()
+                continue
+            found = True
+            done_rows, done_bytes = result.rows.get(table, 0), result.bytes.get(table, 0)
+            result.rows[table], result.bytes[table] = done_rows, done_bytes
+            stream.on_bytes = functools.partial(_progress, report, table, done_bytes, done_rows)
+            rows = _counting(stream.rows(), result, table)
+            await conn.copy_to_table(name, schema_name=schema, columns=header.columns,
+                                     source=rows, format="text", freeze=not partitioned)
+    if not found:
+        raise StepFailed(f"the backup holds no data for {table}: nothing was changed; pick a "
+                         "backup set that has this table")
+    for member in members:
+        await conn.execute(f"ALTER TABLE {qualified(member)} ENABLE TRIGGER USER")
+
+
+def _progress(report: Progress, table: str, bytes_before: int, rows_before: int,
+              sent: int, rows: int) -> None:
+    """One table's progress over all its blocks (a partitioned table's dump has several)."""
+    report(table, bytes_before + sent, rows_before + rows)
 
 
 async def _counting(rows: AsyncIterator[bytes], result: ReloadResult,

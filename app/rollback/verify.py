@@ -14,12 +14,23 @@ from pathlib import Path
 
 import asyncpg
 
-from app.catalog import identity, quote_ident, table_content
+from app.catalog import identity, qualified, quote_ident, table_content
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput, ConsoleError
 from app.manifest import check_identity
-from app.rollback.backupset import BackupSet, against_migration, migration_time, sha256_file
+from app.rollback.backupset import (
+    BackupSet,
+    against_migration,
+    describe_taken,
+    file_rows,
+    migration_time,
+    not_a_source,
+    rows_problem,
+    sha256_file,
+    table_dump_name,
+    table_members,
+)
 from app.rollback.tools import restore_filtered, run_tool, server_major, tool_output
 
 _DUMPED_BY = re.compile(r"-- Dumped by pg_dump version (\d+)")
@@ -68,9 +79,9 @@ async def verify(cfg: Config, backup: BackupSet,
         return v
     manifest = backup.manifest
     if manifest is None:
-        v.not_verifiable.append("no manifest.json: file hashes, row counts and checksums cannot "
-                                "be checked; identity is unknown (sets made by `rollback-console "
-                                "backup` carry one)")
+        v.not_verifiable.append("no manifest.json: file hashes, the row counts the tables had "
+                                "and checksums cannot be checked; identity is unknown (sets made "
+                                "by `rollback-console backup` carry one)")
     else:
         for name, entry in manifest.files.items():
             path = backup.path / name
@@ -105,7 +116,58 @@ async def verify(cfg: Config, backup: BackupSet,
             v.fail(str(exc))
         finally:
             await conn.close()
+    await _table_rows(cfg, backup, v, on_line)
     return v
+
+
+def _table_files(backup: BackupSet) -> dict[str, Path]:
+    """{table: its dump file} for the set's table_<name>_backup.sql files: the manifest's
+    tables that have one, else read from the file names (public unless named schema.table)."""
+    if backup.manifest is not None:
+        found = {t: backup.path / table_dump_name(t) for t in backup.manifest.state.tables}
+        return {t: p for t, p in found.items() if p.is_file()}
+    out = {}
+    for path in sorted(backup.path.glob("table_*_backup.sql")):
+        name = path.name[len("table_"):-len("_backup.sql")].replace("%2F", "/")
+        schema, dot, table = name.partition(".")
+        out[f"{schema}.{table}" if dot and table else f"public.{name}"] = path
+    return out
+
+
+async def _table_rows(cfg: Config, backup: BackupSet, v: Verification,
+                      on_line: Callable[[str], None]) -> None:
+    """Each table file holds its table's rows: as many as the manifest recorded (in the same
+    snapshot), or, without a manifest, some rows for a table that has rows. A `pg_dump --table`
+    of a partitioned table holds none of them, and nothing else would say so before a reload."""
+    tables = _table_files(backup)
+    if not tables:
+        return
+    manifest = backup.manifest
+    conn = await connect(cfg.target)
+    try:
+        for table, path in tables.items():
+            on_line(f"counting the rows in {path.name}")
+            expected = manifest.state.tables[table].rows if manifest is not None else None
+            live = await conn.fetchval("SELECT to_regclass($1)", qualified(table))
+            if live is None and expected is None:
+                v.not_verifiable.append(f"{path.name}: {table} is not on the target, and the set "
+                                        "has no manifest: the rows it holds are not checked")
+                continue
+            members = await table_members(conn, table) if live is not None else {table}
+            held = await file_rows(path, members)
+            now = None
+            if expected is None and not held:
+                now = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(table)}"))
+            problem = rows_problem(path.name, table, held, expected, len(members) > 1, now)
+            if problem:
+                v.fail(problem)
+            elif expected is not None:
+                v.checked.append(f"{path.name}: {held:,} rows of {table}, as the manifest says")
+            else:
+                v.checked.append(f"{path.name}: {held or 0:,} rows of {table} (no manifest to "
+                                 "compare the count with)")
+    finally:
+        await conn.close()
 
 
 async def _against_migration(cfg: Config, backup: BackupSet, given: datetime | None,
@@ -117,7 +179,10 @@ async def _against_migration(cfg: Config, backup: BackupSet, given: datetime | N
     finally:
         await conn.close()
     timing = against_migration(backup, at)
-    if timing.startswith("AFTER"):
+    v.checked.append(f"taken at: {describe_taken(backup)}")
+    if timing.startswith("UNKNOWN"):
+        v.fail(f"{timing} ({source}): not a rollback source unless --allow-after-migration")
+    elif not_a_source(timing):
         v.fail(f"taken {timing} ({source}): not a rollback source")
     elif timing:
         v.checked.append(f"taken {timing} ({source})")
