@@ -24,7 +24,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,10 +67,6 @@ class Ended:
     code: int
     output: str
 
-    def last_line(self) -> str:
-        lines = [line for line in self.output.splitlines() if line.strip()]
-        return lines[-1] if lines else ""
-
 
 @functools.cache
 def resume_takes_confirm() -> bool:
@@ -85,10 +81,9 @@ class Console:
     config: Path
     home: Path
     outputs: Path
-    env: dict[str, str] = field(default_factory=dict)
 
     def start(self, *args: str, kill_at: str | None = None) -> subprocess.Popen[str]:
-        env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(self.home), **self.env}
+        env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(self.home)}
         env.pop(KILL_ENV, None)
         if kill_at is not None:
             env[KILL_ENV] = kill_at
