@@ -230,3 +230,10 @@ async def test_a_hand_made_set_without_manifest_is_not_verified(
               "--confirm", PHRASE)
     assert run.returncode == 0, run.stdout + run.stderr
     assert await conn.fetchval("SELECT count(*) FROM public.visits_eu") == 500
+    # a partition detached since the dump: its rows would be left out of a reload
+    await conn.execute("ALTER TABLE public.visits DETACH PARTITION public.visits_other")
+    detached = cli(console_config, tmp_path, "run", "--type", "partial", "--tables", "visits",
+                   "--dry-run")
+    assert detached.returncode == 2, detached.stdout + detached.stderr
+    assert "holds rows (500 of public.visits_other) of tables that are not public.visits" \
+        in detached.stderr

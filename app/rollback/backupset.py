@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from app.catalog import identity, qualified, split_name, user_tables
+from app.catalog import identity, one_row, qualified, split_name, user_tables
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput, ConsoleError
@@ -177,9 +177,10 @@ async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
             for table in tables:   # every row in its file, or no set at all
                 on_line(f"counting the rows in {table_dump_name(table)}")
                 members = set(partitioned.get(table, [table])) | {table}
-                held = await file_rows(work / table_dump_name(table), members)
+                held, others = await file_rows(work / table_dump_name(table), members)
                 problem = rows_problem(table_dump_name(table), table, held,
-                                       state.tables[table].rows, len(members) > 1)
+                                       state.tables[table].rows, len(members) > 1,
+                                       others=others)
                 if problem:
                     raise ConsoleError(f"the backup is not kept: {problem}. The dump does not "
                                        "hold the rows the snapshot had; report this")
@@ -198,12 +199,14 @@ def table_dump_args(table: str, partitioned: bool) -> list[str]:
     return [f"--table={qualified(table)}"]
 
 
-async def file_rows(path: Path, members: set[str]) -> int | None:
+async def file_rows(path: Path, members: set[str]) -> tuple[int | None, dict[str, int]]:
     """The rows a table's dump holds: the data lines of its COPY blocks that name the table or
-    one of its partitions (``members``); None when the file has no block for any of them."""
+    one of its partitions (``members``), None when the file has no block for any of them; and
+    the rows of blocks naming anything else ({name: rows}), which a reload leaves out."""
     counts = await count_file_rows(path)
     found = [n for name, n in counts.items() if name in members]
-    return sum(found) if found else None
+    others = {name: n for name, n in counts.items() if name not in members}
+    return (sum(found) if found else None), others
 
 
 def _no_rows_hint(partitioned: bool) -> str:
@@ -214,10 +217,18 @@ def _no_rows_hint(partitioned: bool) -> str:
 
 
 def rows_problem(name: str, table: str, held: int | None, expected: int | None,
-                 partitioned: bool, now: int | None = None) -> str | None:
+                 partitioned: bool, now: int | None = None,
+                 others: dict[str, int] | None = None) -> str | None:
     """What is wrong with the dump file ``name`` as ``table``'s rows, or None: it holds
     ``held`` rows of it (None: no block at all); ``expected`` is the manifest's count, taken in
-    the dump's snapshot; without one, no rows while the table has ``now`` rows is wrong too."""
+    the dump's snapshot; without one, no rows while the table has ``now`` rows is wrong too.
+    ``others``: rows in blocks of tables that are neither the table nor its partitions now (a
+    partition dropped or detached since the backup): a reload would leave them out."""
+    if others:
+        listed = ", ".join(f"{n:,} of {t}" for t, n in sorted(others.items()))
+        return (f"{name} holds rows ({listed}) of tables that are not {table} or one of its "
+                "partitions on the target (dropped or detached since the backup?): a reload "
+                "would leave them out")
     if held is None:
         said = (f", the manifest says {expected:,}" if expected is not None else
                 f", and the table has {now:,} rows now" if now else "")
@@ -245,14 +256,14 @@ async def dump_problem(backup: BackupSet, table: str, path: Path,
     """``rows_problem`` of a set's dump of a table on the connected target (which says the
     table's partitions and, for a set without a manifest, how many rows it has now)."""
     members = await table_members(conn, table)
-    held = await file_rows(path, members)
+    held, others = await file_rows(path, members)
     expected = None
     if backup.manifest is not None and table in backup.manifest.state.tables:
         expected = backup.manifest.state.tables[table].rows
     now = None
     if expected is None and not held:
-        now = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(table)}"))
-    return rows_problem(path.name, table, held, expected, len(members) > 1, now)
+        now = int((await one_row(conn, f"SELECT count(*) AS n FROM {qualified(table)}"))["n"])
+    return rows_problem(path.name, table, held, expected, len(members) > 1, now, others)
 
 
 def _zone(text: str | None) -> timezone | None:

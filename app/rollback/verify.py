@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from app.catalog import identity, qualified, quote_ident, table_content
+from app.catalog import identity, one_row, qualified, quote_ident, table_content
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput, ConsoleError
@@ -154,11 +154,13 @@ async def _table_rows(cfg: Config, backup: BackupSet, v: Verification,
                                         "has no manifest: the rows it holds are not checked")
                 continue
             members = await table_members(conn, table) if live is not None else {table}
-            held = await file_rows(path, members)
+            held, others = await file_rows(path, members)
             now = None
             if expected is None and not held:
-                now = int(await conn.fetchval(f"SELECT count(*) FROM {qualified(table)}"))
-            problem = rows_problem(path.name, table, held, expected, len(members) > 1, now)
+                now = int((await one_row(conn, f"SELECT count(*) AS n FROM "
+                                              f"{qualified(table)}"))["n"])
+            problem = rows_problem(path.name, table, held, expected, len(members) > 1, now,
+                                   others)
             if problem:
                 v.fail(problem)
             elif expected is not None:
