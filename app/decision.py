@@ -19,19 +19,25 @@ Scope = Literal["data", "schema", "none"]
 
 
 class Tier(IntEnum):
+    """Ordered by severity. INCONCLUSIVE sits above HEALTHY only: a finding at any other tier
+    decides the tier even when some evidence is missing (the missing part is still named)."""
+
     HEALTHY = 0
-    MONITOR = 1
-    FORWARD_FIX = 2
-    IMMEDIATE_ROLLBACK = 3
+    INCONCLUSIVE = 1
+    MONITOR = 2
+    FORWARD_FIX = 3
+    IMMEDIATE_ROLLBACK = 4
 
     @property
     def label(self) -> str:
-        return {0: "HEALTHY", 1: "MONITOR AND ASSESS", 2: "FORWARD-FIX",
-                3: "IMMEDIATE ROLLBACK"}[self.value]
+        return {0: "HEALTHY", 1: "INCONCLUSIVE", 2: "MONITOR AND ASSESS", 3: "FORWARD-FIX",
+                4: "IMMEDIATE ROLLBACK"}[self.value]
 
     @property
     def exit_code(self) -> int:
-        return {0: 0, 1: 10, 2: 20, 3: 30}[self.value]
+        """0/10/20/30 as before; INCONCLUSIVE is 40, a code of its own (not a step on the
+        10-20-30 scale: compare codes for equality) so no script takes it for HEALTHY."""
+        return {0: 0, 1: 40, 2: 10, 3: 20, 4: 30}[self.value]
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ RULES: tuple[Rule, ...] = (
          "transactions)", "none"),
     Rule(Kind.APP_UNREACHABLE, Tier.MONITOR, "Application unreachable: a database rollback "
          "would not bring it back; check the app and app.base_url", "none"),
-    Rule(Kind.INCOMPLETE, Tier.MONITOR, "Evidence incomplete: some checks could not run",
+    Rule(Kind.INCOMPLETE, Tier.INCONCLUSIVE, "Evidence incomplete: some checks could not run",
          "none"),
 )
 RULE_BY_KIND = {r.kind: r for r in RULES}
@@ -107,6 +113,42 @@ class Reason:
     check: str
     summary: str
     tables: tuple[str, ...] = ()
+    evidence: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A check that could not run (skipped, or failed to finish): what is missing and how to
+    get it."""
+
+    check: str
+    why: str
+    how: str
+
+
+# How to get the evidence of a check that did not run, when its own words do not say.
+HOW = {
+    "auth": "run the login probe: `rollback-console validate`, or the console in live mode "
+            "(assess never runs it: it makes the app record a sign-in)",
+    "schema": "take or point to a backup set: `rollback-console backup`, or --backup ID",
+    "data_integrity": "take or point to a backup set: `rollback-console backup`, or --backup ID",
+    "app_endpoints": "add app.base_url to the config",
+    "error_rate": "add app.base_url to the config",
+}
+
+
+def _how(check: str, summary: str) -> str:
+    if "would write" in summary and check in HOW:
+        return HOW[check]
+    if "rollback-console backup" in summary or "--backup" in summary:
+        return "take or point to a backup set: `rollback-console backup`, or --backup ID"
+    if "privilege" in summary or "BYPASSRLS" in summary:
+        return "connect as a role that has it (superuser, or one with BYPASSRLS and the grants)"
+    if "timeout" in summary or "did not finish" in summary:
+        return "raise the named timeout, or assess again when the server is less busy"
+    if "no [app]" in summary:
+        return "add app.base_url to the config"
+    return HOW.get(check, "see the check's summary, then assess again")
 
 
 @dataclass
@@ -118,6 +160,7 @@ class Decision:
     would_lose: dict[str, Any] = field(default_factory=dict)
     not_run: list[str] = field(default_factory=list)
     then_partial: list[str] = field(default_factory=list)   # Type 2 of these after Type 1
+    missing: list[Missing] = field(default_factory=list)    # checks that could not run
 
     @property
     def exit_code(self) -> int:
@@ -125,13 +168,15 @@ class Decision:
 
     @property
     def action(self) -> str:
-        if self.tier is Tier.HEALTHY and self.not_run:
-            return (f"No action: every check that ran passed; {len(self.not_run)} did not run "
-                    "(listed as not run), so this is not a complete bill of health.")
         if self.tier is Tier.HEALTHY:
-            return "No action: every check passed."
+            return "No action: every check ran and passed."
+        if self.tier is Tier.INCONCLUSIVE:
+            return (f"Not a bill of health: {len(self.missing)} check(s) could not run, so the "
+                    "evidence is incomplete. Get it and assess again: "
+                    + "; ".join(f"{m.check}: {m.how}" for m in self.missing) + ".")
         if self.tier is Tier.MONITOR:
-            return "Do not roll back yet: watch the findings below and assess again."
+            return "Do not roll back yet: watch the findings below and assess again." \
+                + self._missing_note()
         assert self.recommended is not None
         t = self.recommended
         what = f"Type {t.number} {t.title.lower()}"
@@ -142,8 +187,15 @@ class Decision:
             what += (f" to bring back {tables} (empty), then Type 2 partial data rollback of "
                      f"{tables} (the other tables keep their writes)")
         if self.tier is Tier.FORWARD_FIX:
-            return f"Forward-fix preferred; if you must roll back: {what}."
-        return f"Roll back now: {what} (risk {t.risk}, downtime {t.downtime})."
+            return f"Forward-fix preferred; if you must roll back: {what}." + self._missing_note()
+        return (f"Roll back now: {what} (risk {t.risk}, downtime {t.downtime})."
+                + self._missing_note())
+
+    def _missing_note(self) -> str:
+        if not self.missing:
+            return ""
+        return (" Evidence missing (did not run): " + ", ".join(m.check for m in self.missing)
+                + ".")
 
     def to_dict(self) -> dict[str, Any]:
         r = self.recommended
@@ -154,9 +206,10 @@ class Decision:
                                                 "when": r.when, "risk": r.risk,
                                                 "downtime": r.downtime},
             "reasons": [{"tier": x.tier.label, "kind": str(x.kind), "runbook": x.runbook,
-                         "check": x.check, "summary": x.summary, "tables": list(x.tables)}
-                        for x in self.reasons],
+                         "check": x.check, "summary": x.summary, "tables": list(x.tables),
+                         "evidence": x.evidence} for x in self.reasons],
             "would_lose": self.would_lose, "not_run": self.not_run,
+            "missing": [{"check": m.check, "why": m.why, "how": m.how} for m in self.missing],
             "then": ({"type": "partial", "tables": self.then_partial} if self.then_partial
                      else None),
         }
@@ -175,32 +228,56 @@ def _would_lose(kind: str, tables: list[str], results: dict[str, CheckResult]) -
                                                    if c.get("added")}}}
     writes = results.get("writes")
     per_table = writes.evidence.get("tables", {}) if writes else {}
-    lost = {t: {"rows_written_since_backup": per_table.get(t, {}).get("written_since_backup"),
-                "last_write": per_table.get(t, {}).get("last_write")} for t in tables}
-    since = writes.evidence.get("since") if writes else None
-    return {"since": since, "tables": lost}
+    data = results.get("data_integrity")
+    rows = data.evidence.get("tables", {}) if data else {}
+    lost: dict[str, Any] = {}
+    for t in tables:
+        since = (rows.get(t) or {}).get("since_backup")
+        if since:   # row by row against the backup: exact
+            lost[t] = {"rows_written_since_backup": since["inserted"] + since["changed"],
+                       "inserted": since["inserted"], "changed": since["changed"],
+                       "deleted": since["deleted"], "counted": "row by row against the backup"}
+        else:       # a hint: rows without updated_at/created_at are not counted
+            lost[t] = {"rows_written_since_backup":
+                       per_table.get(t, {}).get("written_since_backup"),
+                       "last_write": per_table.get(t, {}).get("last_write"),
+                       "counted": "updated_at/created_at after the backup (a hint)"}
+    since_time = writes.evidence.get("since") if writes else None
+    return {"since": since_time, "tables": lost}
 
 
 def _to_reload(reason: Reason, damaged: set[str]) -> tuple[str, ...]:
     """The tables a data rollback must reload for one finding. Orphans whose parent table lost
     rows are the parent's to repair: reloading it brings the parents back, and the children's
-    own rows (with their writes since the backup) stay."""
-    if reason.kind is Kind.FK_VIOLATION and len(reason.tables) == 2 \
-            and reason.tables[1] in damaged:
-        return reason.tables[1:]
+    own rows (with their writes since the backup) stay. Orphans under a parent that lost
+    nothing are the child's own bad rows: the child is reloaded, never the undamaged parent."""
+    if reason.kind is Kind.FK_VIOLATION and len(reason.tables) == 2:
+        child, parent = reason.tables
+        return (parent,) if parent in damaged else (child,)
     return reason.tables
 
 
+def _missing(results: list[CheckResult]) -> list[Missing]:
+    return [Missing(r.check, r.summary, _how(r.check, r.summary)) for r in results
+            if r.status in (Status.SKIP, Status.ERROR)]
+
+
 def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -> Decision:
-    """Place the findings in the runbook's tiers and recommend a rollback type."""
+    """Place the findings in the runbook's tiers and recommend a rollback type. HEALTHY only
+    when every check ran: otherwise INCONCLUSIVE, naming what is missing, unless a finding
+    reaches a tier above it."""
     reasons = sorted(
         (Reason(RULE_BY_KIND[f.kind].tier, f.kind, RULE_BY_KIND[f.kind].runbook, r.check,
-                f.summary, f.tables) for r in results for f in r.findings),
+                f.summary, f.tables, f.evidence) for r in results for f in r.findings),
         key=lambda x: -x.tier)
     tier = reasons[0].tier if reasons else Tier.HEALTHY
-    not_run = [f"{r.check}: {r.summary}" for r in results if r.status is Status.SKIP]
+    missing = _missing(results)
+    not_run = [f"{r.check}: {r.summary}" for r in results
+               if r.status in (Status.SKIP, Status.ERROR)]
+    if tier is Tier.HEALTHY and missing:
+        tier = Tier.INCONCLUSIVE
     if tier < Tier.FORWARD_FIX:
-        return Decision(tier, reasons, None, [], {}, not_run)
+        return Decision(tier, reasons, None, [], {}, not_run, missing=missing)
     acting = [x for x in reasons if x.tier >= Tier.FORWARD_FIX]
     damaged = {t for x in acting if x.kind in (Kind.DATA_LOSS, Kind.DATA_CORRUPTION)
                for t in x.tables}
@@ -209,11 +286,12 @@ def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -
     by_name = {r.check: r for r in results}
     universe = backup_tables or []
     schema = by_name.get("schema")
-    missing = set(schema.evidence.get("tables_missing") or []) if schema else set()
+    gone = set(schema.evidence.get("tables_missing") or []) if schema else set()
     if data_tables and universe and len(data_tables) > FULL_RESTORE_SHARE * len(universe):
         return Decision(tier, reasons, ROLLBACK_TYPES["full"], sorted(universe),
-                        _would_lose("full", sorted(universe), by_name), not_run)
-    if missing & set(data_tables):
+                        _would_lose("full", sorted(universe), by_name), not_run,
+                        missing=missing)
+    if gone & set(data_tables):
         # a table that no longer exists: Type 2 reloads rows into existing tables, so Type 1
         # brings it back (empty) first; a complete restore would also throw away every other
         # table's writes since the backup
@@ -221,8 +299,7 @@ def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -
         would_lose = {**_would_lose("partial", data_tables, by_name),
                       "added_since_backup": added}
         return Decision(tier, reasons, ROLLBACK_TYPES["schema"], [], would_lose, not_run,
-                        then_partial=data_tables)
+                        then_partial=data_tables, missing=missing)
     key, tables = ("partial", data_tables) if data_tables else ("schema", [])
     return Decision(tier, reasons, ROLLBACK_TYPES[key], tables,
-                    _would_lose(key, tables, by_name), not_run)
-
+                    _would_lose(key, tables, by_name), not_run, missing=missing)

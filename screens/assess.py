@@ -26,8 +26,12 @@ from screens.plan import PlanScreen
 from screens.reason import ReasonScreen
 from widgets.check_list import CheckList
 
-TIER_WORDS = {Tier.HEALTHY: "✔ HEALTHY", Tier.MONITOR: "◆ MONITOR AND ASSESS",
-              Tier.FORWARD_FIX: "▲ FORWARD-FIX", Tier.IMMEDIATE_ROLLBACK: "✖ IMMEDIATE ROLLBACK"}
+TIER_WORDS = {Tier.HEALTHY: "✔ HEALTHY", Tier.INCONCLUSIVE: "? INCONCLUSIVE",
+              Tier.MONITOR: "◆ MONITOR AND ASSESS", Tier.FORWARD_FIX: "▲ FORWARD-FIX",
+              Tier.IMMEDIATE_ROLLBACK: "✖ IMMEDIATE ROLLBACK"}
+# INCONCLUSIVE is neither green (it is no bill of health) nor an alarm colour (nothing found)
+TIER_COLOURS = {Tier.HEALTHY: "green", Tier.INCONCLUSIVE: "magenta", Tier.MONITOR: "yellow",
+                Tier.FORWARD_FIX: "dark_orange", Tier.IMMEDIATE_ROLLBACK: "red"}
 
 
 class CheckCompleted(Message):
@@ -111,7 +115,8 @@ class AssessScreen(ConsoleScreen[None]):
 
     def _show(self, decision: Decision) -> None:
         verdict = Text()
-        verdict.append(TIER_WORDS[decision.tier] + "\n", style="bold reverse")
+        verdict.append(TIER_WORDS[decision.tier] + "\n",
+                       style=f"bold reverse {TIER_COLOURS[decision.tier]}")
         verdict.append(decision.action + "\n")
         if decision.recommended is not None:
             r = decision.recommended
@@ -135,10 +140,11 @@ class AssessScreen(ConsoleScreen[None]):
             for x in reasons:
                 text.append(f"  • {x.runbook}: ", style="bold")
                 text.append(f"{x.summary} [{x.check}]\n")
-        if decision.not_run:
-            text.append("NOT RUN\n", style="bold underline")
-            for line in decision.not_run:
-                text.append(f"  – {line}\n")
+        if decision.missing:
+            text.append(f"NOT RUN ({len(decision.missing)}): evidence missing\n",
+                        style="bold underline")
+            for m in decision.missing:
+                text.append(f"  – {m.check}: {m.why}\n    get it: {m.how}\n")
         self.query_one("#assess-reasons-text", Static).update(text)
 
     def action_cursor(self, direction: str) -> None:

@@ -87,7 +87,9 @@ INCIDENTS = [
     pytest.param(
         "ALTER TABLE media DROP CONSTRAINT media_object_id_fkey; "
         "DELETE FROM objects WHERE id <= 10",
-        "IMMEDIATE ROLLBACK", "partial", ["public.media", "public.objects"], "fk_violation",
+        # objects (a table media references) lost rows: reloading it brings the parents of
+        # the orphans back; media itself lost nothing and is not reloaded
+        "IMMEDIATE ROLLBACK", "partial", ["public.objects"], "fk_violation",
         id="orphans-after-dropped-fk"),
     pytest.param(
         'DROP POLICY "objects: owner reads" ON objects; '

@@ -20,6 +20,7 @@ from app.checks.context import (
     checks_read_only,
     open_assess_pool,
     resolve_baseline,
+    resolve_row_set,
     role_facts,
 )
 from app.checks.model import CheckResult
@@ -68,6 +69,7 @@ async def open_context(config: Config, backup_id: str | None = None, *, size: in
     if read_only is None:
         read_only = checks_read_only()
     baseline = resolve_baseline(config.target.backups_root, backup_id)
+    rows_from = resolve_row_set(config.target.backups_root, backup_id, baseline)
     pool = await open_assess_pool(config, size)
     http: httpx.AsyncClient | None = None
     try:
@@ -82,7 +84,7 @@ async def open_context(config: Config, backup_id: str | None = None, *, size: in
                                      transport=transport, follow_redirects=False,
                                      event_hooks={"request": [_refuse_writes]} if read_only
                                      else None)
-        yield CheckContext(config, pool, role, baseline, http, read_only)
+        yield CheckContext(config, pool, role, baseline, http, read_only, rows_from)
     finally:
         if http is not None:
             await http.aclose()
@@ -115,7 +117,15 @@ async def run_assessment(config: Config, backup_id: str | None = None, *,
     async with open_context(config, backup_id, size=len(specs) + 1,
                             transport=transport, read_only=read_only) as ctx:
         results = await collect(ctx, specs, on_result)
-        tables = sorted(ctx.baseline.manifest.state.tables) if ctx.baseline else None
-        set_id = ctx.baseline.set_id if ctx.baseline else None
+        if ctx.baseline is not None:
+            tables: list[str] | None = sorted(ctx.baseline.manifest.state.tables)
+            set_id: str | None = ctx.baseline.set_id
+        elif ctx.rows_from is not None:   # a hand-made set: its data dumps are the baseline
+            data = next((r for r in results if r.check == "data_integrity"), None)
+            tables = sorted(data.evidence.get("tables", {})) if data else []
+            tables = tables or None
+            set_id = ctx.rows_from.set_id
+        else:
+            tables, set_id = None, None
     decision = decision_mod.decide(results, tables)
     return Assessment(config.target.name, set_id, started, results, decision)

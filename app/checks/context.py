@@ -18,7 +18,6 @@ from app import catalog
 from app.checks.model import Skip
 from app.config import AssessSettings, Config
 from app.db import create_pool
-from app.errors import BadInput
 from app.manifest import Manifest
 from app.manifest import check_identity as manifest_identity_check
 
@@ -73,17 +72,70 @@ def dump_indexes(sql: str) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class RowSet:
+    """The set whose per-table data dumps the row-level comparison reads: the baseline's, or a
+    hand-made set (the runbook's ``pg_dump --data-only`` files, no manifest)."""
+
+    set_id: str
+    directory: Path
+    manifest: bool
+
+    def files(self, tables: Collection[str]) -> dict[str, Path]:
+        """{table: its data dump} by the runbook's file name (``table_<name>_backup.sql``), for
+        the given tables, and for dump files no such table claims, the table of their first
+        COPY block (a table gone since the backup)."""
+        from app.rollback.backupset import table_dump_name
+        from app.rowdiff import dump_table
+
+        out = {t: self.directory / table_dump_name(t) for t in tables}
+        out = {t: p for t, p in out.items() if p.is_file()}
+        claimed = set(out.values())
+        for path in sorted(self.directory.glob("table_*_backup.sql")):
+            if path not in claimed:
+                table = dump_table(path)
+                if table is not None and table not in out:
+                    out[table] = path
+        return out
+
+
+def resolve_row_set(root: Path, backup_id: str | None,
+                    baseline: Baseline | None) -> RowSet | None:
+    """The baseline's set; else (no set with a manifest, or ``--backup`` of a hand-made one)
+    the hand-made set asked for, or the newest one."""
+    from app.rollback.backupset import list_sets, resolve
+
+    if baseline is not None:
+        return RowSet(baseline.set_id, baseline.directory, True)
+    if not store_available(root):
+        return None
+    if backup_id is not None:
+        chosen = resolve(root, backup_id)
+    else:
+        sets = list_sets(root)
+        if not sets:
+            return None
+        chosen = sets[0]
+    return RowSet(chosen.id, chosen.path, chosen.manifest is not None)
+
+
+def store_available(root: Path) -> bool:
+    from app.rollback.store import store_at
+
+    return store_at(root).available()
+
+
 def resolve_baseline(root: Path, backup_id: str | None) -> Baseline | None:
-    """The set ``backup_id`` under ``root`` (it must carry a manifest), else the newest set that
-    has one; None when there is none. Discovery is app.rollback.backupset's, as for rollbacks."""
+    """The set ``backup_id`` under ``root`` when it carries a manifest, else the newest set
+    that has one; None when there is none (or ``backup_id`` is a hand-made set: its data dumps
+    are still compared row by row, see ``resolve_row_set``). Discovery is
+    app.rollback.backupset's, as for rollbacks."""
     from app.rollback.backupset import list_sets, resolve
 
     if backup_id is not None:
         chosen = resolve(root, backup_id)
         if chosen.manifest is None:
-            raise BadInput(f"backup set {chosen.id!r} has no manifest.json (a hand-made set): "
-                           "the checks compare with a manifest; take one with "
-                           "`rollback-console backup`, or pass --backup of a set that has one")
+            return None
     else:
         with_manifest = [s for s in list_sets(root) if s.manifest is not None]
         if not with_manifest:
@@ -147,6 +199,7 @@ class CheckContext:
     baseline: Baseline | None = None
     http: httpx.AsyncClient | None = None
     read_only: bool = False   # assess mode: a check that would write is not run (WOULD_WRITE)
+    rows_from: RowSet | None = None   # the set whose data dumps are compared row by row
     # table -> (shared?, rows written since the backup): see share_scans
     shared_writes: dict[str, asyncio.Future[tuple[bool, dict[str, Any] | None]]] = field(
         default_factory=dict)
@@ -210,6 +263,14 @@ class CheckContext:
             raise Skip(f"no backup set with a manifest.json under {self.config.target.backups_root}"
                        ": take one with `rollback-console backup`, or pass --backup ID")
         return self.baseline
+
+    def critical_tables(self, foreign_keys: Collection[catalog.ForeignKey] = ()) -> set[str]:
+        """Tables where no deleted row is tolerated: the configured critical tables and every
+        table another table's foreign key references (in the backup, or now)."""
+        out = {t if "." in t else f"public.{t}" for t in self.config.target.critical_tables}
+        then = self.baseline.manifest.state.foreign_keys if self.baseline else []
+        out |= {fk.referenced for fk in [*then, *foreign_keys]}
+        return out
 
     def need_http(self) -> httpx.AsyncClient:
         if self.http is None or self.config.app is None:

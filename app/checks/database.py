@@ -3,9 +3,12 @@ writes a data rollback would lose. All read-only."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -239,10 +242,26 @@ async def data_integrity(ctx: CheckContext) -> Outcome:
         ctx.release_scans()
 
 
+# A column an application keeps its rows' last write time in: a row that changed while this
+# column did not was rewritten behind the app's back (a hint; the rows themselves are evidence).
+TRACKING_COLUMNS = ("updated_at", "last_update", "last_updated", "modified_at", "last_modified",
+                    "updated", "modified")
+
+
+@dataclass
+class _Scan:
+    """What data_integrity learned about one table."""
+
+    info: dict[str, Any]
+    findings: list[Finding]
+    notes: list[str]
+
+
 async def _data_integrity(ctx: CheckContext) -> Outcome:
-    base = ctx.need_baseline()
-    state = base.manifest.state
-    s = ctx.settings
+    base = ctx.baseline
+    if base is None and ctx.rows_from is None:
+        ctx.need_baseline()   # raises Skip: nothing to compare with
+    state = base.manifest.state if base is not None else None
     per_table: dict[str, dict[str, Any]] = {}
     findings: list[Finding] = []
     hidden: list[str] = []
@@ -250,65 +269,58 @@ async def _data_integrity(ctx: CheckContext) -> Outcome:
     notes: list[str] = []
     async with ctx.pool.acquire() as conn:
         present = set(await catalog.user_tables(conn))
+        partitioned = await _partitioned(conn)
+        dumps = await _dumps(ctx, conn, present | set(state.tables if state else ()))
+        if state is None and not dumps:
+            ctx.need_baseline()   # a set without a manifest and without data dumps
+        tables: dict[str, catalog.TableContent | None] = (
+            dict(state.tables) if state is not None else dict.fromkeys(dumps))
         cols_now = await catalog.columns(conn)
         rls_now = await catalog.rls_flags(conn)
-        for table, then in sorted(state.tables.items()):
+        critical = ctx.critical_tables(await catalog.foreign_keys(conn, catalog.PLATFORM_SCHEMAS))
+        for table, then in sorted(tables.items()):
             if table not in present:
-                continue   # the schema check reports a missing table
+                if state is None:   # no manifest, so no schema check to say it
+                    findings.append(Finding(Kind.DATA_LOSS, f"table {table} is gone (its dump "
+                                            f"{dumps[table].name} holds its rows)", (table,)))
+                continue   # with a manifest, the schema check reports a missing table
             if rls_hidden(ctx, table, rls_now):
                 hidden.append(table)
                 continue
+            base_cols = [tuple(c) for c in state.columns.get(table, [])] if state else []
+            now_cols = cols_now.get(table, [])
             try:
-                base_cols = [tuple(c) for c in state.columns.get(table, [])]
-                now_cols = cols_now.get(table, [])
-                same_cols = base_cols == [tuple(c) for c in now_cols]
-                comparable = same_cols or all(c in [tuple(n) for n in now_cols]
-                                              for c in base_cols)
-                rows, checksum, written = await scan_table(
-                    conn, table, state.captured_at,
-                    None if same_cols else [str(c[0]) for c in base_cols], hashed=comparable)
-                ctx.offer_scan(table, written,
-                               unchanged=same_cols and checksum == then.checksum)
+                if table in dumps and ctx.rows_from is not None:
+                    scan = await _by_rows(ctx, conn, table, dumps[table], base_cols, now_cols,
+                                          table in critical)
+                elif then is not None:
+                    scan = await _by_checksum(ctx, conn, table, then, state.captured_at
+                                              if state else None, base_cols, now_cols,
+                                              table in critical, table in partitioned)
+                else:
+                    continue
             except LOCKED:
                 blocked.append(table)
                 continue
-            tol = max(1, math.ceil(then.rows * s.row_tolerance_pct / 100))
-            delta = rows - then.rows
-            info: dict[str, Any] = {
-                "rows": rows, "baseline_rows": then.rows, "delta": delta, "tolerance": tol,
-                "checksum_match": checksum == then.checksum if comparable else None,
-                "written_since_backup": written["rows"] if written else None,
-                "last_write": written["last_write"] if written else None}
-            per_table[table] = info
-            if delta < -tol:
-                findings.append(Finding(Kind.DATA_LOSS, f"{table} lost {-delta} of {then.rows} "
-                                        f"rows since the backup (tolerance {tol})", (table,)))
-            elif delta > tol:
-                findings.append(Finding(Kind.UNEXPECTED_GROWTH, f"{table} grew by {delta} rows "
-                                        f"since the backup (tolerance {tol})"))
-            if info["checksum_match"] is not False:
-                if not comparable:
-                    notes.append(f"{table}: column types changed, content not comparable")
+            except (ValueError, OSError, sqlite3.Error) as exc:
+                findings.append(Finding(Kind.INCOMPLETE, f"{table}: the backup's rows could not "
+                                        f"be read ({type(exc).__name__}: {exc}); verify the set"
+                                        " with `rollback-console backups --verify`"))
                 continue
-            if written is None:
-                notes.append(f"{table}: content changed (no updated_at to tell writes from "
-                             "corruption)")
-            elif written["rows"] == 0 and delta == 0:
-                findings.append(Finding(
-                    Kind.DATA_CORRUPTION, f"{table}: values changed but no row was written since "
-                    "the backup (updated_at unchanged): rewritten behind the app's back",
-                    (table,)))
-            elif (then.rows and written["rows"] * 100 / then.rows >= s.mass_change_pct
-                  and same_cols):
-                pct = written["rows"] * 100 / then.rows
-                findings.append(Finding(
-                    Kind.DATA_CORRUPTION, f"{table}: {written['rows']} of {then.rows} rows "
-                    f"({pct:.0f}%) rewritten since the backup with no schema change to explain "
-                    f"it (assess.mass_change_pct = {s.mass_change_pct:g})", (table,)))
-    evidence: dict[str, Any] = {"backup": base.set_id, "backup_taken_at": state.captured_at,
-                                "tables": per_table, "notes": notes,
-                                "sql": "count(*) and sum of md5(row) per table; "
-                                       "count(*) FILTER (WHERE updated_at > backup time)"}
+            per_table[table] = scan.info
+            findings += scan.findings
+            notes += scan.notes
+    source = ctx.rows_from.set_id if ctx.rows_from else None
+    evidence: dict[str, Any] = {
+        "backup": base.set_id if base else source,
+        "backup_taken_at": state.captured_at if state else None,
+        "rows_compared_with": (f"{source}: per-table data dumps" if dumps else
+                               "no per-table data dumps in the set: counts and checksums only"),
+        "critical_tables": sorted(critical & set(per_table)),
+        "tables": per_table, "notes": notes,
+        "sql": "row by row (tables with a data dump): count and sum of md5(ROW(columns)) per "
+               "bucket of md5(key), then the rows of differing buckets; otherwise count(*) and "
+               "sum of md5(row) per table"}
     if hidden:
         evidence["not_checked_rls"] = hidden
         findings.append(Finding(Kind.INCOMPLETE, f"role {ctx.role.name} is subject to RLS on "
@@ -322,6 +334,178 @@ async def _data_integrity(ctx: CheckContext) -> Outcome:
                    f"{', '.join(hidden)}: connect as a role with BYPASSRLS (or the owner)",
                    privilege=True)
     return _summarize_data(per_table, findings, notes, blocked, evidence)
+
+
+async def _dumps(ctx: CheckContext, conn: asyncpg.Connection,
+                 tables: set[str]) -> dict[str, Path]:
+    """{table: the dump holding its COPY block}: its own file, else the file of a partitioned
+    ancestor (a partitioned table's dump may hold one block per leaf). A partitioned table
+    whose own file has only its leaves' blocks is compared leaf by leaf, not itself."""
+    from app import rowdiff
+
+    if ctx.rows_from is None:
+        return {}
+    files = await asyncio.to_thread(ctx.rows_from.files, tables)
+    rows = await conn.fetch(
+        "SELECT n.nspname || '.' || c.relname AS t, ARRAY(SELECT an.nspname || '.' || ac.relname "
+        "FROM pg_partition_ancestors(c.oid) WITH ORDINALITY AS a(relid, ord) "
+        "JOIN pg_class ac ON ac.oid = a.relid JOIN pg_namespace an ON an.oid = ac.relnamespace "
+        "WHERE a.relid <> c.oid ORDER BY a.ord) AS up "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relispartition")
+    ancestors = {r["t"]: list(r["up"]) for r in rows}
+    out: dict[str, Path] = {}
+    for table in sorted(tables | set(files)):
+        for owner in [table, *ancestors.get(table, [])]:
+            path = files.get(owner)
+            if path is not None and await asyncio.to_thread(rowdiff.dump_columns, path,
+                                                            table) is not None:
+                out[table] = path
+                break
+    return out
+
+
+async def _partitioned(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch("SELECT n.nspname || '.' || c.relname AS t FROM pg_class c "
+                            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'")
+    return {r["t"] for r in rows}
+
+
+def _tolerance(rows: int, pct: float) -> int:
+    return max(1, math.ceil(rows * pct / 100))
+
+
+def _deletions(table: str, deleted: int, rows: int, tol: int, critical: bool,
+               sample: list[str], evidence: dict[str, Any]) -> Finding | None:
+    """Deleted rows are data loss beyond the tolerance, and at any count in a critical table."""
+    if not deleted or (deleted <= tol and not critical):
+        return None
+    why = ("a critical table (configured, or referenced by a foreign key): no deletion is "
+           "tolerated" if critical and deleted <= tol else f"tolerance {tol}")
+    keys = f"; e.g. keys {', '.join(sample[:3])}" if sample else ""
+    return Finding(Kind.DATA_LOSS, f"{table}: {deleted} of {rows} rows deleted since the backup "
+                   f"({why}){keys}", (table,), evidence)
+
+
+async def _by_rows(ctx: CheckContext, conn: asyncpg.Connection, table: str, dump: Path,
+                   base_cols: list[tuple[Any, ...]], now_cols: list[tuple[str, str, bool]],
+                   critical: bool) -> _Scan:
+    """Row-level evidence from the set's data dump of ``table``."""
+    from app import rowdiff
+
+    assert ctx.rows_from is not None
+    s = ctx.settings
+    cols = await asyncio.to_thread(rowdiff.dump_columns, dump, table)
+    if cols is None:
+        raise ValueError(f"{dump.name} holds no rows of {table}")
+    shape = await rowdiff.shape_for(conn, table, cols, now_cols,
+                                    [(str(c[0]), str(c[1]), bool(c[2])) for c in base_cols])
+    diff = await rowdiff.compare(conn, ctx.rows_from.directory, dump, shape, cols)
+    same_cols = bool(base_cols) and base_cols == [tuple(c) for c in now_cols]
+    ctx.offer_scan(table, {"column": None, "rows": diff.changed + diff.inserted,
+                           "last_write": None, "row_level": True},
+                   unchanged=same_cols and diff.identical and not diff.columns_left_out)
+    n = diff.backup_rows
+    tol = _tolerance(n, s.row_tolerance_pct)
+    rows_ev = diff.to_dict()
+    info: dict[str, Any] = {
+        "rows": diff.live_rows, "baseline_rows": n, "delta": diff.live_rows - n,
+        "tolerance": tol, "critical": critical, "compared": "row by row",
+        "checksum_match": diff.identical, "since_backup": rows_ev,
+        "written_since_backup": diff.changed + diff.inserted, "last_write": None}
+    evidence = {"table": table, **rows_ev}
+    findings: list[Finding] = []
+    notes: list[str] = []
+    lost = _deletions(table, diff.deleted, n, tol, critical, diff.sample_deleted, evidence)
+    if lost is not None:
+        findings.append(lost)
+    elif diff.deleted:
+        notes.append(f"{table}: {diff.deleted} rows deleted (within tolerance {tol})")
+    if diff.changed:
+        cols_text = ", ".join(f"{c} ({k})" for c, k in diff.changed_columns.items())
+        tracked = next((c for c in TRACKING_COLUMNS if c in shape.columns), None)
+        unrecorded = (diff.examined - diff.changed_columns.get(tracked, 0)) if tracked else 0
+        pct = diff.changed * 100 / n if n else 100.0
+        keys = f"; e.g. keys {', '.join(diff.sample_changed[:3])}"
+        if unrecorded:
+            findings.append(Finding(
+                Kind.DATA_CORRUPTION, f"{table}: {diff.changed} rows changed since the backup, "
+                f"{unrecorded} of the {diff.examined} examined without their {tracked} moving "
+                f"(rewritten behind the app's back); columns changed: {cols_text}{keys}",
+                (table,), evidence))
+        elif pct >= s.mass_change_pct:
+            findings.append(Finding(
+                Kind.DATA_CORRUPTION, f"{table}: {diff.changed} of {n} rows ({pct:.0f}%) changed "
+                f"since the backup (assess.mass_change_pct = {s.mass_change_pct:g}); columns "
+                f"changed: {cols_text}{keys}", (table,), evidence))
+        else:
+            notes.append(f"{table}: {diff.changed} rows changed ({pct:.1f}%, under "
+                         f"assess.mass_change_pct), columns: {cols_text}")
+    growth = diff.live_rows - n
+    if growth > tol:
+        findings.append(Finding(Kind.UNEXPECTED_GROWTH, f"{table} grew by {growth} rows since "
+                                f"the backup (tolerance {tol}; {diff.inserted} inserted)",
+                                (), evidence))
+    if diff.columns_left_out:
+        notes.append(f"{table}: columns not compared (dropped or retyped since the backup): "
+                     + ", ".join(diff.columns_left_out))
+    return _Scan(info, findings, notes)
+
+
+async def _by_checksum(ctx: CheckContext, conn: asyncpg.Connection, table: str,
+                       then: catalog.TableContent, since: str | None,
+                       base_cols: list[tuple[Any, ...]], now_cols: list[tuple[str, str, bool]],
+                       critical: bool, partitioned: bool) -> _Scan:
+    """No data dump of ``table`` in the set: count and checksum against the manifest, and
+    updated_at/created_at to tell writes from corruption (a hint, not row-level evidence)."""
+    s = ctx.settings
+    same_cols = base_cols == [tuple(c) for c in now_cols]
+    comparable = same_cols or all(c in [tuple(n) for n in now_cols] for c in base_cols)
+    rows, checksum, written = await scan_table(
+        conn, table, since, None if same_cols else [str(c[0]) for c in base_cols],
+        hashed=comparable)
+    ctx.offer_scan(table, written, unchanged=same_cols and checksum == then.checksum)
+    tol = _tolerance(then.rows, s.row_tolerance_pct)
+    delta = rows - then.rows
+    info: dict[str, Any] = {
+        "rows": rows, "baseline_rows": then.rows, "delta": delta, "tolerance": tol,
+        "critical": critical, "compared": "count and checksum (no data dump of it in the set)",
+        "checksum_match": checksum == then.checksum if comparable else None,
+        "written_since_backup": written["rows"] if written else None,
+        "last_write": written["last_write"] if written else None}
+    findings: list[Finding] = []
+    notes: list[str] = []
+    if partitioned:
+        info["compared"] = "its partitions are compared, each on its own"
+        return _Scan(info, findings, notes)
+    evidence = {"table": table, "rows": rows, "baseline_rows": then.rows}
+    lost = _deletions(table, -delta if delta < 0 else 0, then.rows, tol, critical, [], evidence)
+    if lost is not None:
+        findings.append(Finding(lost.kind, lost.summary.replace(" deleted since", " fewer since")
+                                + " (by count: no data dump to compare rows)", lost.tables,
+                                evidence))
+    elif delta > tol:
+        findings.append(Finding(Kind.UNEXPECTED_GROWTH, f"{table} grew by {delta} rows "
+                                f"since the backup (tolerance {tol})"))
+    if info["checksum_match"] is not False:
+        if not comparable:
+            notes.append(f"{table}: column types changed, content not comparable")
+        return _Scan(info, findings, notes)
+    if written is None:
+        notes.append(f"{table}: content changed (no data dump in the set and no updated_at to "
+                     "tell writes from corruption)")
+    elif written["rows"] == 0 and delta == 0:
+        findings.append(Finding(
+            Kind.DATA_CORRUPTION, f"{table}: values changed but no row was written since "
+            "the backup (updated_at unchanged): rewritten behind the app's back",
+            (table,), evidence))
+    elif (then.rows and written["rows"] * 100 / then.rows >= s.mass_change_pct
+          and same_cols):
+        pct = written["rows"] * 100 / then.rows
+        findings.append(Finding(
+            Kind.DATA_CORRUPTION, f"{table}: {written['rows']} of {then.rows} rows "
+            f"({pct:.0f}%) rewritten since the backup with no schema change to explain "
+            f"it (assess.mass_change_pct = {s.mass_change_pct:g})", (table,), evidence))
+    return _Scan(info, findings, notes)
 
 
 def _summarize_data(per_table: dict[str, dict[str, Any]], findings: list[Finding],

@@ -43,6 +43,8 @@ class Finding:
     kind: Kind
     summary: str
     tables: tuple[str, ...] = ()
+    # what it rests on (row counts, sample keys, changed columns): the verdict carries it
+    evidence: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass
@@ -59,7 +61,8 @@ class CheckResult:
         return {"check": self.check, "status": str(self.status), "summary": self.summary,
                 "symptom": self.symptom, "evidence": self.evidence,
                 "findings": [{"kind": str(f.kind), "summary": f.summary,
-                              "tables": list(f.tables)} for f in self.findings],
+                              "tables": list(f.tables), "evidence": f.evidence}
+                             for f in self.findings],
                 "elapsed_ms": round(self.elapsed_ms, 1)}
 
 

@@ -1,6 +1,7 @@
 """`assess` (read-only checks + decision matrix) and `validate` (post-rollback checklist).
 
-Exit codes: assess 0 healthy, 10 monitor and assess, 20 forward-fix, 30 immediate rollback;
+Exit codes: assess 0 healthy, 10 monitor and assess, 20 forward-fix, 30 immediate rollback,
+40 inconclusive;
 validate 0 when every item passes, 1 otherwise; both 2 on bad input (nothing was touched).
 """
 
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
     from app.validation import Checklist
 
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "red", "skip": "dim"}
-TIER_STYLE = {"HEALTHY": "bold green", "MONITOR AND ASSESS": "bold yellow",
+TIER_STYLE = {"HEALTHY": "bold green", "INCONCLUSIVE": "bold magenta",
+              "MONITOR AND ASSESS": "bold yellow",
               "FORWARD-FIX": "bold dark_orange", "IMMEDIATE ROLLBACK": "bold white on red"}
 
 
@@ -40,6 +42,7 @@ def _progress(console: Console) -> Any:
 def _render_assessment(a: Assessment) -> None:
     import json
 
+    from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
 
@@ -65,8 +68,9 @@ def _render_assessment(a: Assessment) -> None:
         if d.tables:
             lines.append("Tables: " + ", ".join(d.tables))
         lines.append("Would lose: " + json.dumps(d.would_lose, default=str))
-    for n in d.not_run:
-        lines.append(f"[dim]not run: {n}[/dim]")
+    for m in d.missing:
+        lines.append(f"[dim]not run: {m.check}: {escape(m.why)}[/dim]")
+        lines.append(f"[dim]  get it: {escape(m.how)}[/dim]")
     out.print(Panel("\n".join(lines), title="Decision matrix", expand=True))
 
 
@@ -100,8 +104,10 @@ def register(group: click.Group) -> None:
         probe, which makes the app record a sign-in, is not run: `validate` runs it).
 
         \b
-        Exit codes: 0 healthy, 10 monitor and assess, 20 forward-fix,
-        30 immediate rollback, 2 bad input."""
+        Exit codes: 0 healthy (every check ran and passed), 10 monitor and
+        assess, 20 forward-fix, 30 immediate rollback, 40 inconclusive (no
+        finding, but some check could not run: the missing evidence is named,
+        with how to get it), 2 bad input."""
         import asyncio
         import json
 
