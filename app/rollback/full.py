@@ -17,7 +17,9 @@ import asyncpg
 
 from app.catalog import quote_ident, table_content
 from app.config import Config
-from app.errors import BadInput
+from app.db import connect
+from app.errors import BadInput, ConsoleError
+from app.lock import TargetLocked
 from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
@@ -113,9 +115,31 @@ async def restore_new(ctx: RunContext) -> str:
             shown, is_set, _ = statement.partition(" SET ")
             ctx.log(f"{shown} SET <value as on the target>" if is_set else statement)
             await admin.execute(statement)   # values unlogged: settings may hold secrets
-    with ctx.action("restore_into_new_database", database=dbs["restored"], dump=str(dump)):
-        await _restore(ctx, dump, dbs["restored"], clean=False)
+    async with ctx.checked_action("restore_into_new_database", database=dbs["restored"],
+                                  dump=str(dump)):
+        try:
+            await _restore(ctx, dump, dbs["restored"], clean=False)
+        except (ConsoleError, asyncpg.PostgresError) as exc:
+            dropped = await _drop_half_restored(ctx, dbs["restored"])
+            raise StepFailed(
+                f"the restore into {dbs['restored']} failed ({exc}); " + dropped
+                + f"; {dbs['target']} was not touched. {dump.name} in backup {ctx.backup.id} "
+                "cannot be restored as it is: use another set (or repair this one) and run "
+                "again") from None
     return f"restored into {dbs['restored']}"
+
+
+async def _drop_half_restored(ctx: RunContext, restored: str) -> str:
+    """Drop the database a failed restore left behind: ours (``<db>_restored_<incident>``),
+    half filled, and of no use to anybody."""
+    try:
+        async with target_conn(ctx, MAINTENANCE_DB) as admin:
+            await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(restored)} WITH (FORCE)")
+    except (ConsoleError, asyncpg.PostgresError) as exc:
+        ctx.log(f"could not drop {restored}: {exc}", "warning")
+        return f"{restored} could not be dropped ({exc}): drop it by hand"
+    ctx.log(f"{restored} (the half-restored copy) was dropped")
+    return f"the half-restored {restored} was dropped"
 
 
 async def _restore(ctx: RunContext, dump: Path, database: str, clean: bool) -> None:
@@ -229,6 +253,7 @@ async def validate_new(ctx: RunContext) -> str:
 
 async def switch_step(ctx: RunContext) -> str:
     dbs = ctx.data["databases"]
+    await ctx.ensure_lock("switch_databases")
     if ctx.lock is not None:
         await ctx.lock.suspend_db()  # our own session on the target must end too
     try:
@@ -255,7 +280,7 @@ async def in_place_snapshot(ctx: RunContext) -> str:
 
 async def restore_in_place(ctx: RunContext) -> str:
     dump = Path(ctx.data["full_dump"])
-    with ctx.action("restore_in_place", dump=str(dump)):
+    async with ctx.checked_action("restore_in_place", dump=str(dump)):
         try:
             await _restore(ctx, dump, ctx.cfg.target.database, clean=True)
         except Exception as exc:
@@ -270,6 +295,48 @@ async def validation(ctx: RunContext) -> str:
     if problems:
         raise NeedsOperator("after the restore: " + "; ".join(problems))
     return "the target matches the backup's manifest"
+
+
+async def reopen_interrupted_switch(cfg: Config) -> str | None:
+    """Let the target accept connections again after a console died inside a Type 3 switch.
+
+    The switch refuses new connections to the target, ends its sessions, then renames in one
+    transaction: a console killed in between leaves the names as they were (all old) or
+    switched (all new), but the target refusing every connection, so resume, validate and
+    the app itself all fail. Through the maintenance database: when the database named like
+    the target has ``datallowconn = false``, allow connections again and say what was found
+    (None: nothing was wrong). Refused (``TargetLocked``) while a live console is switching.
+    Call it before anything connects to the target."""
+    target = cfg.target.database
+    admin = await connect(cfg.target, database=MAINTENANCE_DB, server_settings={
+        "application_name": "rollback-console reopen after an interrupted switch"})
+    try:
+        allowed = await admin.fetchval(
+            "SELECT datallowconn FROM pg_database WHERE datname = $1", target)
+        if allowed is None or allowed:
+            return None
+        switching = await admin.fetchval(
+            "SELECT string_agg(application_name || ' (server pid ' || pid || ')', ', ') "
+            "FROM pg_stat_activity WHERE application_name LIKE 'rollback-console % switch' "
+            "AND pid <> pg_backend_pid()")
+        if switching:
+            raise TargetLocked(f"{target} refuses connections because a console is switching "
+                               f"databases right now: {switching}; wait for it to finish")
+        others = [r["datname"] for r in await admin.fetch(
+            "SELECT datname FROM pg_database WHERE left(datname, length($1) + 10) = "
+            "$1 || '_restored_' OR left(datname, length($1) + 7) = $1 || '_aside_' "
+            "ORDER BY 1", target)]
+        await admin.execute(f"ALTER DATABASE {quote_ident(target)} WITH ALLOW_CONNECTIONS true")
+    finally:
+        await admin.close()
+    restored = [n for n in others if n.startswith(f"{target}_restored_")]
+    state = (f"the names are as before the switch (the restored copy {', '.join(restored)} is "
+             "still there, so resume switches again)" if restored else
+             "no restored copy waits under its own name")
+    return (f"{target} refused all connections (ALLOW_CONNECTIONS false): a complete restore "
+            "was stopped inside its switch, after refusing connections and before renaming. "
+            f"The renames are one transaction; {state}. Connections to {target} are allowed "
+            "again")
 
 
 def build(cfg: Config, backup: Any, in_place: bool = False) -> Plan:

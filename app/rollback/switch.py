@@ -11,6 +11,7 @@ import asyncio
 
 import asyncpg
 
+from app import faults
 from app.catalog import quote_ident
 from app.rollback.context import NeedsOperator, StepFailed
 
@@ -99,9 +100,43 @@ async def can_rename(admin: asyncpg.Connection, name: str) -> str | None:
             "(needs to own it and have CREATEDB, or be superuser)")
 
 
+async def _allow_again(admin: asyncpg.Connection, database: str) -> bool:
+    """ALLOW_CONNECTIONS back on; False when even that failed (the admin session is gone: then
+    ``reopen_interrupted_switch`` at the next resume does it)."""
+    try:
+        await admin.execute(f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS true")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return False
+    return True
+
+
 async def stop_sessions(admin: asyncpg.Connection, database: str, wait_s: float = 10.0) -> int:
-    """Refuse new connections to ``database`` and terminate the current ones."""
+    """Refuse new connections to ``database`` and terminate the current ones.
+
+    From the moment connections are refused, any failure (sessions that will not end, a role
+    that may not terminate them, a lost admin session, a cancelled task) allows connections
+    again before it is raised: production is never left locked out by a switch that did not
+    happen."""
     await admin.execute(f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS false")
+    try:
+        faults.point("switch:connections_refused")
+        return await _terminate_sessions(admin, database, wait_s)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        again = await _allow_again(admin, database)
+        raise StepFailed(
+            f"this role may not end every session on {database} ({exc}; a session of a "
+            "superuser or of another role is connected); "
+            + ("connections are allowed again and nothing was switched" if again else
+               "nothing was switched, but connections could not be allowed again: "
+               f"run ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS true")
+            + ". End those sessions (or run as a superuser or a member of pg_signal_backend) "
+            "and resume") from None
+    except BaseException:
+        await _allow_again(admin, database)
+        raise
+
+
+async def _terminate_sessions(admin: asyncpg.Connection, database: str, wait_s: float) -> int:
     terminated = 0
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
@@ -146,4 +181,9 @@ async def switch(admin: asyncpg.Connection, target: str, restored: str, aside: s
         await admin.execute(f"ALTER DATABASE {quote_ident(target)} WITH ALLOW_CONNECTIONS true")
         raise StepFailed(f"the switch failed and was undone ({exc}); {target} is unchanged "
                          "and accepts connections again") from None
+    except BaseException:
+        # not committed (or not known to be): whichever database now has the name, it must
+        # accept connections (the restored copy always does; the old one had them refused)
+        await _allow_again(admin, target)
+        raise
     await admin.execute(f"ALTER DATABASE {quote_ident(target)} WITH ALLOW_CONNECTIONS true")
