@@ -7,6 +7,7 @@ A second console gets a message naming the holder: host, pid, since when.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import json
@@ -19,7 +20,7 @@ from typing import IO
 import asyncpg
 
 from app.config import Target
-from app.db import connect
+from app.db import TargetUnreachable, connect
 from app.errors import ConsoleError
 from app.paths import state_dir
 
@@ -55,6 +56,8 @@ class TargetLock:
         self.conn: asyncpg.Connection | None = None
         self.file: IO[str] | None = None
         self.path = state_dir() / "locks" / f"{target.name}.lock"
+        self.lost: str | None = None      # why the database lock is gone, once it is
+        self._checking = asyncio.Lock()   # the lock connection serves one query at a time
 
     async def acquire(self) -> None:
         self._lock_file()
@@ -64,11 +67,28 @@ class TargetLock:
             await self.release()
             raise
 
+    async def acquire_unless_unreachable(self) -> str | None:
+        """Like ``acquire``, for a short operator action (the maintenance switch): when the
+        database cannot be reached at all, only this machine's lock file is taken and the
+        returned warning says so; a live console's lock is refused either way."""
+        self._lock_file()
+        try:
+            await self._acquire_db()
+        except TargetUnreachable as exc:
+            return (f"the database lock could not be checked ({exc}); only this machine's "
+                    "lock file was")
+        except BaseException:
+            await self.release()
+            raise
+        return None
+
     async def _acquire_db(self) -> None:
         me = f"{APP_NAME_PREFIX} {socket.gethostname()} pid={os.getpid()} incident={self.incident}"
         self.conn = await connect(self.target, server_settings={"application_name": me[:63]})
         got = await self.conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(self.target))
         if got:
+            self.lost = None
+            self.conn.add_termination_listener(self._on_session_end)
             return
         holder = await self.conn.fetchrow(
             "SELECT a.application_name, a.client_addr::text AS addr, a.pid, a.backend_start "
@@ -108,9 +128,41 @@ class TargetLock:
         handle.flush()
         self.file = handle
 
+    def _on_session_end(self, _conn: object) -> None:
+        """The lock's session ended without us (pg_terminate_backend, a server restart, the
+        network): the advisory lock went with it, so another console may take the target."""
+        self.lost = (f"the session holding the target lock on {self.target.name} ended "
+                     "(terminated on the server or cut off)")
+
+    async def verify(self) -> str | None:
+        """None while this console still holds the target; otherwise what was lost. Asks the
+        server (pg_locks) when the lock session is open; while it is suspended for a database
+        switch, the local lock file is what holds the target."""
+        if self.lost is not None:
+            return self.lost
+        if self.conn is None:
+            return None if self.file is not None else \
+                f"the target lock on {self.target.name} was released"
+        async with self._checking:
+            try:
+                held = await self.conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() "
+                    "AND locktype = 'advisory' AND granted AND objsubid = 1 "
+                    "AND ((classid::bigint << 32) | objid::bigint) = $1)",
+                    lock_key(self.target), timeout=15)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
+                    TimeoutError) as exc:
+                self.lost = (f"the session holding the target lock on {self.target.name} "
+                             f"does not answer ({type(exc).__name__})")
+                return self.lost
+        if not held:
+            self.lost = f"the advisory lock on {self.target.name} is no longer held"
+        return self.lost
+
     async def _release_db(self) -> None:
         if self.conn is None:
             return
+        self.conn.remove_termination_listener(self._on_session_end)
         try:
             await self.conn.execute("SELECT pg_advisory_unlock($1)", lock_key(self.target))
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):

@@ -1,6 +1,9 @@
 """`maintenance on|off|status`: the app's maintenance switch by hand, verified the way a
 rollback's steps verify it (503 when on, health 200 when off). For the operator after a run
-that stopped with the app still in maintenance; journaled in that target's newest incident."""
+that stopped with the app still in maintenance. It takes the target lock like every command
+that acts on the target, so it is refused while a live run works on it (from any state
+directory or host) and allowed after any stop; journaled in the target's unfinished incident,
+else its newest."""
 
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ def register(group: click.Group) -> None:
 @click.pass_context
 def maintenance(ctx: click.Context, action: str) -> None:
     """The app's maintenance mode: on (verified: the API answers 503), off (verified: health
-    answers 200) or status. Refused while an incident on this target is unfinished (resume it:
-    its recovery step switches maintenance off) and in --mode assess.
+    answers 200) or status. Refused while a live run holds the target lock (it names the
+    holder) and in --mode assess; allowed after a run stopped (a later `resume` sees the
+    switch and goes on).
 
     \b
     Exit codes: 0 done (status: 0 off, 10 on), 1 the switch failed, 2 bad input,
@@ -32,7 +36,7 @@ def maintenance(ctx: click.Context, action: str) -> None:
     from app import logs
     from app.comms import Maintenance
     from app.journal import find_unfinished, newest_incident
-    from app.rollback.steps import switch_maintenance
+    from app.rollback.steps import operator_maintenance
 
     logs.configure()
     cfg = config_mod.load(ctx.obj["config_path"])
@@ -53,11 +57,12 @@ def maintenance(ctx: click.Context, action: str) -> None:
     if ctx.obj.get("mode") == "assess":
         raise Refused("--mode assess is read-only: the maintenance switch is not touched")
     unfinished = find_unfinished(cfg.target.name)
-    if unfinished is not None:
-        raise Refused(f"incident {unfinished.incident_id} on {cfg.target.name} is unfinished: "
-                      "`rollback-console resume` goes on from where it stopped (its recovery "
-                      "step switches maintenance off)")
-    journal = newest_incident(cfg.target.name)
-    summary = asyncio.run(switch_maintenance(
-        app, action == "on", journal, f"operator (rollback-console maintenance {action})"))
+    journal = unfinished.journal if unfinished is not None else \
+        newest_incident(cfg.target.name)
+    summary = asyncio.run(operator_maintenance(   # TargetLocked: exit 3 naming the holder
+        cfg, action == "on", journal, f"operator (rollback-console maintenance {action})",
+        warn=lambda line: click.echo(f"warning: {line}", err=True)))
     click.echo(summary + (f" (journaled in incident {journal.incident_id})" if journal else ""))
+    if unfinished is not None:
+        click.echo(f"incident {unfinished.id} is unfinished: `rollback-console "
+                   "resume` goes on from where it stopped", err=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -63,6 +63,17 @@ def expected_phrase(kind: RollbackType, target_name: str) -> str:
     return f"ROLLBACK {target_name}"
 
 
+class LockLost(NeedsOperator):
+    """The target lock went away during the run: another console may be working on the
+    target now, so this one stops before changing anything more."""
+
+    def __init__(self, reason: str, action: str, target: str):
+        super().__init__(
+            f"the target lock was lost ({reason}): stopping before {action}; nothing more "
+            f"will be changed by this run; resume when no other console works on {target}")
+        self.reason = reason
+
+
 @dataclass
 class Options:
     tables: tuple[str, ...] = ()
@@ -100,8 +111,31 @@ class RunContext:
     def progress(self, done: int, total: int | None, unit: str, detail: str = "") -> None:
         self.channel.emit(StepProgress(self.step, done, total, unit, detail))
 
+    def _refuse_without_lock(self, action: str, reason: str | None) -> None:
+        if reason is not None:
+            self.journal.append("lock_lost", step=self.step, before=action, reason=reason)
+            raise LockLost(reason, action, self.cfg.target.name)
+
     @contextmanager
     def action(self, name: str, **details: Any) -> Iterator[None]:
-        """Journal a destructive action before it runs and after it ends, whatever the end."""
+        """Journal a destructive action before it runs and after it ends, whatever the end.
+        Refuses to start it (``LockLost``) once the target lock's session is known to have
+        ended: the lock notices that the moment the server drops the session."""
+        if self.lock is not None:
+            self._refuse_without_lock(name, getattr(self.lock, "lost", None))
         with journaled(self.journal, name, {"step": self.step}, **details):
+            yield
+
+    async def ensure_lock(self, action: str) -> None:
+        """Ask the server that this run still holds the target lock (pg_locks on the lock's
+        own session); ``LockLost`` when it does not. Call it right before a destructive action
+        (``checked_action`` does both)."""
+        if self.lock is not None:
+            self._refuse_without_lock(action, await self.lock.verify())
+
+    @asynccontextmanager
+    async def checked_action(self, name: str, **details: Any) -> AsyncIterator[None]:
+        """``action``, after asking the server that the target lock is still ours."""
+        await self.ensure_lock(name)
+        with self.action(name, **details):
             yield

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 
 import asyncpg
 
 from app.comms import Maintenance, MaintenanceFailed, Notifier
-from app.config import AppEndpoints
+from app.config import AppEndpoints, Config
 from app.db import connect
-from app.errors import ConsoleError
+from app.errors import BadInput, ConsoleError
 from app.journal import Journal, journaled
+from app.lock import TargetLock
 from app.rollback.context import NeedsOperator, RunContext
 from app.rollback.tools import run_tool
 
@@ -57,7 +58,8 @@ async def maintenance_on(ctx: RunContext) -> str:
         return "skipped: no application configured"
     m = Maintenance(ctx.cfg.app)
     try:
-        with ctx.action("maintenance_on", url=ctx.cfg.app.base_url + ctx.cfg.app.maintenance):
+        async with ctx.checked_action("maintenance_on",
+                                      url=ctx.cfg.app.base_url + ctx.cfg.app.maintenance):
             result = await m.enable()
     except MaintenanceFailed as exc:
         if ctx.options.maintenance_failure == "continue":
@@ -81,8 +83,12 @@ async def recovery(ctx: RunContext) -> str:
         return "no application configured; nothing to switch back"
     m = Maintenance(ctx.cfg.app)
     try:
-        if ctx.data.get("maintenance") == "on":
-            with ctx.action("maintenance_off", url=ctx.cfg.app.base_url + ctx.cfg.app.maintenance):
+        if ctx.data.get("maintenance") == "on" and not await m.status():
+            ctx.log("maintenance mode was already switched off (by the operator, "
+                    "`rollback-console maintenance off`); checking the app")
+        elif ctx.data.get("maintenance") == "on":
+            async with ctx.checked_action("maintenance_off",
+                                          url=ctx.cfg.app.base_url + ctx.cfg.app.maintenance):
                 result = await m.disable()
             ctx.log(result.summary)
         failures = []
@@ -114,6 +120,7 @@ async def safety_dump(ctx: RunContext, path: Path, args: list[str], estimate_byt
             f"not enough space for the safety snapshot at {path.parent}: {free / 1e6:,.0f} MB "
             f"free, about {estimate_bytes / 1e6:,.0f} MB needed. Nothing was changed; free "
             "space (or move the state directory with ROLLBACK_CONSOLE_HOME) and resume")
+    await ctx.ensure_lock("safety_snapshot")
     try:
         with ctx.action("safety_snapshot", path=str(path)):
             await run_tool("pg_dump", [*args, "--format=custom", f"--file={path}"],
@@ -129,6 +136,24 @@ async def safety_dump(ctx: RunContext, path: Path, args: list[str], estimate_byt
     ctx.data["safety_snapshot"] = str(path)
     ctx.log(f"safety snapshot: {path} ({size:,} bytes)")
     return size
+
+
+async def operator_maintenance(cfg: Config, on: bool, journal: Journal | None, by: str,
+                               warn: Callable[[str], None] = lambda _line: None) -> str:
+    """The operator's switch (the ``maintenance`` command, the console's shift+m) under the
+    target lock: refused with ``TargetLocked`` (exit 3, naming the holder) while a live run
+    works on the target, whichever state directory it uses; allowed after any stop, since a
+    stopped run holds nothing. Journaled in ``journal``."""
+    if cfg.app is None:
+        raise BadInput("the config has no [app]: there is no maintenance switch to use")
+    lock = TargetLock(cfg.target, f"maintenance {'on' if on else 'off'} by hand")
+    unchecked = await lock.acquire_unless_unreachable()
+    try:
+        if unchecked:
+            warn(unchecked)
+        return await switch_maintenance(cfg.app, on, journal, by)
+    finally:
+        await lock.release()
 
 
 async def switch_maintenance(app: AppEndpoints, on: bool, journal: Journal | None,
