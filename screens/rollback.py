@@ -15,12 +15,13 @@ from textual.message import Message
 from textual.widgets import Footer, Input, OptionList, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
-from app.comms import MaintenanceFailed
+from app.comms import Maintenance, MaintenanceFailed
+from app.errors import ConsoleError
 from app.events import Event, RunFinished, StepFinished, StepLog, StepProgress, StepStarted
 from app.rollback.context import Outcome, RollbackType, RunContext
 from app.rollback.plan import Plan, Step
 from app.rollback.runner import execute, skip_step
-from app.rollback.steps import switch_maintenance
+from app.rollback.steps import operator_maintenance
 from screens.base import ConsoleScreen
 from screens.confirm import ConfirmScreen
 from screens.reason import ReasonScreen
@@ -201,34 +202,68 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         return [t.replace('"', "") for t in self.ctx.data.get("followup_tables") or []]
 
     def _left_in_maintenance(self) -> bool:
-        return (self.outcome is Outcome.FAILED_RESTORED and self.ctx.cfg.app is not None
+        """For the outcome line's hint only: the key itself asks the app."""
+        return (self.outcome not in (None, Outcome.DONE) and self.ctx.cfg.app is not None
                 and self.ctx.data.get("maintenance") == "on")
 
     # --- controls -------------------------------------------------------------------------
 
     def action_maintenance_off(self) -> None:
-        if not self._left_in_maintenance():
-            self.notify("This run did not leave the app in maintenance mode (or it is still "
-                        "running: resume or retry finishes it).")
+        if self.ctx.cfg.app is None:
+            self.notify("The config has no [app]: there is no maintenance switch to use.")
             return
+        if self.running or self.outcome is None:
+            self.notify("The run is still going: its recovery step switches maintenance off "
+                        "(pause it first, or let it finish).")
+            return
+        if self.ctx.data.get("maintenance") == "on":
+            self._confirm_maintenance_off()   # this run left it on: the switch verifies it
+        else:
+            self.ask_maintenance()   # what the run remembers may be wrong: ask the app
 
+    @work(group="maintenance", exit_on_error=False)
+    async def ask_maintenance(self) -> None:
+        """Ask the app itself, not what this run remembers: a run that stopped before it
+        recorded the switch, or an operator elsewhere, may have left it on."""
+        assert self.ctx.cfg.app is not None
+        m = Maintenance(self.ctx.cfg.app)
+        try:
+            on = await m.status()
+        except MaintenanceFailed as exc:
+            self.notify(str(exc), title="Maintenance status unknown", severity="error")
+            return
+        finally:
+            await m.aclose()
+        if on:
+            self.ctx.data["maintenance"] = "on"
+            if self.outcome is not None:
+                self._finish(self.outcome, self.summary)
+            self._confirm_maintenance_off()
+            return
+        self.notify(f"The app is not in maintenance mode (asked {self.ctx.cfg.app.base_url}).",
+                    title="Maintenance is off")
+
+    def _confirm_maintenance_off(self) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
                 self.maintenance_off()
 
+        why = {Outcome.FAILED_RESTORED: "The rollback failed and was undone: the database is as "
+               "it was before it, so users may see the incident's symptoms again.",
+               Outcome.NEEDS_OPERATOR: "The rollback stopped partway and needs you: make sure "
+               "the database is fit to serve; a later resume goes on from where it stopped."}
         self.app.push_screen(ConfirmScreen(
-            "Turn the app's maintenance mode off? The rollback failed and was undone: the "
-            "database is as it was before it, so users may see the incident's symptoms again.",
-            yes_label="Maintenance off"), answered)
+            "The app is in maintenance mode. Turn it off? "
+            + why.get(self.outcome or Outcome.DONE, ""), yes_label="Maintenance off"), answered)
 
     @work(group="maintenance", exit_on_error=False)
     async def maintenance_off(self) -> None:
         assert self.ctx.cfg.app is not None
         log = self.query_one(LiveLog)
         try:
-            summary = await switch_maintenance(self.ctx.cfg.app, False, self.ctx.journal,
-                                               "operator (console, shift+m)")
-        except MaintenanceFailed as exc:
+            summary = await operator_maintenance(self.ctx.cfg, False, self.ctx.journal,
+                                                 "operator (console, shift+m)", warn=log.append)
+        except ConsoleError as exc:   # the switch failed, or a live console holds the target
             log.append(f"✖ maintenance off failed: {exc}")
             self.notify(str(exc), title="Maintenance off failed", severity="error")
             return
