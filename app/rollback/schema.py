@@ -20,7 +20,16 @@ from app.rollback.copydata import parse_name
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
 from app.rollback.tools import private_dir
-from app.schemadiff import MODEL_FILE, Diff, backup_schema, compare, measure, read, schema_source
+from app.schemadiff import (
+    MODEL_FILE,
+    Diff,
+    backup_schema,
+    compare,
+    left_for_data,
+    measure,
+    read,
+    schema_source,
+)
 
 APPLY_LOCK_TIMEOUT = "5s"
 MAX_LISTED = 12   # changes named one by one in the blast radius (the plan lists all)
@@ -108,8 +117,7 @@ async def apply(ctx: RunContext, approved: tuple[str, ...]) -> str:
                         done += 1
                         ctx.progress(done, total, "statements", change.object)
                 left = compare(await read(conn, _exclude(ctx)), want)
-                expected = {(c.kind, c.object) for c in diff.changes if c.residual}
-                unexpected = [c for c in left.changes if (c.kind, c.object) not in expected]
+                unexpected = [c for c in left.changes if not left_for_data(c, diff)]
                 if unexpected or left.unsupported:
                     raise StepFailed(
                         f"after the plan, {len(unexpected) + len(left.unsupported)} "

@@ -45,8 +45,8 @@ async def _server_version(cfg: Config) -> int:
             await conn.close()
     return _versions[key]
 
-__all__ = ["Change", "Diff", "Drift", "backup_schema", "compare", "drift", "measure", "read",
-           "schema_source"]
+__all__ = ["Change", "Diff", "Drift", "backup_schema", "compare", "drift", "left_for_data",
+           "measure", "read", "schema_source"]
 
 
 def schema_source(backup_path: Path) -> Path:
@@ -255,15 +255,21 @@ async def rehearse(cfg: Config, backup: BackupSet, diff: Diff, workdir: Path,
                             raise _Stop(f"{change.kind} {change.object}: {statement}: "
                                         f"{exc}") from None
                 left = compare(await read(conn, exclude), want)
-                residual = {(c.kind, c.object) for c in diff.changes if c.residual}
                 problems += [c.describe() for c in left.changes
-                             if (c.kind, c.object) not in residual] + left.unsupported
+                             if not left_for_data(c, diff)] + left.unsupported
         except _Stop as exc:
             problems.append(str(exc))
         finally:
             await conn.close()
     copy.unlink(missing_ok=True)
     return problems
+
+
+def left_for_data(left: Change, plan: Diff) -> bool:
+    """A difference still there after ``plan`` that the plan named as left for a data rollback:
+    a key it added NOT VALID on a table whose parent is empty until Type 2 reloads it shows up
+    again as "validate foreign key" on the same object."""
+    return any(c.residual and c.object == left.object for c in plan.changes)
 
 
 class _Stop(Exception):
