@@ -6,6 +6,7 @@ failure it sees (a role that may not end a superuser's session)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from app import config
@@ -91,10 +93,23 @@ async def test_a_console_killed_while_the_target_refuses_connections_is_reopened
         assert now in (before, expected), "the target is neither the old database nor the backup"
         assert await reopen_interrupted_switch(config.load(console_config)) is None  # idempotent
 
+        # after the stop the operator may take the app out of maintenance (the run is dead, it
+        # holds no lock); the resume puts it back before the switch, and out again at the end
+        off = cli(console_config, tmp_path, "maintenance", "off")
+        assert off.returncode == 0, off.stdout + off.stderr
         resumed = cli(console_config, tmp_path, "resume", "--json", "--confirm",
                       "CONFIRM_FULL_RESTORE tea-school-sandbox")
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert await _state(demo_db.dsn, tables) == expected
+        actions = [e["data"] for e in map(json.loads, next(
+            tmp_path.glob("incidents/*/journal.jsonl")).read_text().splitlines())
+            if e["kind"] == "action_started"]
+        order = [(a["action"], a.get("again", False)) for a in actions]
+        by_hand = order.index(("maintenance_off", False))   # the operator's
+        assert order[by_hand + 1:by_hand + 3] == [("maintenance_on", True),
+                                                  ("switch_databases", False)]
+        assert order[-1] == ("maintenance_off", False)   # the resumed run's recovery
+        assert httpx.get(f"{demo_app.url}/api/health").status_code == 200
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -23,7 +23,13 @@ from app.lock import TargetLocked
 from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
-from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
+from app.rollback.steps import (
+    maintenance_back_on,
+    maintenance_on,
+    recovery,
+    safety_dump,
+    target_conn,
+)
 from app.rollback.switch import can_rename, database_exists, database_settings, switch
 from app.rollback.tools import restore_filtered, run_tool, server_major, tool_output
 
@@ -253,6 +259,7 @@ async def validate_new(ctx: RunContext) -> str:
 
 async def switch_step(ctx: RunContext) -> str:
     dbs = ctx.data["databases"]
+    await maintenance_back_on(ctx)   # a resume after the operator switched it off by hand
     await ctx.ensure_lock("switch_databases")
     if ctx.lock is not None:
         await ctx.lock.suspend_db()  # our own session on the target must end too
@@ -280,6 +287,7 @@ async def in_place_snapshot(ctx: RunContext) -> str:
 
 async def restore_in_place(ctx: RunContext) -> str:
     dump = Path(ctx.data["full_dump"])
+    await maintenance_back_on(ctx)
     async with ctx.checked_action("restore_in_place", dump=str(dump)):
         try:
             await _restore(ctx, dump, ctx.cfg.target.database, clean=True)

@@ -76,6 +76,29 @@ async def maintenance_on(ctx: RunContext) -> str:
     return result.summary
 
 
+async def maintenance_back_on(ctx: RunContext) -> None:
+    """Before a destructive action of a resumed run: the run switched maintenance on, but the
+    operator may have switched it off by hand after the stop (``maintenance off`` is allowed
+    then). The app must not serve while the database is replaced: switch it on again,
+    journaled. Does nothing when the run never switched it on, or it is still on."""
+    if ctx.cfg.app is None or ctx.data.get("maintenance") != "on":
+        return
+    m = Maintenance(ctx.cfg.app)
+    try:
+        if await m.status():
+            return
+        ctx.log("maintenance mode was switched off since this run switched it on: on again "
+                "before the next destructive action", "warning")
+        async with ctx.checked_action("maintenance_on", again=True,
+                                      url=ctx.cfg.app.base_url + ctx.cfg.app.maintenance):
+            await m.enable()
+    except MaintenanceFailed as exc:
+        raise NeedsOperator(f"{exc}. The app is out of maintenance and the next action "
+                            "replaces data: fix the switch and resume") from None
+    finally:
+        await m.aclose()
+
+
 async def recovery(ctx: RunContext) -> str:
     """The runbook's Step 5: maintenance off, critical endpoints answer, users told."""
     if ctx.cfg.app is None:

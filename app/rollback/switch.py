@@ -129,8 +129,8 @@ async def stop_sessions(admin: asyncpg.Connection, database: str, wait_s: float 
             + ("connections are allowed again and nothing was switched" if again else
                "nothing was switched, but connections could not be allowed again: "
                f"run ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS true")
-            + ". End those sessions (or run as a superuser or a member of pg_signal_backend) "
-            "and resume") from None
+            + ". End those sessions (or use a superuser or a member of pg_signal_backend), "
+            "then run the rollback again") from None
     except BaseException:
         await _allow_again(admin, database)
         raise
