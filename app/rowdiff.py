@@ -110,14 +110,18 @@ def copy_fields(line: bytes) -> list[bytes | None]:
 
 def record_text(fields: Sequence[bytes | None]) -> bytes:
     """PostgreSQL's ``record_out`` of these fields' text forms: ``ROW(...)::text``."""
-    parts = []
+    parts: list[bytes] = []
+    add = parts.append
+    special = _NEEDS_QUOTE.search
     for f in fields:
         if f is None:
-            parts.append(b"")
-        elif not f or _NEEDS_QUOTE.search(f):
-            parts.append(b'"' + f.replace(b"\\", b"\\\\").replace(b'"', b'""') + b'"')
+            add(b"")
+        elif f and not special(f):
+            add(f)
+        elif b"\\" in f or b'"' in f:
+            add(b'"' + f.replace(b"\\", b"\\\\").replace(b'"', b'""') + b'"')
         else:
-            parts.append(f)
+            add(b'"' + f + b'"')
     return b"(" + b",".join(parts) + b")"
 
 
@@ -354,11 +358,18 @@ def build_index(dump: Path, shape: Shape, target: Path) -> None:
         keyed = shape.key is not None
         int_key = shape.int_key
         positions, key_positions = shape.positions, shape.key_positions
+        whole = positions == tuple(range(len(positions)))
+        first = key_positions[0] if int_key else 0
         for off, line in _dump_rows(dump, shape.table):
             fields = copy_fields(line)
-            picked = [fields[i] for i in positions]
+            picked = fields if whole and len(fields) == len(positions) else \
+                [fields[i] for i in positions]
             digest = md5(record_text(picked)).digest()
-            if keyed:
+            if int_key:   # "(<digits>)": no quoting, no hashing of the key
+                value = picked[first] or b"0"
+                prefix = int(value) % (1 << PREFIX_BITS)
+                batch.append((prefix, b"(" + value + b")", digest, off))
+            elif keyed:
                 key = record_text([picked[i] for i in key_positions])
                 prefix = key_prefix(int_key, key)
                 batch.append((prefix, key, digest, off))
@@ -692,9 +703,13 @@ def _read_lines(dump: Path, offsets: list[int]) -> dict[int, bytes]:
 
 
 async def compare(conn: asyncpg.Connection, set_dir: Path, dump: Path, shape: Shape,
-                  all_columns: Sequence[str]) -> RowDiff:
-    """Compare the live table with the dump. Runs in one read-only transaction."""
-    index, built = await asyncio.to_thread(index_for, set_dir, dump, shape)
+                  all_columns: Sequence[str], prepared: tuple[BackupIndex, bool] | None = None
+                  ) -> RowDiff:
+    """Compare the live table with the dump (``prepared``: ``index_for``'s answer, built now
+    when not given). Runs in one read-only transaction."""
+    if prepared is None:
+        prepared = await asyncio.to_thread(index_for, set_dir, dump, shape)
+    index, built = prepared
     diff = RowDiff(shape.table, shape.key, shape.key_kind, index.rows, 0,
                    columns_compared=shape.columns,
                    columns_left_out=tuple(c for c in all_columns if c not in shape.columns),
