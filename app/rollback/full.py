@@ -17,7 +17,7 @@ import asyncpg
 
 from app.catalog import quote_ident, table_content
 from app.config import Config
-from app.db import connect
+from app.db import TargetUnreachable, connect
 from app.errors import BadInput, ConsoleError
 from app.lock import TargetLocked
 from app.rollback.backupset import check_file, check_target
@@ -316,8 +316,11 @@ async def reopen_interrupted_switch(cfg: Config) -> str | None:
     (None: nothing was wrong). Refused (``TargetLocked``) while a live console is switching.
     Call it before anything connects to the target."""
     target = cfg.target.database
-    admin = await connect(cfg.target, database=MAINTENANCE_DB, server_settings={
-        "application_name": "rollback-console reopen after an interrupted switch"})
+    try:
+        admin = await connect(cfg.target, database=MAINTENANCE_DB, server_settings={
+            "application_name": "rollback-console reopen after an interrupted switch"})
+    except TargetUnreachable:
+        return None   # nothing to check from here (no switch could have run without it either)
     try:
         allowed = await admin.fetchval(
             "SELECT datallowconn FROM pg_database WHERE datname = $1", target)
@@ -334,7 +337,15 @@ async def reopen_interrupted_switch(cfg: Config) -> str | None:
             "SELECT datname FROM pg_database WHERE left(datname, length($1) + 10) = "
             "$1 || '_restored_' OR left(datname, length($1) + 7) = $1 || '_aside_' "
             "ORDER BY 1", target)]
-        await admin.execute(f"ALTER DATABASE {quote_ident(target)} WITH ALLOW_CONNECTIONS true")
+        try:
+            await admin.execute(f"ALTER DATABASE {quote_ident(target)} "
+                                "WITH ALLOW_CONNECTIONS true")
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise NeedsOperator(
+                f"{target} refuses all connections (a complete restore was stopped inside its "
+                f"switch) and this role may not allow them again ({exc}): run ALTER DATABASE "
+                f"{quote_ident(target)} WITH ALLOW_CONNECTIONS true as its owner or a "
+                "superuser, then resume") from None
     finally:
         await admin.close()
     restored = [n for n in others if n.startswith(f"{target}_restored_")]
