@@ -33,6 +33,9 @@ class DatabaseState:
     policies: list[catalog.Policy]
     grants: dict[str, dict[str, list[str]]]
     query_baselines_ms: dict[str, float] = field(default_factory=dict)
+    # each table with table-inheritance children, its own rows only (SELECT ... FROM ONLY):
+    # ``tables`` counts and sums the children's rows too, its dump (COPY) holds only its own
+    own_content: dict[str, catalog.TableContent] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +75,8 @@ class Manifest:
             policies=[catalog.Policy(**{**p, "roles": tuple(p["roles"])}) for p in s["policies"]],
             grants=s["grants"],
             query_baselines_ms=dict(s.get("query_baselines_ms", {})),
+            own_content={k: catalog.TableContent(**v)
+                         for k, v in s.get("own_content", {}).items()},
         )
         return cls(label=data["label"], created_at=data["created_at"],
                    console_version=data["console_version"], state=state,
@@ -101,6 +106,8 @@ async def capture_state(conn: asyncpg.Connection, tables: list[str] | None = Non
     contents = {}
     for name in names:  # one connection: the caller's snapshot must hold for every table
         contents[name] = await catalog.table_content(conn, name)
+    own = {name: await own_content(conn, name)
+           for name in await inheritance_parents(conn, names)}
     baselines = {q.name: await time_query(conn, q.sql) for q in critical_queries}
     return DatabaseState(
         captured_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -112,7 +119,31 @@ async def capture_state(conn: asyncpg.Connection, tables: list[str] | None = Non
         policies=await catalog.policies(conn),
         grants=await catalog.table_grants(conn),
         query_baselines_ms=baselines,
+        own_content=own,
     )
+
+
+async def own_content(conn: asyncpg.Connection, table: str) -> catalog.TableContent:
+    """``catalog.table_content`` of a table's own rows (FROM ONLY: without its inheritance
+    children's), in the same form."""
+    name = catalog.qualified(table)
+    row = await catalog.one_row(conn, f"SELECT count(*) AS n, "
+                                      f"{catalog.ROW_CHECKSUM.format(row='t')} AS sum "
+                                      f"FROM ONLY {name} AS t")
+    size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", name)
+    return catalog.TableContent(table, int(row["n"]), f"{int(row['n'])}:{row['sum']}",
+                                int(size or 0))
+
+
+async def inheritance_parents(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
+    """Those of ``tables`` that have table-inheritance children (not partitions): a SELECT
+    from them returns the children's rows too, a COPY (a dump) only their own."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT t FROM unnest($1::text[]) t JOIN pg_inherits i "
+        "ON i.inhparent = to_regclass(t) JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE NOT c.relispartition ORDER BY 1", [catalog.qualified(t) for t in tables])
+    quoted = {catalog.qualified(t): t for t in tables}
+    return [quoted[r["t"]] for r in rows]
 
 
 def check_identity(set_id: str, manifest: Manifest, ident: catalog.DatabaseIdentity) -> None:
@@ -130,5 +161,5 @@ def new_manifest(label: str, state: DatabaseState, snapshot: str | None = None) 
                     console_version=__version__, state=state, snapshot=snapshot)
 
 
-__all__ = ["DatabaseState", "FileEntry", "Manifest", "capture_state", "new_manifest",
-           "time_query"]
+__all__ = ["DatabaseState", "FileEntry", "Manifest", "capture_state", "inheritance_parents",
+           "new_manifest", "own_content", "time_query"]

@@ -237,3 +237,37 @@ async def test_a_hand_made_set_without_manifest_is_not_verified(
     assert detached.returncode == 2, detached.stdout + detached.stderr
     assert "holds rows (500 of public.visits_other) of tables that are not public.visits" \
         in detached.stderr
+
+
+async def test_an_inheritance_parent_is_reloaded_without_emptying_its_children(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    """Table inheritance (before declarative partitioning): the parent's dump holds its own
+    rows (COPY reads ONLY the table), its children are tables with dumps of their own. A Type 2
+    of the parent must not empty the children, and the set's counts are the parent's own."""
+    await conn.execute("""
+        CREATE TABLE public.ledger (id bigint PRIMARY KEY, booked_on date NOT NULL,
+                                    amount numeric(12, 2) NOT NULL);
+        CREATE TABLE public.ledger_2025 (CHECK (booked_on < '2026-01-01'))
+            INHERITS (public.ledger);
+        INSERT INTO public.ledger SELECT g, date '2026-01-01' + g % 300, g * 1.5
+            FROM generate_series(1, 1200) g;
+        INSERT INTO public.ledger_2025 SELECT 10000 + g, date '2025-01-01' + g % 300, g
+            FROM generate_series(1, 800) g;
+    """)
+    own = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM ONLY public.ledger t"
+    parent_before = await conn.fetchval(own)
+    path = new_set(console_config)
+    verified = cli(console_config, tmp_path, "backups", "--verify", path.name)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "table_ledger_backup.sql: 1,200 rows of public.ledger, as the manifest says" \
+        in verified.stdout
+
+    await conn.execute("UPDATE ONLY public.ledger SET amount = 0 WHERE id % 2 = 0")
+    await conn.execute("INSERT INTO public.ledger_2025 VALUES (99999, '2025-06-01', 1)")
+    child = await checksums(conn, "public.ledger_2025")   # the child's rows, kept as they are
+    run = cli(console_config, tmp_path, "run", "--type", "partial", "--tables", "ledger",
+              "--confirm", PHRASE)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert await conn.fetchval(own) == parent_before
+    assert await checksums(conn, "public.ledger_2025") == child

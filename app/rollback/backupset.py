@@ -22,6 +22,7 @@ from app.manifest import (
     Manifest,
     capture_state,
     check_identity,
+    inheritance_parents,
     new_manifest,
 )
 from app.rollback.copydata import count_file_rows
@@ -179,8 +180,9 @@ async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
                 members = set(partitioned.get(table, [table])) | {table}
                 held, others = await file_rows(work / table_dump_name(table), members)
                 problem = rows_problem(table_dump_name(table), table, held,
-                                       state.tables[table].rows, len(members) > 1,
-                                       others=others)
+                                       (state.own_content.get(table)
+                                        or state.tables[table]).rows,
+                                       table in partitioned, others=others)
                 if problem:
                     raise ConsoleError(f"the backup is not kept: {problem}. The dump does not "
                                        "hold the rows the snapshot had; report this")
@@ -251,19 +253,50 @@ async def table_members(conn: asyncpg.Connection, table: str) -> set[str]:
     return {r["t"] for r in rows} | {table}
 
 
+@dataclass
+class FileCheck:
+    """A table file's rows against what it should hold."""
+
+    held: int | None         # rows of the table in the file (None: no block of it)
+    expected: int | None     # what the manifest recorded for the file (None: nothing to say)
+    problem: str | None
+
+
+def file_expected_rows(manifest: Manifest | None, table: str, inherited: bool) -> int | None:
+    """The rows the manifest says a table's dump holds: its count, or for a table with
+    inheritance children (whose count includes theirs) its own rows, when recorded."""
+    if manifest is None or table not in manifest.state.tables:
+        return None
+    if inherited:
+        own = manifest.state.own_content.get(table)
+        return own.rows if own is not None else None
+    return manifest.state.tables[table].rows
+
+
+async def check_table_file(manifest: Manifest | None, table: str, path: Path,
+                           conn: asyncpg.Connection) -> FileCheck:
+    """``rows_problem`` of a set's dump of a table that is on the connected target (which
+    says the table's partitions, its inheritance children and, for a set without a manifest,
+    how many rows it has now)."""
+    members = await table_members(conn, table)
+    partitioned = len(members) > 1 or bool(await conn.fetchval(
+        "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass", qualified(table)))
+    inherited = bool(await inheritance_parents(conn, [table]))
+    held, others = await file_rows(path, members)
+    expected = file_expected_rows(manifest, table, inherited)
+    now = None
+    if expected is None and not held:   # a dump holds a table's own rows (COPY, not SELECT)
+        now = int((await one_row(conn, f"SELECT count(*) AS n FROM "
+                                       f"{'' if partitioned else 'ONLY '}{qualified(table)}"
+                                 ))["n"])
+    return FileCheck(held, expected,
+                     rows_problem(path.name, table, held, expected, partitioned, now, others))
+
+
 async def dump_problem(backup: BackupSet, table: str, path: Path,
                        conn: asyncpg.Connection) -> str | None:
-    """``rows_problem`` of a set's dump of a table on the connected target (which says the
-    table's partitions and, for a set without a manifest, how many rows it has now)."""
-    members = await table_members(conn, table)
-    held, others = await file_rows(path, members)
-    expected = None
-    if backup.manifest is not None and table in backup.manifest.state.tables:
-        expected = backup.manifest.state.tables[table].rows
-    now = None
-    if expected is None and not held:
-        now = int((await one_row(conn, f"SELECT count(*) AS n FROM {qualified(table)}"))["n"])
-    return rows_problem(path.name, table, held, expected, len(members) > 1, now, others)
+    """What is wrong with ``path`` as the set's dump of ``table`` (see ``rows_problem``)."""
+    return (await check_table_file(backup.manifest, table, path, conn)).problem
 
 
 def _zone(text: str | None) -> timezone | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from app.catalog import one_row, qualified
+from app.catalog import qualified
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput
@@ -23,6 +23,7 @@ from app.rollback.plan import Plan
 from app.rollback.reload import (
     dropped_foreign_keys,
     is_partitioned,
+    own_count,
     partitions,
     reload_statements,
     stored_size,
@@ -101,8 +102,7 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
                 if await conn.fetchval("SELECT to_regclass($1)", qualified(table)) is None:
                     plan.blast_radius.append(f"{table}: not on the target")
                     continue
-                rows = int((await one_row(conn, f"SELECT count(*) AS n FROM "
-                                                f"{qualified(table)}"))["n"])
+                rows = await own_count(conn, table)
                 size = await stored_size(conn, table)
                 parts = await partitions(conn, table)
                 plan.blast_radius.append(

@@ -28,12 +28,14 @@ import asyncpg
 from app.catalog import (
     ForeignKey,
     foreign_keys,
+    one_row,
     qualified,
     quote_ident,
     quote_literal,
     split_name,
     user_tables,
 )
+from app.manifest import inheritance_parents
 from app.rollback.context import StepFailed
 from app.rollback.copydata import CopyStream, Reader
 
@@ -79,6 +81,13 @@ async def partitions(conn: asyncpg.Connection, table: str) -> list[str]:
 async def is_partitioned(conn: asyncpg.Connection, table: str) -> bool:
     return bool(await conn.fetchval(
         "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass", qualified(table)))
+
+
+async def own_count(conn: asyncpg.Connection, table: str) -> int:
+    """The rows a reload replaces: a plain table's own (``FROM ONLY``: not its inheritance
+    children's), a partitioned table's all."""
+    only = "" if await is_partitioned(conn, table) else "ONLY "
+    return int((await one_row(conn, f"SELECT count(*) AS n FROM {only}{qualified(table)}"))["n"])
 
 
 async def stored_size(conn: asyncpg.Connection, table: str) -> int:
@@ -134,6 +143,19 @@ async def _secondary_indexes(conn: asyncpg.Connection, table: str) -> list[tuple
              else r["def"]) for r in rows]
 
 
+async def _truncates(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
+    """TRUNCATE, with ONLY for a table-inheritance parent: its children are tables of their
+    own (their own dumps, their own rows), which a plain TRUNCATE would empty too while the
+    parent's dump holds only its own rows. A partitioned table is TRUNCATEd whole (its
+    partitions' rows are in its dump)."""
+    parents = set(await inheritance_parents(conn, tables))
+    whole = [t for t in tables if t not in parents]
+    out = [f"TRUNCATE {', '.join(qualified(t) for t in whole)}"] if whole else []
+    if parents:
+        out.append(f"TRUNCATE ONLY {', '.join(qualified(t) for t in tables if t in parents)}")
+    return out
+
+
 async def _sequences(conn: asyncpg.Connection, table: str) -> list[tuple[str, str]]:
     rows = await conn.fetch(
         "SELECT a.attname, pg_get_serial_sequence($1, a.attname) AS seq FROM pg_attribute a "
@@ -154,7 +176,7 @@ async def reload_statements(conn: asyncpg.Connection, tables: list[str],
     out += [f"ALTER TABLE {qualified(fk.table)} DROP CONSTRAINT {quote_ident(fk.name)}"
             for fk in fks]
     out += [f"DROP INDEX {name}" for name, _ in indexes]
-    out.append(f"TRUNCATE {names}")
+    out += await _truncates(conn, tables)
     for t in tables:
         parts = await partitions(conn, t)
         if await is_partitioned(conn, t):
@@ -213,7 +235,8 @@ async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: 
             indexes = [ix for t in tables for ix in await _secondary_indexes(conn, t)]
             for name, _ in indexes:
                 await conn.execute(f"DROP INDEX {name}")
-            await conn.execute(f"TRUNCATE {names}")
+            for statement in await _truncates(conn, tables):
+                await conn.execute(statement)
 
             for table in tables:
                 await _load(conn, table, open_dump, report, result)

@@ -14,22 +14,24 @@ from pathlib import Path
 
 import asyncpg
 
-from app.catalog import identity, one_row, qualified, quote_ident, table_content
+from app.catalog import identity, qualified, quote_ident, table_content
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput, ConsoleError
 from app.manifest import check_identity
 from app.rollback.backupset import (
     BackupSet,
+    FileCheck,
     against_migration,
+    check_table_file,
     describe_taken,
+    file_expected_rows,
     file_rows,
     migration_time,
     not_a_source,
     rows_problem,
     sha256_file,
     table_dump_name,
-    table_members,
 )
 from app.rollback.tools import restore_filtered, run_tool, server_major, tool_output
 
@@ -147,27 +149,26 @@ async def _table_rows(cfg: Config, backup: BackupSet, v: Verification,
     try:
         for table, path in tables.items():
             on_line(f"counting the rows in {path.name}")
-            expected = manifest.state.tables[table].rows if manifest is not None else None
-            live = await conn.fetchval("SELECT to_regclass($1)", qualified(table))
-            if live is None and expected is None:
+            if await conn.fetchval("SELECT to_regclass($1)", qualified(table)) is not None:
+                check = await check_table_file(manifest, table, path, conn)
+            elif manifest is not None:   # dropped since: the manifest alone says the count
+                held, others = await file_rows(path, {table})
+                expected = file_expected_rows(manifest, table,
+                                              table in manifest.state.own_content)
+                check = FileCheck(held, expected, rows_problem(path.name, table, held, expected,
+                                                               False, others=others))
+            else:
                 v.not_verifiable.append(f"{path.name}: {table} is not on the target, and the set "
                                         "has no manifest: the rows it holds are not checked")
                 continue
-            members = await table_members(conn, table) if live is not None else {table}
-            held, others = await file_rows(path, members)
-            now = None
-            if expected is None and not held:
-                now = int((await one_row(conn, f"SELECT count(*) AS n FROM "
-                                              f"{qualified(table)}"))["n"])
-            problem = rows_problem(path.name, table, held, expected, len(members) > 1, now,
-                                   others)
-            if problem:
-                v.fail(problem)
-            elif expected is not None:
-                v.checked.append(f"{path.name}: {held:,} rows of {table}, as the manifest says")
+            if check.problem:
+                v.fail(check.problem)
+            elif check.expected is not None:
+                v.checked.append(f"{path.name}: {check.held:,} rows of {table}, as the manifest "
+                                 "says")
             else:
-                v.checked.append(f"{path.name}: {held or 0:,} rows of {table} (no manifest to "
-                                 "compare the count with)")
+                v.checked.append(f"{path.name}: {check.held or 0:,} rows of {table} (no count "
+                                 "recorded to compare with)")
     finally:
         await conn.close()
 
