@@ -117,8 +117,26 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
             else Outcome.NEEDS_OPERATOR
         summary = str(exc) if isinstance(exc, ConsoleError) else describe(exc)
         if not ctx.step:   # before the first step: nothing ran, no incident to close
-            return _refuse(ctx, outcome, summary)
+            return _refuse(ctx, outcome, summary + _way_on(ctx, exc))
     return _close(ctx, outcome, summary)
+
+
+def _way_on(ctx: RunContext, exc: Exception) -> str:
+    """What the operator does after a run that could not start: nothing was changed by it, but
+    a resumed incident may have left the app in maintenance."""
+    if isinstance(exc, ConsoleError) and exc.exit_code in (2, 3):
+        return ""   # the refusal names its own fix
+    text = ("; the journal could not record this (the state directory's disk, see "
+            "ROLLBACK_CONSOLE_HOME): nothing was changed by this run; free space there, then "
+            "run it again" if isinstance(exc, OSError) else
+            "; nothing was changed by this run: fix the cause (see the log), then run it again")
+    recorded: dict[str, Any] = {}
+    for entry in ctx.journal.finished_steps().values():
+        recorded.update(entry.data.get("result", {}))
+    if recorded.get("maintenance") == "on":
+        text += ("; the app is still in maintenance mode from the interrupted run "
+                 "(`rollback-console maintenance off` when the database is fit to serve)")
+    return text
 
 
 async def _bind(ctx: RunContext, plan: Plan, lock: TargetLock, resuming: bool
