@@ -17,7 +17,7 @@ from app.db import connect
 from app.errors import BadInput, ConsoleError
 from app.journal import Journal, journaled
 from app.lock import TargetLock
-from app.rollback.context import NeedsOperator, RunContext
+from app.rollback.context import LockLost, NeedsOperator, RunContext
 from app.rollback.tools import run_tool
 
 STEP_TIMEOUTS = {"lock_timeout": "5s", "statement_timeout": "0",
@@ -148,6 +148,8 @@ async def safety_dump(ctx: RunContext, path: Path, args: list[str], estimate_byt
         with ctx.action("safety_snapshot", path=str(path)):
             await run_tool("pg_dump", [*args, "--format=custom", f"--file={path}"],
                            ctx.cfg.target, lambda line: ctx.log(line))
+    except LockLost:
+        raise
     except ConsoleError as exc:
         nospace = "No space left" in str(exc)
         raise NeedsOperator(
