@@ -27,12 +27,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import mmap
+import multiprocessing
 import os
 import re
 import sqlite3
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +48,8 @@ FORMAT = 2
 INT_TYPES = ("smallint", "integer", "bigint")
 SAMPLE = 5                  # sample keys reported per kind of difference
 EXAMINE = 1000              # changed rows whose columns are compared one by one
-INDEX_LOOKUPS = 50_000      # rows looked up by key before another scan is cheaper
-ROWS_PER_BUCKET = 512       # a differing bucket costs about this many rows to read again
+INDEX_LOOKUPS = 200_000     # rows looked up by key before another scan is cheaper
+ROWS_PER_BUCKET = 64        # a differing bucket costs about this many rows to read again
 PREFIX_BITS = 20            # the index keeps 5 hex digits of each bucket hash: up to 16**5
 _NEEDS_QUOTE = re.compile(rb'[ \t\n\r\v\f"\\(),]')
 _ESCAPES = {ord("b"): b"\b", ord("f"): b"\f", ord("n"): b"\n", ord("r"): b"\r",
@@ -340,54 +343,158 @@ def _dump_rows(path: Path, table: str) -> Iterator[tuple[int, bytes]]:
                          "file is truncated")
 
 
+def _block_ranges(path: Path, table: str) -> list[tuple[int, int]]:
+    """Byte ranges of the rows of ``table``'s COPY blocks in the dump: [first row, end line)."""
+    want = catalog.split_name(table)
+    out: list[tuple[int, int]] = []
+    with path.open("rb") as f:
+        offset = 0
+        for line in f:
+            offset += len(line)
+            if not line.startswith(_COPY_START):
+                continue
+            head = _copy_header(line)
+            if head is None or head[0] != want:
+                continue
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                end = offset if m[offset:offset + 3] in (b"\\.\n", b"\\.") else \
+                    m.find(b"\n\\.\n", offset - 1) + 1
+                if end <= 0 and m[-3:] == b"\n\\.":
+                    end = len(m) - 2
+            if end <= 0:
+                raise ValueError(f"{path.name}: the dump ends inside the COPY block of "
+                                 f"{table}: the file is truncated")
+            out.append((offset, end))
+            f.seek(end)
+            offset = end
+    return out
+
+
+def _split(path: Path, ranges: list[tuple[int, int]], parts: int) -> list[list[tuple[int, int]]]:
+    """The ranges cut into about ``parts`` pieces of equal size, at line boundaries."""
+    total = sum(e - s for s, e in ranges)
+    size = max(1, total // parts)
+    pieces: list[list[tuple[int, int]]] = [[]]
+    with path.open("rb") as f:
+        for start, end in ranges:
+            at = start
+            while at < end:
+                room = size - sum(e - s for s, e in pieces[-1])
+                cut = min(end, at + max(room, 1))
+                if cut < end:
+                    f.seek(cut)
+                    f.readline()
+                    cut = min(end, f.tell())
+                pieces[-1].append((at, cut))
+                at = cut
+                if sum(e - s for s, e in pieces[-1]) >= size and len(pieces) < parts:
+                    pieces.append([])
+    return [p for p in pieces if p]
+
+
+def _index_part(dump: str, ranges: list[tuple[int, int]], shape: Shape, part: str
+                ) -> dict[int, list[int]]:
+    """Index the rows in ``ranges`` into the SQLite file ``part``; the sums per prefix. Runs in
+    a worker process for a large dump."""
+    db = sqlite3.connect(part)
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("PRAGMA synchronous = OFF")
+    db.execute("CREATE TABLE IF NOT EXISTS rows (p INTEGER, k BLOB, h BLOB, off INTEGER)")
+    sums: dict[int, list[int]] = {}   # prefix -> [count, sum of hash64]
+    batch: list[tuple[int, bytes, bytes, int]] = []
+    md5 = hashlib.md5
+    keyed = shape.key is not None
+    int_key = shape.int_key
+    positions, key_positions = shape.positions, shape.key_positions
+    whole = positions == tuple(range(len(positions)))
+    first = key_positions[0] if int_key else 0
+    bits = 1 << PREFIX_BITS
+    with open(dump, "rb") as f:
+        for start, end in ranges:
+            f.seek(start)
+            off = start
+            while off < end:
+                raw = f.readline()
+                line = raw[:-1] if raw.endswith(b"\n") else raw
+                fields = copy_fields(line)
+                picked = fields if whole and len(fields) == len(positions) else \
+                    [fields[i] for i in positions]
+                digest = md5(record_text(picked)).digest()
+                if int_key:   # "(<digits>)": no quoting, no hashing of the key
+                    value = picked[first] or b"0"
+                    prefix = int(value) % bits
+                    batch.append((prefix, b"(" + value + b")", digest, off))
+                elif keyed:
+                    key = record_text([picked[i] for i in key_positions])
+                    prefix = key_prefix(int_key, key)
+                    batch.append((prefix, key, digest, off))
+                else:
+                    prefix = prefix20(digest)
+                    batch.append((prefix, b"", digest, off))
+                h = hash64(digest)
+                acc = sums.get(prefix)
+                if acc is None:
+                    sums[prefix] = [1, h]
+                else:
+                    acc[0] += 1
+                    acc[1] += h
+                if len(batch) >= 50_000:
+                    db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?)", batch)
+                    batch = []
+                off += len(raw)
+    db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?)", batch)
+    db.commit()
+    db.close()
+    return sums
+
+
+PARALLEL_BYTES = 16 << 20   # dumps larger than this are indexed by several processes
+
+
 def build_index(dump: Path, shape: Shape, target: Path) -> None:
     """Read the dump once and write the index (an SQLite file) atomically to ``target``: per
     row its key, row md5, bucket prefix and offset in the dump; per bucket the count and the
-    sum of 64-bit row hashes."""
+    sum of 64-bit row hashes. A large dump is cut at line boundaries and indexed by one process
+    per core (the work is Python's, one core each)."""
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".sqlite")
     os.close(fd)
+    parts: list[str] = []
     try:
+        ranges = _block_ranges(dump, shape.table)
+        size = sum(e - s for s, e in ranges)
+        workers = min(os.cpu_count() or 1, 4) if size > PARALLEL_BYTES else 1
+        sums: dict[int, list[int]] = {}
+        if workers == 1:
+            sums = _index_part(str(dump), ranges, shape, tmp)
+        else:
+            pieces = _split(dump, ranges, workers)
+            for _ in pieces:
+                pfd, part = tempfile.mkstemp(dir=target.parent, prefix=".part-",
+                                             suffix=".sqlite")
+                os.close(pfd)
+                parts.append(part)
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(len(pieces), mp_context=ctx) as pool:
+                done = list(pool.map(_index_part, [str(dump)] * len(pieces), pieces,
+                                     [shape] * len(pieces), parts))
+            for part_sums in done:
+                for prefix, (n, h) in part_sums.items():
+                    acc = sums.setdefault(prefix, [0, 0])
+                    acc[0] += n
+                    acc[1] += h
         db = sqlite3.connect(tmp)
         db.execute("PRAGMA journal_mode = OFF")
         db.execute("PRAGMA synchronous = OFF")
-        db.execute("CREATE TABLE rows (p INTEGER, k BLOB, h BLOB, off INTEGER)")
-        sums: dict[int, list[int]] = {}   # prefix -> [count, sum of hash64]
-        batch: list[tuple[int, bytes, bytes, int]] = []
-        md5 = hashlib.md5
-        keyed = shape.key is not None
-        int_key = shape.int_key
-        positions, key_positions = shape.positions, shape.key_positions
-        whole = positions == tuple(range(len(positions)))
-        first = key_positions[0] if int_key else 0
-        for off, line in _dump_rows(dump, shape.table):
-            fields = copy_fields(line)
-            picked = fields if whole and len(fields) == len(positions) else \
-                [fields[i] for i in positions]
-            digest = md5(record_text(picked)).digest()
-            if int_key:   # "(<digits>)": no quoting, no hashing of the key
-                value = picked[first] or b"0"
-                prefix = int(value) % (1 << PREFIX_BITS)
-                batch.append((prefix, b"(" + value + b")", digest, off))
-            elif keyed:
-                key = record_text([picked[i] for i in key_positions])
-                prefix = key_prefix(int_key, key)
-                batch.append((prefix, key, digest, off))
-            else:
-                prefix = prefix20(digest)
-                batch.append((prefix, b"", digest, off))
-            acc = sums.get(prefix)
-            if acc is None:
-                sums[prefix] = [1, hash64(digest)]
-            else:
-                acc[0] += 1
-                acc[1] += hash64(digest)
-            if len(batch) >= 50_000:
-                db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?)", batch)
-                batch = []
-        db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?)", batch)
+        db.execute("CREATE TABLE IF NOT EXISTS rows (p INTEGER, k BLOB, h BLOB, off INTEGER)")
+        for part in parts:
+            db.execute("ATTACH DATABASE ? AS part", (part,))
+            db.execute("INSERT INTO rows SELECT * FROM part.rows")
+            db.commit()
+            db.execute("DETACH DATABASE part")
         total = sum(n for n, _ in sums.values())
         nhex = nhex_for(total)
+        int_key = shape.int_key
         shift, mask = PREFIX_BITS - 4 * nhex, 16 ** nhex - 1
         buckets: dict[int, list[int]] = {}
         for prefix, (n, h) in sums.items():
@@ -408,8 +515,9 @@ def build_index(dump: Path, shape: Shape, target: Path) -> None:
         os.chmod(tmp, 0o600)
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for leftover in [tmp, *parts]:
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 @dataclass

@@ -232,3 +232,24 @@ async def test_changed_dump_is_indexed_again(conn: asyncpg.Connection, console_c
 @pytest.mark.parametrize("rows", [0, 1, 5000])
 def test_bucket_digits_grow_with_the_table(rows: int) -> None:
     assert 16 ** rowdiff.nhex_for(rows) * rowdiff.ROWS_PER_BUCKET >= min(rows, 16 ** 5 * 32)
+
+
+async def test_a_large_dump_indexed_by_several_processes_gives_the_same_index(
+        conn: asyncpg.Connection, demo_db: DemoDb, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dump over PARALLEL_BYTES is cut at line boundaries and indexed by one process per core:
+    the index is the one a single pass makes (here with the threshold at 0 bytes)."""
+    await _awkward_table(conn, 300, seed=3)
+    dump = _pg_dump(demo_db.dsn, "public.awkward", tmp_path / "awkward.sql")
+    columns = rowdiff.dump_columns(dump, "public.awkward")
+    assert columns is not None
+    live = {c[0]: c for c in [(c, "", False) for c in columns]}
+    shape = rowdiff.Shape("public.awkward", tuple(columns), ("id",), ("integer",),
+                          tuple(range(len(live))), "primary key")
+    rowdiff.build_index(dump, shape, tmp_path / "one.sqlite")
+    monkeypatch.setattr(rowdiff, "PARALLEL_BYTES", 0)
+    rowdiff.build_index(dump, shape, tmp_path / "many.sqlite")
+    one = rowdiff.BackupIndex.open(tmp_path / "one.sqlite")
+    many = rowdiff.BackupIndex.open(tmp_path / "many.sqlite")
+    assert one.rows == many.rows == 300 and one.buckets == many.buckets
+    assert sorted(one.rows_in(one.buckets)) == sorted(many.rows_in(many.buckets))

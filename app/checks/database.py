@@ -386,14 +386,15 @@ def _tolerance(rows: int, pct: float) -> int:
 
 
 def _deletions(table: str, deleted: int, rows: int, tol: int, critical: bool,
-               sample: list[str], evidence: dict[str, Any]) -> Finding | None:
+               sample: list[str], evidence: dict[str, Any],
+               what: str = "deleted") -> Finding | None:
     """Deleted rows are data loss beyond the tolerance, and at any count in a critical table."""
     if not deleted or (deleted <= tol and not critical):
         return None
     why = ("a critical table (configured, or referenced by a foreign key): no deletion is "
            "tolerated" if critical and deleted <= tol else f"tolerance {tol}")
     keys = f"; e.g. keys {', '.join(sample[:3])}" if sample else ""
-    return Finding(Kind.DATA_LOSS, f"{table}: {deleted} of {rows} rows deleted since the backup "
+    return Finding(Kind.DATA_LOSS, f"{table}: {deleted} of {rows} rows {what} since the backup "
                    f"({why}){keys}", (table,), evidence)
 
 
@@ -442,7 +443,9 @@ async def _by_rows(ctx: CheckContext, conn: asyncpg.Connection, table: str, dump
     evidence = {"table": table, **rows_ev}
     findings: list[Finding] = []
     notes: list[str] = []
-    lost = _deletions(table, diff.deleted, n, tol, critical, diff.sample_deleted, evidence)
+    what = "deleted" if shape.key is not None else \
+        "deleted or changed (no key to tell which)"
+    lost = _deletions(table, diff.deleted, n, tol, critical, diff.sample_deleted, evidence, what)
     if lost is not None:
         findings.append(lost)
     elif diff.deleted:
@@ -464,9 +467,19 @@ async def _by_rows(ctx: CheckContext, conn: asyncpg.Connection, table: str, dump
                 Kind.DATA_CORRUPTION, f"{table}: {diff.changed} of {n} rows ({pct:.0f}%) changed "
                 f"since the backup (assess.mass_change_pct = {s.mass_change_pct:g}); columns "
                 f"changed: {cols_text}{keys}", (table,), evidence))
+        elif tracked is None and diff.changed > tol:
+            # nothing records the app's writes here: beyond the row tolerance, changes are
+            # not taken for traffic
+            findings.append(Finding(
+                Kind.DATA_CORRUPTION, f"{table}: {diff.changed} of {n} rows ({pct:.0f}%) changed "
+                f"since the backup, beyond the tolerance ({tol}) of a table with no updated_at "
+                f"to show they were the app's writes; columns changed: {cols_text}{keys}",
+                (table,), evidence))
         else:
             notes.append(f"{table}: {diff.changed} rows changed ({pct:.1f}%, under "
-                         f"assess.mass_change_pct), columns: {cols_text}")
+                         "assess.mass_change_pct" + (f", recorded in {tracked}" if tracked
+                                                     else f", within tolerance {tol}")
+                         + f"), columns: {cols_text}")
     growth = diff.live_rows - n
     if growth > tol:
         findings.append(Finding(Kind.UNEXPECTED_GROWTH, f"{table} grew by {growth} rows since "
