@@ -271,3 +271,21 @@ async def test_an_inheritance_parent_is_reloaded_without_emptying_its_children(
     assert run.returncode == 0, run.stdout + run.stderr
     assert await conn.fetchval(own) == parent_before
     assert await checksums(conn, "public.ledger_2025") == child
+
+
+async def test_without_table_and_children_every_partition_is_named(
+        demo_db: DemoDb, conn: asyncpg.Connection, tmp_path: Path) -> None:
+    """pg_dump before 16 has no --table-and-children: the selection names each partition, and
+    the file still holds every row under the parent's name."""
+    import subprocess
+
+    from app.rollback.backupset import table_selection
+    from app.sandbox.server import bin_dir
+
+    await partitioned_tables(conn)
+    args = await table_selection(conn, "public.events", children=False)
+    assert not any(a.startswith("--table-and-children") for a in args)
+    out = tmp_path / "events.sql"
+    subprocess.run([str(bin_dir() / "pg_dump"), "--data-only", *args, f"--file={out}",
+                    demo_db.dsn], check=True, capture_output=True)
+    assert copy_rows(out, "public.events") == 6000

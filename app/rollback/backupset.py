@@ -27,7 +27,7 @@ from app.manifest import (
 )
 from app.rollback.copydata import count_file_rows
 from app.rollback.store import store_at
-from app.rollback.tools import private_dir, run_tool, write_private
+from app.rollback.tools import private_dir, run_tool, tool_output, write_private
 from app.schemadiff import MODEL_FILE
 from app.schemadiff.snapshot import read as read_schema
 from app.schemadiff.snapshot import to_json as model_to_json
@@ -160,9 +160,12 @@ async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
                 "pc.relname FROM pg_partition_tree(c.oid) p JOIN pg_class pc ON pc.oid = p.relid "
                 "JOIN pg_namespace pn ON pn.oid = pc.relnamespace) AS members FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'")}
+            children = await dumps_children(cfg.target.tools_dir)
             dumps = [("schema_only_backup.sql", ["--schema-only"])]
-            dumps += [(table_dump_name(t), ["--data-only", *table_dump_args(t, t in partitioned)])
-                      for t in tables]
+            dumps += [(table_dump_name(t), [
+                "--data-only", *table_dump_args(
+                    t, t in partitioned, None if children else
+                    sorted(set(partitioned.get(t, [])) - {t}))]) for t in tables]
             dumps += [("full_database_backup.dump", ["--format=custom"]),
                       ("full_database_backup.sql", [])]
             for filename, args in dumps:
@@ -191,14 +194,37 @@ async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
     return tables, state, str(snapshot), dumps
 
 
-def table_dump_args(table: str, partitioned: bool) -> list[str]:
+def table_dump_args(table: str, partitioned: bool,
+                    partitions: list[str] | None = None) -> list[str]:
     """pg_dump's selection of one table's rows. A partitioned table holds no rows itself:
     ``--table`` alone dumps none of them, so its leaves are dumped with it
-    (``--table-and-children``, pg_dump 16+), each block loading via the root
-    (``--load-via-partition-root``), so the file holds every row under the table's name."""
+    (``--table-and-children``, pg_dump 16+; for an older pg_dump, ``partitions`` names each
+    one), each block loading via the root (``--load-via-partition-root``), so the file holds
+    every row under the table's name."""
+    if partitioned and partitions is not None:
+        return [f"--table={qualified(table)}", *(f"--table={qualified(p)}" for p in partitions),
+                "--load-via-partition-root"]
     if partitioned:
         return [f"--table-and-children={qualified(table)}", "--load-via-partition-root"]
     return [f"--table={qualified(table)}"]
+
+
+async def dumps_children(tools_dir: Path | None) -> bool:
+    """Whether the pg_dump in use knows ``--table-and-children`` (16 and later)."""
+    text = await tool_output("pg_dump", ["--version"], tools_dir)
+    m = re.search(r"(\d+)(?:\.\d+)?", text.split(")")[-1])
+    return m is not None and int(m.group(1)) >= 16
+
+
+async def table_selection(conn: asyncpg.Connection, table: str, children: bool) -> list[str]:
+    """``table_dump_args`` for a table on the connected database; ``children``: pg_dump knows
+    ``--table-and-children`` (else a partitioned table's partitions are named one by one)."""
+    partitioned = bool(await conn.fetchval(
+        "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass", qualified(table)))
+    named = None
+    if partitioned and not children:
+        named = sorted(await table_members(conn, table) - {table})
+    return table_dump_args(table, partitioned, named)
 
 
 async def file_rows(path: Path, members: set[str]) -> tuple[int | None, dict[str, int]]:

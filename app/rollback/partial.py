@@ -21,16 +21,16 @@ from app.rollback.backupset import (
     check_file,
     check_target,
     dump_problem,
+    dumps_children,
     file_part,
-    table_dump_args,
     table_dump_name,
+    table_selection,
 )
 from app.rollback.context import NeedsOperator, RollbackType, RunContext
 from app.rollback.copydata import FileReader, Reader
 from app.rollback.plan import Plan, Step
 from app.rollback.reload import (
     dropped_foreign_keys,
-    is_partitioned,
     own_count,
     reload_tables,
     touching_foreign_keys,
@@ -190,8 +190,8 @@ async def safety_snapshot(ctx: RunContext) -> str:
         estimate = sum([int(await conn.fetchval(
             "SELECT coalesce(sum(pg_table_size(relid)), 0) FROM pg_partition_tree($1::regclass)",
             qualified(t))) for t in tables])
-        selection = [arg for t in tables
-                     for arg in table_dump_args(t, await is_partitioned(conn, t))]
+        children = await dumps_children(ctx.cfg.target.tools_dir)
+        selection = [arg for t in tables for arg in await table_selection(conn, t, children)]
     await safety_dump(ctx, dump, ["--data-only", *dict.fromkeys(selection)], estimate // 2)
     exported = []
     since = ctx.backup.taken_at

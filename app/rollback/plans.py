@@ -14,9 +14,10 @@ from app.rollback.backupset import (
     against_migration,
     describe_taken,
     dump_problem,
+    dumps_children,
     migration_time,
     not_a_source,
-    table_dump_args,
+    table_selection,
 )
 from app.rollback.context import Options, RollbackType
 from app.rollback.plan import Plan
@@ -91,8 +92,9 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
                                          " was dropped since the backup; added back")
             if present:
                 exact = tuple(await reload_statements(conn, present, restore_fks=dropped))
+                children = await dumps_children(cfg.target.tools_dir)
                 selection = [arg for t in present
-                             for arg in table_dump_args(t, await is_partitioned(conn, t))]
+                             for arg in await table_selection(conn, t, children)]
                 snapshot = ("pg_dump --data-only --format=custom "
                             + " ".join(dict.fromkeys(selection)),)
                 plan.steps = [replace(s, statements=exact) if s.id == "restore" else
