@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from app.catalog import quote_ident
 from app.config import Target
 from app.errors import ConsoleError
 from app.secrets import Secret, scrub
@@ -71,6 +72,12 @@ def explain_connect_error(target: Target, exc: BaseException) -> TargetUnreachab
                "check the database name at the end of target.dsn")
     elif isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
         msg = f"the server rejected the login for {where}: {scrub(str(exc))}"
+    elif "not currently accepting connections" in str(exc):
+        msg = (f"database {target.database!r} at {where} refuses every connection "
+               "(ALLOW_CONNECTIONS is off): a complete restore may have stopped inside its "
+               "switch. `rollback-console resume` opens it again and goes on; by hand, from "
+               f"another database: ALTER DATABASE {quote_ident(target.database)} WITH "
+               "ALLOW_CONNECTIONS true")
     elif isinstance(exc, ConnectionRefusedError):
         msg = (f"nothing is listening at {where} (connection refused): is the server up, "
                "and are host and port in target.dsn right?")

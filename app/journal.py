@@ -27,11 +27,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.errors import ConsoleError
 from app.paths import state_dir
 from app.secrets import scrub
+
+if TYPE_CHECKING:
+    from app.catalog import DatabaseIdentity
 
 GENESIS = "0" * 64
 SEAL = "journal.seal"
@@ -132,7 +135,9 @@ class Journal:
         self.torn = False      # a partial last line, left by a crash mid-write, was ignored
         self._key: bytes | None = None
         self.entries: list[Entry] = []
+        self._size = 0         # the file's size as last read or written by this object
         if path.exists():
+            self._size = path.stat().st_size
             self._key = _read_key(self.dir)
             if self._key is None:
                 raise JournalCorrupt(
@@ -145,6 +150,7 @@ class Journal:
         """Read the file again (another process may have appended since), verifying it."""
         fresh = Journal(self.path)
         self._key, self.entries, self.torn = fresh._key, fresh.entries, fresh.torn
+        self._size = fresh._size
 
     @classmethod
     def open(cls, incident_dir: Path) -> Journal:
@@ -159,6 +165,11 @@ class Journal:
         return self.dir.name
 
     def append(self, kind: str, **data: Any) -> Entry:
+        """Add an entry after the last one on disk: another process may have appended since
+        this object read the file (an operator's switch after a stop), and the chain goes on
+        from there, re-verified, instead of forking."""
+        if self.path.exists() and self.path.stat().st_size != self._size:
+            self.reload()
         if self._key is None:
             _private_dir(self.dir)
             self._key = _new_key(self.dir)
@@ -176,6 +187,7 @@ class Journal:
         try:
             os.write(fd, (line + "\n").encode())
             os.fsync(fd)
+            self._size = os.fstat(fd).st_size
         finally:
             os.close(fd)
         self.entries.append(entry)
@@ -354,12 +366,10 @@ def _load(journal_path: Path) -> Incident | None:
     return None
 
 
-def same_database(opened: dict[str, Any], database: Any) -> bool:
+def same_database(opened: dict[str, Any], database: DatabaseIdentity) -> bool:
     """Whether an incident was opened on ``database`` (a ``catalog.DatabaseIdentity``): the same
     cluster (system identifier) and name, and the same database OID, except after a complete
     restore, whose switch puts a new database (a new OID) under the name."""
-    if isinstance(database, str):   # TRANSITIONAL: a config label, until every caller passes
-        return opened.get("target") == database   # the identity
     recorded = opened.get("database")
     if not isinstance(recorded, dict):
         return False
@@ -369,7 +379,7 @@ def same_database(opened: dict[str, Any], database: Any) -> bool:
     return recorded.get("oid") == database.oid or opened.get("type") == "full"
 
 
-def incidents_on(database: Any) -> Iterator[Incident]:
+def incidents_on(database: DatabaseIdentity) -> Iterator[Incident]:
     """The incidents opened on ``database`` (its identity, not the config's label), newest
     first."""
     for journal_path in sorted(incidents_root().glob("*/journal.jsonl"), reverse=True):
@@ -378,12 +388,12 @@ def incidents_on(database: Any) -> Iterator[Incident]:
             yield incident
 
 
-def newest_incident(database: Any) -> Journal | None:
+def newest_incident(database: DatabaseIdentity) -> Journal | None:
     """The newest incident on ``database`` whose journal verifies, finished or not."""
     return next((i.journal for i in incidents_on(database) if i.journal is not None), None)
 
 
-def find_unfinished(database: Any) -> Incident | None:
+def find_unfinished(database: DatabaseIdentity) -> Incident | None:
     """The newest incident on ``database`` that was opened and neither closed nor abandoned
     (a journal that fails verification counts: nobody can tell it ended)."""
     return next((i for i in incidents_on(database) if not i.finished), None)

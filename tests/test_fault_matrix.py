@@ -524,6 +524,7 @@ INSIDE: dict[tuple[str, str], tuple[Inside, bool]] = {   # (kind, name) -> (trig
     ("schema", "restore-later-ddl"): (schema_later_statement, False),
     ("full", "restore_new-pg_restore-connected"): (full_restore_connected, False),
     ("full", "restore_new-pg_restore-copy"): (full_restore_copy, True),
+    ("full", "switch-connections-refused"): (full_switch_refusing, False),
     ("full", "switch-renamed"): (full_switch_renamed, False),
     ("full", "validation-fk-validate"): (_statement("ALTER TABLE%VALIDATE CONSTRAINT%"), True),
 }

@@ -130,3 +130,15 @@ def test_one_entry_past_the_seal_is_a_crash_not_a_forgery(tmp_path: Path) -> Non
     j.append("step_finished", step="restore", status="done")
     (j.dir / "journal.seal").write_bytes(seal)
     assert [e.kind for e in Journal(j.path).entries][-1] == "step_finished"
+
+
+def test_two_writers_never_fork_the_chain(tmp_path: Path) -> None:
+    """An operator's command appends to an incident another Journal object read earlier: the
+    later append goes on from the entry on disk, and the journal still verifies."""
+    j = _journal(tmp_path)
+    other = Journal(j.path)
+    other.append("action_started", action="maintenance_off", by="operator")
+    j.append("incident_resumed")
+    entries = Journal(j.path).entries
+    assert [e.kind for e in entries][-2:] == ["action_started", "incident_resumed"]
+    assert [e.seq for e in entries] == list(range(1, 7))

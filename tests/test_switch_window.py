@@ -83,6 +83,9 @@ async def test_a_console_killed_while_the_target_refuses_connections_is_reopened
         if locked_out:
             with pytest.raises(asyncpg.PostgresError, match="not currently accepting connections"):
                 await (await asyncpg.connect(demo_db.dsn)).close()
+            told = cli(console_config, tmp_path, "validate")   # what the operator is told
+            assert told.returncode == 2 and "rollback-console resume" in told.stderr, \
+                told.stdout + told.stderr
 
         message = await reopen_interrupted_switch(config.load(console_config))
         if locked_out:
@@ -150,3 +153,4 @@ async def test_a_role_that_may_not_end_a_superusers_session_leaves_connections_a
         await admin.execute(f'ALTER DATABASE "{demo_db.name}" OWNER TO "{superuser}"')
         await admin.execute(f"DROP ROLE {role}")
         await admin.close()
+

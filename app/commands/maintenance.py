@@ -8,8 +8,13 @@ else its newest."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from app.config import Config
+    from app.journal import Incident, Journal
 
 from app.errors import BadInput, Refused
 
@@ -35,7 +40,6 @@ def maintenance(ctx: click.Context, action: str) -> None:
     from app import config as config_mod
     from app import logs
     from app.comms import Maintenance
-    from app.journal import find_unfinished, newest_incident
     from app.rollback.steps import operator_maintenance
 
     logs.configure()
@@ -56,9 +60,7 @@ def maintenance(ctx: click.Context, action: str) -> None:
         sys.exit(10 if on else 0)
     if ctx.obj.get("mode") == "assess":
         raise Refused("--mode assess is read-only: the maintenance switch is not touched")
-    unfinished = find_unfinished(cfg.target.name)
-    journal = unfinished.journal if unfinished is not None else \
-        newest_incident(cfg.target.name)
+    unfinished, journal = asyncio.run(_incident(cfg))
     summary = asyncio.run(operator_maintenance(   # TargetLocked: exit 3 naming the holder
         cfg, action == "on", journal, f"operator (rollback-console maintenance {action})",
         warn=lambda line: click.echo(f"warning: {line}", err=True)))
@@ -66,3 +68,20 @@ def maintenance(ctx: click.Context, action: str) -> None:
     if unfinished is not None:
         click.echo(f"incident {unfinished.id} is unfinished: `rollback-console "
                    "resume` goes on from where it stopped", err=True)
+
+
+async def _incident(cfg: Config) -> tuple[Incident | None, Journal | None]:
+    """The incident on the target's database to journal the switch in: the unfinished one, else
+    the newest; none when the database cannot be reached (the switch still works)."""
+    from app.errors import ConsoleError
+    from app.journal import find_unfinished, newest_incident
+    from app.rollback.resume import target_database
+
+    try:
+        database = await target_database(cfg)
+    except ConsoleError:
+        return None, None
+    unfinished = find_unfinished(database)
+    if unfinished is not None:
+        return unfinished, unfinished.journal
+    return None, newest_incident(database)

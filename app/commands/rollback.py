@@ -162,9 +162,13 @@ def resume(ctx: click.Context, confirm: str, as_json: bool, maintenance_failure:
 async def _resume(cfg: Config, confirm: str, as_json: bool, maintenance_failure: str) -> int:
     from app.journal import JournalCorrupt
     from app.rollback.backupset import resolve
+    from app.rollback.full import reopen_interrupted_switch
     from app.rollback.plans import build_plan
     from app.rollback.resume import describe, resumption, unfinished_incident
 
+    reopened = await reopen_interrupted_switch(cfg)   # a Type 3 killed inside its switch
+    if reopened is not None:
+        _stderr().print(reopened, markup=False)
     incident = await unfinished_incident(cfg)
     if incident is None:
         raise BadInput(f"no unfinished incident on {cfg.target.name}'s database: nothing to "

@@ -22,7 +22,7 @@ from app.rollback.context import (
     expected_phrase,
 )
 from app.rollback.plan import Plan
-from app.rollback.steps import notify
+from app.rollback.steps import maintenance_back_on, notify
 
 log = logs.get("runner")
 
@@ -77,6 +77,10 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                 started = time.monotonic()
                 before = dict(ctx.data)
                 try:
+                    if step.destructive:
+                        await ctx.ensure_lock(step.id)
+                        if resuming:
+                            await maintenance_back_on(ctx)
                     result = await step.action(ctx)
                 except asyncio.CancelledError:
                     journal.append("step_finished", step=step.id, status="aborted",
