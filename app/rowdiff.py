@@ -210,6 +210,12 @@ class Shape:
     key_types: tuple[str, ...] = ()
     positions: tuple[int, ...] = ()      # of ``columns`` in the dump's column list
     key_kind: str = "none"               # primary key | unique key | none
+    only: bool = True   # the table's own rows (a dump of an inheritance parent holds only
+                        # those); False for a partitioned table, whose rows are its partitions'
+
+    @property
+    def from_sql(self) -> str:
+        return ("ONLY " if self.only else "") + catalog.qualified(self.table)
 
     @property
     def digest(self) -> str:
@@ -276,9 +282,12 @@ async def shape_for(conn: asyncpg.Connection, table: str, dump_columns: Sequence
             if c in live_types and then_types.get(c, live_types[c]) == live_types[c]]
     columns = tuple(c for _, c in keep)
     key = await table_key(conn, table)
+    only = await conn.fetchval("SELECT relkind <> 'p' FROM pg_class WHERE oid = $1::regclass",
+                               catalog.qualified(table))
     if key is not None and set(key[1]) <= set(columns):
-        return Shape(table, columns, key[1], key[2], tuple(i for i, _ in keep), key[0])
-    return Shape(table, columns, None, (), tuple(i for i, _ in keep))
+        return Shape(table, columns, key[1], key[2], tuple(i for i, _ in keep), key[0],
+                     bool(only))
+    return Shape(table, columns, None, (), tuple(i for i, _ in keep), only=bool(only))
 
 
 # --- the backup's side: an index built from the dump ---------------------------------------------
@@ -695,7 +704,7 @@ async def _bucket_sums(conn: asyncpg.Connection, shape: Shape, nhex: int
     buckets cheaply enough for parallel workers to aggregate; otherwise the hashing is in a
     subquery kept whole (OFFSET 0), so the workers hash and the leader only adds up."""
     row = f"md5({shape.row_sql()}::text)"
-    table = catalog.qualified(shape.table)
+    table = shape.from_sql
     if shape.int_key:
         sql = (f"SELECT {shape.bucket_sql(nhex)} AS b, count(*) AS n, "
                f"sum(('x' || left({row}, 16))::bit(64)::bigint)::text AS s "
@@ -720,7 +729,7 @@ async def _rows_of_buckets(conn: asyncpg.Connection, shape: Shape, nhex: int,
     row = f"{shape.row_sql()}::text"
     key_text = row if shape.key is None else shape.key_sql() + "::text"
     sql = (f"SELECT {key_text} AS k, md5({row}) AS h "
-           f"FROM {catalog.qualified(shape.table)} AS t "
+           f"FROM {shape.from_sql} AS t "
            f"WHERE {shape.bucket_sql(nhex)} = ANY($1::int[])")
     rows = await conn.fetch(sql, buckets)
     return [(r["k"].encode(), bytes.fromhex(r["h"])) for r in rows]
@@ -732,7 +741,7 @@ async def _rows_by_key(conn: asyncpg.Connection, shape: Shape,
     assert shape.key is not None and len(shape.key) == 1
     col = f"t.{catalog.quote_ident(shape.key[0])}"
     sql = (f"SELECT {shape.key_sql()}::text AS k, md5({shape.row_sql()}::text) AS h "
-           f"FROM {catalog.qualified(shape.table)} AS t "
+           f"FROM {shape.from_sql} AS t "
            f"WHERE {col} = ANY($1::text[]::{shape.key_types[0]}[])")
     values = [(parse_record(k)[0] or b"").decode("utf-8", "replace") for k in keys]
     rows = await conn.fetch(sql, values)
@@ -746,7 +755,7 @@ async def _newest(conn: asyncpg.Connection, shape: Shape, limit: int
     assert shape.key is not None
     order = ", ".join(f"t.{catalog.quote_ident(k)} DESC" for k in shape.key)
     sql = (f"SELECT {shape.key_sql()}::text AS k, md5({shape.row_sql()}::text) AS h "
-           f"FROM {catalog.qualified(shape.table)} AS t ORDER BY {order} LIMIT $1")
+           f"FROM {shape.from_sql} AS t ORDER BY {order} LIMIT $1")
     rows = await conn.fetch(sql, limit)
     return [(r["k"].encode(), bytes.fromhex(r["h"])) for r in rows]
 
@@ -793,7 +802,7 @@ async def _column_hashes(conn: asyncpg.Connection, shape: Shape,
     names = ", ".join(f"c{i}" for i in range(len(shape.key)))
     match = ", ".join(f"t.{q(k)}" for k in shape.key)
     sql = (f"SELECT {shape.key_sql()}::text AS k, ARRAY[{cols}] AS hs "
-           f"FROM {catalog.qualified(shape.table)} AS t WHERE ({match}) IN "
+           f"FROM {shape.from_sql} AS t WHERE ({match}) IN "
            f"(SELECT {picks} FROM unnest({unnest}) AS u({names}))")
     args = [[(k[i] or b"").decode("utf-8", "replace") for k in keys]
             for i in range(len(shape.key))]
