@@ -216,7 +216,14 @@ class Journal:
 
     @property
     def closed(self) -> bool:
-        return any(e.kind == "incident_closed" for e in self.entries)
+        """Closed, and not taken up again since (the console goes on after a failed step the
+        operator skipped, in the same incident)."""
+        for e in reversed(self.entries):
+            if e.kind == "incident_closed":
+                return True
+            if e.kind == "incident_resumed":
+                return False
+        return False
 
     def finished_steps(self) -> dict[str, Entry]:
         """Steps whose last ``step_finished`` entry says done or skipped."""

@@ -153,10 +153,11 @@ async def _bind(ctx: RunContext, plan: Plan, lock: TargetLock, resuming: bool
     assert lock.conn is not None
     database = await identity(lock.conn)
     if resuming:
+        ended_here = journal.closed   # this console closed it and the operator goes on
         journal.reload()
         opened = journal.last("incident_opened")
         assert opened is not None
-        if journal.closed:
+        if journal.closed and not ended_here:
             return Outcome.REFUSED, (f"incident {journal.incident_id} has ended meanwhile; "
                                      "nothing to resume. Nothing was changed")
         if not same_database(opened.data, database):
