@@ -36,6 +36,9 @@ class DatabaseState:
     # each table with table-inheritance children, its own rows only (SELECT ... FROM ONLY):
     # ``tables`` counts and sums the children's rows too, its dump (COPY) holds only its own
     own_content: dict[str, catalog.TableContent] = field(default_factory=dict)
+    # each partitioned table, its leaves' contents ({parent: {leaf: content}}), read in the same
+    # scan as the parent's figures (which are their sums)
+    partitions: dict[str, dict[str, catalog.TableContent]] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,6 +80,8 @@ class Manifest:
             query_baselines_ms=dict(s.get("query_baselines_ms", {})),
             own_content={k: catalog.TableContent(**v)
                          for k, v in s.get("own_content", {}).items()},
+            partitions={k: {leaf: catalog.TableContent(**c) for leaf, c in v.items()}
+                        for k, v in s.get("partitions", {}).items()},
         )
         return cls(label=data["label"], created_at=data["created_at"],
                    console_version=data["console_version"], state=state,
@@ -104,8 +109,14 @@ async def capture_state(conn: asyncpg.Connection, tables: list[str] | None = Non
     (or on a snapshot) when the figures must be consistent with a dump."""
     names = tables if tables is not None else await catalog.user_tables(conn)
     contents = {}
+    leaves: dict[str, dict[str, catalog.TableContent]] = {}
+    partitioned = set(await partitioned_tables(conn, names))
     for name in names:  # one connection: the caller's snapshot must hold for every table
-        contents[name] = await catalog.table_content(conn, name)
+        if name in partitioned:
+            leaves[name] = await partition_contents(conn, name)
+            contents[name] = await _summed(conn, name, leaves[name])
+        else:
+            contents[name] = await catalog.table_content(conn, name)
     own = {name: await own_content(conn, name)
            for name in await inheritance_parents(conn, names)}
     baselines = {q.name: await time_query(conn, q.sql) for q in critical_queries}
@@ -120,6 +131,7 @@ async def capture_state(conn: asyncpg.Connection, tables: list[str] | None = Non
         grants=await catalog.table_grants(conn),
         query_baselines_ms=baselines,
         own_content=own,
+        partitions=leaves,
     )
 
 
@@ -133,6 +145,47 @@ async def own_content(conn: asyncpg.Connection, table: str) -> catalog.TableCont
     size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", name)
     return catalog.TableContent(table, int(row["n"]), f"{int(row['n'])}:{row['sum']}",
                                 int(size or 0))
+
+
+async def partitioned_tables(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
+    """Those of ``tables`` that are partitioned."""
+    rows = await conn.fetch(
+        "SELECT t FROM unnest($1::text[]) t JOIN pg_class c ON c.oid = to_regclass(t) "
+        "WHERE c.relkind = 'p'", [catalog.qualified(t) for t in tables])
+    quoted = {catalog.qualified(t): t for t in tables}
+    return [quoted[r["t"]] for r in rows]
+
+
+async def partition_contents(conn: asyncpg.Connection, table: str
+                             ) -> dict[str, catalog.TableContent]:
+    """{leaf: content} of a partitioned table's leaves (at any depth), in ONE scan of the
+    table: every row's checksum in the table's own row form, grouped by the leaf holding it
+    (an empty leaf is 0 rows)."""
+    name = catalog.qualified(table)
+    sums = {r["leaf"]: (int(r["n"]), r["sum"]) for r in await conn.fetch(
+        f"SELECT t.tableoid::oid AS leaf, count(*) AS n, {catalog.ROW_CHECKSUM.format(row='t')} "
+        f"AS sum FROM {name} AS t GROUP BY t.tableoid")}
+    out = {}
+    for leaf in await conn.fetch(
+            "SELECT p.relid::oid AS oid, n.nspname || '.' || c.relname AS t, "
+            "pg_total_relation_size(p.relid) AS size FROM pg_partition_tree($1::regclass) p "
+            "JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE p.isleaf ORDER BY 2", name):
+        rows, total = sums.get(leaf["oid"], (0, "0"))
+        out[leaf["t"]] = catalog.TableContent(leaf["t"], rows, f"{rows}:{total}",
+                                              int(leaf["size"] or 0))
+    return out
+
+
+async def _summed(conn: asyncpg.Connection, table: str,
+                  leaves: dict[str, catalog.TableContent]) -> catalog.TableContent:
+    """A partitioned table's content from its leaves': the same figures
+    ``catalog.table_content`` reads from the table (count and checksum are sums)."""
+    rows = sum(c.rows for c in leaves.values())
+    total = sum(int(c.checksum.partition(":")[2]) for c in leaves.values())
+    size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)",
+                               catalog.qualified(table))
+    return catalog.TableContent(table, rows, f"{rows}:{total}", int(size or 0))
 
 
 async def inheritance_parents(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
@@ -162,4 +215,5 @@ def new_manifest(label: str, state: DatabaseState, snapshot: str | None = None) 
 
 
 __all__ = ["DatabaseState", "FileEntry", "Manifest", "capture_state", "inheritance_parents",
-           "new_manifest", "own_content", "time_query"]
+           "new_manifest", "own_content", "partition_contents", "partitioned_tables",
+           "time_query"]

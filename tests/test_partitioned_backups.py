@@ -116,10 +116,15 @@ async def test_a_console_set_holds_every_row_and_type_2_reloads_every_partition(
     assert copy_rows(path / "table_events_backup.sql", "public.events") == 6000
     assert copy_rows(path / "table_visits_backup.sql", "public.visits") == 2500
 
-    verified = cli(console_config, tmp_path, "backups", "--verify", path.name)
+    assert set(manifest["state"]["partitions"]["public.events"]) == set(EVENTS_LEAVES)
+    assert [manifest["state"]["partitions"]["public.events"][leaf]["checksum"]
+            for leaf in EVENTS_LEAVES] == before[1:6]
+
+    verified = cli(console_config, tmp_path, "backups", "--verify", path.name, "--rehearse")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "table_events_backup.sql: 6,000 rows of public.events, as the manifest says" \
         in verified.stdout
+    assert "public.events: each of its 5 partitions equal to the manifest" in verified.stdout
 
     # the incident: rows gone from a month, a sub-partition and the default; a region edited
     await conn.execute("DELETE FROM public.events WHERE at < '2026-10-15 00:00Z' "
@@ -139,6 +144,7 @@ async def test_a_console_set_holds_every_row_and_type_2_reloads_every_partition(
     run = cli(console_config, tmp_path, "run", "--type", "partial", "--tables", "events,visits",
               "--confirm", PHRASE)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert "public.events: each of its 5 partitions matches the manifest" in run.stdout
     assert await checksums(conn, "public.events", *EVENTS_LEAVES, "public.visits",
                            *VISITS_LEAVES) == before
     assert await leaf_indexes(conn) == indexes   # the partitioned index is on every leaf again

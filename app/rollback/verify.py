@@ -18,7 +18,7 @@ from app.catalog import identity, qualified, quote_ident, table_content
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput, ConsoleError
-from app.manifest import check_identity
+from app.manifest import check_identity, partition_contents
 from app.rollback.backupset import (
     BackupSet,
     FileCheck,
@@ -271,6 +271,18 @@ async def _compare(cfg: Config, backup: BackupSet, scratch: str, v: Verification
                 continue
             if (got.rows, got.checksum) == (expected.rows, expected.checksum):
                 v.checked.append(f"{table}: {got.rows:,} rows, checksum equal to the manifest")
+                recorded = backup.manifest.state.partitions.get(table)
+                if recorded:
+                    leaves = await partition_contents(conn, table)
+                    differ = [leaf for leaf in sorted(set(leaves) | set(recorded))
+                              if getattr(leaves.get(leaf), "checksum", None)
+                              != getattr(recorded.get(leaf), "checksum", None)]
+                    if differ:
+                        v.fail(f"{table}: partition(s) {', '.join(differ)} differ from the "
+                               "manifest after the restore")
+                    else:
+                        v.checked.append(f"{table}: each of its {len(leaves)} partitions equal "
+                                         "to the manifest")
             else:
                 same = "equal" if got.checksum == expected.checksum else "differs"
                 v.fail(f"{table}: {got.rows:,} rows restored, the manifest says "
