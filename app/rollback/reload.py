@@ -17,11 +17,13 @@ tables that reference it. Here, inside one transaction with ``lock_timeout``:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -294,13 +296,41 @@ async def _load(conn: asyncpg.Connection, table: str, open_dump: OpenDump, repor
             result.rows[table], result.bytes[table] = done_rows, done_bytes
             stream.on_bytes = functools.partial(_progress, report, table, done_bytes, done_rows)
             rows = _counting(stream.rows(), result, table)
-            await conn.copy_to_table(name, schema_name=schema, columns=header.columns,
-                                     source=rows, format="text", freeze=not partitioned)
+            await _unless_lost(conn, conn.copy_to_table(
+                name, schema_name=schema, columns=header.columns, source=rows, format="text",
+                freeze=not partitioned))
     if not found:
         raise StepFailed(f"the backup holds no data for {table}: nothing was changed; pick a "
                          "backup set that has this table")
     for member in members:
         await conn.execute(f"ALTER TABLE {qualified(member)} ENABLE TRIGGER USER")
+
+
+async def _unless_lost(conn: asyncpg.Connection, copy: Coroutine[Any, Any, str]) -> str:
+    """Await a COPY, but end it when the connection is lost: asyncpg (0.29-0.32) can wait
+    forever for the socket to drain when the server ends the session while the console's writes
+    are backed up (a stalled server, then pg_terminate_backend). ``ConnectionError`` then, which
+    the reload turns into "nothing was changed" (the server rolled the transaction back)."""
+    lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_lost(_conn: object) -> None:
+        if not lost.done():
+            lost.set_result(None)
+
+    conn.add_termination_listener(on_lost)
+    task: asyncio.Future[str] = asyncio.ensure_future(copy)
+    try:
+        either: list[asyncio.Future[Any]] = [task, lost]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        raise ConnectionError("the server ended the session during COPY")
+    finally:
+        conn.remove_termination_listener(on_lost)
+        lost.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)   # a stuck write ends on cancel; never hang
 
 
 def _progress(report: Progress, table: str, bytes_before: int, rows_before: int,
