@@ -29,6 +29,7 @@ from app.rollback.context import (
 )
 from app.rollback.plan import Plan
 from app.rollback.plans import build_plan
+from app.rollback.schema import nothing_to_do
 from screens.base import ConsoleScreen
 from screens.gate import GateScreen
 from screens.reason import ReasonScreen
@@ -165,6 +166,10 @@ class PlanScreen(ConsoleScreen[None]):
     def _describe(self, plan: Plan) -> Text:
         text = Text()
         text.append(f"{RUNBOOK_TYPES[plan.kind][0]} from {plan.backup_id}\n", style="bold")
+        if nothing_to_do(plan):
+            text.append("✔ Nothing to do: the live schema already equals the backup's. No "
+                        "maintenance, no gate, nothing is changed.\n", style="bold")
+            return text
         text.append(f"budget {plan.budget_s // 60} min\n")
         for i, step in enumerate(plan.steps, start=1):
             if step.point_of_no_return:
@@ -215,6 +220,10 @@ class PlanScreen(ConsoleScreen[None]):
             self.notify("Build the plan first (b).", severity="warning")
             return
         plan = self.plan
+        if nothing_to_do(plan):
+            self.notify("The schema already equals the backup's: there is nothing to roll "
+                        "back, so there is no gate.", title="Nothing to do")
+            return
         phrase = expected_phrase(plan.kind, plan.target)
 
         def confirmed(ok: bool | None) -> None:

@@ -278,14 +278,32 @@ async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options:
     from app.rollback.context import EXIT_CODES, Outcome, RunContext
     from app.rollback.plans import build_plan
     from app.rollback.runner import execute
+    from app.rollback.schema import nothing_to_do
 
     plan = await build_plan(cfg, rtype, backup, options)
     out = Console(highlight=False, soft_wrap=True)
-    if dry_run:
+    if incident_dir is None and nothing_to_do(plan):
+        summary = (f"nothing to do: the schema of {plan.target} already equals backup "
+                   f"{plan.backup_id}'s; no maintenance, nothing was changed")
         if as_json:
-            print(json.dumps({"dry_run": True, **plan.describe()}, default=str))
+            print(to_json(RunFinished("nothing_to_do", 0, summary, "")), flush=True)
+        else:
+            if dry_run:
+                _print_plan(out, plan)
+            out.print(f"[bold]NOTHING TO DO[/bold] (exit 0): {summary}")
+        return 0
+    if dry_run:
+        refusal = _dry_run_refusal(plan, backup, options)
+        if as_json:
+            print(json.dumps({"dry_run": True, **plan.describe(),
+                              "exit_code": 2 if refusal else 0, "refused": refusal},
+                             default=str))
         else:
             _print_plan(out, plan)
+        if refusal:
+            _stderr().print(f"DRY RUN: the run would be refused (exit 2): {refusal}",
+                            markup=False)
+            return 2
         return 0
     journal = Journal.open(incident_dir or incidents_root() / new_incident_id())
     ctx = RunContext(cfg, rtype, journal, EventChannel(), backup, options)
@@ -320,6 +338,31 @@ async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options:
     await asyncio.wait({shown}, timeout=5)   # RunFinished ends it; never wait on it forever
     shown.cancel()
     return EXIT_CODES[outcome]
+
+
+def _dry_run_refusal(plan: Plan, backup: BackupSet, options: Options) -> str | None:
+    """What the run's prerequisites step would refuse, read from the set and the plan: a
+    dry run exits with the code the run would (2: bad input, nothing changed)."""
+    from app.rollback.backupset import check_file
+    from app.rollback.context import RollbackType
+    from app.rollback.partial import table_file
+
+    if plan.kind is not RollbackType.PARTIAL:
+        return None
+    for table in options.tables:
+        path = table_file(backup.path, table)
+        if not path.is_file():
+            return (f"backup {backup.id} has no {path.name} for {table}: choose tables the "
+                    "set holds, or another set")
+        if check_file(backup, path) is False:
+            return (f"{path.name} in backup {backup.id} does not match its manifest (sha256 "
+                    "differs): the file is corrupt or was edited; use another set")
+    missing = [line.removesuffix(": not on the target") for line in plan.blast_radius
+               if line.endswith(": not on the target")]
+    if missing:
+        return (f"table {', '.join(missing)} does not exist on the target: a partial rollback "
+                "reloads rows; a dropped table needs a schema or full rollback")
+    return None
 
 
 def _print_plan(out: Console, plan: Plan) -> None:

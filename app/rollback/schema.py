@@ -34,6 +34,8 @@ from app.schemadiff import (
 APPLY_LOCK_TIMEOUT = "5s"
 MAX_LISTED = 12   # changes named one by one in the blast radius (the plan lists all)
 APPLY_STATEMENT_TIMEOUT = "5min"
+NOTHING_TO_DO = ("nothing to do: the schema already equals the backup's (no maintenance, "
+                 "nothing is changed)")
 
 
 def _exclude(ctx: RunContext) -> tuple[str, ...]:
@@ -241,7 +243,16 @@ def build(cfg: Config, backup: Any, diff: Diff) -> Plan:
         plan.blast_radius.append(f"!BLOCKS THE PLAN: {line}")
     for line in diff.unsupported:
         plan.blast_radius.append(f"!UNSUPPORTED, by hand: {line}")
-    plan.blast_radius.append(f"{len(diff.changes)} schema change(s), {len(approved)} "
-                             "statement(s), in one transaction" if diff.changes else
-                             "no schema drift: nothing to change")
+    if diff.changes:
+        plan.blast_radius.append(f"{len(diff.changes)} schema change(s), {len(approved)} "
+                                 "statement(s), in one transaction")
+    elif not diff.blockers and not diff.unsupported:
+        plan.blast_radius.append(NOTHING_TO_DO)
     return plan
+
+
+def nothing_to_do(plan: Plan) -> bool:
+    """A Type 1 plan with no drift to take back: running it would only switch the app's
+    maintenance on and off (downtime for nothing), so the CLI and the console do not run it.
+    Only for a fresh run: a resumed run keeps its plan (its recovery step may be left)."""
+    return plan.kind is RollbackType.SCHEMA and NOTHING_TO_DO in plan.blast_radius
