@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from textual.screen import Screen
 
@@ -14,7 +14,23 @@ if TYPE_CHECKING:
 ResultT = TypeVar("ResultT")
 
 
+# Actions that start or change something; a read-only (assess mode) session hides them from
+# the footer and the help instead of offering keys that can only be refused. (The decision
+# screen's Y and O are listed here: its module declares no list of its own.)
+CHANGES_SOMETHING: frozenset[str] = frozenset({"accept", "override", "resume", "gate",
+                                                "use_anyway"})
+
+
 class ConsoleScreen(Screen[ResultT]):
+    WRITES: ClassVar[frozenset[str]] = CHANGES_SOMETHING
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """In assess mode a key that can only be refused is not offered at all."""
+        if self.console.mode == "assess" and (
+                action in self.WRITES or (action == "open" and parameters == ("rollback",))):
+            return False
+        return True
+
     @property
     def console(self) -> RollbackConsoleApp:
         return self.app  # type: ignore[return-value]

@@ -27,8 +27,8 @@ from screens.assess import AssessScreen
 from screens.backups import BackupsScreen
 from screens.base import ConsoleScreen
 from screens.confirm import ConfirmScreen
+from screens.drills import DrillsScreen
 from screens.gate import GateScreen
-from screens.placeholder import PlaceholderScreen
 from screens.plan import PlanScreen
 from screens.rollback import RollbackScreen
 from screens.watch import WatchScreen
@@ -42,11 +42,6 @@ ENTRIES = {
     "drill": ("Drill", "training scenarios on the sandbox, timed and scored"),
     "backups": ("Backups", "the backup sets, their age and verification"),
     "watch": ("Watch", "extended monitoring: the checklist every 5 min for 24 h, with alerts"),
-}
-LATER = {
-    "drill": ("Drills start from the command line: `rollback-console drill --list`, then "
-              "`rollback-console drill --scenario NAME` (or `make drill`). In a drill, q shows "
-              "your score and the debrief."),
 }
 
 
@@ -257,8 +252,9 @@ class HomeScreen(ConsoleScreen[None]):
 
     def action_open(self, key: str) -> None:
         if key == "rollback" and self.console.mode == "assess":
-            self.notify("Read-only assessment mode: rollbacks cannot be started.",
-                        title="Not in assess mode", severity="warning")
+            self.notify("This session is read-only (--mode assess): rollbacks cannot be "
+                        "started. Start the console without --mode assess to roll back.",
+                        title="Read-only: assess mode", severity="warning")
             return
         if key == "rollback":
             self.app.push_screen(PlanScreen())
@@ -272,8 +268,8 @@ class HomeScreen(ConsoleScreen[None]):
         if key == "watch":
             self.app.push_screen(WatchScreen())
             return
-        title = ENTRIES[key][0]
-        self.app.push_screen(PlaceholderScreen(title, LATER[key]))
+        if key == "drill":
+            self.app.push_screen(DrillsScreen())
 
     def action_cursor(self, direction: str) -> None:
         entries = self.query_one("#entries", OptionList)

@@ -128,17 +128,29 @@ class WatchScreen(ConsoleScreen[None]):
             return
         if event.state == WorkerState.ERROR:
             error = event.worker.error
-            self.finished = ("✖ could not watch: "
-                             + (str(error) if isinstance(error, ConsoleError) else repr(error)))
+            reason = str(error) if isinstance(error, ConsoleError) else repr(error)
+            self.finished = "✖ could not watch: " + reason
+            self._stop_pending("not watched: " + reason)
         elif event.state == WorkerState.SUCCESS:
             self.finished = (f"■ FINISHED after {len(self.rounds)} round(s)"
                              + (f", {len(self.alerts)} regression(s)" if self.alerts else
                                 ", no regression"))
         elif event.state == WorkerState.CANCELLED:
             self.finished = f"■ STOPPED by the operator after {len(self.rounds)} round(s)"
+            self._stop_pending("stopped before this item was checked")
         else:
             return
         self._tick()
+
+    def _stop_pending(self, summary: str) -> None:
+        """Nothing runs any more: no row may go on saying RUNNING."""
+        tables = self.query("#watch-items").results(DataTable)
+        table = next(tables, None)
+        if self.rounds or table is None:
+            return
+        for item in CHECKLIST:
+            table.update_cell(item.name, "now", status_text("notrun"))
+            table.update_cell(item.name, "summary", summary, update_width=True)
 
     @property
     def watching(self) -> bool:

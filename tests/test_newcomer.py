@@ -94,3 +94,65 @@ async def test_a_dry_run_of_a_table_not_on_the_target_exits_2_like_the_run(
     assert as_json.returncode == 2
     assert json.loads(as_json.stdout)["exit_code"] == 2
     assert await checksums(conn, "public.media") == before
+
+
+# item 4: assess mode says what it is and offers only what it can do
+
+def _footer_keys(app: object) -> set[str]:
+    screen = app.screen  # type: ignore[attr-defined]
+    return {active.binding.key for active in screen.active_bindings.values()
+            if active.binding.show and active.enabled}
+
+
+async def test_assess_mode_offers_no_key_that_can_only_be_refused(
+        console_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.tui import RollbackConsoleApp
+    from screens.assess import AssessScreen
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    app = RollbackConsoleApp(config.load(console_config), mode="assess")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        home_keys = _footer_keys(app)
+        assert "R" not in home_keys and "u" not in home_keys and "a" in home_keys
+        app.screen.action_open("rollback")     # the disabled entry chosen anyway
+        await pilot.pause()
+        toast = next(iter(app._notifications))
+        assert "Not in assess mode" not in toast.title
+        assert "read-only" in toast.title.lower()
+        await pilot.press("a")
+        await wait_until(lambda: isinstance(app.screen, AssessScreen), pilot, 30)
+        await wait_until(lambda: getattr(app.screen, "assessment", None) is not None, pilot, 90)
+        keys = _footer_keys(app)
+        assert "Y" not in keys and "O" not in keys and "r" in keys
+
+
+async def test_live_mode_still_offers_the_rollback_keys(console_config: Path) -> None:
+    from app.tui import RollbackConsoleApp
+
+    app = RollbackConsoleApp(config.load(console_config), mode="live")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "R" in _footer_keys(app)
+
+
+async def test_watch_that_cannot_start_leaves_no_row_running(console_config: Path,
+                                                             demo_app: DemoApp) -> None:
+    from app.tui import RollbackConsoleApp
+    from screens.watch import WatchScreen
+
+    app = RollbackConsoleApp(config.load(console_config), mode="assess")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.press("w")
+        screen = app.screen
+        assert isinstance(screen, WatchScreen)
+        await wait_until(lambda: bool(screen.finished), pilot, 30)
+        await pilot.pause()
+        assert "could not watch" in screen.finished
+        rows = [str(screen.query_one("#watch-items").get_row_at(i)[1])  # type: ignore[attr-defined]
+                for i in range(screen.query_one("#watch-items").row_count)]  # type: ignore[attr-defined]
+        assert rows and not any("RUNNING" in r for r in rows), rows
+        assert all("NOT RUN" in r for r in rows)

@@ -11,8 +11,9 @@ from textual import events
 from app import config
 from app.tui import RollbackConsoleApp
 from screens.confirm import ConfirmScreen
+from screens.drills import DrillsScreen
 from screens.help import HelpScreen
-from screens.placeholder import PlaceholderScreen
+from screens.plan import PlanScreen
 from tests.conftest import DemoApp, DemoDb
 from widgets.banner import TargetBanner
 from widgets.check_list import CheckList
@@ -51,7 +52,7 @@ async def test_assess_mode_says_read_only_and_refuses_rollback(console_config: P
         assert "READ-ONLY" in _banner(app)
         await pilot.press("R")
         await pilot.pause()
-        assert not isinstance(app.screen, PlaceholderScreen)  # nothing opened
+        assert not isinstance(app.screen, PlanScreen)  # nothing opened
 
 
 async def test_unreachable_app_and_database_show_as_failures(tmp_path: Path) -> None:
@@ -90,17 +91,20 @@ async def test_help_lists_the_screens_keys(console_config: Path) -> None:
         assert not isinstance(app.screen, HelpScreen)
 
 
-async def test_entries_not_built_yet_say_so(console_config: Path) -> None:
-    app = RollbackConsoleApp(config.load(console_config), mode="drill")
+async def test_d_opens_the_drills_and_how_to_start_one(console_config: Path) -> None:
+    app = RollbackConsoleApp(config.load(console_config), mode="live")
     async with app.run_test(size=(100, 30)) as pilot:
         await _settle(app, pilot)
-        await pilot.press("d")  # drills come with a later issue
+        await pilot.press("d")
         await pilot.pause()
-        assert isinstance(app.screen, PlaceholderScreen)
-        assert "not available yet" in app.screen.query_one(".placeholder-title").render().plain
+        assert isinstance(app.screen, DrillsScreen)
+        shown = str(app.screen.query_one("#drills-text").render())
+        assert "not available yet" not in shown
+        assert "rollback-console drill --scenario NAME" in shown and "dropped-index" in shown
+        assert "FORWARD-FIX" not in shown and "IMMEDIATE" not in shown   # answers: debrief
         await pilot.press("escape")
         await pilot.pause()
-        assert not isinstance(app.screen, PlaceholderScreen)
+        assert not isinstance(app.screen, DrillsScreen)
 
 
 async def test_quit_while_work_runs_asks_first(console_config: Path, demo_app: DemoApp) -> None:
