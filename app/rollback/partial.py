@@ -74,6 +74,11 @@ def recorded_foreign_keys(backup: Any) -> list[ForeignKey] | None:
     return foreign_keys_in_dump(schema) if schema.is_file() else None
 
 
+def valid_keys(recorded: list[ForeignKey] | None) -> set[tuple[str, str]]:
+    """(table, name) of the keys the backup had validated."""
+    return {(fk.table, fk.name) for fk in recorded or [] if fk.validated}
+
+
 async def _dropped_keys(ctx: RunContext, conn: asyncpg.Connection,
                         recorded: list[ForeignKey] | None) -> list[ForeignKey]:
     """Keys the backup recorded on these tables that the migration dropped."""
@@ -228,11 +233,13 @@ async def restore(ctx: RunContext) -> str:
         ctx.progress(done, sizes[table], "bytes", f"{table}: {rows:,} rows")
 
     async with target_conn(ctx) as conn, target_conn(ctx) as watcher:
-        restore_fks = await _dropped_keys(ctx, conn, recorded_foreign_keys(ctx.backup))
+        recorded = recorded_foreign_keys(ctx.backup)
+        restore_fks = await _dropped_keys(ctx, conn, recorded)
         with ctx.action("reload_tables", tables=tables, backup=ctx.backup.id,
                         foreign_keys_added_back=[fk.name for fk in restore_fks]):
             result = await reload_tables(conn, tables, open_dump, progress,
-                                         blocker_conn=watcher, restore_fks=restore_fks)
+                                         blocker_conn=watcher, restore_fks=restore_fks,
+                                         valid_in_backup=valid_keys(recorded))
     for table in tables:
         ctx.log(f"{table}: {result.rows.get(table, 0):,} rows, "
                 f"{result.bytes.get(table, 0):,} bytes loaded")

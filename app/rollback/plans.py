@@ -91,7 +91,9 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
                 plan.blast_radius.append(f"{fk.table} -> {fk.referenced}: foreign key {fk.name}"
                                          " was dropped since the backup; added back")
             if present:
-                exact = tuple(await reload_statements(conn, present, restore_fks=dropped))
+                exact = tuple(await reload_statements(
+                    conn, present, restore_fks=dropped,
+                    valid_in_backup=partial.valid_keys(recorded)))
                 children = await dumps_children(cfg.target.tools_dir)
                 selection = [arg for t in present
                              for arg in await table_selection(conn, t, children)]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,9 +166,33 @@ async def _sequences(conn: asyncpg.Connection, table: str) -> list[tuple[str, st
     return [(r["attname"], r["seq"]) for r in rows]
 
 
+async def dependent_matviews(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
+    """Populated materialized views computed from ``tables``: after the reload they would hold
+    what the damaged rows gave, so they are refreshed in the same transaction."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(v.relname) AS mv "
+        "FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
+        "JOIN pg_class v ON v.oid = r.ev_class JOIN pg_namespace n ON n.oid = v.relnamespace "
+        "WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass "
+        "AND d.refobjid = ANY($1::regclass[]) AND v.relkind = 'm' AND v.relispopulated "
+        "AND v.oid <> d.refobjid ORDER BY 1", [qualified(t) for t in tables])
+    return [r["mv"] for r in rows]
+
+
+def readd(fk: ForeignKey, valid_in_backup: Collection[tuple[str, str]]) -> str:
+    """A key's definition to add back after the reload: NOT VALID only if the backup had it so.
+    A Type 1 that re-created an empty parent added its children's keys NOT VALID; once the
+    parent has its rows again, the key is checked (and the reload fails, nothing changed, if a
+    child row still has no parent)."""
+    if fk.definition.endswith(" NOT VALID") and (fk.table, fk.name) in valid_in_backup:
+        return fk.definition.removesuffix(" NOT VALID")
+    return fk.definition
+
+
 async def reload_statements(conn: asyncpg.Connection, tables: list[str],
                             lock_timeout_s: float = 5.0,
-                            restore_fks: list[ForeignKey] | None = None) -> list[str]:
+                            restore_fks: list[ForeignKey] | None = None,
+                            valid_in_backup: Collection[tuple[str, str]] = ()) -> list[str]:
     """Every statement ``reload_tables`` runs, in order, for --dry-run and the plan screen."""
     fks = await touching_foreign_keys(conn, tables)
     indexes = [ix for t in tables for ix in await _secondary_indexes(conn, t)]
@@ -194,7 +218,8 @@ async def reload_statements(conn: asyncpg.Connection, tables: list[str],
                 f"ALTER TABLE {qualified(t)} ENABLE TRIGGER USER"]
     out += [definition for _, definition in indexes]
     out += [f"ALTER TABLE {qualified(fk.table)} ADD CONSTRAINT {quote_ident(fk.name)} "
-            f"{fk.definition}" for fk in [*fks, *(restore_fks or [])]]
+            f"{readd(fk, valid_in_backup)}" for fk in [*fks, *(restore_fks or [])]]
+    out += [f"REFRESH MATERIALIZED VIEW {mv}" for mv in await dependent_matviews(conn, tables)]
     for t in tables:
         out += [f"SELECT setval({quote_literal(seq)}, greatest((SELECT max({quote_ident(col)})"
                 f" FROM {qualified(t)}), (SELECT last_value FROM {seq})), true)"
@@ -207,7 +232,8 @@ async def reload_statements(conn: asyncpg.Connection, tables: list[str],
 async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: OpenDump,
                         progress: Progress | None = None, lock_timeout_s: float = 5.0,
                         blocker_conn: asyncpg.Connection | None = None,
-                        restore_fks: list[ForeignKey] | None = None) -> ReloadResult:
+                        restore_fks: list[ForeignKey] | None = None,
+                        valid_in_backup: Collection[tuple[str, str]] = ()) -> ReloadResult:
     """Replace ``tables``' rows with the dump's, atomically, and add back ``restore_fks`` (keys
     the backup had that were dropped since). Raises ``StepFailed`` (nothing changed) when a
     lock is held elsewhere, the dump lacks a table, or keys would break."""
@@ -249,13 +275,15 @@ async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: 
             for fk in [*fks, *(restore_fks or [])]:
                 try:
                     await conn.execute(f"ALTER TABLE {qualified(fk.table)} ADD CONSTRAINT "
-                                       f"{quote_ident(fk.name)} {fk.definition}")
+                                       f"{quote_ident(fk.name)} {readd(fk, valid_in_backup)}")
                 except asyncpg.ForeignKeyViolationError as exc:
                     raise StepFailed(
                         f"after the reload, {fk.table} has rows whose {', '.join(fk.columns)} "
                         f"point at {fk.referenced} rows that the backup does not have "
                         f"({exc.detail or exc}). Nothing was changed. Roll back {fk.table} too "
                         f"(add it to the tables), or fix those rows first") from None
+            for mv in await dependent_matviews(conn, tables):
+                await conn.execute(f"REFRESH MATERIALIZED VIEW {mv}")
             result.foreign_keys_readded = len(fks)
             result.foreign_keys_restored = len(restore_fks or [])
             for table in tables:

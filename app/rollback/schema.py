@@ -135,6 +135,7 @@ async def apply(ctx: RunContext, approved: tuple[str, ...]) -> str:
             raise
     residual = [c.residual for c in diff.changes if c.residual]
     ctx.data["residual"] = residual
+    ctx.data["residual_objects"] = sorted({c.object for c in diff.changes if c.residual})
     ctx.log(f"committed {total} statement(s); re-read inside the transaction: no differences "
             "from the backup's schema" + (f" except {len(residual)} left for a data rollback"
                                           if residual else ""))
@@ -154,11 +155,14 @@ async def validation(ctx: RunContext) -> str:
     want = await backup_schema(ctx.cfg, ctx.backup, _exclude(ctx), lambda line: ctx.log(line))
     async with target_conn(ctx) as conn:
         diff = compare(await read(conn, _exclude(ctx)), want)
-    residual = set(ctx.data.get("residual", []))
-    drift = [c.describe() for c in diff.changes]
+    left = set(ctx.data.get("residual_objects", []))
+    drift = [c.describe() for c in diff.changes if c.object not in left]
     for line in drift:
         ctx.log(f"drift: {line}", "warning")
-    if diff.unsupported or (len(drift) > len(residual)):
+    for change in diff.changes:
+        if change.object in left:
+            ctx.log(f"left for the data rollback: {change.describe()}")
+    if diff.unsupported or drift:
         raise NeedsOperator("after the schema rollback: " + "; ".join(drift + diff.unsupported))
     ctx.log(f"zero drift: {want.object_count()} objects compared with backup {ctx.backup.id}")
     followup = ctx.data.get("followup_tables") or []

@@ -352,9 +352,10 @@ class _Differ:
                      note="added by the migration", count_sql=f"SELECT count(*) FROM {t.name}",
                      count_table=t.name,
                      count_says="{n:,} rows")
-        for name, t in want.items():
+        for name, t in _parents_first(want):
             if name in cur:
                 self.columns(cur[name], t)
+                self.inheritance(cur[name], t)
             elif name not in self.renamed.values():
                 self.create_table(t)
             else:
@@ -366,14 +367,28 @@ class _Differ:
             self.unsupported.append(f"partitioned table {t.name} was dropped: recreate it and "
                                     "its partitions from the backup by hand")
             return
-        cols = ",\n    ".join(column_sql(c) for c in t.columns)
+        # a child declares only its own columns: the inherited ones (and their NOT NULL
+        # constraints, with the parent's names) come from INHERITS
+        cols = ",\n    ".join(column_sql(c) for c in t.columns if c.local or not t.inherits)
         unlogged = "UNLOGGED " if t.unlogged else ""
+        inherits = f" INHERITS ({', '.join(t.inherits)})" if t.inherits else ""
         self.created.add(t.name)
-        self.add(32, "create table", t.name, f"CREATE {unlogged}TABLE {t.name} (\n    {cols}\n)",
+        self.add(32, "create table", t.name,
+                 f"CREATE {unlogged}TABLE {t.name} (\n    {cols}\n){inherits}",
                  note="dropped by the migration; it comes back EMPTY: its rows are only in the "
                       "backup (follow with a partial data rollback of this table)",
                  data_tables=(t.name,))
         self.table_flags(None, t)
+
+    def inheritance(self, old: Table, t: Table) -> None:
+        for parent in t.inherits:
+            if parent not in old.inherits:
+                self.add(36, "inherit", t.name, f"ALTER TABLE {t.name} INHERIT {parent}",
+                         note=f"a child of {parent} in the backup")
+        for parent in old.inherits:
+            if parent not in t.inherits:
+                self.add(36, "no inherit", t.name, f"ALTER TABLE {t.name} NO INHERIT {parent}",
+                         note=f"made a child of {parent} by the migration")
 
     def table_flags(self, old: Table | None, t: Table) -> None:
         if (old.rls if old else False) != t.rls:
@@ -781,6 +796,25 @@ def _create_sequence(s: Sequence) -> str:
 
 def _alter_sequence(s: Sequence) -> str:
     return f"ALTER SEQUENCE {s.name} {_sequence_options(s)}"
+
+
+def _parents_first(tables: dict[str, Table]) -> list[tuple[str, Table]]:
+    """The tables in their order, but an inheritance parent before its children (a child is
+    created with INHERITS, so its parent must exist)."""
+    out: list[tuple[str, Table]] = []
+    seen: set[str] = set()
+
+    def visit(name: str, trail: frozenset[str] = frozenset()) -> None:
+        if name in seen or name in trail or name not in tables:
+            return
+        for parent in tables[name].inherits:
+            visit(parent, trail | {name})
+        seen.add(name)
+        out.append((name, tables[name]))
+
+    for name in tables:
+        visit(name)
+    return out
 
 
 def compare(cur: SchemaModel, want: SchemaModel) -> Diff:

@@ -37,6 +37,7 @@ class Column:
     generated: str = ""      # '' | 's' (STORED) | 'v' (VIRTUAL)
     collation: str | None = None
     comment: str | None = None
+    local: bool = True       # declared by the table itself, not only inherited from a parent
 
     def shape(self) -> tuple[Any, ...]:
         """Everything but the name and position: equal shapes with other names = a rename."""
@@ -56,6 +57,7 @@ class Table:
     comment: str | None = None
     acl: frozenset[str] = frozenset()
     oid: int = 0
+    inherits: tuple[str, ...] = ()   # parents by table inheritance (INHERITS), in order
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -273,7 +275,7 @@ async def _read_relations(conn: asyncpg.Connection, m: SchemaModel, excluded: li
     for r in await conn.fetch(
             "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod) AS typ, "
             "a.attnotnull, pg_get_expr(d.adbin, d.adrelid) AS def, "
-            "a.attidentity::text AS attidentity, "
+            "a.attidentity::text AS attidentity, a.attislocal, "
             "a.attgenerated::text AS attgenerated, CASE WHEN a.attcollation <> t.typcollation THEN "
             "quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END AS coll, "
             "col_description(a.attrelid, a.attnum) AS comment, "
@@ -288,7 +290,13 @@ async def _read_relations(conn: asyncpg.Connection, m: SchemaModel, excluded: li
         cols = columns.setdefault(r["attrelid"], [])
         cols.append(Column(r["attname"], r["typ"], len(cols) + 1, r["attnotnull"], r["def"],
                            r["attidentity"], r["idseq"] or "", r["attgenerated"], r["coll"],
-                           r["comment"]))
+                           r["comment"], r["attislocal"]))
+    parents: dict[int, list[str]] = {}
+    for r in await conn.fetch(   # table inheritance (partitions are not in ``oids``)
+            "SELECT inhrelid, inhparent FROM pg_inherits WHERE inhrelid = ANY($1::oid[]) "
+            "ORDER BY inhrelid, inhseqno", oids):
+        if r["inhparent"] in names:
+            parents.setdefault(r["inhrelid"], []).append(names[r["inhparent"]])
     depends = await _dependencies(conn, names)
     for r in rels:
         oid, name, kind = r["oid"], names[r["oid"]], r["relkind"]
@@ -296,7 +304,7 @@ async def _read_relations(conn: asyncpg.Connection, m: SchemaModel, excluded: li
             m.tables[name] = Table(name, kind, r["owner"], tuple(columns.get(oid, ())),
                                    r["relpersistence"] == "u", r["relrowsecurity"],
                                    r["relforcerowsecurity"], r["comment"], frozenset(r["acl"]),
-                                   oid)
+                                   oid, tuple(parents.get(oid, ())))
         elif kind in ("v", "m"):
             m.views[name] = View(name, kind, r["owner"], r["viewdef"].strip().rstrip(";"),
                                  tuple(sorted(r["opts"])), frozenset(r["acl"]), oid,
