@@ -15,7 +15,7 @@ import click
 
 from app.commands import LazyPath, register_all
 from app.entry import HELP_WIDTH
-from app.errors import ConsoleError, Refused
+from app.errors import BadInput, ConsoleError, Refused
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -64,9 +64,11 @@ Environment: ROLLBACK_CONFIG (the config), ROLLBACK_CONSOLE_HOME (state: logs, i
 ROLLBACK_CONSOLE_THEME=high-contrast, NO_COLOR=1 (no colour; words carry every state).
 
 \b
-Exit codes: 0 ok, 1 failed, 2 bad input (nothing changed), 3 refused at a gate,
-4 failed and returned to the state before, 5 stopped and needs the operator;
-assess: 0 healthy, 10 monitor, 20 forward-fix, 30 immediate rollback.
+Exit codes: 0 ok, 1 not ok (validate: an item fails; diff: drift found; backups
+--verify: a problem; the console quit while work ran), 2 bad input (nothing changed),
+3 refused at a gate, 4 failed and returned to the state before, 5 stopped and needs the
+operator; assess: 0 healthy, 10 monitor, 20 forward-fix, 30 immediate rollback,
+40 inconclusive.
 """
 
 
@@ -226,11 +228,11 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
         from rich.console import Console
 
         out = Console(highlight=False, soft_wrap=True)
-        for s in drills.SCENARIOS:
-            answer = s.answer
+        for s in drills.SCENARIOS:   # no answers here: they are the debrief's
             extra = f"  (needs {s.needs})" if s.needs else ""
-            out.print(f"{s.name:<22} {s.difficulty:<7} {answer:<30} {s.title}{extra}",
-                      markup=False)
+            out.print(f"{s.name:<22} {s.difficulty:<7} {s.title}{extra}", markup=False)
+        out.print("Play one: rollback-console drill --scenario NAME. The right answer is "
+                  "shown in the debrief, after you have played it.", markup=False)
         return
     import asyncio
     import signal
@@ -322,6 +324,7 @@ def sandbox() -> None:
               default=None, help="Sandbox directory [default: the user's state directory].")
 def sandbox_up(rows: int, seed: int, directory: Path | None) -> None:
     """Start the sandbox and keep it running until Ctrl-C or `sandbox down`."""
+    import shlex
     import signal
 
     from rich.console import Console
@@ -341,7 +344,9 @@ def sandbox_up(rows: int, seed: int, directory: Path | None) -> None:
         out.print(f"  demo app: {box.info.app_url}")
         out.print(f"  console:  rollback-console -c {box.config_path}")
         out.print(f"  psql:     psql '{box.info.psql_dsn}'")
-        out.print("Press Ctrl-C (or run `rollback-console sandbox down`) to stop it.", style="dim")
+        where = f" --dir {shlex.quote(str(directory))}" if directory is not None else ""
+        out.print(f"Press Ctrl-C (or run `rollback-console sandbox down{where}`) to stop it.",
+                  style="dim", markup=False)
         sys.stdout.flush()
         while True:
             signal.pause()
@@ -359,10 +364,15 @@ def sandbox_down(directory: Path | None) -> None:
     """Stop a running sandbox (and clean up one a crashed console left behind)."""
     from app import logs
     from app.paths import default_sandbox_dir
-    from app.sandbox.manager import stop_running
+    from app.sandbox.manager import read_info, stop_running
 
     logs.configure()
-    click.echo(stop_running(directory or default_sandbox_dir()))
+    where = (directory or default_sandbox_dir()).expanduser().resolve()
+    if read_info(where) is None:
+        raise BadInput(f"no sandbox is running in {where}: nothing was stopped. A sandbox "
+                       "started with --dir D is stopped with `rollback-console sandbox down "
+                       "--dir D` (its `sandbox up` printed the command)")
+    click.echo(stop_running(where))
 
 
 register_all(cli)

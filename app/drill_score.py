@@ -109,11 +109,16 @@ def scores_path() -> Path:
     return state_dir() / "drill-scores.json"
 
 
-def record(s: Score) -> list[dict[str, object]]:
-    """Append to the local scores; return this operator's history, oldest first."""
+def record(s: Score, run: float | None = None) -> list[dict[str, object]]:
+    """Append to the local scores; return this operator's history, oldest first. ``run`` (the
+    drill's start) keeps one entry per drill: a debrief shown again (escape, then q) replaces
+    that drill's entry instead of recording the drill twice."""
     path = scores_path()
     history: list[dict[str, object]] = json.loads(path.read_text()) if path.exists() else []
-    history.append(asdict(s))
+    if run is not None:
+        history = [h for h in history
+                   if not (h.get("run") == run and h["operator"] == s.operator)]
+    history.append({**asdict(s), **({"run": run} if run is not None else {})})
     path.write_text(json.dumps(history, indent=2))
     return [h for h in history if h["operator"] == s.operator]
 

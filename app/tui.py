@@ -98,7 +98,7 @@ class RollbackConsoleApp(App[int]):
     def _debrief(self) -> None:
         assert self.drill is not None
         result = score(self.drill.scenario, self.drill.started, self.drill.operator)
-        history = record(result)
+        history = record(result, run=self.drill.started)
         self.debrief = debrief_text(self.drill.scenario, result, history)
 
         def closed(quit_now: bool | None) -> None:

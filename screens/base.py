@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from textual.binding import Binding
 from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer
 
 from widgets.banner import TargetBanner
+from widgets.footer import ConsoleFooter
 
 if TYPE_CHECKING:
     from app.tui import RollbackConsoleApp
@@ -21,8 +25,29 @@ CHANGES_SOMETHING: frozenset[str] = frozenset({"accept", "override", "resume", "
                                                 "use_anyway"})
 
 
+# Destructive keys are capitals; the same letter in lowercase, where a screen does not use
+# it, says so instead of doing nothing (a tired operator presses y for Y).
+CAPITALS = "ydogarsmv"
+
+
 class ConsoleScreen(Screen[ResultT]):
     WRITES: ClassVar[frozenset[str]] = CHANGES_SOMETHING
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        Binding(c, f"capital('{c.upper()}')", show=False) for c in CAPITALS]
+
+    def action_capital(self, key: str) -> None:
+        """A lowercase letter whose capital is this screen's key: name the key to press."""
+        for active in self.active_bindings.values():
+            binding = active.binding
+            if (binding.key == key and active.node is self
+                    and not binding.action.startswith("capital")):
+                if not active.enabled:
+                    return
+                what = binding.description.split(" (shift+")[0]
+                self.notify(f"{what}: press shift+{key.lower()} (capital {key}). Keys that "
+                            "change something are capitals, so a lowercase one does nothing.",
+                            title=f"{key.lower()} is not {key}")
+                return
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """In assess mode a key that can only be refused is not offered at all."""
@@ -34,6 +59,12 @@ class ConsoleScreen(Screen[ResultT]):
     @property
     def console(self) -> RollbackConsoleApp:
         return self.app  # type: ignore[return-value]
+
+    async def mount_composed_widgets(self, widgets: list[Widget]) -> None:
+        """Every screen's footer is the console's (Help and Quit always visible), including
+        screens that yield Textual's plain ``Footer()``."""
+        await super().mount_composed_widgets(
+            [ConsoleFooter() if type(w) is Footer else w for w in widgets])
 
     def banner(self, id: str | None = None) -> TargetBanner:
         target = self.console.config.target

@@ -45,6 +45,18 @@ ENTRIES = {
 }
 
 
+def server_state(problem: str) -> str:
+    """The banner's word for why the probe failed: a wrong password is not an unreachable
+    server, and the fix differs."""
+    if "password" in problem or "rejected the login" in problem:
+        return "server: LOGIN REFUSED"
+    if "does not exist" in problem:
+        return "server: NO SUCH DATABASE"
+    if "refuses every connection" in problem:
+        return "server: REFUSING CONNECTIONS"
+    return "server: UNREACHABLE"
+
+
 class HomeScreen(ConsoleScreen[None]):
     BINDINGS = [
         Binding("a", "open('assess')", "Assess"),
@@ -229,7 +241,7 @@ class HomeScreen(ConsoleScreen[None]):
         banner = self.query_one(TargetBanner)
         if isinstance(message.facts, str):
             db.status, db.summary = "fail", message.facts
-            banner.server = self.console.server_text = "server: unreachable"
+            banner.server = self.console.server_text = server_state(message.facts)
         else:
             f = message.facts
             role = "standby (read-only)" if f.in_recovery else "primary"

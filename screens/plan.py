@@ -78,6 +78,10 @@ class PlanScreen(ConsoleScreen[None]):
         """Selection shown in words too (the list's boxes differ only by colour)."""
         tables = self.query_one("#plan-tables", SelectionList)
         chosen = tables.selected
+        for index in range(tables.option_count):
+            option = tables.get_option_at_index(index)
+            mark = "[x]" if option.value in chosen else "[ ]"
+            tables.replace_option_prompt_at_index(index, f"{mark} {option.value}")
         tables.border_subtitle = ("selected: " + ", ".join(t.split(".")[-1] for t in chosen)
                                   if chosen else "none selected")
 

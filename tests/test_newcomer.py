@@ -156,3 +156,140 @@ async def test_watch_that_cannot_start_leaves_no_row_running(console_config: Pat
                 for i in range(screen.query_one("#watch-items").row_count)]  # type: ignore[attr-defined]
         assert rows and not any("RUNNING" in r for r in rows), rows
         assert all("NOT RUN" in r for r in rows)
+
+
+# item 7 (part): Help and Quit stay on the footer of a narrow terminal
+
+async def test_help_and_quit_stay_on_the_footer_at_80_columns(console_config: Path) -> None:
+    from app.tui import RollbackConsoleApp
+    from widgets.footer import ConsoleFooter
+
+    app = RollbackConsoleApp(config.load(console_config), mode="live")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        footer = app.screen.query_one(ConsoleFooter)
+        pinned = footer.query_one("#footer-pinned")
+        shown = [k.description for k in pinned.children]  # type: ignore[attr-defined]
+        assert shown == ["Help", "Quit"]
+        assert pinned.region.right <= 80 and pinned.region.width > 0
+        assert pinned.region.y == 23                               # on the last line
+
+
+# item 9 (part): a wrong password is not "unreachable", and its row is not cut
+
+async def test_a_wrong_password_says_so_on_the_banner_and_the_whole_error_is_shown(
+        tmp_path: Path, demo_db: DemoDb) -> None:
+    from app.tui import RollbackConsoleApp
+    from widgets.banner import TargetBanner
+    from widgets.status_line import StatusLine
+
+    path = tmp_path / "rollback.toml"
+    path.write_text('[target]\nname = "shop"\nenvironment = "staging"\n'
+                    f'dsn = "postgresql://postgres:wrong-pw@127.0.0.1:{demo_db.server.port}/'
+                    f'{demo_db.name}"\n')
+    app = RollbackConsoleApp(config.load(path), mode="live")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        banner = str(app.screen.query_one(TargetBanner).render())
+        assert "LOGIN REFUSED" in banner and "unreachable" not in banner.lower()
+        line = app.screen.query_one("#probe-db", StatusLine)
+        assert line.status == "fail" and "password" in line.summary
+        # the summary (about 110 characters) wraps under itself instead of being cut
+        assert line.region.height >= 2, line.region
+
+
+# item 11: drills
+
+async def test_a_lowercase_y_names_the_key_to_press(console_config: Path, demo_db: DemoDb,
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.tui import RollbackConsoleApp
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    app = RollbackConsoleApp(config.load(console_config), mode="drill")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.press("r")          # home: Rollback is R
+        await pilot.pause()
+        titles = [n.title for n in app._notifications]
+        assert "r is not R" in titles
+        await pilot.press("a")
+        await wait_until(lambda: getattr(app.screen, "assessment", None) is not None, pilot, 90)
+        await pilot.press("y")
+        await pilot.pause()
+        toast = [n for n in app._notifications if n.title == "y is not Y"]
+        assert toast and "shift+y" in toast[0].message
+
+
+def test_a_score_is_recorded_once_however_often_the_debrief_is_shown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import drills
+    from app.drill_score import record, score, scores_path
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    scenario = drills.BY_NAME["dropped-index"]
+    started = 1_700_000_000.0
+    first = record(score(scenario, started, "aiko"), run=started)     # q
+    again = record(score(scenario, started, "aiko"), run=started)     # escape, then q
+    assert len(first) == len(again) == 1
+    assert len(json.loads(scores_path().read_text())) == 1
+    other = record(score(scenario, started + 60, "aiko"), run=started + 60)   # the next drill
+    assert len(other) == 2
+
+
+async def test_selected_tables_are_marked_in_words_without_colour(
+        console_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.widgets import SelectionList
+
+    from app.rollback.context import RollbackType
+    from app.tui import RollbackConsoleApp
+    from screens.plan import PlanScreen
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = RollbackConsoleApp(config.load(console_config), mode="live")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        app.push_screen(PlanScreen(RollbackType.PARTIAL, ("media",)))
+        await pilot.pause()
+        tables = app.screen.query_one("#plan-tables", SelectionList)
+        prompts = {str(tables.get_option_at_index(i).value):
+                   str(tables.get_option_at_index(i).prompt)
+                   for i in range(tables.option_count)}
+        assert prompts["public.media"].startswith("[x]")
+        assert all(p.startswith("[ ]") for v, p in prompts.items() if v != "public.media")
+        tables.focus()
+        tables.highlighted = list(prompts).index("public.objects")
+        await pilot.press("space")
+        await pilot.pause()
+        assert str(tables.get_option_at_index(tables.highlighted).prompt).startswith("[x]")
+
+
+# item 12: the stop hint works as printed
+
+def test_sandbox_up_with_dir_prints_a_stop_command_that_stops_it(tmp_path: Path) -> None:
+    import re
+    import shlex
+
+    directory = tmp_path / "my sandbox"
+    proc = subprocess.Popen([sys.executable, "-m", "app", "sandbox", "up", "--rows", "100",
+                             "--dir", str(directory)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        hint = next(line for line in proc.stdout if "to stop it" in line)
+        command = re.search(r"`rollback-console (.*?)`", hint)
+        assert command is not None, hint
+        down = subprocess.run([sys.executable, "-m", "app", *shlex.split(command.group(1))],
+                              capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run([sys.executable, "-m", "app", "sandbox", "down", "--dir",
+                            str(directory)], capture_output=True, timeout=60)
+    again = subprocess.run([sys.executable, "-m", "app", "sandbox", "down", "--dir",
+                            str(directory)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "nothing was stopped" in again.stderr

@@ -19,7 +19,7 @@ class TargetBanner(Static):
     TargetBanner { height: auto; padding: 0 1; }
     """
 
-    server: reactive[str] = reactive("connecting…")
+    server: reactive[str] = reactive("connecting…", layout=True)   # may need a 2nd line
 
     def __init__(self, target_name: str, environment: str, mode: str, *, id: str | None = None):
         super().__init__(id=id)

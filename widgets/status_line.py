@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
@@ -20,17 +21,21 @@ class StatusLine(Static):
 
     DEFAULT_CSS = "StatusLine { height: auto; }"
 
-    status: reactive[str] = reactive("pending")
-    summary: reactive[str] = reactive("")
+    status: reactive[str] = reactive("pending", layout=True)
+    summary: reactive[str] = reactive("", layout=True)   # a longer text may need more lines
 
     def __init__(self, label: str, *, id: str | None = None):
         super().__init__(id=id)
         self.label = label
 
-    def render(self) -> Text:
+    def render(self) -> Table:
+        """Label and status in fixed columns; a long summary wraps under itself (hanging
+        indent), so a path or an ID is never cut and the columns stay readable."""
         icon, word, style = STATUS_STYLE.get(self.status, ("?", self.status.upper(), ""))
-        text = Text()
-        text.append(f"{self.label:<12}", style="bold")
-        text.append(f"{icon} {word:<7}", style=style)
-        text.append(self.summary)
-        return text
+        grid = Table.grid(expand=True)
+        grid.add_column(width=12, no_wrap=True)
+        grid.add_column(width=9, no_wrap=True)
+        grid.add_column(ratio=1, overflow="fold")
+        grid.add_row(Text(self.label, style="bold"), Text(f"{icon} {word}", style=style),
+                     Text(self.summary))
+        return grid
