@@ -28,14 +28,14 @@ import asyncio
 import hashlib
 import json
 import mmap
-import multiprocessing
 import os
 import re
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,12 +44,12 @@ import asyncpg
 
 from app import catalog
 
-FORMAT = 2
+FORMAT = 3
 INT_TYPES = ("smallint", "integer", "bigint")
 SAMPLE = 5                  # sample keys reported per kind of difference
 EXAMINE = 1000              # changed rows whose columns are compared one by one
 INDEX_LOOKUPS = 200_000     # rows looked up by key before another scan is cheaper
-ROWS_PER_BUCKET = 64        # a differing bucket costs about this many rows to read again
+ROWS_PER_BUCKET = 512       # a differing bucket costs about this many rows to read again
 PREFIX_BITS = 20            # the index keeps 5 hex digits of each bucket hash: up to 16**5
 _NEEDS_QUOTE = re.compile(rb'[ \t\n\r\v\f"\\(),]')
 _ESCAPES = {ord("b"): b"\b", ord("f"): b"\f", ord("n"): b"\n", ord("r"): b"\r",
@@ -62,7 +62,9 @@ SESSION = ("SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL IntervalStyle = 'postgre
            # the planner cannot know a bucket key has at most 16**n values: hash them, and
            # let parallel workers hash the rows even on a table it thinks small
            "SET LOCAL enable_sort = off; SET LOCAL parallel_setup_cost = 0; "
-           "SET LOCAL parallel_tuple_cost = 0")
+           "SET LOCAL parallel_tuple_cost = 0; "
+           # it cannot know either that a few thousand groups fit in memory: no spilling
+           "SET LOCAL work_mem = '64MB'")
 
 
 # --- COPY text -> record text -------------------------------------------------------------------
@@ -171,9 +173,25 @@ def hash64(digest: bytes) -> int:
 
 
 def bucket_expr(int_key: bool, nhex: int) -> str:
-    """The bucket of an index row (SQLite), from its 20-bit prefix ``p``: the top bits of an
-    md5, or the low bits of an integer key (``key mod 2**20``)."""
-    return f"(p & {16 ** nhex - 1})" if int_key else f"(p >> {PREFIX_BITS - 4 * nhex})"
+    """The bucket of an index row (SQLite): an integer key's row stores its bucket (a range
+    of keys) in ``p``; the others the top 20 bits of an md5, of which the bucket is the top
+    ``4 * nhex``."""
+    return "p" if int_key else f"(p >> {PREFIX_BITS - 4 * nhex})"
+
+
+def tdiv(a: int, b: int) -> int:
+    """Integer division truncating toward zero, as PostgreSQL's and SQLite's ``/``."""
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+def key_range(bucket: int, lo: int, width: int) -> tuple[int, int]:
+    """[first, last + 1) of the keys whose ``tdiv(key - lo, width)`` is ``bucket``."""
+    if bucket > 0:
+        return lo + bucket * width, lo + (bucket + 1) * width
+    if bucket == 0:
+        return lo - width + 1, lo + width
+    return lo + bucket * width - width + 1, lo + bucket * width + 1
 
 
 def key_prefix(int_key: bool, key: bytes) -> int:
@@ -235,12 +253,12 @@ class Shape:
         parallel workers to aggregate), not a hash of the key's text."""
         return self.key is not None and len(self.key) == 1 and self.key_types[0] in INT_TYPES
 
-    def bucket_sql(self, nhex: int) -> str:
-        """The bucket of a live row, an integer below 16**nhex."""
+    def bucket_sql(self, nhex: int, lo: int = 0, width: int = 1) -> str:
+        """The bucket of a live row: for an integer key, its range of keys (``lo``, ``width``:
+        the index's); otherwise the first ``nhex`` hex digits of an md5, as a number."""
         if self.int_key:
             assert self.key is not None
-            n = 16 ** nhex
-            return f"((t.{catalog.quote_ident(self.key[0])} % {n}) + {n}) % {n}"
+            return f"(t.{catalog.quote_ident(self.key[0])}::bigint - ({lo})) / {width}"
         source = self.row_sql() if self.key is None else self.key_sql()
         return f"('x' || lpad(left(md5({source}::text), {nhex}), 8, '0'))::bit(32)::int"
 
@@ -401,8 +419,8 @@ def _split(path: Path, ranges: list[tuple[int, int]], parts: int) -> list[list[t
     return [p for p in pieces if p]
 
 
-def _index_part(dump: str, ranges: list[tuple[int, int]], shape: Shape, part: str
-                ) -> dict[int, list[int]]:
+def _index_part(dump: str, ranges: list[tuple[int, int]], shape: Shape, part: str,
+                lo: int = 0, width: int = 1) -> dict[int, list[int]]:
     """Index the rows in ``ranges`` into the SQLite file ``part``; the sums per prefix. Runs in
     a worker process for a large dump."""
     db = sqlite3.connect(part)
@@ -417,7 +435,6 @@ def _index_part(dump: str, ranges: list[tuple[int, int]], shape: Shape, part: st
     positions, key_positions = shape.positions, shape.key_positions
     whole = positions == tuple(range(len(positions)))
     first = key_positions[0] if int_key else 0
-    bits = 1 << PREFIX_BITS
     with open(dump, "rb") as f:
         for start, end in ranges:
             f.seek(start)
@@ -429,9 +446,9 @@ def _index_part(dump: str, ranges: list[tuple[int, int]], shape: Shape, part: st
                 picked = fields if whole and len(fields) == len(positions) else \
                     [fields[i] for i in positions]
                 digest = md5(record_text(picked)).digest()
-                if int_key:   # "(<digits>)": no quoting, no hashing of the key
+                if int_key:   # "(<digits>)": no quoting, no hashing: a range of keys
                     value = picked[first] or b"0"
-                    prefix = int(value) % bits
+                    prefix = tdiv(int(value) - lo, width)
                     batch.append((prefix, b"(" + value + b")", digest, off))
                 elif keyed:
                     key = record_text([picked[i] for i in key_positions])
@@ -460,6 +477,76 @@ def _index_part(dump: str, ranges: list[tuple[int, int]], shape: Shape, part: st
 PARALLEL_BYTES = 16 << 20   # dumps larger than this are indexed by several processes
 
 
+def _key_span(dump: Path, ranges: list[tuple[int, int]], shape: Shape) -> tuple[int, int, int]:
+    """(lowest key, width, rows) of an integer key: buckets are ranges of ``width`` keys from
+    the lowest, about ROWS_PER_BUCKET rows each when the keys are dense (a serial key), so a
+    differing bucket is read again by an index range scan."""
+    assert shape.key is not None
+    column = shape.positions[shape.key_positions[0]]
+    low, high, rows = None, None, 0
+    with dump.open("rb") as f:
+        for start, end in ranges:
+            f.seek(start)
+            at = start
+            while at < end:
+                line = f.readline()
+                at += len(line)
+                value = int(line.split(b"\t", column + 1)[column])
+                low = value if low is None or value < low else low
+                high = value if high is None or value > high else high
+                rows += 1
+    if low is None or high is None:
+        return 0, 1, 0
+    buckets = max(1, min(1 << 16, -(-rows // ROWS_PER_BUCKET)))
+    return low, max(1, -(-(high - low + 1) // buckets)), rows
+
+
+def _run_parts(dump: Path, pieces: list[list[tuple[int, int]]], shape: Shape,
+               parts: list[str], lo: int, width: int) -> list[dict[int, list[int]]]:
+    """``_index_part`` of each piece in its own Python process (``python -c``, not
+    multiprocessing: that would run the console's ``__main__`` again in each child), killed if
+    the parent fails; their sums."""
+    jobs = []
+    try:
+        for piece, part in zip(pieces, parts, strict=True):
+            spec = {"dump": str(dump), "ranges": piece, "part": part, "lo": lo, "width": width,
+                    "shape": [shape.table, list(shape.columns), shape.key and list(shape.key),
+                              list(shape.key_types), list(shape.positions), shape.key_kind]}
+            job = subprocess.Popen(
+                [sys.executable, "-c", "from app.rowdiff import _part_main; _part_main()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            assert job.stdin is not None
+            job.stdin.write(json.dumps(spec).encode())
+            job.stdin.close()
+            jobs.append(job)
+        out = []
+        for job in jobs:
+            assert job.stdout is not None and job.stderr is not None
+            stdout, stderr = job.stdout.read(), job.stderr.read()
+            job.wait()
+            if job.returncode != 0:
+                raise ValueError("indexing a part of the dump failed: "
+                                 + stderr.decode(errors="replace").strip()[-500:])
+            out.append({int(p): v for p, v in json.loads(stdout).items()})
+        return out
+    finally:
+        for job in jobs:
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+
+
+def _part_main() -> None:
+    """A child of ``_run_parts``: the spec on stdin, the sums as JSON on stdout."""
+    spec = json.loads(sys.stdin.read())
+    table, columns, key, key_types, positions, kind = spec["shape"]
+    shape = Shape(table, tuple(columns), tuple(key) if key else None, tuple(key_types),
+                  tuple(positions), kind)
+    sums = _index_part(spec["dump"], [tuple(r) for r in spec["ranges"]], shape, spec["part"],
+                       spec["lo"], spec["width"])
+    sys.stdout.write(json.dumps(sums))
+
+
 def build_index(dump: Path, shape: Shape, target: Path) -> None:
     """Read the dump once and write the index (an SQLite file) atomically to ``target``: per
     row its key, row md5, bucket prefix and offset in the dump; per bucket the count and the
@@ -473,9 +560,10 @@ def build_index(dump: Path, shape: Shape, target: Path) -> None:
         ranges = _block_ranges(dump, shape.table)
         size = sum(e - s for s, e in ranges)
         workers = min(os.cpu_count() or 1, 4) if size > PARALLEL_BYTES else 1
+        lo, width, _rows = _key_span(dump, ranges, shape) if shape.int_key else (0, 1, 0)
         sums: dict[int, list[int]] = {}
         if workers == 1:
-            sums = _index_part(str(dump), ranges, shape, tmp)
+            sums = _index_part(str(dump), ranges, shape, tmp, lo, width)
         else:
             pieces = _split(dump, ranges, workers)
             for _ in pieces:
@@ -483,11 +571,7 @@ def build_index(dump: Path, shape: Shape, target: Path) -> None:
                                              suffix=".sqlite")
                 os.close(pfd)
                 parts.append(part)
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(len(pieces), mp_context=ctx) as pool:
-                done = list(pool.map(_index_part, [str(dump)] * len(pieces), pieces,
-                                     [shape] * len(pieces), parts))
-            for part_sums in done:
+            for part_sums in _run_parts(dump, pieces, shape, parts, lo, width):
                 for prefix, (n, h) in part_sums.items():
                     acc = sums.setdefault(prefix, [0, 0])
                     acc[0] += n
@@ -504,10 +588,10 @@ def build_index(dump: Path, shape: Shape, target: Path) -> None:
         total = sum(n for n, _ in sums.values())
         nhex = nhex_for(total)
         int_key = shape.int_key
-        shift, mask = PREFIX_BITS - 4 * nhex, 16 ** nhex - 1
+        shift = PREFIX_BITS - 4 * nhex
         buckets: dict[int, list[int]] = {}
         for prefix, (n, h) in sums.items():
-            acc = buckets.setdefault(prefix & mask if int_key else prefix >> shift, [0, 0])
+            acc = buckets.setdefault(prefix if int_key else prefix >> shift, [0, 0])
             acc[0] += n
             acc[1] += h
         db.execute(f"CREATE INDEX rows_b ON rows ({bucket_expr(int_key, nhex)})")
@@ -517,7 +601,8 @@ def build_index(dump: Path, shape: Shape, target: Path) -> None:
         db.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT)")
         db.executemany("INSERT INTO meta VALUES (?, ?)",
                        [("format", str(FORMAT)), ("rows", str(total)), ("nhex", str(nhex)),
-                        ("int_key", "1" if int_key else ""),
+                        ("int_key", "1" if int_key else ""), ("lo", str(lo)),
+                        ("width", str(width)),
                         ("shape", json.dumps([shape.columns, shape.key]))])
         db.commit()
         db.close()
@@ -536,6 +621,18 @@ class BackupIndex:
     nhex: int
     buckets: dict[int, tuple[int, int]]    # bucket -> (count, sum of hash64)
     int_key: bool = False
+    lo: int = 0          # integer keys: bucket = (key - lo) / width
+    width: int = 1
+
+    def bucket_sql(self, shape: Shape) -> str:
+        return shape.bucket_sql(self.nhex, self.lo, self.width)
+
+    @property
+    def total(self) -> int:
+        """How many buckets there are."""
+        if self.int_key:
+            return len(self.buckets)
+        return 16 ** self.nhex
 
     @classmethod
     def open(cls, path: Path) -> BackupIndex:
@@ -548,7 +645,8 @@ class BackupIndex:
                        db.execute("SELECT b, n, s FROM buckets")}
         finally:
             db.close()
-        return cls(path, int(meta["rows"]), int(meta["nhex"]), buckets, bool(meta["int_key"]))
+        return cls(path, int(meta["rows"]), int(meta["nhex"]), buckets, bool(meta["int_key"]),
+                   int(meta["lo"]), int(meta["width"]))
 
     def rows_in(self, buckets: Iterable[int]) -> list[tuple[bytes, bytes, int]]:
         """(key, row md5, dump offset) of the backup's rows in these buckets."""
@@ -698,15 +796,16 @@ def _key_display(key: bytes) -> str:
     return text[1:-1] if text.startswith("(") and text.endswith(")") else text
 
 
-async def _bucket_sums(conn: asyncpg.Connection, shape: Shape, nhex: int
+async def _bucket_sums(conn: asyncpg.Connection, shape: Shape, index: BackupIndex
                        ) -> dict[int, tuple[int, int]]:
     """One scan: per bucket, the live rows' count and sum of 64-bit row hashes. An integer key
     buckets cheaply enough for parallel workers to aggregate; otherwise the hashing is in a
     subquery kept whole (OFFSET 0), so the workers hash and the leader only adds up."""
+    nhex = index.nhex
     row = f"md5({shape.row_sql()}::text)"
     table = shape.from_sql
     if shape.int_key:
-        sql = (f"SELECT {shape.bucket_sql(nhex)} AS b, count(*) AS n, "
+        sql = (f"SELECT {index.bucket_sql(shape)} AS b, count(*) AS n, "
                f"sum(('x' || left({row}, 16))::bit(64)::bigint)::text AS s "
                f"FROM {table} AS t GROUP BY 1")
     elif shape.key is None:   # the bucket is the row's own hash: compute it once
@@ -719,19 +818,29 @@ async def _bucket_sums(conn: asyncpg.Connection, shape: Shape, nhex: int
                f"left(md5({shape.key_sql()}::text), {nhex}) AS b "
                f"FROM {table} AS t OFFSET 0) AS x GROUP BY 1")
     rows = await conn.fetch(sql)
-    return {r["b"] if shape.int_key else int(r["b"], 16): (int(r["n"]), int(r["s"]))
+    return {int(r["b"]) if shape.int_key else int(r["b"], 16): (int(r["n"]), int(r["s"]))
             for r in rows}
 
 
-async def _rows_of_buckets(conn: asyncpg.Connection, shape: Shape, nhex: int,
+async def _rows_of_buckets(conn: asyncpg.Connection, shape: Shape, index: BackupIndex,
                            buckets: list[int]) -> list[tuple[bytes, bytes]]:
-    """(key text, row md5) of the live rows in these buckets (keyless: (row text, md5))."""
+    """(key text, row md5) of the live rows in these buckets (keyless: (row text, md5)): for
+    an integer key by index range scans (a bucket is a range of keys), otherwise one scan
+    that hashes the rows of those buckets only."""
     row = f"{shape.row_sql()}::text"
     key_text = row if shape.key is None else shape.key_sql() + "::text"
-    sql = (f"SELECT {key_text} AS k, md5({row}) AS h "
-           f"FROM {shape.from_sql} AS t "
-           f"WHERE {shape.bucket_sql(nhex)} = ANY($1::int[])")
-    rows = await conn.fetch(sql, buckets)
+    if shape.int_key:
+        assert shape.key is not None
+        col = f"t.{catalog.quote_ident(shape.key[0])}"
+        spans = [key_range(b, index.lo, index.width) for b in buckets]
+        sql = (f"SELECT {key_text} AS k, md5({row}) AS h FROM {shape.from_sql} AS t "
+               f"JOIN unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) "
+               f"ON {col} >= r.lo AND {col} < r.hi")
+        rows = await conn.fetch(sql, [a for a, _ in spans], [z for _, z in spans])
+    else:
+        sql = (f"SELECT {key_text} AS k, md5({row}) AS h FROM {shape.from_sql} AS t "
+               f"WHERE {index.bucket_sql(shape)} = ANY($1::int[])")
+        rows = await conn.fetch(sql, buckets)
     return [(r["k"].encode(), bytes.fromhex(r["h"])) for r in rows]
 
 
@@ -760,34 +869,30 @@ async def _newest(conn: asyncpg.Connection, shape: Shape, limit: int
     return [(r["k"].encode(), bytes.fromhex(r["h"])) for r in rows]
 
 
-async def _live_rows(conn: asyncpg.Connection, shape: Shape, nhex: int, differing: list[int],
-                     live: dict[int, tuple[int, int]],
+async def _live_rows(conn: asyncpg.Connection, shape: Shape, index: BackupIndex,
+                     differing: list[int], live: dict[int, tuple[int, int]],
                      backup: list[tuple[bytes, bytes, int]]) -> list[tuple[bytes, bytes]]:
-    """The live rows of the differing buckets. With a one-column key and not too many rows to
-    look at: the backup's keys by index (deleted and changed rows), and the inserted ones among
-    the highest keys, when those account for every row the bucket counts say was inserted;
-    otherwise one more scan, hashing only the key (``_rows_of_buckets``)."""
-    if shape.key is None or len(shape.key) != 1 or len(backup) > INDEX_LOOKUPS:
-        return await _rows_of_buckets(conn, shape, nhex, differing)
+    """The live rows of the differing buckets. An integer key: by range (``_rows_of_buckets``).
+    Another one-column key, with not too many rows to look at: the backup's keys by index
+    (deleted and changed rows), and the inserted ones among the highest keys, when those
+    account for every row the bucket counts say was inserted. Otherwise one more scan,
+    hashing the rows of those buckets only."""
+    if shape.int_key or shape.key is None or len(shape.key) != 1 or len(backup) > INDEX_LOOKUPS:
+        return await _rows_of_buckets(conn, shape, index, differing)
     found = await _rows_by_key(conn, shape, [k for k, _, _ in backup])
     expected = sum(live.get(b, (0, 0))[0] for b in differing) - len(found)
     if expected <= 0:
         return found
     if expected > INDEX_LOOKUPS:
-        return await _rows_of_buckets(conn, shape, nhex, differing)
+        return await _rows_of_buckets(conn, shape, index, differing)
     wanted = set(differing)
-    mask, shift = 16 ** nhex - 1, PREFIX_BITS - 4 * nhex
+    shift = PREFIX_BITS - 4 * index.nhex
     known = {k for k, _, _ in backup}
-
-    def bucket(key: bytes) -> int:
-        p = key_prefix(shape.int_key, key)
-        return p & mask if shape.int_key else p >> shift
-
     new = [(k, h) for k, h in await _newest(conn, shape, expected + 50)
-           if k not in known and bucket(k) in wanted]
+           if k not in known and prefix20(hashlib.md5(k).digest()) >> shift in wanted]
     if len(new) == expected:
         return found + new
-    return await _rows_of_buckets(conn, shape, nhex, differing)
+    return await _rows_of_buckets(conn, shape, index, differing)
 
 
 async def _column_hashes(conn: asyncpg.Connection, shape: Shape,
@@ -833,16 +938,16 @@ async def compare(conn: asyncpg.Connection, set_dir: Path, dump: Path, shape: Sh
                    index_built=built)
     async with conn.transaction(readonly=True):
         await conn.execute(SESSION)
-        live = await _bucket_sums(conn, shape, index.nhex)
+        live = await _bucket_sums(conn, shape, index)
         diff.live_rows = sum(n for n, _ in live.values())
         differing = sorted(b for b in set(live) | set(index.buckets)
                            if live.get(b) != index.buckets.get(b))
-        diff.buckets = 16 ** index.nhex
+        diff.buckets = index.total
         diff.buckets_differing = len(differing)
         if not differing:
             return diff
         backup_rows = await asyncio.to_thread(index.rows_in, differing)
-        live_rows = await _live_rows(conn, shape, index.nhex, differing, live, backup_rows)
+        live_rows = await _live_rows(conn, shape, index, differing, live, backup_rows)
         if shape.key is None:
             await asyncio.to_thread(_multiset, diff, dump, shape, live_rows, backup_rows)
             return diff

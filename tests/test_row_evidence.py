@@ -253,3 +253,14 @@ async def test_a_large_dump_indexed_by_several_processes_gives_the_same_index(
     many = rowdiff.BackupIndex.open(tmp_path / "many.sqlite")
     assert one.rows == many.rows == 300 and one.buckets == many.buckets
     assert sorted(one.rows_in(one.buckets)) == sorted(many.rows_in(many.buckets))
+
+
+def test_integer_key_buckets_are_ranges_of_keys() -> None:
+    """An integer key's bucket (key - lo) / width truncates toward zero, as PostgreSQL's and
+    SQLite's `/`; each bucket is read back as a range of keys: every key falls in its own."""
+    rng = random.Random(11)
+    for _ in range(2000):
+        lo, width = rng.randint(-1000, 1000), rng.randint(1, 700)
+        key = rng.randint(-5000, 5000)
+        first, end = rowdiff.key_range(rowdiff.tdiv(key - lo, width), lo, width)
+        assert first <= key < end, (key, lo, width)
