@@ -80,7 +80,8 @@ async def test_orphans_under_an_undamaged_parent_name_the_child_only(
                        "UPDATE pgbench_accounts SET bid = 99 WHERE aid <= 25")
     d = (await assess(cfg, read_only=False)).decision
     assert d.tier is Tier.IMMEDIATE_ROLLBACK, d.reasons
-    assert any(r.kind is Kind.FK_VIOLATION for r in d.reasons)
+    orphans = next(r for r in d.reasons if r.kind is Kind.FK_VIOLATION)
+    assert orphans.evidence["orphans"] == 25 and len(orphans.evidence["sample"]) == 5
     assert d.tables == ["public.pgbench_accounts"]
 
 

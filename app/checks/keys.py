@@ -84,7 +84,8 @@ async def foreign_keys(ctx: CheckContext) -> Outcome:
             if n:
                 findings.append(Finding(
                     Kind.FK_VIOLATION, f"{n} rows of {fk.table} reference missing rows of "
-                    f"{fk.referenced} ({fk.name}, {state})", (fk.table, fk.referenced)))
+                    f"{fk.referenced} ({fk.name}, {state})", (fk.table, fk.referenced),
+                    {"key": key, **scanned[key]}))
     for fk in missing:
         if not scanned.get(f"{fk.table}.{fk.name}", {}).get("orphans"):
             findings.append(Finding(Kind.CONSTRAINT_DRIFT, f"foreign key {fk.name} on {fk.table} "
