@@ -222,3 +222,23 @@ def test_decide_rules_on_hand_made_results() -> None:
     assert decide([_result("foreign_keys", Status.FAIL, orphans),
                    _result("data_integrity", Status.FAIL, lost)], tables).tables == \
         ["public.parent"]
+
+
+async def test_the_console_shows_inconclusive_in_its_colour(console_config: Path) -> None:
+    """The assess screen names the new tier with its word and colour, and lists what did not
+    run with how to get it."""
+    from app.tui import RollbackConsoleApp
+    from screens.assess import TIER_COLOURS
+    from tests.test_assess_screen import _open
+
+    app = RollbackConsoleApp(config_mod.load(console_config), mode="assess")
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = await _open(app, pilot)
+        assert screen.assessment is not None
+        assert screen.assessment.decision.tier is Tier.INCONCLUSIVE
+        verdict = screen.query_one("#assess-verdict").render()
+        assert "? INCONCLUSIVE" in str(verdict)
+        assert TIER_COLOURS[Tier.INCONCLUSIVE] == "magenta"
+        assert any("magenta" in str(span.style) for span in getattr(verdict, "spans", []))
+        reasons = str(screen.query_one("#assess-reasons-text").render())
+        assert "NOT RUN" in reasons and "get it: take or point to a backup set" in reasons
