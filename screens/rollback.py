@@ -5,12 +5,13 @@ its events come back as messages; nothing here decides anything the engine does 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Input, OptionList, ProgressBar, Static
 from textual.worker import Worker, WorkerState
@@ -24,6 +25,7 @@ from app.rollback.runner import execute, skip_step
 from app.rollback.steps import operator_maintenance
 from screens.base import ConsoleScreen
 from screens.confirm import ConfirmScreen
+from screens.log_lines import LogLinesScreen
 from screens.reason import ReasonScreen
 from screens.report import ReportScreen
 from screens.validation import ValidationScreen
@@ -32,6 +34,10 @@ from widgets.live_log import LiveLog
 from widgets.step_list import StepList, StepRow
 
 PROGRESS_EVERY_S = 0.1
+# A dump tool's per-object progress (pg_restore --verbose prints a line per object: ~370 for
+# the demo database) is condensed to one counter on screen; warnings and errors stay lines.
+TOOL_PROGRESS = re.compile(r"^(pg_restore|pg_dump|pg_dumpall|psql): (?!.*(warning|error|"
+                           r"fatal|WARNING|ERROR|FATAL|DETAIL|HINT))")
 MAX_LOG_LINES_PER_BATCH = 2000   # beyond this a flood is summarised on screen (the log keeps all)
 
 
@@ -64,6 +70,8 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         Binding("S", "skip", "Skip step (shift+s)"),
         Binding("slash", "search", "Search log", key_display="/"),
         Binding("f", "follow", "Follow log"),
+        Binding("o", "full_lines", "Log lines in full"),
+        Binding("c", "copy_line", "Copy log line"),
         Binding("v", "validate", "Validate (when done)"),
         Binding("i", "report", "Incident report"),
         Binding("D", "data_followup", "Data rollback of what Type 1 left (shift+d)"),
@@ -80,6 +88,8 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         self.failed_step: str | None = None
         self.active: Step | None = None
         self.worker: Worker[Outcome] | None = None
+        self.tool_lines = 0          # the active step's condensed tool output
+        self.tool_name = ""
 
 
     def compose(self) -> ComposeResult:
@@ -93,22 +103,50 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
                                     s.point_of_no_return) for s in self.plan.steps],
                            id="rb-steps", classes="panel")
             with Vertical(id="rb-pane", classes="panel"):
-                yield Static("", id="rb-step-title")
-                yield Static("", id="rb-step-text")
-                yield Static("", id="rb-sql")
+                with VerticalScroll(id="rb-step-box"):
+                    yield Static("", id="rb-step-title")
+                    yield Static("", id="rb-step-text")
+                    yield Static("", id="rb-sql")
                 yield ProgressBar(id="rb-progress", show_eta=True)
+                yield Static("", id="rb-tool")
                 yield Input(placeholder="search the log (enter: next match, escape: close)",
                             id="rb-search")
                 yield LiveLog(id="rb-log")
         yield Static("", id="rb-outcome")
         yield Footer()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer what can be done now: abort and pause while a step runs; retry, skip and
+        validate once it stopped (shown dimmed otherwise); D and M only when they apply."""
+        if super().check_action(action, parameters) is False:
+            return False
+        stopped = not self.running and self.outcome is not None
+        if action in ("pause", "abort"):
+            return True if self.running else None
+        if action == "retry":
+            return True if stopped and self.outcome is not Outcome.DONE else None
+        if action == "skip":
+            return True if stopped and self.failed_step is not None else None
+        if action == "validate":
+            return True if stopped else None
+        if action == "data_followup":
+            return self.outcome is Outcome.DONE and bool(self._followup())
+        if action == "maintenance_off":
+            return stopped and self.outcome is not Outcome.DONE and self.ctx.cfg.app is not None
+        return True
+
     def on_resize(self) -> None:
         self.set_class(self.size.width < 110, "narrow")  # steps above the pane on 80 columns
+        self.set_class(self.size.height < 30, "short")   # 24 lines: room for the log
 
     def on_mount(self) -> None:
         self.query_one("#rb-steps").border_title = "Steps"
         self.query_one("#rb-search").display = False
+        self.query_one("#rb-progress").display = False   # only while a step reports progress
+        self.query_one("#rb-tool").display = False
+        log = self.query_one(LiveLog)
+        log.log_file = self.ctx.journal.dir / "console.log"
+        log.border_title = "Log (o: lines in full, c: copy)"
         self.query_one(IncidentClock).start(time.time(), self.plan.budget_s)
         self.start_run()
 
@@ -119,6 +157,7 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         self.query_one("#rb-outcome", Static).update("running… (p pauses after this step)")
         self.worker = self.run_worker(self._run(), group="rollback", name="rollback-runner",
                                       exit_on_error=False)
+        self.refresh_bindings()
 
     async def _run(self) -> Outcome:
         task = asyncio.create_task(execute(self.plan, self.ctx))
@@ -159,13 +198,32 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
                 self.active = next(s for s in self.plan.steps if s.id == event.step)
                 self._show_step(self.active)
                 bar.update(total=None, progress=0)
+                bar.display = False
+                self.tool_lines, self.tool_name = 0, ""
                 log.append(f"── step {event.index}/{event.total}: {event.title}")
             elif isinstance(event, StepProgress):
+                bar.display = True
                 bar.update(total=event.total, progress=event.done)
             elif isinstance(event, StepLog):
                 prefix = {"warning": "WARN ", "error": "ERROR "}.get(event.level, "")
-                log.append(prefix + event.line)
+                match = TOOL_PROGRESS.match(event.line) if event.level == "info" else None
+                if match is None:
+                    log.append(prefix + event.line)
+                    continue
+                log.record(event.line)
+                self.tool_lines += 1
+                self.tool_name = match.group(1)
+                tool = self.query_one("#rb-tool", Static)
+                tool.display = True
+                tool.update(f"{self.tool_name}: {self.tool_lines} progress line(s); last: "
+                            f"{event.line.removeprefix(self.tool_name + ': ')}")
             elif isinstance(event, StepFinished):
+                if self.tool_lines:
+                    log.append(f"   {self.tool_name}: {self.tool_lines} progress line(s) "
+                               f"condensed; every line is in {log.log_file}")
+                    self.tool_lines = 0
+                self.query_one("#rb-tool").display = False
+                bar.display = False
                 steps.set_status(event.step, event.status, event.elapsed_s)
                 word = event.status.upper()
                 log.append(f"   {word}: {event.summary}")
@@ -185,6 +243,11 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
 
     def _finish(self, outcome: Outcome, summary: str) -> None:
         self.outcome, self.summary = outcome, summary
+        self.query_one("#rb-progress").display = False   # nothing runs: no animated bar
+        self.query_one("#rb-tool").display = False
+        log = self.query_one(LiveLog)
+        if log.marked is None:
+            log.follow()   # the last step's lines on screen without `f`
         words = {Outcome.DONE: "✔ DONE", Outcome.FAILED_RESTORED: "✖ FAILED, database as before",
                  Outcome.NEEDS_OPERATOR: "■ STOPPED, needs you", Outcome.REFUSED: "✖ REFUSED",
                  Outcome.BAD_INPUT: "✖ BAD INPUT"}
@@ -196,6 +259,7 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
             hint += (" · D: partial data rollback of " + ", ".join(self._followup())
                      + " (their rows are only in the backup)")
         self.query_one("#rb-outcome", Static).update(f"{words[outcome]}: {summary}  ({hint})")
+        self.refresh_bindings()
 
     def _followup(self) -> list[str]:
         """Tables a schema rollback brought back without their rows (or columns' values)."""
@@ -334,6 +398,23 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
 
     def action_follow(self) -> None:
         self.query_one(LiveLog).follow()
+
+    def action_full_lines(self) -> None:
+        log = self.query_one(LiveLog)
+        index = log.current()
+        if index < 0:
+            self.notify("The log is empty so far.")
+            return
+        self.app.push_screen(LogLinesScreen(list(log.history), index,
+                                            str(log.log_file or "")))
+
+    def action_copy_line(self) -> None:
+        log = self.query_one(LiveLog)
+        index = log.current()
+        if index < 0:
+            return
+        self.app.copy_to_clipboard(log.history[index])
+        self.notify(log.history[index][:200], title="Copied log line")
 
     @on(Input.Submitted, "#rb-search")
     def search_submitted(self, event: Input.Submitted) -> None:

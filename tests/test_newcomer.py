@@ -293,3 +293,81 @@ def test_sandbox_up_with_dir_prints_a_stop_command_that_stops_it(tmp_path: Path)
     again = subprocess.run([sys.executable, "-m", "app", "sandbox", "down", "--dir",
                             str(directory)], capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "nothing was stopped" in again.stderr
+
+
+# item 6: the run screen can be read at 80x24
+
+LONG_PATH = "/var/lib/rollback-console/incidents/20261124-020000-ab12/safety/" + "x" * 120 \
+    + "/schema-before-rollback.dump"
+
+
+async def _restore_like(ctx) -> str:  # type: ignore[no-untyped-def]
+    for i in range(300):
+        ctx.log(f"pg_restore: processing item {i} TABLE DATA public media")
+        ctx.progress(i + 1, 300, "objects")
+    ctx.log("pg_restore: warning: errors ignored on restore: 1")
+    ctx.log(f"saved the current schema to {LONG_PATH}")
+    return "restored"
+
+
+async def _quick(_ctx) -> str:  # type: ignore[no-untyped-def]
+    return "ok"
+
+
+async def test_the_run_screen_at_80x24_shows_the_end_condenses_tools_and_stops_animating(
+        console_config: Path, tmp_path: Path) -> None:
+    from textual.widgets import ProgressBar
+
+    from app.events import EventChannel
+    from app.journal import Journal
+    from app.rollback.context import Options, Outcome, RollbackType, RunContext
+    from app.rollback.plan import Plan, Step
+    from app.tui import RollbackConsoleApp
+    from screens.log_lines import LogLinesScreen
+    from screens.rollback import RollbackScreen
+    from widgets.live_log import LiveLog
+    from widgets.step_list import StepList
+
+    cfg = config.load(console_config)
+    journal = Journal.open(tmp_path / "inc")
+    ctx = RunContext(cfg, RollbackType.FULL, journal, EventChannel(), None,
+                     Options(confirm=f"CONFIRM_FULL_RESTORE {cfg.target.name}"))
+    steps = [Step("restore", "Restore into a new database", "pg_restore", 60, _restore_like)]
+    steps += [Step(f"s{i}", f"Step number {i}", "quick", 10, _quick) for i in range(8)]
+    plan = Plan(RollbackType.FULL, cfg.target.name, "production_migration_20261124", (),
+                steps)
+    app = RollbackConsoleApp(cfg, mode="drill")
+    screen = RollbackScreen(plan, ctx)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(screen)
+        await wait_until(lambda: screen.outcome is not None, pilot)
+        await pilot.pause(0.3)
+        assert screen.outcome is Outcome.DONE
+        assert not screen.query_one(ProgressBar).display       # no "--% --:--:--" after DONE
+        log = screen.query_one(LiveLog)
+        log.flush()
+        assert not any("processing item" in line for line in log.history)
+        assert "pg_restore: warning: errors ignored on restore: 1" in log.history
+        condensed = next(line for line in log.history if "condensed" in line)
+        assert "300 progress line(s)" in condensed
+        on_disk = (journal.dir / "console.log").read_text()
+        assert on_disk.count("pg_restore: processing item") == 300
+        # the last lines are on screen without `f`, and the log has room for more than one
+        assert log.size.height >= 3
+        assert log.scroll_offset.y + log.size.height >= log.line_count
+        # the last step is in view in the step list
+        step_list = screen.query_one(StepList)
+        assert step_list.scroll_offset.y + step_list.scrollable_content_region.height \
+            >= len(steps)
+        # the backup set's ID in the title is whole
+        assert "production_migration_20261124" in str(screen.query_one("#rb-title").render())
+        # a long line can be read in full and copied
+        search_for = "saved the current schema"
+        log.search(search_for)
+        await pilot.press("o")
+        await pilot.pause()
+        assert isinstance(app.screen, LogLinesScreen)
+        assert LONG_PATH in str(app.screen.query_one("#log-lines-text").render())
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.clipboard == f"saved the current schema to {LONG_PATH}"

@@ -52,6 +52,7 @@ class StepList(OptionList):
         row.status = status
         if status == "running":
             row.started = time.monotonic()
+            self.highlighted = list(self.rows).index(step)   # keep the running step in view
         if elapsed_s is not None:
             row.elapsed_s = elapsed_s
         self.redraw()
@@ -81,3 +82,4 @@ class StepList(OptionList):
         self.add_options([Option(self.line(r), id=r.id) for r in self.rows.values()])
         if highlighted is not None:
             self.highlighted = highlighted
+            self.scroll_to_highlight()
