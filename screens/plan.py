@@ -80,8 +80,8 @@ class PlanScreen(ConsoleScreen[None]):
         chosen = tables.selected
         for index in range(tables.option_count):
             option = tables.get_option_at_index(index)
-            mark = "[x]" if option.value in chosen else "[ ]"
-            tables.replace_option_prompt_at_index(index, f"{mark} {option.value}")
+            mark = "[x]" if option.value in chosen else "[ ]"   # Text: no markup parsing
+            tables.replace_option_prompt_at_index(index, Text(f"{mark} {option.value}"))
         tables.border_subtitle = ("selected: " + ", ".join(t.split(".")[-1] for t in chosen)
                                   if chosen else "none selected")
 

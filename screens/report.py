@@ -8,14 +8,14 @@ from rich.markdown import Markdown
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from app.journal import Journal
 from app.report import render_markdown
+from screens.base import ConsoleScreen
 
 
-class ReportScreen(Screen[None]):
+class ReportScreen(ConsoleScreen[None]):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"),
                 Binding("e", "export", "Export Markdown")]
 
@@ -25,6 +25,7 @@ class ReportScreen(Screen[None]):
         self.markdown = render_markdown(self.journal)
 
     def compose(self) -> ComposeResult:
+        yield self.banner()
         with VerticalScroll(id="report-box"):
             yield Static(Markdown(self.markdown), id="report-text")
         yield Footer()

@@ -116,19 +116,19 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         yield Footer()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Offer what can be done now: abort and pause while a step runs; retry, skip and
-        validate once it stopped (shown dimmed otherwise); D and M only when they apply."""
+        """Offer only what can be done now: abort and pause while a step runs; retry, skip
+        and validate once it stopped; D and M only when they apply."""
         if super().check_action(action, parameters) is False:
             return False
         stopped = not self.running and self.outcome is not None
         if action in ("pause", "abort"):
-            return True if self.running else None
+            return self.running
         if action == "retry":
-            return True if stopped and self.outcome is not Outcome.DONE else None
+            return stopped and self.outcome is not Outcome.DONE
         if action == "skip":
-            return True if stopped and self.failed_step is not None else None
+            return stopped and self.failed_step is not None
         if action == "validate":
-            return True if stopped else None
+            return stopped
         if action == "data_followup":
             return self.outcome is Outcome.DONE and bool(self._followup())
         if action == "maintenance_off":

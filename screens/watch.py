@@ -130,7 +130,7 @@ class WatchScreen(ConsoleScreen[None]):
             error = event.worker.error
             reason = str(error) if isinstance(error, ConsoleError) else repr(error)
             self.finished = "✖ could not watch: " + reason
-            self._stop_pending("not watched: " + reason)
+            self._stop_pending("not watched: see the status above")
         elif event.state == WorkerState.SUCCESS:
             self.finished = (f"■ FINISHED after {len(self.rounds)} round(s)"
                              + (f", {len(self.alerts)} regression(s)" if self.alerts else
