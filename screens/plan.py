@@ -35,6 +35,8 @@ from screens.gate import GateScreen
 from screens.reason import ReasonScreen
 from screens.rollback import RollbackScreen
 
+ROLLBACK_TIER = "IMMEDIATE ROLLBACK"
+
 
 class PlanScreen(ConsoleScreen[None]):
     BINDINGS = [
@@ -167,8 +169,41 @@ class PlanScreen(ConsoleScreen[None]):
             self.plan, self.backup, self.options = event.worker.result
             self.query_one("#plan-text", Static).update(self._describe(self.plan))
 
+    def against_verdict(self) -> tuple[str, str] | None:
+        """(the verdict, the operator's reason so far) when the assessment journaled in this
+        incident did not call for a rollback: going on is an override, never the path the
+        screen recommends. None when the verdict was IMMEDIATE ROLLBACK or nothing was
+        assessed."""
+        if self.journal is None:
+            return None
+        assessed = self.journal.last("assessment")
+        if assessed is None or assessed.data.get("tier") in (None, ROLLBACK_TIER):
+            return None
+        decision = self.journal.last("decision")
+        reason = ""
+        if decision is not None and decision.data.get("choice") == "override":
+            reason = str(decision.data.get("reason") or "")
+        return str(assessed.data["tier"]), reason
+
+    def _override_lines(self) -> list[str]:
+        against = self.against_verdict()
+        if against is None:
+            return []
+        tier, reason = against
+        return [f"!OVERRIDE: the verdict was {tier}, no rollback recommended; rolling back "
+                f"anyway because: {reason or '(a reason is asked at the gate)'}"]
+
     def _describe(self, plan: Plan) -> Text:
         text = Text()
+        against = self.against_verdict()
+        if against is not None:
+            tier, reason = against
+            text.append(f"⚠ AGAINST THE VERDICT: the assessment says {tier}; no rollback is "
+                        "recommended. escape goes back (the right move for a forward-fix or "
+                        "monitor verdict). Going on is an override: ", style="bold reverse")
+            text.append((f"reason given: {reason}" if reason else
+                         "shift+g asks for your reason (journaled, shown at the gate)")
+                        + "\n\n", style="bold")
         text.append(f"{RUNBOOK_TYPES[plan.kind][0]} from {plan.backup_id}\n", style="bold")
         if nothing_to_do(plan):
             text.append("✔ Nothing to do: the live schema already equals the backup's. No "
@@ -228,6 +263,10 @@ class PlanScreen(ConsoleScreen[None]):
             self.notify("The schema already equals the backup's: there is nothing to roll "
                         "back, so there is no gate.", title="Nothing to do")
             return
+        against = self.against_verdict()
+        if against is not None and not against[1]:
+            self._ask_override(plan, against[0])
+            return
         phrase = expected_phrase(plan.kind, plan.target)
 
         def confirmed(ok: bool | None) -> None:
@@ -239,5 +278,25 @@ class PlanScreen(ConsoleScreen[None]):
                              self.backup, Options(tables=self.options.tables, confirm=phrase))
             self.app.push_screen(RollbackScreen(plan, ctx))
 
-        self.app.push_screen(GateScreen(f"{RUNBOOK_TYPES[plan.kind][0]} of "
-                                        f"{plan.target}", plan.blast_radius, phrase), confirmed)
+        override = self._override_lines()
+        title = f"{RUNBOOK_TYPES[plan.kind][0]} of {plan.target}"
+        if override:
+            title = f"OVERRIDE: {title}, against the verdict {against[0] if against else ''}"
+        self.app.push_screen(GateScreen(title, override + plan.blast_radius, phrase),
+                             confirmed)
+
+    def _ask_override(self, plan: Plan, tier: str) -> None:
+        """A rollback against the verdict needs a typed reason before the gate."""
+        def answered(reason: str | None) -> None:
+            if not reason or self.journal is None:
+                self.notify("Nothing was done.", title="Cancelled")
+                return
+            self.journal.append("decision", choice="override", reason=reason,
+                                against=tier, type=plan.kind.value)
+            self.query_one("#plan-text", Static).update(self._describe(plan))
+            self.action_gate()
+
+        self.app.push_screen(ReasonScreen(
+            f"The assessment's verdict is {tier}: no rollback is recommended. Rolling back "
+            "anyway is an override; it is journaled and shown on the gate and in the report. "
+            "Why?", "Override and go to the gate"), answered)

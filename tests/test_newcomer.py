@@ -371,3 +371,76 @@ async def test_the_run_screen_at_80x24_shows_the_end_condenses_tools_and_stops_a
         await pilot.press("c")
         await pilot.pause()
         assert app.clipboard == f"saved the current schema to {LONG_PATH}"
+
+
+# item 1 (the screens' side): a rollback against a forward-fix verdict is an override
+
+async def _plan_after_verdict(console_config: Path, conn: asyncpg.Connection, tmp_path: Path,
+                              tier: str):  # type: ignore[no-untyped-def]
+    from app import drills
+    from app.journal import Journal
+    from app.rollback.context import RollbackType
+    from app.tui import RollbackConsoleApp
+    from screens.plan import PlanScreen
+
+    cfg = config.load(console_config)
+    await create_set(cfg, "before-migration")
+    await conn.execute(drills.BY_NAME["dropped-index"].migration)
+    journal = Journal.open(tmp_path / "home" / "incidents" / "20261124-020000-ab12")
+    journal.append("assessment", tier=tier, action="recreate the index", recommended="schema",
+                   tables=[], backup=None, findings=[])
+    journal.append("decision", choice="accept schema", reason="recommendation",
+                   recommended="schema")
+    app = RollbackConsoleApp(cfg, mode="drill")
+    return app, PlanScreen(RollbackType.SCHEMA, journal=journal), journal
+
+
+async def test_a_rollback_against_a_forward_fix_verdict_needs_a_reason_shown_at_the_gate(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from screens.gate import GateScreen
+    from screens.reason import ReasonScreen
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    app, plan_screen, journal = await _plan_after_verdict(console_config, conn, tmp_path,
+                                                          "FORWARD-FIX")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        await app.push_screen(plan_screen)
+        await pilot.press("b")
+        await wait_until(lambda: plan_screen.plan is not None, pilot, 60)
+        shown = str(plan_screen.query_one("#plan-text").render())
+        assert "AGAINST THE VERDICT" in shown and "FORWARD-FIX" in shown
+        await pilot.press("G")
+        await pilot.pause()
+        assert isinstance(app.screen, ReasonScreen)          # no gate without a reason
+        await pilot.press(*"users cannot wait for the index build")
+        await pilot.press("enter")
+        await wait_until(lambda: isinstance(app.screen, GateScreen), pilot, 10)
+        gate = app.screen
+        assert "OVERRIDE" in gate.title_text                  # type: ignore[attr-defined]
+        assert any("OVERRIDE" in line and "users cannot wait for the index build" in line
+                   for line in gate.blast_radius)            # type: ignore[attr-defined]
+    decision = journal.last("decision")
+    assert decision is not None and decision.data["choice"] == "override"
+    assert decision.data["against"] == "FORWARD-FIX"
+
+
+async def test_a_rollback_the_verdict_called_for_goes_straight_to_the_gate(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from screens.gate import GateScreen
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    app, plan_screen, _journal = await _plan_after_verdict(console_config, conn, tmp_path,
+                                                           "IMMEDIATE ROLLBACK")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        await app.push_screen(plan_screen)
+        await pilot.press("b")
+        await wait_until(lambda: plan_screen.plan is not None, pilot, 60)
+        assert "AGAINST" not in str(plan_screen.query_one("#plan-text").render())
+        await pilot.press("G")
+        await pilot.pause()
+        assert isinstance(app.screen, GateScreen)
+        assert not any("OVERRIDE" in line for line in app.screen.blast_radius)
