@@ -47,8 +47,10 @@ class PlanScreen(ConsoleScreen[None]):
     ]
 
     def __init__(self, kind: RollbackType = RollbackType.PARTIAL,
-                 tables: tuple[str, ...] = (), journal: Journal | None = None):
+                 tables: tuple[str, ...] = (), journal: Journal | None = None,
+                 phase: tuple[int, int] | None = None):
         super().__init__()
+        self.phase = phase   # (n, of) when this plan is a later phase of a multi-phase one
         self.journal = journal   # the incident the decision was journaled in, if any
         self.kind = kind
         self.preselected = tables
@@ -204,6 +206,8 @@ class PlanScreen(ConsoleScreen[None]):
             text.append((f"reason given: {reason}" if reason else
                          "shift+g asks for your reason (journaled, shown at the gate)")
                         + "\n\n", style="bold")
+        if self.phase is not None:
+            text.append(f"PHASE {self.phase[0]} OF {self.phase[1]}\n", style="bold reverse")
         text.append(f"{RUNBOOK_TYPES[plan.kind][0]} from {plan.backup_id}\n", style="bold")
         if nothing_to_do(plan):
             text.append("✔ Nothing to do: the live schema already equals the backup's. No "
@@ -276,7 +280,7 @@ class PlanScreen(ConsoleScreen[None]):
             journal = self.journal or Journal.open(incidents_root() / new_incident_id())
             ctx = RunContext(self.console.config, plan.kind, journal, EventChannel(),
                              self.backup, Options(tables=self.options.tables, confirm=phrase))
-            self.app.push_screen(RollbackScreen(plan, ctx))
+            self.app.push_screen(RollbackScreen(plan, ctx, phase=self.phase))
 
         override = self._override_lines()
         title = f"{RUNBOOK_TYPES[plan.kind][0]} of {plan.target}"

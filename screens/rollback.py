@@ -79,10 +79,14 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         Binding("escape", "back", "Back (when finished)"),
     ]
 
-    def __init__(self, plan: Plan, ctx: RunContext):
+    def __init__(self, plan: Plan, ctx: RunContext, phase: tuple[int, int] | None = None):
         super().__init__()
         self.plan = plan
         self.ctx = ctx
+        # (n, of): a Type 1 that brings tables back empty is phase 1 of 2 (its rows follow
+        # with a Type 2, phase 2): DONE is said once, after the last phase
+        self.phase = phase or ((1, 2) if any("are only in the backup" in line
+                                             for line in plan.blast_radius) else None)
         self.outcome: Outcome | None = None
         self.summary = ""
         self.failed_step: str | None = None
@@ -95,7 +99,8 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
     def compose(self) -> ComposeResult:
         yield self.banner()
         with Horizontal(id="rb-top"):
-            yield Static(f"{self.plan.kind.value.upper()} rollback from backup "
+            phase = f"PHASE {self.phase[0]} OF {self.phase[1]}: " if self.phase else ""
+            yield Static(f"{phase}{self.plan.kind.value.upper()} rollback from backup "
                          f"{self.plan.backup_id}", id="rb-title")
             yield IncidentClock(id="rb-clock")
         with Horizontal(id="rb-body"):
@@ -258,7 +263,13 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         if outcome is Outcome.DONE and self._followup():
             hint += (" · D: partial data rollback of " + ", ".join(self._followup())
                      + " (their rows are only in the backup)")
-        self.query_one("#rb-outcome", Static).update(f"{words[outcome]}: {summary}  ({hint})")
+        word = words[outcome]
+        if outcome is Outcome.DONE and self.phase is not None and self.phase[0] < self.phase[1]:
+            left = ", ".join(self._followup()) or "the tables it brought back"
+            word = f"◐ PHASE {self.phase[0]} OF {self.phase[1]} DONE, the incident is not over"
+            summary = (f"{summary}; but {left} has no rows yet: press D for phase "
+                       f"{self.phase[0] + 1} (their rows from the backup)")
+        self.query_one("#rb-outcome", Static).update(f"{word}: {summary}  ({hint})")
         self.refresh_bindings()
 
     def _followup(self) -> list[str]:
@@ -343,7 +354,9 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
             return
         from screens.plan import PlanScreen
 
-        self.app.push_screen(PlanScreen(RollbackType.PARTIAL, tuple(self._followup())))
+        phase = (self.phase[0] + 1, self.phase[1]) if self.phase else (2, 2)
+        self.app.push_screen(PlanScreen(RollbackType.PARTIAL, tuple(self._followup()),
+                                        phase=phase))
 
     @property
     def running(self) -> bool:

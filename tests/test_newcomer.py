@@ -444,3 +444,38 @@ async def test_a_rollback_the_verdict_called_for_goes_straight_to_the_gate(
         await pilot.pause()
         assert isinstance(app.screen, GateScreen)
         assert not any("OVERRIDE" in line for line in app.screen.blast_radius)
+
+
+# item 2 (the screens' side): a table brought back empty is phase 1 of 2, not DONE
+
+async def test_a_schema_rollback_that_leaves_a_table_empty_is_phase_1_of_2(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import drills
+    from app.rollback.context import RollbackType
+    from app.tui import RollbackConsoleApp
+    from screens.plan import PlanScreen
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    cfg = config.load(console_config)
+    await create_set(cfg, "before-migration")
+    await conn.execute(drills.BY_NAME["dropped-table"].migration)
+    app = RollbackConsoleApp(cfg, mode="drill")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.workers.wait_for_complete()
+        await app.push_screen(PlanScreen(RollbackType.SCHEMA))
+        await pilot.press("b")
+        await wait_until(lambda: getattr(app.screen, "plan", None) is not None, pilot, 60)
+        await pilot.press("G")
+        await pilot.pause()
+        await pilot.press(*PHRASE_SCHEMA)
+        await pilot.press("enter")
+        await wait_until(lambda: getattr(app.screen, "outcome", None) is not None, pilot, 60)
+        title = str(app.screen.query_one("#rb-title").render())
+        outcome = str(app.screen.query_one("#rb-outcome").render())
+        assert title.startswith("PHASE 1 OF 2")
+        assert "PHASE 1 OF 2 DONE, the incident is not over" in outcome
+        assert "✔ DONE" not in outcome and "press D for phase 2" in outcome
+        await pilot.press("D")
+        await pilot.pause()
+        assert isinstance(app.screen, PlanScreen) and app.screen.phase == (2, 2)
