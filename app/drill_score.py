@@ -41,17 +41,22 @@ def journals_since(started: float) -> list[Journal]:
     return sorted(out, key=lambda j: j.entries[0].at)   # in the order they were opened
 
 
-def score(scenario: Scenario, started: float, operator: str) -> Score:
-    """Read what the operator did (the journals written since ``started``) and score it."""
+def score(scenario: Scenario, started: float, operator: str,
+          seen_tier: str | None = None) -> Score:
+    """Read what the operator did (the journals written since ``started``) and score it.
+    ``seen_tier``: the verdict the operator read on the assessment screen without journaling
+    a decision (assess, read, go back: the right move for a forward-fix) counts as the call."""
     journals = journals_since(started)
     entries = [e for j in journals for e in j.entries]
     s = Score(scenario.name, operator, 0, 100)
     assessed = [e for e in entries if e.kind == "assessment"]
-    if assessed and assessed[-1].data.get("tier") == scenario.expected_tier:
+    called = assessed[-1].data.get("tier") if assessed else seen_tier
+    if called == scenario.expected_tier:
         s.points += 25
-        s.lines.append(f"✔ +25 tier: {scenario.expected_tier}")
+        s.lines.append(f"✔ +25 tier: {scenario.expected_tier}"
+                       + ("" if assessed else " (read on the assessment screen)"))
     else:
-        seen = assessed[-1].data.get("tier") if assessed else "no assessment journaled"
+        seen = called or "no assessment"
         s.lines.append(f"✖ +0 tier: expected {scenario.expected_tier}, got {seen}")
     opened = [e for e in entries if e.kind == "incident_opened"]
     rollback_expected = scenario.expected_tier == "IMMEDIATE ROLLBACK"

@@ -74,6 +74,7 @@ class RollbackConsoleApp(App[int]):
         self.log_path = log_path
         self.server_text = "connecting…"   # what the home screen's probe found, for banners
         self._read_only_before: tuple[bool, bool] | None = None
+        self.seen_tier: str | None = None   # the last verdict an assessment screen showed
 
     def on_mount(self) -> None:
         self.title = f"rollback-console: {self.config.target.name}"
@@ -97,7 +98,8 @@ class RollbackConsoleApp(App[int]):
 
     def _debrief(self) -> None:
         assert self.drill is not None
-        result = score(self.drill.scenario, self.drill.started, self.drill.operator)
+        result = score(self.drill.scenario, self.drill.started, self.drill.operator,
+                       seen_tier=self.seen_tier)
         history = record(result, run=self.drill.started)
         self.debrief = debrief_text(self.drill.scenario, result, history)
 

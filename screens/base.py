@@ -49,6 +49,21 @@ class ConsoleScreen(Screen[ResultT]):
                             title=f"{key.lower()} is not {key}")
                 return
 
+    def on_screen_suspend(self) -> None:
+        self._note_verdict()
+
+    def on_unmount(self) -> None:
+        self._note_verdict()
+
+    def _note_verdict(self) -> None:
+        """The verdict a screen showed (the decision matrix's ``assessment``), for the drill's
+        score: reading FORWARD-FIX and going back is a call too."""
+        assessment = getattr(self, "assessment", None)
+        decision = getattr(assessment, "decision", None)
+        tier = getattr(getattr(decision, "tier", None), "label", None)
+        if isinstance(tier, str):
+            self.console.seen_tier = tier
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """In assess mode a key that can only be refused is not offered at all."""
         if self.console.mode == "assess" and (

@@ -171,7 +171,7 @@ async def test_help_and_quit_stay_on_the_footer_at_80_columns(console_config: Pa
         footer = app.screen.query_one(ConsoleFooter)
         pinned = footer.query_one("#footer-pinned")
         shown = [k.description for k in pinned.children]  # type: ignore[attr-defined]
-        assert shown == ["Help", "Quit"]
+        assert shown == ["Help", "Quit"]                            # home has no escape
         assert pinned.region.right <= 80 and pinned.region.width > 0
         assert pinned.region.y == 23                               # on the last line
 

@@ -1,6 +1,6 @@
 """The footer of every screen: the screen's keys on the left (scrolling if they do not fit),
-and `? Help  q Quit` pinned on the right, so a narrow terminal (80 columns) never hides the
-two keys that lead everywhere else."""
+and `esc Back  ? Help  q Quit` pinned on the right, so a narrow terminal (80 columns) never
+hides the keys that lead back and everywhere else."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from textual.containers import HorizontalGroup
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
-PINNED = ("help", "request_quit")
+PINNED = ("escape", "help", "request_quit")   # escape by key: its action differs per screen
 
 
 class ConsoleFooter(Footer):
@@ -38,8 +38,9 @@ class ConsoleFooter(Footer):
             key = FooterKey(binding.key, self.app.get_key_display(binding),
                             binding.description, binding.action, disabled=not enabled,
                             tooltip=tooltip).data_bind(compact=Footer.compact)
-            if binding.action in PINNED:
-                pinned[binding.action] = key
+            slot = "escape" if binding.key == "escape" else binding.action
+            if slot in PINNED:
+                pinned[slot] = key
             else:
                 keys.append(key)
         yield from keys
