@@ -16,6 +16,13 @@ STATUS_STYLE = {
 }
 
 
+class _Row(Table):
+    """A one-row grid whose ``str`` is its words (what tests and screen readers compare)."""
+
+    def __str__(self) -> str:
+        return " ".join(str(cell) for column in self.columns for cell in column.cells)
+
+
 class StatusLine(Static):
     """``label: ✔ PASS summary`` — used for the home screen's probes and later the checklist."""
 
@@ -32,7 +39,7 @@ class StatusLine(Static):
         """Label and status in fixed columns; a long summary wraps under itself (hanging
         indent), so a path or an ID is never cut and the columns stay readable."""
         icon, word, style = STATUS_STYLE.get(self.status, ("?", self.status.upper(), ""))
-        grid = Table.grid(expand=True)
+        grid = _Row.grid(expand=True)
         grid.add_column(width=12, no_wrap=True)
         grid.add_column(width=9, no_wrap=True)
         grid.add_column(ratio=1, overflow="fold")
