@@ -25,7 +25,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	@command -v tmux >/dev/null 2>&1 || sh .ci/install-tmux.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -89,8 +89,8 @@ async def test_bad_sets_are_named(console_config: Path, demo_db: DemoDb, demo_ap
         (set_dir / "manifest.json").write_text(json.dumps(manifest))
         expected = "table_media_backup.sql: sha256 differs from the manifest"
     elif damage == "empty":
-        for p in set_dir.iterdir():
-            p.unlink()
+        for p in set_dir.iterdir():   # the dumps and the row index beside them
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
         expected = "holds no dump files"
     else:
         manifest = json.loads((set_dir / "manifest.json").read_text())
@@ -311,3 +311,19 @@ def test_the_local_store_lists_only_published_sets(tmp_path: Path) -> None:
     assert store.names() == ["production_migration_20261124"]
     assert sorted(p.name for p in (tmp_path / "backups").iterdir()) == [
         "production_migration_20261124"]
+
+
+async def test_a_backup_indexes_its_rows_for_the_first_assessment(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp) -> None:
+    """The row index assess compares with is built with the set, not at 3 a.m. by the first
+    assessment; assess then reuses it (no file in it is rewritten)."""
+    made = cli(console_config, "backup")
+    assert made.returncode == 0, made.stderr
+    set_dir = next(p for p in (console_config.parent / "backups").iterdir())
+    index = set_dir / ".rowindex"
+    built = {p.name: p.stat().st_mtime_ns for p in index.iterdir()}
+    tables = [p for p in set_dir.glob("table_*_backup.sql")]
+    assert len(built) >= len(tables) > 0, (built, tables)
+    assessed = cli(console_config, "assess", "--json")
+    assert assessed.returncode in (0, 40), assessed.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in index.iterdir()} == built

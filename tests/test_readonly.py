@@ -147,7 +147,8 @@ async def test_a_write_the_server_refuses_in_assess_mode_is_a_plain_refusal(
         tmp_path: Path) -> None:
     """`diff` of a hand-made set needs a scratch database on the server: in assess mode the
     server refuses to create it, and the operator reads why (exit 3), not a traceback."""
-    await make_backup(conn, config.load(console_config), demo_db.dsn)
+    made = await make_backup(conn, config.load(console_config), demo_db.dsn)
+    (made / "schema_model.json").unlink()   # a set with only the runbook's schema dump
     databases = await conn.fetchval("SELECT count(*) FROM pg_database")
     result = cli(console_config, tmp_path, "--mode", "assess", "diff")
     assert result.returncode == 3, result.stdout + result.stderr
