@@ -260,15 +260,15 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
                 "t: retry · S: skip with a reason · escape: back"}.get(outcome, "escape: back")
         if self._left_in_maintenance():
             hint += " · M: maintenance off (the app is still in maintenance mode)"
-        if outcome is Outcome.DONE and self._followup():
-            hint += (" · D: partial data rollback of " + ", ".join(self._followup())
-                     + " (their rows are only in the backup)")
         word = words[outcome]
         if outcome is Outcome.DONE and self.phase is not None and self.phase[0] < self.phase[1]:
             left = ", ".join(self._followup()) or "the tables it brought back"
             word = f"◐ PHASE {self.phase[0]} OF {self.phase[1]} DONE, the incident is not over"
-            summary = (f"{summary}; but {left} has no rows yet: press D for phase "
-                       f"{self.phase[0] + 1} (their rows from the backup)")
+            summary = (f"this phase is validated, but {left} has no rows yet: press D for "
+                       f"phase {self.phase[0] + 1}, the partial data rollback of {left}")
+        elif outcome is Outcome.DONE and self._followup():
+            hint += (" · D: partial data rollback of " + ", ".join(self._followup())
+                     + " (their rows are only in the backup)")
         self.query_one("#rb-outcome", Static).update(f"{word}: {summary}  ({hint})")
         self.refresh_bindings()
 
