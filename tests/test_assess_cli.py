@@ -150,3 +150,17 @@ async def test_read_only_role_says_what_it_cannot_check(conn: asyncpg.Connection
     assert len(a.decision.not_run) == 3
     for name in ("schema", "auth", "critical_queries", "app_endpoints", "locks"):
         assert str(by[name].status) == "pass", (name, by[name].summary)
+
+
+async def test_the_text_table_keeps_words_in_brackets_and_reads_as_prose(
+        conn: asyncpg.Connection, console_config: Path, demo_db: DemoDb) -> None:
+    """Summaries are text, not markup: 'no [app] section' keeps its [app]; what a rollback
+    would lose is written out, not JSON."""
+    await _backup(conn, console_config, demo_db)
+    text = console_config.read_text()
+    console_config.write_text(text[:text.index("[app]")] + text[text.index("[auth]"):])
+    await conn.execute("DELETE FROM media WHERE id % 2 = 0")
+    shown = cli(console_config, "assess")
+    out = " ".join(shown.stdout.split())   # the table wraps long summaries
+    assert "no [app] section" in out, shown.stdout
+    assert "Would lose:" in out and '{"' not in out, shown.stdout

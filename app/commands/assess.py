@@ -40,7 +40,6 @@ def _progress(console: Console) -> Any:
 
 
 def _render_assessment(a: Assessment) -> None:
-    import json
 
     from rich.markup import escape
     from rich.panel import Panel
@@ -52,29 +51,50 @@ def _render_assessment(a: Assessment) -> None:
     table.add_column("check", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("summary (runbook symptom)")
-    for r in a.results:
-        table.add_row(r.check, f"[{STYLE[str(r.status)]}]{r.status}[/]",
-                      f"{r.summary}\n[dim]{r.symptom}[/dim]")
+    for r in a.results:   # summaries hold names like [app]: text, never markup
+        table.add_row(escape(r.check), f"[{STYLE[str(r.status)]}]{r.status}[/]",
+                      f"{escape(r.summary)}\n[dim]{escape(r.symptom)}[/dim]")
     out.print(table)
 
     d = a.decision
-    lines = [f"[{TIER_STYLE[d.tier.label]}] {d.tier.label} [/]", d.action, ""]
+    lines = [f"[{TIER_STYLE[d.tier.label]}] {d.tier.label} [/]", escape(d.action), ""]
     for reason in d.reasons:
-        lines.append(f"- [{reason.tier.label}] {reason.runbook}: {reason.summary}")
+        lines.append(escape(f"- [{reason.tier.label}] {reason.runbook}: {reason.summary}"))
     if d.recommended is not None:
         t = d.recommended
         lines += ["", f"Recommended: Type {t.number} {t.title} ({t.key}) - risk {t.risk}, "
                       f"downtime {t.downtime}; when: {t.when}"]
         if d.tables:
-            lines.append("Tables: " + ", ".join(d.tables))
-        lines.append("Would lose: " + json.dumps(d.would_lose, default=str))
+            lines.append("Tables: " + escape(", ".join(d.tables)))
+        lines.append("Would lose:")
+        lines += [escape(line) for line in _readable(d.would_lose, "  ")]
     for m in d.missing:
         lines.append(f"[dim]not run: {m.check}: {escape(m.why)}[/dim]")
         lines.append(f"[dim]  get it: {escape(m.how)}[/dim]")
     out.print(Panel("\n".join(lines), title="Decision matrix", expand=True))
 
 
+def _readable(value: Any, indent: str) -> list[str]:
+    """A nested dict of evidence as indented 'key: value' lines (not JSON)."""
+    if isinstance(value, dict):
+        out = []
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                out.append(f"{indent}{str(key).replace('_', ' ')}:")
+                out += _readable(item, indent + "  ")
+            else:
+                shown = "none" if item in (None, [], {}) else item
+                out.append(f"{indent}{str(key).replace('_', ' ')}: {shown}")
+        return out
+    if isinstance(value, list):
+        if all(not isinstance(v, dict | list) for v in value):
+            return [indent + ", ".join(str(v) for v in value)]
+        return [line for v in value for line in _readable(v, indent)]
+    return [f"{indent}{value}"]
+
+
 def _render_checklist(c: Checklist) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     out = _console()
@@ -84,8 +104,8 @@ def _render_checklist(c: Checklist) -> None:
     table.add_column("status", no_wrap=True)
     table.add_column("evidence")
     for i in c.items:
-        table.add_row(f"{i.name}\n[dim]{i.runbook}[/dim]", f"[{STYLE[str(i.status)]}]{i.status}[/]",
-                      i.summary)
+        table.add_row(f"{escape(i.name)}\n[dim]{escape(i.runbook)}[/dim]",
+                      f"[{STYLE[str(i.status)]}]{i.status}[/]", escape(i.summary))
     out.print(table)
     out.print("[bold green]ALL ITEMS PASS[/]" if c.passed else
               "[bold red]VALIDATION FAILED[/]: items not passing: " +
