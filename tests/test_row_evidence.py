@@ -247,7 +247,7 @@ async def test_a_large_dump_indexed_by_several_processes_gives_the_same_index(
     shape = rowdiff.Shape("public.awkward", tuple(columns), ("id",), ("integer",),
                           tuple(range(len(live))), "primary key")
     rowdiff.build_index(dump, shape, tmp_path / "one.sqlite")
-    monkeypatch.setattr(rowdiff, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(rowdiff.index, "PARALLEL_BYTES", 0)
     rowdiff.build_index(dump, shape, tmp_path / "many.sqlite")
     one = rowdiff.BackupIndex.open(tmp_path / "one.sqlite")
     many = rowdiff.BackupIndex.open(tmp_path / "many.sqlite")
