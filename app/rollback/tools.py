@@ -31,7 +31,7 @@ PRIVATE_UMASK = 0o077   # files and folders holding data: the console's user onl
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` asking the kernel to SIGKILL the child when the console dies (Linux).
     It only calls a function resolved here, before the fork, and checks that the console did
     not die before the request took effect. The signal follows the thread that started the
@@ -54,7 +54,7 @@ def _die_with_parent() -> Callable[[], None] | None:
 async def _start(program: Path, *args: str, **kwargs: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         str(program), *args, start_new_session=True, umask=PRIVATE_UMASK,
-        preexec_fn=_die_with_parent(), **kwargs)
+        preexec_fn=die_with_parent(), **kwargs)
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:

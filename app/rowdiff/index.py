@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import catalog
+from app.rollback.tools import die_with_parent
 from app.rowdiff.record import (
     FORMAT,
     PREFIX_BITS,
@@ -239,7 +240,8 @@ def _run_parts(dump: Path, pieces: list[list[tuple[int, int]]], shape: Shape,
                               list(shape.key_types), list(shape.positions), shape.key_kind]}
             job = subprocess.Popen(
                 [sys.executable, "-c", "from app.rowdiff.index import _part_main; _part_main()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                preexec_fn=die_with_parent())   # a console killed -9 takes its indexers along
             assert job.stdin is not None
             job.stdin.write(json.dumps(spec).encode())
             job.stdin.close()
