@@ -6,7 +6,6 @@ pytest tests/test_snapshots_sizes.py --snapshot-update (then look at the changed
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -65,18 +64,19 @@ def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for module in ("widgets.incident_clock", "widgets.step_list", "screens.home",
                    "screens.plan", "screens.backups", "screens.watch"):
         monkeypatch.setattr(f"{module}.time", FrozenTime())
-    shutil.rmtree(BACKUPS, ignore_errors=True)
-    (BACKUPS / "production_migration_20261124").mkdir(parents=True)
+    # the same content every time, never removed: tests on parallel workers (pytest -n 2)
+    # write it side by side and may read it at any moment
+    (BACKUPS / "production_migration_20261124").mkdir(parents=True, exist_ok=True)
     dump = BACKUPS / "production_migration_20261124" / "table_media_backup.sql"
-    dump.write_text("--\n")
-    os.utime(dump, (SET_TAKEN, SET_TAKEN))
+    if not dump.exists() or os.stat(dump).st_mtime != SET_TAKEN:
+        dump.write_text("--\n")
+        os.utime(dump, (SET_TAKEN, SET_TAKEN))
     path = tmp_path / "rollback.toml"
     path.write_text(CONFIG)
 
     def make(mode: str = "live") -> RollbackConsoleApp:
         return RollbackConsoleApp(config.load(path), mode=mode)
     yield make
-    shutil.rmtree(BACKUPS.parent, ignore_errors=True)
 
 
 async def settled(pilot: Pilot[Any]) -> None:
