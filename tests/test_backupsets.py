@@ -327,3 +327,16 @@ async def test_a_backup_indexes_its_rows_for_the_first_assessment(
     assessed = cli(console_config, "assess", "--json")
     assert assessed.returncode in (0, 40), assessed.stderr
     assert {p.name: p.stat().st_mtime_ns for p in index.iterdir()} == built
+
+
+async def test_a_set_id_is_never_cut_at_any_width(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp) -> None:
+    """The id is what `--backup` takes: shown whole on its own line even in a narrow terminal."""
+    made = cli(console_config, "backup", "--label", "before-the-long-migration")
+    assert made.returncode == 0, made.stderr
+    set_id = next((console_config.parent / "backups").iterdir()).name
+    narrow = subprocess.run([sys.executable, "-m", "app", "-c", str(console_config), "backups"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "40"})
+    assert narrow.returncode == 0, narrow.stderr
+    assert set_id in narrow.stdout.splitlines(), narrow.stdout

@@ -95,7 +95,6 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
     import time
 
     from rich.console import Console
-    from rich.table import Table
 
     from app import config as config_mod
     from app import logs
@@ -141,14 +140,14 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
             return
         if not rows:
             out.print(f"no backup sets under {root}: take one with `rollback-console backup`")
-        table = Table("id", "taken at", "age", "vs the migration", "parts", "size", "manifest")
         for r in rows:
-            table.add_row(r["id"], r["taken"], f"{r['age_hours']} h"
-                          if r["age_hours"] is not None else "?",
-                          r["against_migration"] or "?", ", ".join(r["parts"]),
-                          f"{r['size_bytes'] / 1e6:,.1f} MB", "yes" if r["manifest"] else "NO")
-        if rows:
-            out.print(table)
+            # the id is what --backup takes: on its own line, whole, at any terminal width
+            old = f"{r['age_hours']} h old" if r["age_hours"] is not None else "age unknown"
+            out.print(r["id"], style="bold", markup=False, overflow="ignore", crop=False)
+            vs = r["against_migration"] or "vs the migration: ?"
+            manifest = "yes" if r["manifest"] else "NO"
+            out.print(f"    taken {r['taken']} ({old}); {vs}; {', '.join(r['parts'])}; "
+                      f"{r['size_bytes'] / 1e6:,.1f} MB; manifest {manifest}", markup=False)
         out.print(f"migration: {at:%Y-%m-%d %H:%M %Z} ({facts['migration_source']})" if at else
                   "migration time unknown: give --migration-time or target.migration_at",
                   markup=False)
