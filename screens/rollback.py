@@ -264,8 +264,9 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         if outcome is Outcome.DONE and self.phase is not None and self.phase[0] < self.phase[1]:
             left = ", ".join(self._followup()) or "the tables it brought back"
             word = f"◐ PHASE {self.phase[0]} OF {self.phase[1]} DONE, the incident is not over"
-            summary = (f"this phase is validated, but {left} has no rows yet: press D for "
-                       f"phase {self.phase[0] + 1}, the partial data rollback of {left}")
+            summary = (f"this phase is validated, but the rows (or values) of {left} are "
+                       f"only in the backup: press D for phase {self.phase[0] + 1}, the partial "
+                       f"data rollback of {left}")
         elif outcome is Outcome.DONE and self._followup():
             hint += (" · D: partial data rollback of " + ", ".join(self._followup())
                      + " (their rows are only in the backup)")

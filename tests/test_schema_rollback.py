@@ -479,7 +479,7 @@ async def test_after_a_dropped_column_comes_back_the_console_offers_the_data_rol
         await pilot.press("enter")
         await wait_until(lambda: getattr(app.screen, "outcome", None) is not None, pilot, 60)
         outcome_text = str(app.screen.query_one("#rb-outcome").render())
-        assert "D: partial data rollback of public.media" in outcome_text
+        assert "press D for phase 2, the partial data rollback of public.media" in outcome_text
         await pilot.press("D")
         await pilot.pause()
         assert isinstance(app.screen, PlanScreen)

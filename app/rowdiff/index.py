@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from app import catalog
 from app.rollback.tools import die_with_parent
@@ -363,7 +364,7 @@ class BackupIndex:
 
     @classmethod
     def open(cls, path: Path) -> BackupIndex:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)   # % in names
         try:
             meta = dict(db.execute("SELECT k, v FROM meta"))
             if meta.get("format") != str(FORMAT):
@@ -380,7 +381,7 @@ class BackupIndex:
         expr = bucket_expr(self.int_key, self.nhex)
         wanted = sorted(set(buckets))
         out: list[tuple[bytes, bytes, int]] = []
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True)
         try:
             for i in range(0, len(wanted), 500):
                 chunk = wanted[i:i + 500]
