@@ -35,3 +35,9 @@ def stylesheet() -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("styles.tcss is missing from the installation")
+
+
+def file_part(name: str) -> str:
+    """A table or schema name as part of a file name: ``/``, the one character a name may hold
+    that a file name cannot, is written ``%2F``."""
+    return name.replace("/", "%2F")

@@ -25,6 +25,7 @@ from app.manifest import (
     inheritance_parents,
     new_manifest,
 )
+from app.paths import file_part
 from app.rollback.copydata import count_file_rows
 from app.rollback.store import store_at
 from app.rollback.tools import private_dir, run_tool, tool_output, write_private
@@ -61,12 +62,6 @@ def describe_taken(backup: BackupSet) -> str:
         return "unknown" + (f" ({backup.taken_note})" if backup.taken_note else "")
     when = backup.taken_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return when + (f" ({backup.taken_note})" if backup.taken_note else "")
-
-
-def file_part(name: str) -> str:
-    """A table or schema name as part of a file name: ``/``, the one character a name may hold
-    that a file name cannot, is written ``%2F``."""
-    return name.replace("/", "%2F")
 
 
 def table_dump_name(table: str) -> str:

@@ -17,12 +17,12 @@ from app.catalog import ForeignKey, TableContent, qualified, split_name, table_c
 from app.config import Config
 from app.errors import BadInput
 from app.manifest import inheritance_parents, own_content, partition_contents
+from app.paths import file_part
 from app.rollback.backupset import (
     check_file,
     check_target,
     dump_problem,
     dumps_children,
-    file_part,
     table_dump_name,
     table_selection,
 )

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from app import catalog
+from app.paths import file_part
 from app.rollback.tools import die_with_parent
 from app.rowdiff.record import (
     FORMAT,
@@ -445,8 +446,6 @@ def cache_dir_for(set_dir: Path) -> Path:
 
 def index_for(set_dir: Path, dump: Path, shape: Shape) -> tuple[BackupIndex, bool]:
     """The dump's index for ``shape`` (built now if not cached); True when it was built."""
-    from app.rollback.backupset import file_part
-
     cache = cache_dir_for(set_dir)
     sha = _file_sha(dump, cache)
     path = cache / f"{file_part(shape.table)}.{sha[:16]}.{shape.digest}.sqlite"
