@@ -405,9 +405,8 @@ def main() -> None:
         _err().print("aborted")
         sys.exit(130)
     except Exception as caught:
-        error = caught if isinstance(caught, ConsoleError) else _read_only_violation(caught)
-        if error is None:
-            raise
+        error = caught if isinstance(caught, ConsoleError) else (
+            _read_only_violation(caught) or _unexpected(caught))
         from app import logs
         from app.secrets import scrub
 
@@ -417,6 +416,17 @@ def main() -> None:
 
         err.print(f"[bold]error:[/bold] {escape(scrub(str(error)))}", markup=True)
         sys.exit(error.exit_code)
+
+
+def _unexpected(exc: Exception) -> ConsoleError:
+    """Any other failure: one line and exit 1, the traceback in the log file (never on the
+    terminal: it can hold local values)."""
+    from app import logs
+
+    logs.get("cli").error("unexpected failure", exc_info=exc)
+    text = str(exc).strip().splitlines()
+    return ConsoleError(f"{type(exc).__name__}: {text[0] if text else 'no message'} (the "
+                        f"details are in the log, {logs.current_log_path()})")
 
 
 def _read_only_violation(exc: Exception) -> ConsoleError | None:

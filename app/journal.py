@@ -234,6 +234,14 @@ class Journal:
                 done[e.step] = e
         return done
 
+    def recorded(self) -> dict[str, Any]:
+        """What the finished steps found or made (paths, names, "maintenance": "on"), as a
+        resumed run gets it back."""
+        found: dict[str, Any] = {}
+        for entry in self.finished_steps().values():
+            found.update(entry.data.get("result", {}))
+        return found
+
     def started_not_finished(self) -> str | None:
         """The step a killed console was in the middle of, if any."""
         open_step: str | None = None

@@ -15,7 +15,7 @@ import asyncpg
 from app.journal import Journal
 from tests.conftest import DemoApp, DemoDb
 from tests.test_partial_rollback import checksums, make_set
-from tests.test_run_cli import _wait_for, cli
+from tests.test_run_cli import _wait_for, cli, grow_media
 
 PHRASE = "ROLLBACK tea-school-sandbox"
 
@@ -146,9 +146,7 @@ async def test_a_refused_resume_leaves_the_live_run_alone(
         tmp_path: Path) -> None:
     """A second shell's `resume` during a run: refused (the lock) or nothing to resume (the
     run ended meanwhile), and in no case an entry in the live run's journal."""
-    await conn.execute("INSERT INTO media (object_id, owner_id, url, mime_type, bytes, caption) "
-                       "SELECT object_id, owner_id, url || g, mime_type, bytes, caption "
-                       "FROM media, generate_series(1, 100) g")
+    await grow_media(conn)
     await make_set(demo_db, conn, console_config.parent / "backups", ("media",))
     await conn.execute("UPDATE media SET caption = 'broken' WHERE id % 3 = 0")
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}
@@ -183,9 +181,7 @@ async def test_an_interrupted_run_says_how_to_go_on_and_resumes(
     step is journaled as aborted, exit 5 with the way on, no traceback; resume finishes."""
     import signal
 
-    await conn.execute("INSERT INTO media (object_id, owner_id, url, mime_type, bytes, caption) "
-                       "SELECT object_id, owner_id, url || g, mime_type, bytes, caption "
-                       "FROM media, generate_series(1, 100) g")
+    await grow_media(conn)
     backup = await make_set(demo_db, conn, console_config.parent / "backups", ("media",))
     await conn.execute("UPDATE media SET caption = 'broken' WHERE id % 3 = 0")
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}

@@ -19,7 +19,7 @@ from app import config
 from app.lock import TargetLock, lock_key
 from tests.conftest import DemoApp, DemoDb
 from tests.test_partial_rollback import checksums, make_set
-from tests.test_run_cli import _wait_for, cli
+from tests.test_run_cli import _wait_for, cli, grow_media
 
 
 async def _lock_holder(admin: asyncpg.Connection, key: int) -> int | None:
@@ -33,9 +33,7 @@ async def test_a_run_whose_lock_session_is_ended_stops_before_changing_anything_
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
         tmp_path: Path) -> None:
     # a table large enough that the run is still in its safety snapshot when the lock goes
-    await conn.execute("INSERT INTO media (object_id, owner_id, url, mime_type, bytes, caption) "
-                       "SELECT object_id, owner_id, url || g, mime_type, bytes, caption "
-                       "FROM media, generate_series(1, 100) g")
+    await grow_media(conn)
     backup = await make_set(demo_db, conn, console_config.parent / "backups", ("media",))
     assert backup.manifest is not None
     restored = [backup.manifest.state.tables["public.media"].checksum]

@@ -82,6 +82,14 @@ async def test_json_lines_and_success(console_config: Path, demo_db: DemoDb,
         [backup.manifest.state.tables["public.media"].checksum]
 
 
+async def grow_media(conn: asyncpg.Connection) -> None:
+    """media times 101 (about 200,000 rows): a load long enough for a kill or a fault to land
+    in its middle."""
+    await conn.execute("INSERT INTO media (object_id, owner_id, url, mime_type, bytes, caption) "
+                       "SELECT object_id, owner_id, url || g, mime_type, bytes, caption "
+                       "FROM media, generate_series(1, 100) g")
+
+
 def _wait_for(journal_root: Path, kind: str, step: str, proc: subprocess.Popen[str],
               timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
@@ -111,9 +119,7 @@ async def test_kill_9_then_resume_ends_in_the_same_state(
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
         tmp_path: Path, kind: str, step: str) -> None:
     # make the load take a while, so a kill can land in its middle
-    await conn.execute("INSERT INTO media (object_id, owner_id, url, mime_type, bytes, caption) "
-                       "SELECT object_id, owner_id, url || g, mime_type, bytes, caption "
-                       "FROM media, generate_series(1, 100) g")
+    await grow_media(conn)
     backup = await make_set(demo_db, conn, console_config.parent / "backups", ("media",))
     await conn.execute("UPDATE media SET caption = 'broken' WHERE id % 3 = 0")
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}

@@ -161,6 +161,7 @@ def resume(ctx: click.Context, confirm: str, as_json: bool, maintenance_failure:
 
 async def _resume(cfg: Config, confirm: str, as_json: bool, maintenance_failure: str) -> int:
     from app.journal import JournalCorrupt
+    from app.lock import TargetLock
     from app.rollback.backupset import resolve
     from app.rollback.full import reopen_interrupted_switch
     from app.rollback.plans import build_plan
@@ -177,6 +178,8 @@ async def _resume(cfg: Config, confirm: str, as_json: bool, maintenance_failure:
         assert incident.problem is not None
         raise JournalCorrupt(f"incident {incident.id} cannot be resumed: {incident.problem}")
     journal = incident.journal
+    async with TargetLock(cfg.target, journal.incident_id):
+        pass   # a live run on it: refused now (exit 3, its holder named), before reading more
     what = resumption(journal, confirm, maintenance_failure)
     backup = resolve(cfg.target.backups_root, what.backup_id)
     plan = await build_plan(cfg, what.kind, backup, what.options)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from app.catalog import DatabaseIdentity, identity
 from app.config import Config
@@ -42,9 +41,7 @@ def resumption(journal: Journal, confirm: str = "",
     finished steps found (a Type 3 that had to restore in place says so in its result)."""
     opened = journal.last("incident_opened")
     assert opened is not None
-    found: dict[str, Any] = {}
-    for entry in journal.finished_steps().values():
-        found.update(entry.data.get("result", {}))
+    found = journal.recorded()
     options = Options(tables=tuple(opened.data.get("tables", ())), confirm=confirm,
                       maintenance_failure=maintenance_failure,
                       allow_in_place=bool(found.get("in_place")),

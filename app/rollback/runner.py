@@ -29,8 +29,7 @@ log = logs.get("runner")
 
 def restore_data(ctx: RunContext) -> None:
     """A resumed run gets back what earlier steps recorded."""
-    for entry in ctx.journal.finished_steps().values():
-        ctx.data.update(entry.data.get("result", {}))
+    ctx.data.update(ctx.journal.recorded())
 
 
 async def execute(plan: Plan, ctx: RunContext) -> Outcome:
@@ -101,7 +100,7 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                 except Exception as exc:  # any failure ends the run, journaled
                     outcome = (Outcome.BAD_INPUT if isinstance(exc, BadInput)
                                else Outcome.NEEDS_OPERATOR)
-                    error = str(exc) if isinstance(exc, ConsoleError) else describe(exc)
+                    error = explain(exc)
                     summary = f"{step.title}: {error}"
                     _journal_quietly(journal, "step_finished", step=step.id, status="failed",
                                      error=error, outcome=outcome.value,
@@ -119,7 +118,7 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
     except Exception as exc:  # the lock refused or lost, the journal or the catalog failed
         outcome = Outcome(_outcome_for(exc)) if isinstance(exc, ConsoleError) \
             else Outcome.NEEDS_OPERATOR
-        summary = str(exc) if isinstance(exc, ConsoleError) else describe(exc)
+        summary = explain(exc)
         if not ctx.step:   # before the first step: nothing ran, no incident to close
             return _refuse(ctx, outcome, summary + _way_on(ctx, exc))
     return _close(ctx, outcome, summary)
@@ -134,10 +133,7 @@ def _way_on(ctx: RunContext, exc: Exception) -> str:
             "ROLLBACK_CONSOLE_HOME): nothing was changed by this run; free space there, then "
             "run it again" if isinstance(exc, OSError) else
             "; nothing was changed by this run: fix the cause (see the log), then run it again")
-    recorded: dict[str, Any] = {}
-    for entry in ctx.journal.finished_steps().values():
-        recorded.update(entry.data.get("result", {}))
-    if recorded.get("maintenance") == "on":
+    if ctx.journal.recorded().get("maintenance") == "on":
         text += ("; the app is still in maintenance mode from the interrupted run "
                  "(`rollback-console maintenance off` when the database is fit to serve)")
     return text
@@ -218,6 +214,12 @@ def describe(exc: BaseException) -> str:
     """An unexpected failure in one line: its type and message, never a traceback."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
+
+
+def explain(exc: Exception) -> str:
+    """A failure in one line: a domain error's own message (it names the fix), else its type
+    and message."""
+    return str(exc) if isinstance(exc, ConsoleError) else describe(exc)
 
 
 def _journal_quietly(journal: Journal, kind: str, **data: Any) -> bool:
