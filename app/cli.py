@@ -300,8 +300,8 @@ def _headless_drill(config_path: Path, scenario: drills.Scenario, operator: str)
 
 
 async def _prepare_drill(cfg: config_mod.Config, migration: str) -> None:
+    from app.backups.backupset import create_set
     from app.db import connect
-    from app.rollback.backupset import create_set
 
     await create_set(cfg, "before-drill")
     conn = await connect(cfg.target)

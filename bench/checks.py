@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from app import config
+from app.backups.backupset import create_set
 from app.catalog import qualified
 from app.checks import Status, run_assessment
-from app.rollback.backupset import create_set
 from app.validation import run_validation
 from bench.common import Result, psql
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import asyncpg
 
 from app import config
+from app.backups.backupset import BackupSet
+from app.backups.manifest import FileEntry, Manifest, capture_state, new_manifest
 from app.events import EventChannel
 from app.journal import Journal
-from app.manifest import FileEntry, Manifest, capture_state, new_manifest
 from app.rollback import full
-from app.rollback.backupset import BackupSet
 from app.rollback.context import Options, RollbackType, RunContext
 from app.sandbox.server import bin_dir
 from bench.common import Result, psql, timed

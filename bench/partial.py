@@ -11,8 +11,8 @@ from pathlib import Path
 
 import asyncpg
 
+from app.backups.copydata import FileReader, Reader
 from app.catalog import table_content
-from app.rollback.copydata import FileReader, Reader
 from app.rollback.reload import reload_tables
 from app.sandbox.server import bin_dir
 from bench.common import Result, psql, timed

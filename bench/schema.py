@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from app import config
+from app.backups.backupset import create_set
 from app.events import EventChannel
 from app.journal import Journal
-from app.rollback.backupset import create_set
 from app.rollback.context import Options, Outcome, RollbackType, RunContext, expected_phrase
 from app.rollback.plans import build_plan
 from app.rollback.runner import execute
@@ -58,7 +58,7 @@ APP_STEPS = ("maintenance", "recovery")   # the app's round trips, not schema wo
 async def _ours(config_path: Path, workdir: Path, backup_id: str, run: int) -> float:
     """Runs the whole plan; returns the seconds of schema work in it (plan, assessment,
     safety snapshot, apply, validation), the app's maintenance round trips left out."""
-    from app.rollback.backupset import resolve
+    from app.backups.backupset import resolve
 
     cfg = config.load(config_path)
     backup = resolve(cfg.target.backups_root, backup_id)
@@ -76,7 +76,7 @@ async def _ours(config_path: Path, workdir: Path, backup_id: str, run: int) -> f
 
 
 async def _zero_drift(config_path: Path, backup_id: str) -> bool:
-    from app.rollback.backupset import resolve
+    from app.backups.backupset import resolve
 
     cfg = config.load(config_path)
     found = await drift(cfg, resolve(cfg.target.backups_root, backup_id))

@@ -13,9 +13,9 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
+from app.backups.backupset import BackupSet, list_sets
+from app.backups.verify import Verification, rehearse, verify
 from app.errors import ConsoleError
-from app.rollback.backupset import BackupSet, list_sets
-from app.rollback.verify import Verification, rehearse, verify
 from screens.base import ConsoleScreen
 
 

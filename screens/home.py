@@ -14,11 +14,11 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
+from app.backups.backupset import BackupSet, list_sets, resolve
 from app.errors import ConsoleError
 from app.events import EventChannel
 from app.journal import Incident, Journal
 from app.probe import AppHealth, ServerFacts, app_health, server_facts
-from app.rollback.backupset import BackupSet, list_sets, resolve
 from app.rollback.context import Options, RunContext, expected_phrase
 from app.rollback.plan import Plan
 from app.rollback.plans import build_plan

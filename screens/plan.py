@@ -15,11 +15,11 @@ from textual.widgets import Footer, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
+from app.backups.backupset import BackupSet, list_sets
 from app.catalog import qualified
 from app.errors import BadInput, ConsoleError
 from app.events import EventChannel
 from app.journal import Journal, incidents_root, new_incident_id
-from app.rollback.backupset import BackupSet, list_sets
 from app.rollback.context import (
     RUNBOOK_TYPES,
     Options,

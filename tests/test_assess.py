@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from app import config as config_mod
+from app.backups.manifest import capture_state, new_manifest
 from app.checks import run_assessment
 from app.checks.assessment import Assessment, open_context
 from app.checks.context import APPLICATION_NAME
 from app.config import Config
-from app.manifest import capture_state, new_manifest
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoDb
 
@@ -29,7 +29,7 @@ async def make_backup(conn: asyncpg.Connection, cfg: Config, dsn: str,
                       set_id: str = SET_ID) -> Path:
     """A backup set as the console writes it: manifest.json, the runbook's schema dump and the
     schema model read at backup time (what assess's schema check compares with)."""
-    from app.manifest import FileEntry
+    from app.backups.manifest import FileEntry
     from app.schemadiff import MODEL_FILE
     from app.schemadiff.snapshot import read, to_json
 

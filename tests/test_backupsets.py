@@ -252,8 +252,8 @@ async def test_the_console_refuses_a_later_set_until_the_operator_says_why(
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from app import config
+    from app.backups.backupset import create_set
     from app.journal import Journal, incidents_root
-    from app.rollback.backupset import create_set
     from app.rollback.context import RollbackType
     from app.tui import RollbackConsoleApp
     from screens.plan import PlanScreen
@@ -296,7 +296,7 @@ async def test_the_console_refuses_a_later_set_until_the_operator_says_why(
 def test_the_local_store_lists_only_published_sets(tmp_path: Path) -> None:
     """The storage seam (app/rollback/store.py): a set being written is invisible until it is
     published, a discarded one leaves nothing behind."""
-    from app.rollback.store import store_at
+    from app.backups.store import store_at
 
     store = store_at(tmp_path / "backups")
     assert not store.available() and store.names() == []

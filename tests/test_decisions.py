@@ -14,12 +14,12 @@ import asyncpg
 import pytest
 
 from app import config as config_mod
+from app.backups.backupset import create_set
 from app.checks import run_assessment
 from app.checks.assessment import Assessment
 from app.checks.model import CheckResult, Finding, Kind, Status
 from app.config import Config
 from app.decision import Tier, decide
-from app.rollback.backupset import create_set
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoDb
 

@@ -12,10 +12,10 @@ import asyncpg
 import pytest
 
 from app import config, drills
+from app.backups.backupset import create_set, sha256_file
 from app.checks import run_assessment
 from app.events import EventChannel
 from app.journal import Journal
-from app.rollback.backupset import create_set, sha256_file
 from app.rollback.context import Options, Outcome, RollbackType, RunContext, expected_phrase
 from app.rollback.plans import build_plan
 from app.rollback.runner import execute

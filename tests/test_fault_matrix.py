@@ -34,10 +34,10 @@ import psutil
 import pytest
 
 from app import config
+from app.backups.backupset import BackupSet
+from app.backups.manifest import FileEntry, Manifest, capture_state, new_manifest
 from app.catalog import table_content
 from app.faults import ENV as KILL_ENV
-from app.manifest import FileEntry, Manifest, capture_state, new_manifest
-from app.rollback.backupset import BackupSet
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoApp, DemoDb
 from tests.test_partial_rollback import checksums, make_set
@@ -349,7 +349,7 @@ async def prepare_partial(db: DemoDb, console_config: Path, big: bool) -> Prepar
 
 
 async def prepare_schema(db: DemoDb, console_config: Path, big: bool) -> Prepared:
-    from app.rollback.backupset import create_set
+    from app.backups.backupset import create_set
     from app.schemadiff import drift
     from tests.test_schema_rollback import CATALOGUE, content
 

@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from app import config
+from app.backups.backupset import BackupSet
+from app.backups.manifest import FileEntry, Manifest, capture_state, new_manifest
 from app.catalog import table_content
 from app.events import EventChannel
 from app.journal import Journal
-from app.manifest import FileEntry, Manifest, capture_state, new_manifest
 from app.rollback import full
-from app.rollback.backupset import BackupSet
 from app.rollback.context import (
     Options,
     Outcome,

@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from app.backups.tools import run_tool
 from app.config import Target
-from app.rollback.tools import run_tool
 from app.secrets import Secret
 from tests.conftest import DemoApp, DemoDb
 from tests.test_run_cli import cli

@@ -6,8 +6,8 @@ import json
 
 import asyncpg
 
+from app.backups.manifest import Manifest, capture_state, new_manifest
 from app.config import CriticalQuery
-from app.manifest import Manifest, capture_state, new_manifest
 
 
 async def test_state_round_trips_through_json(conn: asyncpg.Connection) -> None:

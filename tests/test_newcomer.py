@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from app import config
-from app.rollback.backupset import create_set
+from app.backups.backupset import create_set
 from tests.conftest import DemoApp, DemoDb, wait_until
 from tests.test_partial_rollback import checksums, make_set
 

@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from app import config
+from app.backups.backupset import BackupSet
+from app.backups.manifest import FileEntry, capture_state, new_manifest
 from app.catalog import table_content
 from app.events import EventChannel, RunFinished
 from app.journal import Journal
-from app.manifest import FileEntry, capture_state, new_manifest
 from app.rollback import partial
-from app.rollback.backupset import BackupSet
 from app.rollback.context import (
     Options,
     Outcome,
@@ -154,7 +154,7 @@ async def test_a_hand_made_set_adds_back_the_keys_its_schema_dump_declares(
         tmp_path: Path) -> None:
     """The runbook's own set (pg_dump by hand, no manifest): the dropped key is read from
     schema_only_backup.sql and added back with the parents."""
-    from app.rollback.backupset import open_set
+    from app.backups.backupset import open_set
 
     path = console_config.parent / "backups" / "production_migration_20261124"
     path.mkdir(parents=True)

@@ -285,7 +285,7 @@ async def test_without_table_and_children_every_partition_is_named(
     the file still holds every row under the parent's name."""
     import subprocess
 
-    from app.rollback.backupset import table_selection
+    from app.backups.backupset import table_selection
     from app.sandbox.server import bin_dir
 
     await partitioned_tables(conn)

@@ -15,13 +15,13 @@ import httpx
 import pytest
 
 from app import config
+from app.backups.tools import run_tool
 from app.catalog import quote_ident
 from app.checks.assessment import open_context
 from app.checks.context import read_only_checks
 from app.cli import cli as console_cli
 from app.db import connect, create_pool, read_only_sessions
 from app.errors import ConsoleError
-from app.rollback.tools import run_tool
 from app.tui import RollbackConsoleApp
 from tests.conftest import DemoApp, DemoDb
 from tests.test_assess import make_backup

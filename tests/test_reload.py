@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from app.backups.copydata import FileReader, Reader
 from app.catalog import table_content
 from app.rollback.context import StepFailed
-from app.rollback.copydata import FileReader, Reader
 from app.rollback.reload import reload_tables
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoDb

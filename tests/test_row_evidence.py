@@ -16,9 +16,9 @@ import pytest
 
 from app import config as config_mod
 from app import rowdiff
+from app.backups.backupset import create_set
 from app.checks import CHECKS_BY_NAME, run_assessment
 from app.config import Config
-from app.rollback.backupset import create_set
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoDb
 

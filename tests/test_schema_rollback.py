@@ -18,9 +18,9 @@ import asyncpg
 import pytest
 
 from app import config
+from app.backups.backupset import BackupSet, create_set, open_set
 from app.events import EventChannel
 from app.journal import Journal
-from app.rollback.backupset import BackupSet, create_set, open_set
 from app.rollback.context import Options, Outcome, RollbackType, RunContext, expected_phrase
 from app.rollback.plans import build_plan
 from app.rollback.runner import execute

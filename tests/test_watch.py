@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from app import config
+from app.backups.backupset import create_set
 from app.errors import BadInput
-from app.rollback.backupset import create_set
 from app.watch import parse_duration, sparkline
 from tests.conftest import DemoApp, DemoDb
 

@@ -15,11 +15,11 @@ import asyncpg
 import httpx
 
 from app import catalog
+from app.backups.manifest import Manifest
+from app.backups.manifest import check_identity as manifest_identity_check
 from app.checks.model import Skip
 from app.config import AssessSettings, Config
 from app.db import create_pool
-from app.manifest import Manifest
-from app.manifest import check_identity as manifest_identity_check
 
 APPLICATION_NAME = "rollback-console assess"
 WOULD_WRITE = "not run: would write"   # how a check that can only be made by writing says so
@@ -85,7 +85,7 @@ class RowSet:
         """{table: its data dump} by the runbook's file name (``table_<name>_backup.sql``), for
         the given tables, and for dump files no such table claims, the table of their first
         COPY block (a table gone since the backup)."""
-        from app.rollback.backupset import table_dump_name
+        from app.backups.backupset import table_dump_name
         from app.rowdiff import dump_table
 
         out = {t: self.directory / table_dump_name(t) for t in tables}
@@ -103,7 +103,7 @@ def resolve_row_set(root: Path, backup_id: str | None,
                     baseline: Baseline | None) -> RowSet | None:
     """The baseline's set; else (no set with a manifest, or ``--backup`` of a hand-made one)
     the hand-made set asked for, or the newest one."""
-    from app.rollback.backupset import list_sets, resolve
+    from app.backups.backupset import list_sets, resolve
 
     if baseline is not None:
         return RowSet(baseline.set_id, baseline.directory, True)
@@ -120,7 +120,7 @@ def resolve_row_set(root: Path, backup_id: str | None,
 
 
 def store_available(root: Path) -> bool:
-    from app.rollback.store import store_at
+    from app.backups.store import store_at
 
     return store_at(root).available()
 
@@ -130,7 +130,7 @@ def resolve_baseline(root: Path, backup_id: str | None) -> Baseline | None:
     that has one; None when there is none (or ``backup_id`` is a hand-made set: its data dumps
     are still compared row by row, see ``resolve_row_set``). Discovery is
     app.rollback.backupset's, as for rollbacks."""
-    from app.rollback.backupset import list_sets, resolve
+    from app.backups.backupset import list_sets, resolve
 
     if backup_id is not None:
         chosen = resolve(root, backup_id)

@@ -8,11 +8,11 @@ from typing import Any
 
 import asyncpg
 
+from app.backups.manifest import time_query
 from app.checks.context import APPLICATION_NAME, CheckContext
 from app.checks.database import LOCKED, current_indexes, dropped_indexes
 from app.checks.model import Finding, Kind, Skip, Status
 from app.checks.runner import Outcome, blocked_outcome, holders_text, lock_holders
-from app.manifest import time_query
 from app.secrets import scrub
 
 NOISE_FLOOR_MS = 5.0   # below this, a latency ratio is noise, not a regression

@@ -70,7 +70,7 @@ async def schema(ctx: CheckContext) -> Outcome:
 
 async def _catalog_diff(ctx: CheckContext) -> tuple[list[tuple[str, str]], list[str]]:
     """(kind, words) of each change Type 1 would make, and what it cannot undo."""
-    from app.rollback.backupset import open_set
+    from app.backups.backupset import open_set
     from app.schemadiff import backup_schema, compare, read
 
     base = ctx.need_baseline()

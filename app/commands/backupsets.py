@@ -15,9 +15,9 @@ from app.errors import BadInput, ConsoleError
 async def _facts(cfg: Any, given: Any) -> dict[str, Any]:
     """The migration's time, the dump tools and the server's version; a target that does not
     answer does not stop the listing."""
+    from app.backups.backupset import migration_time
+    from app.backups.tools import tool_versions
     from app.db import connect
-    from app.rollback.backupset import migration_time
-    from app.rollback.tools import tool_versions
 
     facts: dict[str, Any] = {"tools": await tool_versions(cfg.target.tools_dir),
                              "migration_at": given, "migration_source": "--migration-time"}
@@ -59,7 +59,7 @@ def backup(ctx: click.Context, label: str, tables: str) -> None:
 
     from app import config as config_mod
     from app import logs
-    from app.rollback.backupset import create_set
+    from app.backups.backupset import create_set
 
     if label and not label.replace("-", "").replace("_", "").isalnum():
         raise BadInput(f"--label {label!r}: use letters, digits, '-' and '_' only")
@@ -98,9 +98,9 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
 
     from app import config as config_mod
     from app import logs
-    from app.rollback.backupset import against_migration, describe_taken, list_sets, resolve
-    from app.rollback.verify import rehearse as rehearse_set
-    from app.rollback.verify import verify
+    from app.backups.backupset import against_migration, describe_taken, list_sets, resolve
+    from app.backups.verify import rehearse as rehearse_set
+    from app.backups.verify import verify
 
     logs.configure()
     cfg = config_mod.load(ctx.obj["config_path"])

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from app.backups.backupset import BackupSet
     from app.config import Config
-    from app.rollback.backupset import BackupSet
     from app.rollback.context import Options, RollbackType
     from app.rollback.plan import Plan
 
@@ -118,7 +118,7 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
 
     from app import config as config_mod
     from app import logs
-    from app.rollback.backupset import resolve
+    from app.backups.backupset import resolve
     from app.rollback.context import Options, RollbackType
 
     logs.configure()
@@ -160,9 +160,9 @@ def resume(ctx: click.Context, confirm: str, as_json: bool, maintenance_failure:
 
 
 async def _resume(cfg: Config, confirm: str, as_json: bool, maintenance_failure: str) -> int:
+    from app.backups.backupset import resolve
     from app.journal import JournalCorrupt
     from app.lock import TargetLock
-    from app.rollback.backupset import resolve
     from app.rollback.full import reopen_interrupted_switch
     from app.rollback.plans import build_plan
     from app.rollback.resume import describe, resumption, unfinished_incident
@@ -346,7 +346,7 @@ async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options:
 def _dry_run_refusal(plan: Plan, backup: BackupSet, options: Options) -> str | None:
     """What the run's prerequisites step would refuse, read from the set and the plan: a
     dry run exits with the code the run would (2: bad input, nothing changed)."""
-    from app.rollback.backupset import check_file
+    from app.backups.backupset import check_file
     from app.rollback.context import RollbackType
     from app.rollback.partial import table_file
 

@@ -44,7 +44,7 @@ def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool,
 
     from app import config as config_mod
     from app import logs
-    from app.rollback.backupset import resolve
+    from app.backups.backupset import resolve
     from app.schemadiff import drift
     from app.schemadiff import rehearse as rehearse_plan
 

@@ -15,12 +15,13 @@ from typing import Any
 
 import asyncpg
 
+from app.backups.backupset import check_file, check_target
+from app.backups.tools import restore_filtered, run_tool, server_major, tool_output
 from app.catalog import quote_ident, table_content
 from app.config import Config
 from app.db import TargetUnreachable, connect
 from app.errors import BadInput, ConsoleError
 from app.lock import TargetLocked
-from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import (
@@ -31,7 +32,6 @@ from app.rollback.steps import (
     target_conn,
 )
 from app.rollback.switch import can_rename, database_exists, database_settings, switch
-from app.rollback.tools import restore_filtered, run_tool, server_major, tool_output
 
 MAINTENANCE_DB = "postgres"
 # A restore into a database nobody uses yet can sort in memory and skip waiting for WAL flushes:

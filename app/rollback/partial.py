@@ -13,12 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from app.catalog import ForeignKey, TableContent, qualified, split_name, table_content
-from app.config import Config
-from app.errors import BadInput
-from app.manifest import inheritance_parents, own_content, partition_contents
-from app.paths import file_part
-from app.rollback.backupset import (
+from app.backups.backupset import (
     check_file,
     check_target,
     dump_problem,
@@ -26,8 +21,14 @@ from app.rollback.backupset import (
     table_dump_name,
     table_selection,
 )
+from app.backups.copydata import FileReader, Reader
+from app.backups.manifest import inheritance_parents, own_content, partition_contents
+from app.backups.tools import private_dir, private_file
+from app.catalog import ForeignKey, TableContent, qualified, split_name, table_content
+from app.config import Config
+from app.errors import BadInput
+from app.paths import file_part
 from app.rollback.context import NeedsOperator, RollbackType, RunContext
-from app.rollback.copydata import FileReader, Reader
 from app.rollback.plan import Plan, Step
 from app.rollback.reload import (
     dropped_foreign_keys,
@@ -36,7 +37,6 @@ from app.rollback.reload import (
     touching_foreign_keys,
 )
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
-from app.rollback.tools import private_dir, private_file
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _FK_IN_DUMP = re.compile(

@@ -5,12 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from app.catalog import qualified
-from app.config import Config
-from app.db import connect
-from app.errors import BadInput
-from app.rollback import full, partial
-from app.rollback.backupset import (
+from app.backups.backupset import (
     against_migration,
     describe_taken,
     dump_problem,
@@ -19,6 +14,11 @@ from app.rollback.backupset import (
     not_a_source,
     table_selection,
 )
+from app.catalog import qualified
+from app.config import Config
+from app.db import connect
+from app.errors import BadInput
+from app.rollback import full, partial
 from app.rollback.context import Options, RollbackType
 from app.rollback.plan import Plan
 from app.rollback.reload import (

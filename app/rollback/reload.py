@@ -27,6 +27,8 @@ from typing import Any
 
 import asyncpg
 
+from app.backups.copydata import CopyStream, Reader
+from app.backups.manifest import inheritance_parents
 from app.catalog import (
     ForeignKey,
     foreign_keys,
@@ -37,9 +39,7 @@ from app.catalog import (
     split_name,
     user_tables,
 )
-from app.manifest import inheritance_parents
 from app.rollback.context import StepFailed
-from app.rollback.copydata import CopyStream, Reader
 
 OpenDump = Callable[[str], AbstractAsyncContextManager[Reader]]
 Progress = Callable[[str, int, int], None]   # table, bytes, rows

@@ -12,14 +12,14 @@ import shlex
 from functools import partial
 from typing import Any
 
+from app.backups.backupset import check_file, check_target
+from app.backups.copydata import parse_name
+from app.backups.tools import private_dir
 from app.config import Config
 from app.errors import BadInput
-from app.rollback.backupset import check_file, check_target
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
-from app.rollback.copydata import parse_name
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
-from app.rollback.tools import private_dir
 from app.schemadiff import (
     MODEL_FILE,
     Diff,

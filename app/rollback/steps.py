@@ -11,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
+from app.backups.tools import run_tool
 from app.comms import Maintenance, MaintenanceFailed, Notifier
 from app.config import AppEndpoints, Config
 from app.db import connect
@@ -18,7 +19,6 @@ from app.errors import BadInput, ConsoleError
 from app.journal import Journal, journaled
 from app.lock import TargetLock
 from app.rollback.context import LockLost, NeedsOperator, RunContext
-from app.rollback.tools import run_tool
 
 STEP_TIMEOUTS = {"lock_timeout": "5s", "statement_timeout": "0",
                  "idle_in_transaction_session_timeout": "0"}

@@ -17,8 +17,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from app import catalog
+from app.backups.tools import die_with_parent
 from app.paths import file_part
-from app.rollback.tools import die_with_parent
 from app.rowdiff.record import (
     FORMAT,
     PREFIX_BITS,
@@ -42,7 +42,7 @@ _COPY_START = b"COPY "
 
 
 def _copy_header(line: bytes) -> tuple[tuple[str, str], list[str]] | None:
-    from app.rollback.copydata import _COPY, parse_name, split_identifiers
+    from app.backups.copydata import _COPY, parse_name, split_identifiers
 
     m = _COPY.match(line.rstrip(b"\n"))
     if not m:

@@ -26,7 +26,7 @@ from app.schemadiff.diff import Change, Diff, compare
 from app.schemadiff.snapshot import SchemaModel, from_json, read
 
 if TYPE_CHECKING:
-    from app.rollback.backupset import BackupSet
+    from app.backups.backupset import BackupSet
 
 MODEL_FILE = "schema_model.json"
 _restored: dict[tuple[object, ...], SchemaModel] = {}   # backup models this process read
@@ -64,7 +64,7 @@ async def scratch_database(cfg: Config, backup: BackupSet, on_line: Callable[[st
                            prefix: str = "rollback_schema") -> AsyncIterator[str]:
     """A scratch database on the target's server holding the backup's schema (or ``source``,
     a plain schema dump), no rows; dropped on the way out unless ``keep``."""
-    from app.rollback.tools import restore_filtered, run_tool, server_major
+    from app.backups.tools import restore_filtered, run_tool, server_major
 
     source = source or schema_source(backup.path)
     label = re.sub(r"[^a-z0-9]", "_", str(backup.id).lower())
@@ -109,7 +109,7 @@ async def backup_schema(cfg: Config, backup: BackupSet, exclude: tuple[str, ...]
     inside the backup's own snapshot (schema_model.json, hashed in the manifest); otherwise
     the schema file is restored into a scratch database, read, and the database dropped (once
     per process and file)."""
-    from app.rollback.backupset import check_file
+    from app.backups.backupset import check_file
 
     version = await _server_version(cfg)
     kept = backup.path / MODEL_FILE
@@ -234,7 +234,7 @@ async def rehearse(cfg: Config, backup: BackupSet, diff: Diff, workdir: Path,
     """Apply the plan to a scratch copy of the target's schema (pg_dump --schema-only of the
     target, no rows), in one transaction, and compare with the backup's schema: the problems
     found, none when the plan takes the copy to zero drift. The target is only read."""
-    from app.rollback.tools import run_tool
+    from app.backups.tools import run_tool
 
     exclude = cfg.target.platform_schemas
     want = await backup_schema(cfg, backup, exclude, on_line)

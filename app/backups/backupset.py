@@ -12,11 +12,8 @@ from pathlib import Path
 
 import asyncpg
 
-from app.catalog import identity, one_row, qualified, split_name, user_tables
-from app.config import Config
-from app.db import connect
-from app.errors import BadInput, ConsoleError
-from app.manifest import (
+from app.backups.copydata import count_file_rows
+from app.backups.manifest import (
     DatabaseState,
     FileEntry,
     Manifest,
@@ -25,10 +22,13 @@ from app.manifest import (
     inheritance_parents,
     new_manifest,
 )
+from app.backups.store import store_at
+from app.backups.tools import private_dir, run_tool, tool_output, write_private
+from app.catalog import identity, one_row, qualified, split_name, user_tables
+from app.config import Config
+from app.db import connect
+from app.errors import BadInput, ConsoleError
 from app.paths import file_part
-from app.rollback.copydata import count_file_rows
-from app.rollback.store import store_at
-from app.rollback.tools import private_dir, run_tool, tool_output, write_private
 from app.schemadiff import MODEL_FILE
 from app.schemadiff.snapshot import read as read_schema
 from app.schemadiff.snapshot import to_json as model_to_json

@@ -14,12 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from app.catalog import identity, qualified, quote_ident, table_content
-from app.config import Config
-from app.db import connect
-from app.errors import BadInput, ConsoleError
-from app.manifest import check_identity, partition_contents
-from app.rollback.backupset import (
+from app.backups.backupset import (
     BackupSet,
     FileCheck,
     against_migration,
@@ -33,7 +28,12 @@ from app.rollback.backupset import (
     sha256_file,
     table_dump_name,
 )
-from app.rollback.tools import restore_filtered, run_tool, server_major, tool_output
+from app.backups.manifest import check_identity, partition_contents
+from app.backups.tools import restore_filtered, run_tool, server_major, tool_output
+from app.catalog import identity, qualified, quote_ident, table_content
+from app.config import Config
+from app.db import connect
+from app.errors import BadInput, ConsoleError
 
 _DUMPED_BY = re.compile(r"-- Dumped by pg_dump version (\d+)")
 
