@@ -56,10 +56,6 @@ def scrub(text: str) -> str:
     return text
 
 
-def dsn_password(dsn: str) -> str | None:
-    return urlsplit(dsn).password
-
-
 def display_dsn(dsn: str) -> str:
     """The DSN as it may be shown: the password replaced by the mask."""
     parts = urlsplit(dsn)

@@ -291,21 +291,6 @@ class Sandbox:
             await conn.close()
         return facts
 
-    def _wait_for_app(self, port: int, timeout: float = 20.0) -> None:
-        assert self.app_proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.app_proc.poll() is not None:
-                tail = (self.dir / "demo-app.log").read_text(errors="replace")[-2000:]
-                raise SandboxError(f"the demo app exited during start-up:\n{tail}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/livez", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise SandboxError(f"the demo app did not answer within {timeout:.0f}s")
-
     @property
     def config_path(self) -> Path:
         return self.dir / "rollback.toml"
