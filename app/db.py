@@ -57,9 +57,15 @@ def _session(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class TargetUnreachable(ConsoleError):
-    """The target database could not be reached or refused us."""
+    """The target database could not be reached or refused us. ``down``: nothing answered
+    (refused, timed out, not accepting connections now), as opposed to a wrong password or
+    database name, which is bad input."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, down: bool = False):
+        super().__init__(message)
+        self.down = down
 
 
 def explain_connect_error(target: Target, exc: BaseException) -> TargetUnreachable:
@@ -89,7 +95,9 @@ def explain_connect_error(target: Target, exc: BaseException) -> TargetUnreachab
         msg = f"target.dsn is not a valid PostgreSQL URL ({where}): {scrub(str(exc))}"
     else:
         msg = f"cannot connect to {where}: {type(exc).__name__}: {scrub(str(exc))}"
-    return TargetUnreachable(msg)
+    down = isinstance(exc, OSError | TimeoutError | asyncpg.CannotConnectNowError
+                      | asyncpg.TooManyConnectionsError) and not isinstance(exc, socket.gaierror)
+    return TargetUnreachable(msg, down=down)
 
 
 def on_database(target: Target, database: str) -> Target:

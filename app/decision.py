@@ -1,9 +1,12 @@
-"""The runbook's decision matrix, as data: which finding puts the incident in which tier, and which
-rollback type (with the runbook's risk and downtime) would repair it, and what it would lose.
+"""The runbook's decision matrix, as data: which finding puts the incident in which tier, and what
+each tier's path is: IMMEDIATE ROLLBACK recommends a rollback type (with the runbook's risk and
+downtime) and says what it would lose; FORWARD-FIX carries the fix to make (the statements that
+repair each finding), never a rollback type; MONITOR AND ASSESS says what to watch; DATABASE
+UNREACHABLE says what to check (a rollback cannot run while the database is down).
 
 ``RULES`` is the one table (docs/ASSESS.md prints it). ``decide`` only looks findings up in it:
 the tier is the worst tier any finding reaches; the type follows from what the findings at the
-rollback tiers would need restored (schema objects only -> Type 1; table data of a few tables ->
+rollback tier would need restored (schema objects only -> Type 1; table data of a few tables ->
 Type 2 with those tables; data of most tables -> Type 3).
 """
 
@@ -13,7 +16,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Literal
 
-from app.checks.model import CheckResult, Kind, Status
+from app.checks.model import CheckResult, Finding, Kind, Status
+from app.forward_fix import FixStep, fix_for, statements
 
 Scope = Literal["data", "schema", "none"]
 
@@ -27,17 +31,20 @@ class Tier(IntEnum):
     MONITOR = 2
     FORWARD_FIX = 3
     IMMEDIATE_ROLLBACK = 4
+    UNREACHABLE = 5   # the database is down: no check ran, and no rollback can run
 
     @property
     def label(self) -> str:
         return {0: "HEALTHY", 1: "INCONCLUSIVE", 2: "MONITOR AND ASSESS", 3: "FORWARD-FIX",
-                4: "IMMEDIATE ROLLBACK"}[self.value]
+                4: "IMMEDIATE ROLLBACK", 5: "DATABASE UNREACHABLE"}[self.value]
 
     @property
     def exit_code(self) -> int:
-        """0/10/20/30 as before; INCONCLUSIVE is 40, a code of its own (not a step on the
-        10-20-30 scale: compare codes for equality) so no script takes it for HEALTHY."""
-        return {0: 0, 1: 40, 2: 10, 3: 20, 4: 30}[self.value]
+        """0/10/20/30 as before; INCONCLUSIVE is 40 and DATABASE UNREACHABLE 50, codes of their
+        own (not steps on the 10-20-30 scale: compare codes for equality): no script takes the
+        first for HEALTHY, and none starts a rollback (30) or waits (10) on a database that is
+        down."""
+        return {0: 0, 1: 40, 2: 10, 3: 20, 4: 30, 5: 50}[self.value]
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ RULES: tuple[Rule, ...] = (
          "transactions)", "none"),
     Rule(Kind.APP_UNREACHABLE, Tier.MONITOR, "Application unreachable: a database rollback "
          "would not bring it back; check the app and app.base_url", "none"),
+    Rule(Kind.DB_UNREACHABLE, Tier.UNREACHABLE, "Database unreachable: check the server, the "
+         "network and the pooler; a rollback cannot run while it is down", "none"),
     Rule(Kind.INCOMPLETE, Tier.INCONCLUSIVE, "Evidence incomplete: some checks could not run",
          "none"),
 )
@@ -161,10 +170,19 @@ class Decision:
     not_run: list[str] = field(default_factory=list)
     then_partial: list[str] = field(default_factory=list)   # Type 2 of these after Type 1
     missing: list[Missing] = field(default_factory=list)    # checks that could not run
+    fix: list[FixStep] = field(default_factory=list)        # FORWARD-FIX: the fix to make
+    # FORWARD-FIX: the type a rollback against the verdict (an override) would start from;
+    # never recommended, never in the JSON's recommended_type
+    override_type: RollbackType | None = None
 
     @property
     def exit_code(self) -> int:
         return self.tier.exit_code
+
+    @property
+    def offers_watch(self) -> bool:
+        """FORWARD-FIX and MONITOR AND ASSESS: watching the checklist is part of the path."""
+        return self.tier in (Tier.FORWARD_FIX, Tier.MONITOR)
 
     @property
     def action(self) -> str:
@@ -174,9 +192,17 @@ class Decision:
             return (f"Not a bill of health: {len(self.missing)} check(s) could not run, so the "
                     "evidence is incomplete. Get it and assess again: "
                     + "; ".join(f"{m.check}: {m.how}" for m in self.missing) + ".")
+        if self.tier is Tier.UNREACHABLE:
+            return ("The database does not answer: check the server, the network and the "
+                    "pooler in front of it. A rollback cannot run while it is down (it needs "
+                    "the database); assess again when it answers.")
         if self.tier is Tier.MONITOR:
-            return "Do not roll back yet: watch the findings below and assess again." \
-                + self._missing_note()
+            return ("Do not roll back: watch the findings below (the checklist again every few "
+                    "minutes) and assess again." + self._missing_note())
+        if self.tier is Tier.FORWARD_FIX:
+            return ("Do not roll back: fix forward. The suggested fix below repairs the "
+                    "findings (nothing was run: read it, then run or copy it), then watch."
+                    + self._missing_note())
         assert self.recommended is not None
         t = self.recommended
         what = f"Type {t.number} {t.title.lower()}"
@@ -186,8 +212,6 @@ class Decision:
             tables = ", ".join(self.then_partial)
             what += (f" to bring back {tables} (empty), then Type 2 partial data rollback of "
                      f"{tables} (the other tables keep their writes)")
-        if self.tier is Tier.FORWARD_FIX:
-            return f"Forward-fix preferred; if you must roll back: {what}." + self._missing_note()
         return (f"Roll back now: {what} (risk {t.risk}, downtime {t.downtime})."
                 + self._missing_note())
 
@@ -212,6 +236,7 @@ class Decision:
             "missing": [{"check": m.check, "why": m.why, "how": m.how} for m in self.missing],
             "then": ({"type": "partial", "tables": self.then_partial} if self.then_partial
                      else None),
+            "fix": statements(self.fix) if self.tier is Tier.FORWARD_FIX else None,
         }
 
 
@@ -238,12 +263,29 @@ def _would_lose(kind: str, tables: list[str], results: dict[str, CheckResult]) -
                        "inserted": since["inserted"], "changed": since["changed"],
                        "deleted": since["deleted"], "counted": "row by row against the backup"}
         else:       # a hint: rows without updated_at/created_at are not counted
-            lost[t] = {"rows_written_since_backup":
-                       per_table.get(t, {}).get("written_since_backup"),
+            written = per_table.get(t, {}).get("written_since_backup")
+            lost[t] = {"rows_written_since_backup": written if isinstance(written, int)
+                       else None,
                        "last_write": per_table.get(t, {}).get("last_write"),
                        "counted": "updated_at/created_at after the backup (a hint)"}
+            if not isinstance(written, int):
+                lost[t]["unknown"] = _uncounted(t, writes, written)
     since_time = writes.evidence.get("since") if writes else None
     return {"since": since_time, "tables": lost}
+
+
+def _uncounted(table: str, writes: CheckResult | None, written: object) -> str:
+    """Why the rows a rollback of ``table`` would lose could not be counted."""
+    if writes is None or writes.status in (Status.SKIP, Status.ERROR):
+        return "the writes check did not run" + (f" ({writes.summary})" if writes else "")
+    if not writes.evidence.get("since"):
+        return "no backup to count from"
+    if written == "locked":
+        return "another session's lock stopped the count (assess again)"
+    if table not in (writes.evidence.get("tables") or {}):
+        return "the table is not on the target now"
+    return ("the set has no data dump of it and it has no updated_at/created_at column to "
+            "count by (the rows are exported before the reload either way)")
 
 
 def _to_reload(reason: Reason, damaged: set[str]) -> tuple[str, ...]:
@@ -262,10 +304,26 @@ def _missing(results: list[CheckResult]) -> list[Missing]:
             if r.status in (Status.SKIP, Status.ERROR)]
 
 
+def unreachable_results(checks: list[tuple[str, str]], why: str) -> list[CheckResult]:
+    """The assessment of a database that does not answer: the connectivity check fails with a
+    ``db_unreachable`` finding, every other (check, symptom) is named as not run."""
+    out = []
+    for name, symptom in checks:
+        if name == "connectivity":
+            out.append(CheckResult(name, Status.FAIL, f"database unreachable: {why}", symptom,
+                                   {"reachable": False, "error": why},
+                                   [Finding(Kind.DB_UNREACHABLE,
+                                            f"database unreachable: {why}")]))
+        else:
+            out.append(CheckResult(name, Status.SKIP, "not run: the database is unreachable",
+                                   symptom))
+    return out
+
+
 def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -> Decision:
-    """Place the findings in the runbook's tiers and recommend a rollback type. HEALTHY only
-    when every check ran: otherwise INCONCLUSIVE, naming what is missing, unless a finding
-    reaches a tier above it."""
+    """Place the findings in the runbook's tiers and give the tier's path: a rollback type for
+    IMMEDIATE ROLLBACK, the fix for FORWARD-FIX. HEALTHY only when every check ran: otherwise
+    INCONCLUSIVE, naming what is missing, unless a finding reaches a tier above it."""
     reasons = sorted(
         (Reason(RULE_BY_KIND[f.kind].tier, f.kind, RULE_BY_KIND[f.kind].runbook, r.check,
                 f.summary, f.tables, f.evidence) for r in results for f in r.findings),
@@ -276,8 +334,24 @@ def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -
                if r.status in (Status.SKIP, Status.ERROR)]
     if tier is Tier.HEALTHY and missing:
         tier = Tier.INCONCLUSIVE
-    if tier < Tier.FORWARD_FIX:
+    if tier is Tier.UNREACHABLE:
+        missing = [Missing(m.check, m.why, "assess again when the database answers")
+                   for m in missing]
+    if tier < Tier.FORWARD_FIX or tier is Tier.UNREACHABLE:
         return Decision(tier, reasons, None, [], {}, not_run, missing=missing)
+    chosen = _rollback(tier, reasons, results, backup_tables, not_run, missing)
+    if tier is Tier.FORWARD_FIX:
+        fix = fix_for((x.kind, x.summary, x.evidence) for x in reasons
+                      if x.tier is Tier.FORWARD_FIX)
+        return Decision(tier, reasons, None, [], {}, not_run, missing=missing, fix=fix,
+                        override_type=chosen.recommended)
+    return chosen
+
+
+def _rollback(tier: Tier, reasons: list[Reason], results: list[CheckResult],
+              backup_tables: list[str] | None, not_run: list[str],
+              missing: list[Missing]) -> Decision:
+    """The rollback the findings at the acting tiers would need."""
     acting = [x for x in reasons if x.tier >= Tier.FORWARD_FIX]
     damaged = {t for x in acting if x.kind in (Kind.DATA_LOSS, Kind.DATA_CORRUPTION)
                for t in x.tables}

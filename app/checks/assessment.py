@@ -26,6 +26,7 @@ from app.checks.context import (
 from app.checks.model import CheckResult
 from app.checks.runner import CheckSpec, stream_checks
 from app.config import Config
+from app.db import TargetUnreachable
 
 OnResult = Callable[[CheckResult], None]
 
@@ -114,6 +115,24 @@ async def run_assessment(config: Config, backup_id: str | None = None, *,
 
     specs = list(checks if checks is not None else ASSESS_CHECKS)
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    try:
+        return await _assess(config, backup_id, specs, started, on_result, transport,
+                             read_only)
+    except TargetUnreachable as exc:
+        if not exc.down:   # a wrong password or database name stays bad input (exit 2)
+            raise
+        results = decision_mod.unreachable_results(
+            [(s.name, s.symptom) for s in specs], str(exc))
+        for result in results:
+            if on_result is not None:
+                on_result(result)
+        return Assessment(config.target.name, backup_id, started, results,
+                          decision_mod.decide(results))
+
+
+async def _assess(config: Config, backup_id: str | None, specs: list[CheckSpec], started: str,
+                  on_result: OnResult | None, transport: httpx.AsyncBaseTransport | None,
+                  read_only: bool | None) -> Assessment:
     async with open_context(config, backup_id, size=len(specs) + 1,
                             transport=transport, read_only=read_only) as ctx:
         results = await collect(ctx, specs, on_result)

@@ -33,6 +33,7 @@ class Kind(StrEnum):
     UNEXPECTED_GROWTH = "unexpected_growth"
     CONTENTION = "contention"
     APP_UNREACHABLE = "app_unreachable"
+    DB_UNREACHABLE = "db_unreachable"   # the target database is down: no check ran
     INCOMPLETE = "incomplete"
 
 
