@@ -14,13 +14,13 @@ from pathlib import Path
 
 from app import config
 from app.backups.backupset import create_set
+from app.drift import drift
 from app.events import EventChannel
 from app.journal import Journal
 from app.rollback.context import Options, Outcome, RollbackType, RunContext, expected_phrase
 from app.rollback.plans import build_plan
 from app.rollback.runner import execute
 from app.sandbox.server import bin_dir
-from app.schemadiff import drift
 from bench.common import Result, psql, timed
 
 MIGRATION = [

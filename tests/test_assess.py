@@ -29,9 +29,9 @@ async def make_backup(conn: asyncpg.Connection, cfg: Config, dsn: str,
                       set_id: str = SET_ID) -> Path:
     """A backup set as the console writes it: manifest.json, the runbook's schema dump and the
     schema model read at backup time (what assess's schema check compares with)."""
+    from app.backups.backupset import MODEL_FILE
     from app.backups.manifest import FileEntry
-    from app.schemadiff import MODEL_FILE
-    from app.schemadiff.snapshot import read, to_json
+    from app.schemamodel import read, to_json
 
     state = await capture_state(conn, critical_queries=cfg.target.critical_queries)
     directory = cfg.target.backups_root / set_id

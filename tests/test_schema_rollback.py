@@ -19,13 +19,13 @@ import pytest
 
 from app import config
 from app.backups.backupset import BackupSet, create_set, open_set
+from app.drift import drift
 from app.events import EventChannel
 from app.journal import Journal
 from app.rollback.context import Options, Outcome, RollbackType, RunContext, expected_phrase
 from app.rollback.plans import build_plan
 from app.rollback.runner import execute
 from app.sandbox.server import bin_dir
-from app.schemadiff import drift
 from tests.conftest import DemoApp, DemoDb
 from tests.test_partial_rollback import last_event
 

@@ -45,8 +45,8 @@ def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool,
     from app import config as config_mod
     from app import logs
     from app.backups.backupset import resolve
-    from app.schemadiff import drift
-    from app.schemadiff import rehearse as rehearse_plan
+    from app.drift import drift
+    from app.scratch import rehearse as rehearse_plan
 
     logs.configure()
     cfg = config_mod.load(ctx.obj["config_path"])

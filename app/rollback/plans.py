@@ -62,8 +62,8 @@ async def build_plan(cfg: Config, kind: RollbackType, backup: Any, options: Opti
 
 async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options) -> Plan:
     if kind is RollbackType.SCHEMA:
+        from app.drift import drift
         from app.rollback import schema
-        from app.schemadiff import drift
 
         found = await drift(cfg, backup, cfg.target.platform_schemas)
         plan = schema.build(cfg, backup, found.diff)

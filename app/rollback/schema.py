@@ -12,24 +12,18 @@ import shlex
 from functools import partial
 from typing import Any
 
-from app.backups.backupset import check_file, check_target
+from app.backups.backupset import MODEL_FILE, check_file, check_target, schema_source
 from app.backups.copydata import parse_name
 from app.backups.tools import private_dir
 from app.config import Config
+from app.drift import measure
 from app.errors import BadInput
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
-from app.schemadiff import (
-    MODEL_FILE,
-    Diff,
-    backup_schema,
-    compare,
-    left_for_data,
-    measure,
-    read,
-    schema_source,
-)
+from app.schemadiff import Diff, compare, left_for_data
+from app.schemamodel import read
+from app.scratch import backup_schema
 
 APPLY_LOCK_TIMEOUT = "5s"
 MAX_LISTED = 12   # changes named one by one in the blast radius (the plan lists all)
