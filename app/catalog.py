@@ -149,13 +149,18 @@ async def policies(conn: asyncpg.Connection,
 async def table_grants(conn: asyncpg.Connection,
                        exclude_schemas: tuple[str, ...] = PLATFORM_SCHEMAS,
                        ) -> dict[str, dict[str, list[str]]]:
-    """{schema.table: {grantee: [privileges, sorted]}} for the tables outside platform schemas."""
+    """{schema.table: {grantee: [privileges, sorted]}} for the tables outside platform schemas,
+    read from the ACLs themselves (an unset ACL is the owner's defaults): information_schema
+    only shows a role the grants it takes part in, so a read-only role would see privileges
+    "lost" since a backup taken by another role."""
     rows = await conn.fetch(
-        "SELECT table_schema || '.' || table_name AS t, grantee, "
-        "array_agg(privilege_type ORDER BY privilege_type) AS privs "
-        "FROM information_schema.role_table_grants "
-        "WHERE table_schema NOT LIKE 'pg\\_%' AND table_schema <> ALL($1::text[]) "
-        "GROUP BY 1, 2 ORDER BY 1, 2", list(exclude_schemas))
+        "SELECT n.nspname || '.' || c.relname AS t, "
+        "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END AS grantee, "
+        "array_agg(DISTINCT a.privilege_type ORDER BY a.privilege_type) AS privs "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, "
+        "aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a "
+        "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT LIKE 'pg\\_%' "
+        "AND n.nspname <> ALL($1::text[]) GROUP BY 1, 2 ORDER BY 1, 2", list(exclude_schemas))
     out: dict[str, dict[str, list[str]]] = {}
     for r in rows:
         out.setdefault(r["t"], {})[r["grantee"]] = list(r["privs"])

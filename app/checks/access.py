@@ -5,6 +5,7 @@ in). The runbook's "RLS policies blocking legitimate user access" and "authentic
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -13,20 +14,20 @@ import httpx
 
 from app import catalog
 from app.checks.context import WOULD_WRITE, CheckContext
-from app.checks.database import LOCKED
 from app.checks.model import Finding, Kind, Skip, Status
-from app.checks.runner import Outcome
+from app.checks.runner import LOCKED, Outcome
 from app.config import ProbeQuery
 from app.secrets import scrub
 
 LOGIN_WOULD_WRITE = f"{WOULD_WRITE} (login probe: the app records the test user's sign-in)"
 
 
-def probe_queries(ctx: CheckContext) -> tuple[ProbeQuery, ...]:
+def probe_queries(ctx: CheckContext) -> list[tuple[ProbeQuery, str | None]]:
+    """The configured probes (their table unknown), else one per critical table."""
     if ctx.settings.probe_queries:
-        return ctx.settings.probe_queries
-    return tuple(ProbeQuery(f"read {t}", f"SELECT 1 FROM {catalog.qualified(t)} LIMIT 1")
-                 for t in ctx.config.target.critical_tables)
+        return [(p, None) for p in ctx.settings.probe_queries]
+    return [(ProbeQuery(f"read {t}", f"SELECT 1 FROM {catalog.qualified(t)} LIMIT 1"),
+             t if "." in t else f"public.{t}") for t in ctx.config.target.critical_tables]
 
 
 def private_tables(ctx: CheckContext) -> list[str]:
@@ -49,85 +50,127 @@ async def _as_role(conn: asyncpg.Connection, role: str, claims: dict[str, Any],
         return int(await conn.fetchval(f"SELECT count(*) FROM ({sql}) AS probe"))
 
 
-async def rls(ctx: CheckContext) -> Outcome:
+def _policy_changes(ctx: CheckContext, flags: dict[str, bool], pols: list[catalog.Policy],
+                    evidence: dict[str, Any]) -> list[Finding]:
+    """RLS flags and policies against the backup's: RLS turned off is exposure; any other
+    policy change is put in ``evidence`` (drift, unless the probes find worse)."""
+    if ctx.baseline is None:
+        return []
+    then = ctx.baseline.manifest.state
+    disabled = sorted(t for t, on in then.rls.items() if on and flags.get(t) is False)
+    key = lambda p: (p.table, p.name)  # noqa: E731
+    before = {key(p): p for p in then.policies}
+    after = {key(p): p for p in pols}
+    changed = {
+        "dropped": sorted(f"{t}: {n}" for t, n in before.keys() - after.keys()),
+        "added": sorted(f"{t}: {n}" for t, n in after.keys() - before.keys()),
+        "altered": sorted(f"{k[0]}: {k[1]}" for k in before.keys() & after.keys()
+                          if before[k] != after[k])}
+    evidence["policies_changed"] = {k: v for k, v in changed.items() if v}
+    evidence["rls_disabled"] = disabled
+    return [Finding(Kind.RLS_EXPOSURE, f"row level security was turned OFF on {t} since the "
+                    "backup") for t in disabled]
+
+
+_NO_RELATION = re.compile(r'relation "([^"]+)" does not exist')
+
+
+def _probe_failed(name: str, table: str | None, exc: asyncpg.PostgresError,
+                  error: str) -> Finding:
+    """A probe that fails because its table is gone meets a missing table, which is data loss
+    (the schema check's finding), not a policy blocking the user."""
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        m = _NO_RELATION.search(str(exc))
+        gone = table or (m.group(1) if m else None)
+        if gone is not None and "." not in gone:
+            gone = f"public.{gone}"
+        what = f"table {gone}" if gone else "a table it reads"
+        return Finding(Kind.DATA_LOSS, f"{what} is gone, so probe {name!r} cannot run "
+                       "(a missing table, not an RLS policy)", (gone,) if gone else ())
+    return Finding(Kind.RLS_BLOCKING, f"the test user cannot run probe {name!r}: {error}")
+
+
+async def _user_probes(ctx: CheckContext, conn: asyncpg.Connection,
+                       not_run: list[str]) -> tuple[list[dict[str, Any]], list[Finding]]:
+    """The test user, as PostgREST would run it, must get rows from each probe query."""
+    auth = ctx.config.auth
+    if auth is None:
+        not_run.append("test-user probe: no [auth] section (test_user_id)")
+        return [], []
+    if not ctx.role.can_become("authenticated"):
+        not_run.append(f"test-user probe: role {ctx.role.name} cannot SET ROLE authenticated")
+        return [], []
+    claims = {"sub": auth.test_user_id, "email": auth.test_user_email,
+              "role": "authenticated", "aud": "authenticated"}
+    probes: list[dict[str, Any]] = []
     findings: list[Finding] = []
+    for p, table in probe_queries(ctx):
+        entry: dict[str, Any] = {"probe": p.name, "sql": p.sql, "min_rows": p.min_rows}
+        probes.append(entry)
+        try:
+            entry["rows"] = await _as_role(conn, "authenticated", claims, p.sql)
+        except LOCKED:
+            entry["error"] = "lock or statement timeout"
+            findings.append(Finding(Kind.CONTENTION, f"probe {p.name!r} waited on a lock"))
+        except asyncpg.PostgresError as exc:
+            entry["error"] = f"{type(exc).__name__}: {scrub(str(exc))}"
+            findings.append(_probe_failed(p.name, table, exc, entry["error"]))
+        else:
+            if entry["rows"] < p.min_rows:
+                findings.append(Finding(
+                    Kind.RLS_BLOCKING, f"the test user sees {entry['rows']} rows in probe "
+                    f"{p.name!r} (expected at least {p.min_rows})"))
+    return probes, findings
+
+
+async def _anon_probes(ctx: CheckContext, conn: asyncpg.Connection, present: set[str],
+                       not_run: list[str]) -> tuple[list[dict[str, Any]], list[Finding]]:
+    """anon must see no row of the private tables (a table that is gone is not probed: the
+    schema check and the test user's probe say it is gone)."""
+    if not ctx.role.can_become("anon"):
+        not_run.append(f"anon probe: role {ctx.role.name} cannot SET ROLE anon")
+        return [], []
+    anon: list[dict[str, Any]] = []
+    findings: list[Finding] = []
+    for t in private_tables(ctx):
+        sql = f"SELECT 1 FROM {catalog.qualified(t)} LIMIT 5"
+        entry: dict[str, Any] = {"table": t, "sql": sql}
+        anon.append(entry)
+        if t not in present:
+            entry["not_probed"] = "the table is gone"
+            continue
+        try:
+            entry["rows"] = await _as_role(conn, "anon", {"role": "anon"}, sql)
+        except LOCKED:
+            entry["error"] = "lock or statement timeout"
+        except asyncpg.PostgresError as exc:  # permission denied is what we want
+            entry["rows"] = 0
+            entry["denied"] = type(exc).__name__
+        else:
+            if entry["rows"]:
+                findings.append(Finding(Kind.RLS_EXPOSURE, f"anon can read private rows of {t}"))
+    return anon, findings
+
+
+async def rls(ctx: CheckContext) -> Outcome:
+    """Three checks: RLS flags and policies vs the backup, the test user's probes, anon's."""
     evidence: dict[str, Any] = {}
     not_run: list[str] = []
     async with ctx.pool.acquire() as conn:
         flags = await catalog.rls_flags(conn)
-        pols = await catalog.policies(conn)
-        if ctx.baseline is not None:
-            then = ctx.baseline.manifest.state
-            disabled = sorted(t for t, on in then.rls.items() if on and flags.get(t) is False)
-            for t in disabled:
-                findings.append(Finding(Kind.RLS_EXPOSURE, f"row level security was turned OFF "
-                                        f"on {t} since the backup"))
-            key = lambda p: (p.table, p.name)  # noqa: E731
-            before = {key(p): p for p in then.policies}
-            after = {key(p): p for p in pols}
-            changed = {
-                "dropped": sorted(f"{t}: {n}" for t, n in before.keys() - after.keys()),
-                "added": sorted(f"{t}: {n}" for t, n in after.keys() - before.keys()),
-                "altered": sorted(f"{k[0]}: {k[1]}" for k in before.keys() & after.keys()
-                                  if before[k] != after[k])}
-            evidence["policies_changed"] = {k: v for k, v in changed.items() if v}
-            evidence["rls_disabled"] = disabled
-        auth = ctx.config.auth
-        probes: list[dict[str, Any]] = []
-        if auth is None:
-            not_run.append("test-user probe: no [auth] section (test_user_id)")
-        elif not ctx.role.can_become("authenticated"):
-            not_run.append(f"test-user probe: role {ctx.role.name} cannot SET ROLE authenticated")
-        else:
-            claims = {"sub": auth.test_user_id, "email": auth.test_user_email,
-                      "role": "authenticated", "aud": "authenticated"}
-            for p in probe_queries(ctx):
-                entry: dict[str, Any] = {"probe": p.name, "sql": p.sql, "min_rows": p.min_rows}
-                try:
-                    entry["rows"] = await _as_role(conn, "authenticated", claims, p.sql)
-                except LOCKED:
-                    entry["error"] = "lock or statement timeout"
-                    findings.append(Finding(Kind.CONTENTION, f"probe {p.name!r} waited on a lock"))
-                except asyncpg.PostgresError as exc:
-                    entry["error"] = f"{type(exc).__name__}: {scrub(str(exc))}"
-                    findings.append(Finding(Kind.RLS_BLOCKING, f"the test user cannot run probe "
-                                            f"{p.name!r}: {entry['error']}"))
-                else:
-                    if entry["rows"] < p.min_rows:
-                        findings.append(Finding(
-                            Kind.RLS_BLOCKING, f"the test user sees {entry['rows']} rows in probe "
-                            f"{p.name!r} (expected at least {p.min_rows})"))
-                probes.append(entry)
-        evidence["test_user_probes"] = probes
-        anon: list[dict[str, Any]] = []
-        if not ctx.role.can_become("anon"):
-            not_run.append(f"anon probe: role {ctx.role.name} cannot SET ROLE anon")
-        else:
-            for t in private_tables(ctx):
-                sql = f"SELECT 1 FROM {catalog.qualified(t)} LIMIT 5"
-                entry = {"table": t, "sql": sql}
-                try:
-                    entry["rows"] = await _as_role(conn, "anon", {"role": "anon"}, sql)
-                except LOCKED:
-                    entry["error"] = "lock or statement timeout"
-                except asyncpg.PostgresError as exc:  # permission denied is what we want
-                    entry["rows"] = 0
-                    entry["denied"] = type(exc).__name__
-                else:
-                    if entry["rows"]:
-                        findings.append(Finding(Kind.RLS_EXPOSURE, f"anon can read private rows "
-                                                f"of {t}"))
-                anon.append(entry)
-        evidence["anon_probes"] = anon
-    evidence["not_run"] = not_run
+        findings = _policy_changes(ctx, flags, await catalog.policies(conn), evidence)
+        probes, found = await _user_probes(ctx, conn, not_run)
+        anon, exposed = await _anon_probes(ctx, conn, set(flags), not_run)
+    findings += found + exposed
+    evidence.update(test_user_probes=probes, anon_probes=anon, not_run=not_run)
     if not probes and not anon and not_run:
-        raise Skip("; ".join(not_run), privilege=auth is not None)
+        raise Skip("; ".join(not_run), privilege=ctx.config.auth is not None)
     if evidence.get("policies_changed") and not findings:
         findings.append(Finding(Kind.SCHEMA_DRIFT, "policies changed since the backup: "
                                 + json.dumps(evidence["policies_changed"])))
     if not_run:
         findings.append(Finding(Kind.INCOMPLETE, "RLS probes not run: " + "; ".join(not_run)))
-    severe = {Kind.RLS_BLOCKING, Kind.RLS_EXPOSURE}
+    severe = {Kind.RLS_BLOCKING, Kind.RLS_EXPOSURE, Kind.DATA_LOSS}
     status = (Status.FAIL if any(f.kind in severe for f in findings) else
               Status.ERROR if any(f.kind in (Kind.CONTENTION, Kind.INCOMPLETE) for f in findings)
               else Status.WARN if findings else Status.PASS)

@@ -276,3 +276,8 @@ class CheckContext:
         if self.http is None or self.config.app is None:
             raise Skip("no [app] section in the config: add app.base_url to probe the app")
         return self.http
+
+
+def rls_hidden(ctx: CheckContext, table: str, rls: dict[str, bool]) -> bool:
+    """True when RLS would hide rows from us: counts and scans would be wrong, not just low."""
+    return rls.get(table, False) and not ctx.role.sees_all_rows

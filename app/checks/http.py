@@ -69,39 +69,63 @@ async def app_endpoints(ctx: CheckContext) -> Outcome:
     return Outcome(status, "; ".join(f.summary for f in findings[:3]), evidence, findings)
 
 
+async def _samples(http: httpx.AsyncClient, path: str, n: int) -> dict[str, Any]:
+    """``n`` GETs of ``path``: how many answered what, and how many failed (5xx or no answer)."""
+    statuses: dict[str, int] = {}
+    failed = 0
+    maintenance = False
+    for _ in range(n):
+        r = await get(http, path)
+        key = str(r["status"] or r["error"])
+        statuses[key] = statuses.get(key, 0) + 1
+        maintenance = maintenance or bool(r.get("maintenance"))
+        if r["status"] is None or r["status"] >= 500:
+            failed += 1
+        if r.get("connect_failed"):
+            break
+    return {"samples": sum(statuses.values()), "errors": failed, "statuses": statuses,
+            "maintenance": maintenance}
+
+
+def _answers(statuses: dict[str, int]) -> str:
+    return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in statuses.items())
+
+
 async def error_rate(ctx: CheckContext) -> Outcome:
+    """5xx among ``error_samples`` GETs of the health and each critical endpoint. An endpoint
+    that fails every sample is down, not an error rate: it is named as such, never counted
+    into a passing rate next to it."""
     http = ctx.need_http()
     app = ctx.config.app
     assert app is not None
-    n = ctx.settings.error_samples
-    per_endpoint: dict[str, dict[str, Any]] = {}
-    failed_total = sent = 0
-    for path in app.critical or (app.health,):
-        statuses: dict[str, int] = {}
-        failed = 0
-        for _ in range(n):
-            r = await get(http, path)
-            key = str(r["status"] or r["error"])
-            statuses[key] = statuses.get(key, 0) + 1
-            if r["status"] is None or r["status"] >= 500:
-                failed += 1
-            if r.get("connect_failed"):
-                break
-        sent += sum(statuses.values())
-        failed_total += failed
-        per_endpoint[path] = {"samples": sum(statuses.values()), "errors": failed,
-                              "statuses": statuses}
-    evidence = {"samples_per_endpoint": n, "endpoints": per_endpoint}
+    paths = list(dict.fromkeys((app.health, *app.critical)))
+    per_endpoint = {p: await _samples(http, p, ctx.settings.error_samples) for p in paths}
+    sent = sum(e["samples"] for e in per_endpoint.values())
+    failed_total = sum(e["errors"] for e in per_endpoint.values())
     rate = failed_total * 100 / sent if sent else 0.0
-    evidence["error_rate_pct"] = round(rate, 1)
+    evidence = {"samples_per_endpoint": ctx.settings.error_samples, "endpoints": per_endpoint,
+                "error_rate_pct": round(rate, 1)}
     if any(e["statuses"].get("ConnectError") for e in per_endpoint.values()):
         return Outcome(Status.ERROR, f"cannot reach {app.base_url}", evidence,
                        [Finding(Kind.APP_UNREACHABLE, f"nothing answers at {app.base_url}")])
+    if any(e["maintenance"] for e in per_endpoint.values()):
+        msg = ("not measured: the app is in maintenance mode (it answers 503 on purpose); "
+               "measure again once it is lifted")
+        return Outcome(Status.ERROR, msg, evidence, [Finding(Kind.INCOMPLETE, f"error rate {msg}")])
     if failed_total == 0:
-        return Outcome(Status.PASS, f"0 errors in {sent} requests", evidence, [])
-    if failed_total == sent:
-        return Outcome(Status.FAIL, f"every one of {sent} requests failed", evidence,
-                       [Finding(Kind.CRITICAL_BROKEN, f"all {sent} sampled requests failed")])
+        return Outcome(Status.PASS, f"0 errors in {sent} requests to {len(paths)} endpoint(s)",
+                       evidence, [])
+    down = {p: e for p, e in per_endpoint.items() if e["errors"] == e["samples"]}
+    findings = [Finding(Kind.CRITICAL_BROKEN, f"{p} failed all {e['samples']} requests "
+                        f"({_answers(e['statuses'])}): down, not an error rate")
+                for p, e in down.items()]
+    rest = [e for p, e in per_endpoint.items() if p not in down]
+    rest_failed, rest_sent = sum(e["errors"] for e in rest), sum(e["samples"] for e in rest)
+    if rest_failed:
+        findings.append(Finding(Kind.ERROR_RATE, f"{rest_failed} of {rest_sent} requests to the "
+                                f"endpoints that answer failed ({rest_failed * 100 / rest_sent:.0f}"
+                                "%)"))
+    if down:
+        return Outcome(Status.FAIL, "; ".join(f.summary for f in findings), evidence, findings)
     return Outcome(Status.WARN, f"{failed_total} of {sent} requests failed ({rate:.0f}%) but the "
-                   "service answers", evidence,
-                   [Finding(Kind.ERROR_RATE, f"{rate:.0f}% of sampled requests failed")])
+                   "service answers", evidence, findings)

@@ -9,10 +9,9 @@ from typing import Any
 import asyncpg
 
 from app import catalog
-from app.checks.context import CheckContext
-from app.checks.database import LOCKED, rls_hidden
+from app.checks.context import CheckContext, rls_hidden
 from app.checks.model import Finding, Kind, Skip, Status
-from app.checks.runner import Outcome, blocked_outcome
+from app.checks.runner import LOCKED, Outcome, blocked_outcome
 
 
 def orphan_sql(fk: catalog.ForeignKey, sample: int = 5) -> str:
@@ -32,6 +31,45 @@ async def _columns_exist(conn: asyncpg.Connection, fk: catalog.ForeignKey) -> bo
     have_child = {c[0] for c in cols.get(fk.table, [])}
     have_parent = {c[0] for c in cols.get(fk.referenced, [])}
     return set(fk.columns) <= have_child and set(fk.referenced_columns) <= have_parent
+
+
+async def _scan_keys(ctx: CheckContext, conn: asyncpg.Connection,
+                     to_scan: list[tuple[catalog.ForeignKey, str]],
+                     unchanged_keys: list[catalog.ForeignKey], rls: dict[str, bool],
+                     deadline: float, scanned: dict[str, dict[str, Any]],
+                     findings: list[Finding], hidden: list[str], blocked: list[str]) -> None:
+    """The orphan anti-join of each key (``to_scan``: key and its state), into ``scanned``;
+    a key unchanged between two unchanged tables is asked of data_integrity instead."""
+    for fk, state in to_scan:
+        key = f"{fk.table}.{fk.name}"
+        if fk in unchanged_keys and await ctx.all_unchanged((fk.table, fk.referenced),
+                                                            deadline):
+            scanned[key] = {"state": state, "orphans": 0, "references": fk.referenced,
+                            "not_scanned": "both tables hold exactly the backup's rows "
+                                           "(checksums), where this key was valid"}
+            continue
+        if rls_hidden(ctx, fk.table, rls) or rls_hidden(ctx, fk.referenced, rls):
+            hidden.append(key)
+            continue
+        if state.startswith("dropped") and not await _columns_exist(conn, fk):
+            scanned[key] = {"state": state, "orphans": None,
+                            "note": "its columns are gone too: not scannable"}
+            continue
+        sql = orphan_sql(fk)
+        try:
+            rows = await conn.fetch(sql)
+        except LOCKED:
+            blocked.append(key)
+            continue
+        n = int(rows[0]["orphans"]) if rows else 0
+        scanned[key] = {"state": state, "orphans": n, "references": fk.referenced,
+                        "sample": [{k: v for k, v in dict(r).items() if k != "orphans"}
+                                   for r in rows], "sql": sql}
+        if n:
+            findings.append(Finding(
+                Kind.FK_VIOLATION, f"{n} rows of {fk.table} reference missing rows of "
+                f"{fk.referenced} ({fk.name}, {state})", (fk.table, fk.referenced),
+                {"key": key, **scanned[key]}))
 
 
 async def foreign_keys(ctx: CheckContext) -> Outcome:
@@ -56,36 +94,8 @@ async def foreign_keys(ctx: CheckContext) -> Outcome:
                   [(fk, "NOT VALID" if not fk.validated else "present") for fk in now
                    if fk not in unchanged_keys] + [(fk, "present") for fk in unchanged_keys]
         deadline = asyncio.get_running_loop().time() + ctx.settings.check_timeout_s / 2
-        for fk, state in to_scan:
-            key = f"{fk.table}.{fk.name}"
-            if fk in unchanged_keys and await ctx.all_unchanged((fk.table, fk.referenced),
-                                                                deadline):
-                scanned[key] = {"state": state, "orphans": 0, "references": fk.referenced,
-                                "not_scanned": "both tables hold exactly the backup's rows "
-                                               "(checksums), where this key was valid"}
-                continue
-            if rls_hidden(ctx, fk.table, rls) or rls_hidden(ctx, fk.referenced, rls):
-                hidden.append(key)
-                continue
-            if state.startswith("dropped") and not await _columns_exist(conn, fk):
-                scanned[key] = {"state": state, "orphans": None,
-                                "note": "its columns are gone too: not scannable"}
-                continue
-            sql = orphan_sql(fk)
-            try:
-                rows = await conn.fetch(sql)
-            except LOCKED:
-                blocked.append(key)
-                continue
-            n = int(rows[0]["orphans"]) if rows else 0
-            scanned[key] = {"state": state, "orphans": n, "references": fk.referenced,
-                            "sample": [{k: v for k, v in dict(r).items() if k != "orphans"}
-                                       for r in rows], "sql": sql}
-            if n:
-                findings.append(Finding(
-                    Kind.FK_VIOLATION, f"{n} rows of {fk.table} reference missing rows of "
-                    f"{fk.referenced} ({fk.name}, {state})", (fk.table, fk.referenced),
-                    {"key": key, **scanned[key]}))
+        await _scan_keys(ctx, conn, to_scan, unchanged_keys, rls, deadline, scanned, findings,
+                         hidden, blocked)
     for fk in missing:
         if not scanned.get(f"{fk.table}.{fk.name}", {}).get("orphans"):
             findings.append(Finding(Kind.CONSTRAINT_DRIFT, f"foreign key {fk.name} on {fk.table} "

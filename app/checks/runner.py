@@ -15,6 +15,9 @@ from app.checks.context import APPLICATION_NAME, CheckContext
 from app.checks.model import CheckResult, Finding, Kind, Skip, Status
 from app.secrets import scrub
 
+# what a statement raises when it gave up on a lock (lock_timeout) or ran too long
+LOCKED = (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError)
+
 
 @dataclass
 class Outcome:

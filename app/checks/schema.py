@@ -11,21 +11,135 @@ incomplete instead of passing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from app.checks.context import CheckContext
-from app.checks.database import LOCKED
-from app.checks.database import schema as manifest_schema
+from app import catalog
+from app.checks.context import Baseline, CheckContext
 from app.checks.model import Finding, Kind, Status, worst
-from app.checks.runner import Outcome, blocked_outcome
+from app.checks.runner import LOCKED, Outcome, blocked_outcome
 from app.errors import ConsoleError
 
 # Diff kinds that mean a constraint changed (data intact); every other kind is schema drift.
 CONSTRAINT_KINDS = ("validate foreign key", "set not null", "drop not null")
 # Kinds the manifest comparison already reports as data loss (a table or column to re-create).
 LOSS_KINDS = ("create table", "add column")
+Column = tuple[str, str, bool]
+
+
+@dataclass
+class ColumnDiff:
+    dropped: list[str]
+    added: list[str]
+    retyped: list[str]
+    renamed: list[str]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.dropped or self.added or self.retyped or self.renamed)
+
+
+def diff_columns(before: list[Column], after: list[Column]) -> ColumnDiff:
+    """A dropped column whose type reappears under a new name counts as a rename (no data lost)."""
+    now = {c[0]: c for c in after}
+    then = {c[0]: c for c in before}
+    missing = [c for c in before if c[0] not in now]
+    new = [c for c in after if c[0] not in then]
+    renamed: list[str] = []
+    for old in list(missing):
+        match = next((n for n in new if n[1] == old[1]), None)
+        if match is not None:
+            renamed.append(f"{old[0]} -> {match[0]}")
+            missing.remove(old)
+            new.remove(match)
+    retyped = [f"{name}: {then[name][1]} -> {now[name][1]}" for name in then
+               if name in now and then[name][1] != now[name][1]]
+    return ColumnDiff([c[0] for c in missing], [c[0] for c in new], retyped, renamed)
+
+
+async def current_indexes(conn: asyncpg.Connection) -> dict[str, str]:
+    rows = await conn.fetch("SELECT schemaname || '.' || indexname AS i, "
+                            "schemaname || '.' || tablename AS t FROM pg_indexes "
+                            "WHERE schemaname NOT LIKE 'pg\\_%' AND schemaname <> "
+                            "'information_schema'")
+    return {r["i"]: r["t"] for r in rows}
+
+
+def dropped_indexes(baseline: Baseline, now: dict[str, str]) -> dict[str, str]:
+    """Indexes in the backup's schema dump that are gone now: {index: table}."""
+    if baseline.indexes is None:
+        return {}
+    return {i: t for i, t in baseline.indexes.items() if i not in now}
+
+
+async def manifest_schema(ctx: CheckContext) -> Outcome:
+    """Tables, columns, grants and indexes against the manifest: what was lost (a dropped table
+    or column is data loss) and what drifted."""
+    base = ctx.need_baseline()
+    state = base.manifest.state
+    async with ctx.pool.acquire() as conn:
+        tables = set(await catalog.user_tables(conn))
+        cols = await catalog.columns(conn)
+        grants = await catalog.table_grants(conn)
+        indexes = await current_indexes(conn)
+    findings: list[Finding] = []
+    missing = sorted(set(state.tables) - tables)
+    added_tables = sorted(tables - set(state.tables))
+    for t in missing:
+        findings.append(Finding(Kind.DATA_LOSS, f"table {t} is gone (it had "
+                                f"{state.tables[t].rows} rows at the backup)", (t,)))
+    changes: dict[str, dict[str, list[str]]] = {}
+    for t, before in state.columns.items():
+        if t not in cols:
+            continue
+        d = diff_columns([tuple(c) for c in before], cols[t])  # type: ignore[misc]
+        if not d.changed:
+            continue
+        changes[t] = {k: v for k, v in vars(d).items() if v}
+        if d.dropped:
+            findings.append(Finding(Kind.DATA_LOSS, f"{t}: column(s) {', '.join(d.dropped)} "
+                                    "dropped, their values are gone", (t,)))
+        if d.added or d.retyped or d.renamed:
+            findings.append(Finding(Kind.SCHEMA_DRIFT, f"{t}: columns changed since the backup "
+                                    f"({'; '.join(_describe(d))})"))
+    if added_tables:
+        findings.append(Finding(Kind.SCHEMA_DRIFT, f"tables added: {', '.join(added_tables)}"))
+    lost_grants = {t: {role: sorted(set(p) - set(grants.get(t, {}).get(role, [])))
+                       for role, p in by_role.items()}
+                   for t, by_role in state.grants.items() if t in tables}
+    lost_grants = {t: {r: p for r, p in g.items() if p} for t, g in lost_grants.items()}
+    lost_grants = {t: g for t, g in lost_grants.items() if g}
+    for t, g in lost_grants.items():
+        findings.append(Finding(Kind.SCHEMA_DRIFT, f"{t}: privileges revoked since the backup: "
+                                + ", ".join(f"{r} lost {'/'.join(p)}" for r, p in g.items())))
+    gone = dropped_indexes(base, indexes)
+    for i, t in sorted(gone.items()):
+        findings.append(Finding(Kind.SCHEMA_DRIFT, f"index {i} on {t} dropped since the backup"))
+    evidence: dict[str, Any] = {"backup": base.set_id, "tables_missing": missing,
+                                "tables_added": added_tables, "columns": changes,
+                                "grants_lost": lost_grants, "indexes_dropped": gone,
+                                "indexes_compared": base.indexes is not None}
+    if not findings:
+        note = ("" if base.indexes is not None else
+                " (no schema dump in the set: indexes not compared)")
+        return Outcome(Status.PASS, f"schema matches backup {base.set_id}{note}", evidence, [])
+    status = Status.FAIL if any(f.kind is Kind.DATA_LOSS for f in findings) else Status.WARN
+    return Outcome(status, "; ".join(f.summary for f in findings[:3])
+                   + (f" (+{len(findings) - 3} more)" if len(findings) > 3 else ""),
+                   evidence, findings)
+
+
+def _describe(d: ColumnDiff) -> list[str]:
+    parts = []
+    if d.added:
+        parts.append("added " + ", ".join(d.added))
+    if d.renamed:
+        parts.append("renamed " + ", ".join(d.renamed))
+    if d.retyped:
+        parts.append("retyped " + ", ".join(d.retyped))
+    return parts
 
 
 async def schema(ctx: CheckContext) -> Outcome:
