@@ -143,7 +143,7 @@ class PlanScreen(ConsoleScreen[None]):
             self.notify("Choose at least one table (space toggles).", severity="warning")
             return
         self.query_one("#plan-text", Static).update("building the plan (read-only)…")
-        self.build(backup, Options(tables=tables))
+        self.build(backup, Options(tables=tables, keep_maintenance=True))  # one plan, 2 phases
 
     @work(group="plan", name="build-plan", exit_on_error=False, exclusive=True)
     async def build(self, backup: BackupSet, options: Options) -> tuple[Plan, BackupSet,
@@ -279,7 +279,8 @@ class PlanScreen(ConsoleScreen[None]):
                 return
             journal = self.journal or Journal.open(incidents_root() / new_incident_id())
             ctx = RunContext(self.console.config, plan.kind, journal, EventChannel(),
-                             self.backup, Options(tables=self.options.tables, confirm=phrase))
+                             self.backup, Options(tables=self.options.tables, confirm=phrase,
+                                                  keep_maintenance=plan.holds_maintenance))
             self.app.push_screen(RollbackScreen(plan, ctx, phase=self.phase))
 
         override = self._override_lines()

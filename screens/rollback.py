@@ -5,63 +5,32 @@ its events come back as messages; nothing here decides anything the engine does 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.widgets import Footer, Input, OptionList, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
-from app.comms import Maintenance, MaintenanceFailed
-from app.errors import ConsoleError
 from app.events import Event, RunFinished, StepFinished, StepLog, StepProgress, StepStarted
 from app.rollback.context import Outcome, RollbackType, RunContext
 from app.rollback.plan import Plan, Step
 from app.rollback.runner import execute, skip_step
-from app.rollback.steps import operator_maintenance
-from screens.base import ConsoleScreen
 from screens.confirm import ConfirmScreen
 from screens.log_lines import LogLinesScreen
 from screens.reason import ReasonScreen
 from screens.report import ReportScreen
+from screens.rollback_maintenance import MaintenanceControls
+from screens.run_events import PROGRESS_EVERY_S, TOOL_PROGRESS, RunnerEvents, thin
 from screens.validation import ValidationScreen
 from widgets.incident_clock import IncidentClock
 from widgets.live_log import LiveLog
 from widgets.step_list import StepList, StepRow
 
-PROGRESS_EVERY_S = 0.1
-# A dump tool's per-object progress (pg_restore --verbose prints a line per object: ~370 for
-# the demo database) is condensed to one counter on screen; warnings and errors stay lines.
-TOOL_PROGRESS = re.compile(r"^(pg_restore|pg_dump|pg_dumpall|psql): (?!.*(warning|error|"
-                           r"fatal|WARNING|ERROR|FATAL|DETAIL|HINT))")
-MAX_LOG_LINES_PER_BATCH = 2000   # beyond this a flood is summarised on screen (the log keeps all)
 
-
-def _thin(events: list[Event]) -> list[Event]:
-    """Keep a flood's last lines and the latest progress; say how many lines were not shown."""
-    logs = [e for e in events if isinstance(e, StepLog)]
-    if len(logs) <= MAX_LOG_LINES_PER_BATCH:
-        return events
-    dropped = set(map(id, logs[:-MAX_LOG_LINES_PER_BATCH]))
-    kept: list[Event] = [StepLog(logs[0].step, f"… {len(dropped)} lines not shown (log flood; "
-                                               "the run's log file has them all)", "warning")]
-    kept.extend(e for e in events if id(e) not in dropped)
-    return kept
-
-
-class RunnerEvents(Message):
-    """A batch of the runner's events (coalesced: logs and progress arrive in bursts)."""
-
-    def __init__(self, events: list[Event]):
-        super().__init__()
-        self.events = events
-
-
-class RollbackScreen(ConsoleScreen[Outcome | None]):
+class RollbackScreen(MaintenanceControls):
     BINDINGS = [
         Binding("p", "pause", "Pause after this step"),
         Binding("ctrl+c", "abort", "Abort step", priority=True),
@@ -77,6 +46,7 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         Binding("D", "data_followup", "Data rollback of what Type 1 left (shift+d)"),
         Binding("M", "maintenance_off", "Maintenance off after a failed run (shift+m)"),
         Binding("escape", "back", "Back (when finished)"),
+        Binding("q", "request_quit", "Quit"),   # between phases it says what is left on
     ]
 
     def __init__(self, plan: Plan, ctx: RunContext, phase: tuple[int, int] | None = None):
@@ -85,8 +55,8 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         self.ctx = ctx
         # (n, of): a Type 1 that brings tables back empty is phase 1 of 2 (its rows follow
         # with a Type 2, phase 2): DONE is said once, after the last phase
-        self.phase = phase or ((1, 2) if any("are only in the backup" in line
-                                             for line in plan.blast_radius) else None)
+        self.phase = phase or ((1, plan.phases) if plan.phases > 1 else None)
+        self.left_journaled = False   # stopping between phases is journaled once
         self.outcome: Outcome | None = None
         self.summary = ""
         self.failed_step: str | None = None
@@ -129,13 +99,14 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         if action in ("pause", "abort"):
             return self.running
         if action == "retry":
-            return stopped and self.outcome is not Outcome.DONE
+            return stopped and self.outcome not in (Outcome.DONE, Outcome.PHASE_VALIDATED)
         if action == "skip":
             return stopped and self.failed_step is not None
         if action == "validate":
             return stopped
         if action == "data_followup":
-            return self.outcome is Outcome.DONE and bool(self._followup())
+            return self.outcome in (Outcome.DONE, Outcome.PHASE_VALIDATED) \
+                and bool(self._followup())
         if action == "maintenance_off":
             return stopped and self.outcome is not Outcome.DONE and self.ctx.cfg.app is not None
         return True
@@ -174,11 +145,11 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
                 now = time.monotonic()
                 urgent = not isinstance(event, StepLog | StepProgress)
                 if urgent or now - last_post >= PROGRESS_EVERY_S:
-                    self.post_message(RunnerEvents(_thin(pending)))
+                    self.post_message(RunnerEvents(thin(pending)))
                     pending, last_post = [], now
         finally:
             if pending:
-                self.post_message(RunnerEvents(_thin(pending)))
+                self.post_message(RunnerEvents(thin(pending)))
             if not task.done():
                 task.cancel()
         return await task
@@ -253,104 +224,34 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         log = self.query_one(LiveLog)
         if log.marked is None:
             log.follow()   # the last step's lines on screen without `f`
-        words = {Outcome.DONE: "✔ DONE", Outcome.FAILED_RESTORED: "✖ FAILED, database as before",
+        words = {Outcome.DONE: "✔ DONE", Outcome.PHASE_VALIDATED: "◐ PHASE 1 OF 2 VALIDATED",
+                 Outcome.FAILED_RESTORED: "✖ FAILED, database as before",
                  Outcome.NEEDS_OPERATOR: "■ STOPPED, needs you", Outcome.REFUSED: "✖ REFUSED",
                  Outcome.BAD_INPUT: "✖ BAD INPUT"}
         hint = {Outcome.DONE: "v: validate · i: report · escape: back", Outcome.NEEDS_OPERATOR:
-                "t: retry · S: skip with a reason · escape: back"}.get(outcome, "escape: back")
+                "t: retry · S: skip with a reason · escape: back",
+                Outcome.PHASE_VALIDATED: "D: phase 2 · i: report"}.get(outcome, "escape: back")
         if self._left_in_maintenance():
             hint += " · M: maintenance off (the app is still in maintenance mode)"
         word = words[outcome]
-        if outcome is Outcome.DONE and self.phase is not None and self.phase[0] < self.phase[1]:
+        if outcome in (Outcome.DONE, Outcome.PHASE_VALIDATED) and self.phase is not None \
+                and self.phase[0] < self.phase[1]:
             left = ", ".join(self._followup()) or "the tables it brought back"
-            word = f"◐ PHASE {self.phase[0]} OF {self.phase[1]} DONE, the incident is not over"
-            summary = (f"this phase is validated, but the rows (or values) of {left} are "
-                       f"only in the backup: press D for phase {self.phase[0] + 1}, the partial "
-                       f"data rollback of {left}")
+            word = (f"◐ PHASE {self.phase[0]} OF {self.phase[1]} VALIDATED, the incident is "
+                    "not over")
+            summary = (f"press D for phase {self.phase[0] + 1}, the partial data rollback of "
+                       f"{left}; " + (summary if outcome is Outcome.PHASE_VALIDATED else
+                                      f"the rows (or values) of {left} are only in the backup"))
         elif outcome is Outcome.DONE and self._followup():
             hint += (" · D: partial data rollback of " + ", ".join(self._followup())
                      + " (their rows are only in the backup)")
         self.query_one("#rb-outcome", Static).update(f"{word}: {summary}  ({hint})")
         self.refresh_bindings()
 
-    def _followup(self) -> list[str]:
-        """Tables a schema rollback brought back without their rows (or columns' values)."""
-        return [t.replace('"', "") for t in self.ctx.data.get("followup_tables") or []]
-
-    def _left_in_maintenance(self) -> bool:
-        """For the outcome line's hint only: the key itself asks the app."""
-        return (self.outcome not in (None, Outcome.DONE) and self.ctx.cfg.app is not None
-                and self.ctx.data.get("maintenance") == "on")
-
     # --- controls -------------------------------------------------------------------------
 
-    def action_maintenance_off(self) -> None:
-        if self.ctx.cfg.app is None:
-            self.notify("The config has no [app]: there is no maintenance switch to use.")
-            return
-        if self.running or self.outcome is None:
-            self.notify("The run is still going: its recovery step switches maintenance off "
-                        "(pause it first, or let it finish).")
-            return
-        if self.ctx.data.get("maintenance") == "on":
-            self._confirm_maintenance_off()   # this run left it on: the switch verifies it
-        else:
-            self.ask_maintenance()   # what the run remembers may be wrong: ask the app
-
-    @work(group="maintenance", exit_on_error=False)
-    async def ask_maintenance(self) -> None:
-        """Ask the app itself, not what this run remembers: a run that stopped before it
-        recorded the switch, or an operator elsewhere, may have left it on."""
-        assert self.ctx.cfg.app is not None
-        m = Maintenance(self.ctx.cfg.app)
-        try:
-            on = await m.status()
-        except MaintenanceFailed as exc:
-            self.notify(str(exc), title="Maintenance status unknown", severity="error")
-            return
-        finally:
-            await m.aclose()
-        if on:
-            self.ctx.data["maintenance"] = "on"
-            if self.outcome is not None:
-                self._finish(self.outcome, self.summary)
-            self._confirm_maintenance_off()
-            return
-        self.notify(f"The app is not in maintenance mode (asked {self.ctx.cfg.app.base_url}).",
-                    title="Maintenance is off")
-
-    def _confirm_maintenance_off(self) -> None:
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.maintenance_off()
-
-        why = {Outcome.FAILED_RESTORED: "The rollback failed and was undone: the database is as "
-               "it was before it, so users may see the incident's symptoms again.",
-               Outcome.NEEDS_OPERATOR: "The rollback stopped partway and needs you: make sure "
-               "the database is fit to serve; a later resume goes on from where it stopped."}
-        self.app.push_screen(ConfirmScreen(
-            "The app is in maintenance mode. Turn it off? "
-            + why.get(self.outcome or Outcome.DONE, ""), yes_label="Maintenance off"), answered)
-
-    @work(group="maintenance", exit_on_error=False)
-    async def maintenance_off(self) -> None:
-        assert self.ctx.cfg.app is not None
-        log = self.query_one(LiveLog)
-        try:
-            summary = await operator_maintenance(self.ctx.cfg, False, self.ctx.journal,
-                                                 "operator (console, shift+m)", warn=log.append)
-        except ConsoleError as exc:   # the switch failed, or a live console holds the target
-            log.append(f"✖ maintenance off failed: {exc}")
-            self.notify(str(exc), title="Maintenance off failed", severity="error")
-            return
-        self.ctx.data["maintenance"] = "off"
-        log.append(f"✔ {summary}")
-        if self.outcome is not None:
-            self._finish(self.outcome, self.summary)   # the hint no longer offers it
-        self.notify(summary, title="Maintenance off")
-
     def action_data_followup(self) -> None:
-        if self.outcome is not Outcome.DONE or not self._followup():
+        if self.outcome not in (Outcome.DONE, Outcome.PHASE_VALIDATED) or not self._followup():
             self.notify("Nothing to follow with: no table lost its rows to this rollback.")
             return
         from screens.plan import PlanScreen
@@ -358,11 +259,6 @@ class RollbackScreen(ConsoleScreen[Outcome | None]):
         phase = (self.phase[0] + 1, self.phase[1]) if self.phase else (2, 2)
         self.app.push_screen(PlanScreen(RollbackType.PARTIAL, tuple(self._followup()),
                                         phase=phase))
-
-    @property
-    def running(self) -> bool:
-        return self.worker is not None and self.worker.state in (WorkerState.PENDING,
-                                                                 WorkerState.RUNNING)
 
     def action_pause(self) -> None:
         if self.running:

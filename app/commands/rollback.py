@@ -101,16 +101,22 @@ def report(incident: str | None, output: Path | None) -> None:
               "else Supabase's supabase_migrations table]. A set taken after it is refused.")
 @click.option("--allow-after-migration", is_flag=True,
               help="Use a set taken after the migration anyway.")
+@click.option("--keep-maintenance", is_flag=True,
+              help="--type schema that leaves tables empty (their rows only in the backup): "
+              "phase 1 of 2, the app stays in maintenance for the `run --type partial` that "
+              "follows, which switches it off after validating.")
 @click.pass_context
 def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confirm: str,
         dry_run: bool, as_json: bool, maintenance_failure: str, allow_in_place: bool,
-        migration_time: str | None, allow_after_migration: bool) -> None:
+        migration_time: str | None, allow_after_migration: bool,
+        keep_maintenance: bool) -> None:
     """Roll back the target headless.
 
     \b
     Examples:
       rollback-console run --type schema --dry-run
       rollback-console run --type schema --confirm 'ROLLBACK SCHEMA shop'
+      rollback-console run --type schema --keep-maintenance --confirm 'ROLLBACK SCHEMA shop'
       rollback-console run --type partial --tables objects,media --dry-run
       rollback-console run --type partial --tables media --confirm 'ROLLBACK shop'
       rollback-console run --type full --confirm 'CONFIRM_FULL_RESTORE shop' --json
@@ -122,12 +128,16 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
     from app.rollback.context import Options, RollbackType
 
     logs.configure()
+    if keep_maintenance and kind != "schema":
+        raise BadInput("--keep-maintenance is for --type schema (phase 1 of 2); the partial "
+                       "run that follows switches maintenance off")
     cfg = config_mod.load(ctx.obj["config_path"])
     backup = resolve(cfg.target.backups_root, backup_id)
     options = Options(tables=_tables(tables), confirm=confirm,
                       maintenance_failure=maintenance_failure, allow_in_place=allow_in_place,
                       migration_at=given_time(migration_time),
-                      allow_after_migration=allow_after_migration)
+                      allow_after_migration=allow_after_migration,
+                      keep_maintenance=keep_maintenance)
     rtype = RollbackType(kind)
     if rtype is RollbackType.PARTIAL and not options.tables:
         raise BadInput("--type partial needs --tables (e.g. --tables objects,media)")

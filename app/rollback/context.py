@@ -32,13 +32,14 @@ RUNBOOK_TYPES = {
 
 class Outcome(StrEnum):
     DONE = "done"                  # exit 0: done and validated
+    PHASE_VALIDATED = "phase_validated"  # exit 0: phase 1 of 2 validated, maintenance held on
     BAD_INPUT = "bad_input"        # exit 2: nothing changed
     REFUSED = "refused"            # exit 3: refused at a gate, nothing changed
     FAILED_RESTORED = "failed"     # exit 4: failed and returned to the state before
     NEEDS_OPERATOR = "stopped"     # exit 5: stopped, needs the operator (the journal says where)
 
 
-EXIT_CODES = {Outcome.DONE: 0, Outcome.BAD_INPUT: 2, Outcome.REFUSED: 3,
+EXIT_CODES = {Outcome.DONE: 0, Outcome.PHASE_VALIDATED: 0, Outcome.BAD_INPUT: 2, Outcome.REFUSED: 3,
               Outcome.FAILED_RESTORED: 4, Outcome.NEEDS_OPERATOR: 5}
 
 
@@ -83,6 +84,10 @@ class Options:
     allow_in_place: bool = False         # Type 3's second confirmation when renaming is impossible
     migration_at: datetime | None = None  # when the bad migration ran (else config, detection)
     allow_after_migration: bool = False   # use a set taken after the migration anyway
+    # A Type 1 that leaves rows in the backup is phase 1 of 2: the app stays in maintenance
+    # for phase 2 (the partial data rollback), which switches it off after validating. Always
+    # so in the console; headless with --keep-maintenance.
+    keep_maintenance: bool = False
 
 
 @dataclass

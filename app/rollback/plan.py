@@ -32,6 +32,16 @@ class Plan:
     tables: tuple[str, ...]
     steps: list[Step] = field(default_factory=list)
     blast_radius: list[str] = field(default_factory=list)
+    # Tables (SQL names) this plan brings back without their rows or dropped columns' values:
+    # they are only in the backup, so a partial data rollback of them follows (phase 2 of 2).
+    leaves_rows_in_backup: tuple[str, ...] = ()
+    # Its last step keeps the app in maintenance for that phase instead of switching it off.
+    holds_maintenance: bool = False
+
+    @property
+    def phases(self) -> int:
+        """1, or 2 when a data rollback must follow this one for the incident to be over."""
+        return 2 if self.leaves_rows_in_backup else 1
 
     @property
     def budget_s(self) -> int:
@@ -40,7 +50,9 @@ class Plan:
     def describe(self) -> dict[str, object]:
         return {"type": self.kind.value, "target": self.target, "backup": self.backup_id,
                 "tables": list(self.tables), "budget_s": self.budget_s,
-                "blast_radius": self.blast_radius,
+                "blast_radius": self.blast_radius, "phases": self.phases,
+                "leaves_rows_in_backup": list(self.leaves_rows_in_backup),
+                "holds_maintenance": self.holds_maintenance,
                 "steps": [{"id": s.id, "title": s.title, "description": s.description,
                            "budget_s": s.budget_s, "destructive": s.destructive,
                            "point_of_no_return": s.point_of_no_return, "undo": s.undo,

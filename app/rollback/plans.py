@@ -66,7 +66,7 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
         from app.rollback import schema
 
         found = await drift(cfg, backup, cfg.target.platform_schemas)
-        plan = schema.build(cfg, backup, found.diff)
+        plan = schema.build(cfg, backup, found.diff, options.keep_maintenance)
         plan.blast_radius.append(_taken(backup))
         return plan
     conn = await connect(cfg.target)
@@ -110,7 +110,7 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
                 size = await stored_size(conn, table)
                 parts = await partitions(conn, table)
                 plan.blast_radius.append(
-                    f"!{table}: all {rows:,} current rows replaced ({size / 1e6:,.1f} MB"
+                    _replaced(table, rows) + f" ({size / 1e6:,.1f} MB"
                     + (f"; partitioned: {len(parts)} partition(s) below it, every one "
                        "emptied and reloaded" if await is_partitioned(conn, table) else "")
                     + ")")
@@ -133,6 +133,14 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
     finally:
         await conn.close()
     return plan
+
+
+def _replaced(table: str, rows: int) -> str:
+    """What the reload does to the table's current rows: a loss only when it has some."""
+    if rows == 0:
+        return f"{table}: empty now, no current rows to replace; the backup's rows are loaded"
+    return f"!{table}: " + ("its 1 current row replaced" if rows == 1 else
+                            f"all {rows:,} current rows replaced")
 
 
 def _taken(backup: Any) -> str:

@@ -45,7 +45,8 @@ def resumption(journal: Journal, confirm: str = "",
     options = Options(tables=tuple(opened.data.get("tables", ())), confirm=confirm,
                       maintenance_failure=maintenance_failure,
                       allow_in_place=bool(found.get("in_place")),
-                      allow_after_migration=True)   # decided at the first gate
+                      allow_after_migration=True,   # decided at the first gate
+                      keep_maintenance=bool(opened.data.get("keep_maintenance")))
     return Resumption(RollbackType(opened.data["type"]), str(opened.data["backup"]), options)
 
 

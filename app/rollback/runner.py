@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 from app import faults, logs
-from app.catalog import identity
+from app.catalog import DatabaseIdentity, identity
 from app.errors import BadInput, ConsoleError
 from app.events import RunFinished, StepFinished, StepStarted
-from app.journal import Journal, find_unfinished, same_database
+from app.journal import Journal, find_unfinished, newest_incident, same_database
 from app.lock import TargetLock
 from app.rollback.context import (
     EXIT_CODES,
@@ -121,6 +121,11 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
         summary = explain(exc)
         if not ctx.step:   # before the first step: nothing ran, no incident to close
             return _refuse(ctx, outcome, summary + _way_on(ctx, exc))
+    if outcome is Outcome.DONE and plan.holds_maintenance:   # DONE only after the last phase
+        from app.rollback.schema import phase_one_summary
+
+        outcome = Outcome.PHASE_VALIDATED
+        summary = phase_one_summary(ctx.cfg, plan, ctx.data.get("maintenance"))
     return _close(ctx, outcome, summary)
 
 
@@ -177,8 +182,34 @@ async def _bind(ctx: RunContext, plan: Plan, lock: TargetLock, resuming: bool
                    backup=plan.backup_id, tables=list(plan.tables),
                    steps=[s.id for s in plan.steps], database={
                        "system_identifier": database.system_identifier, "oid": database.oid,
-                       "name": database.name})
+                       "name": database.name},
+                   keep_maintenance=plan.holds_maintenance, follows=_held_phase(database))
     journal.append("gate", ok=True, expected=expected_phrase(plan.kind, plan.target))
+    return None
+
+
+def _held_phase(database: DatabaseIdentity) -> str | None:
+    """The incident this run is the next phase of: the newest one on the database, when it
+    ended as phase 1 of 2 with maintenance held on for this one."""
+    newest = newest_incident(database)
+    closed = newest.last("incident_closed") if newest is not None else None
+    if newest is None or closed is None or not newest.closed:
+        return None
+    return newest.incident_id if closed.data.get("outcome") == Outcome.PHASE_VALIDATED.value \
+        else None
+
+
+def followed_by(journal: Journal) -> str | None:
+    """The incident that took up this phase 1 of 2 (its opening says it follows this one)."""
+    for path in journal.dir.parent.glob("*/journal.jsonl"):
+        if path.parent == journal.dir:
+            continue
+        try:
+            opened = Journal(path).last("incident_opened")
+        except (ConsoleError, OSError):
+            continue
+        if opened is not None and opened.data.get("follows") == journal.incident_id:
+            return path.parent.name
     return None
 
 
@@ -192,7 +223,8 @@ def _refuse(ctx: RunContext, outcome: Outcome, summary: str) -> Outcome:
 
 def _close(ctx: RunContext, outcome: Outcome, summary: str) -> Outcome:
     journal = ctx.journal
-    if outcome is not Outcome.DONE and ctx.data.get("maintenance") == "on":
+    if outcome not in (Outcome.DONE, Outcome.PHASE_VALIDATED) \
+            and ctx.data.get("maintenance") == "on":
         summary += ("; the app is still in maintenance mode: "
                     + ("`rollback-console resume` goes on, or " if outcome is
                        Outcome.NEEDS_OPERATOR else "")

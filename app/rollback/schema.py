@@ -20,7 +20,13 @@ from app.drift import measure
 from app.errors import BadInput
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
-from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
+from app.rollback.steps import (
+    hold_maintenance,
+    maintenance_on,
+    recovery,
+    safety_dump,
+    target_conn,
+)
 from app.schemadiff import Diff, compare, left_for_data
 from app.schemamodel import read
 from app.scratch import backup_schema
@@ -178,13 +184,57 @@ def tables_option(quoted: list[str]) -> str:
     return shlex.quote(",".join(names))
 
 
-def build(cfg: Config, backup: Any, diff: Diff) -> Plan:
-    """The Type 1 plan; ``diff`` (computed read-only) is what the gate shows and approves."""
+def way_out(cfg: Config, tables: list[str] | tuple[str, ...]) -> tuple[str, str]:
+    """The two ways on after phase 1 of 2 held maintenance on: phase 2's command (the partial
+    data rollback of ``tables``, SQL names) and the switch by hand, both runnable as shown."""
+    base = f"rollback-console --config {shlex.quote(str(cfg.path))}"
+    phrase = shlex.quote(f"ROLLBACK {cfg.target.name}")
+    return (f"{base} run --type partial --tables {tables_option(list(tables))} "
+            f"--confirm {phrase}", f"{base} maintenance off")
+
+
+def phase_one_summary(cfg: Config, plan: Plan, maintenance: str | None) -> str:
+    """How phase 1 of 2 ends: validated, not done; the app's state and the way on."""
+    tables = plan.leaves_rows_in_backup
+    phase2, off = way_out(cfg, tables)
+    names = ", ".join(t.replace('"', "") for t in tables)
+    held = (f"the app is still in MAINTENANCE mode, held for phase 2: `{phase2}` reloads them "
+            "and switches maintenance off after validating; or `" + off + "` serves the "
+            "database as it is (half back)" if maintenance == "on" else
+            f"maintenance mode is off; phase 2: `{phase2}`")
+    return (f"phase 1 of 2 validated, the incident is not over: the rows of {names} are only "
+            f"in the backup; {held}")
+
+
+def _finish_step(cfg: Config, leaves: tuple[str, ...], keep: bool) -> Step:
+    """The last step: the runbook's recovery, or for phase 1 of 2 the hold."""
+    app = cfg.app.base_url if cfg.app else "(no app configured)"
+    maint = cfg.app.maintenance if cfg.app else ""
+    health = cfg.app.health if cfg.app else ""
+    if not (keep and leaves):
+        return Step("recovery", "Application recovery",
+                    "Maintenance mode off, health and critical endpoints answer 200, channels "
+                    "told.", 600, recovery,
+                    statements=(f"DELETE {app}{maint}", f"GET {app}{health}  -> expect 200"))
+    names = ", ".join(t.replace('"', "") for t in leaves)
+    return Step("hold_maintenance", "Keep maintenance on for phase 2",
+                f"Phase 1 of 2: the rows of {names} are only in the backup, so the app stays "
+                "in maintenance (asked and journaled) for phase 2, the partial data rollback, "
+                "which switches it off after validating.", 60, hold_maintenance,
+                statements=(f"GET {app}{maint}  -> expect maintenance on",))
+
+
+def build(cfg: Config, backup: Any, diff: Diff, keep_maintenance: bool = False) -> Plan:
+    """The Type 1 plan; ``diff`` (computed read-only) is what the gate shows and approves.
+    With ``keep_maintenance`` a plan that leaves rows in the backup is phase 1 of 2: its last
+    step keeps the app in maintenance for phase 2."""
     approved = tuple(diff.statements)
     app = cfg.app.base_url if cfg.app else "(no app configured)"
     maint = cfg.app.maintenance if cfg.app else ""
     health = cfg.app.health if cfg.app else ""
-    plan = Plan(RollbackType.SCHEMA, cfg.target.name, backup.id, ())
+    leaves = tuple(diff.data_tables)
+    plan = Plan(RollbackType.SCHEMA, cfg.target.name, backup.id, (),
+                leaves_rows_in_backup=leaves, holds_maintenance=keep_maintenance and bool(leaves))
     plan.steps = [
         Step("prerequisites", "Prerequisites check",
              "The set's schema dump is present and matches its manifest; the set was taken "
@@ -218,10 +268,7 @@ def build(cfg: Config, backup: Any, diff: Diff) -> Plan:
                          "-- read the schema again: zero differences, or ROLLBACK", "COMMIT")),
         Step("validation", "Schema validation",
              "On a fresh connection: zero drift from the backup's schema.", 600, validation),
-        Step("recovery", "Application recovery",
-             "Maintenance mode off, health and critical endpoints answer 200, channels told.",
-             600, recovery,
-             statements=(f"DELETE {app}{maint}", f"GET {app}{health}  -> expect 200")),
+        _finish_step(cfg, leaves, keep_maintenance),
     ]
     shown = 0
     for c in diff.changes:
@@ -236,7 +283,11 @@ def build(cfg: Config, backup: Any, diff: Diff) -> Plan:
                                  "statement")
     for table in diff.data_tables:
         plan.blast_radius.append(f"!{table}: its rows (or dropped columns' values) are only "
-                                 "in the backup; a partial data rollback can follow")
+                                 "in the backup; phase 2, a partial data rollback, brings them "
+                                 "back")
+    if plan.holds_maintenance:
+        plan.blast_radius.append("phase 1 of 2: the app stays in maintenance until phase 2 "
+                                 "validates")
     for line in diff.blockers:
         plan.blast_radius.append(f"!BLOCKS THE PLAN: {line}")
     for line in diff.unsupported:

@@ -58,6 +58,9 @@ async def maintenance_on(ctx: RunContext) -> str:
         return "skipped: no application configured"
     m = Maintenance(ctx.cfg.app)
     try:
+        found = await _found_on(ctx, m)
+        if found:
+            return found
         async with ctx.checked_action("maintenance_on",
                                       url=ctx.cfg.app.base_url + ctx.cfg.app.maintenance):
             result = await m.enable()
@@ -74,6 +77,53 @@ async def maintenance_on(ctx: RunContext) -> str:
     ctx.data["maintenance"] = "on"
     ctx.log(result.summary)
     return result.summary
+
+
+async def _found_on(ctx: RunContext, m: Maintenance) -> str | None:
+    """The app already in maintenance (held on by phase 1 of 2, or switched on by hand):
+    verified (the switch says on and the API answers 503) and journaled, not switched again.
+    None when it is off, or on without taking effect (then it is switched on as usual)."""
+    if not await m.status():
+        return None
+    probe = await m.health()
+    if probe.status != 503:
+        return None
+    opened = ctx.journal.last("incident_opened")
+    held_by = opened.data.get("follows") if opened is not None else None
+    ctx.journal.append("maintenance_verified", step=ctx.step, on=True, api_status=503,
+                       held_by=held_by)
+    ctx.data["maintenance"] = "on"
+    summary = ("maintenance mode is already on" + (f" (held by phase 1, incident {held_by})"
+                                                   if held_by else "")
+               + ": verified, the API answers 503; not switched again")
+    ctx.log(summary)
+    return summary
+
+
+async def hold_maintenance(ctx: RunContext) -> str:
+    """Phase 1 of 2's last step, instead of the recovery: the database is only half back (rows
+    are still in the backup), so the app stays in maintenance for phase 2, which switches it
+    off after validating. The app is asked that it is still on; the hold is journaled."""
+    tables = [t.replace('"', "") for t in ctx.data.get("followup_tables") or []]
+    if ctx.cfg.app is None:
+        return "no application configured: no maintenance mode to keep on for phase 2"
+    m = Maintenance(ctx.cfg.app)
+    try:
+        on = await m.status()
+    except MaintenanceFailed as exc:
+        raise NeedsOperator(f"{exc}; the schema is rolled back, phase 2 is next") from None
+    finally:
+        await m.aclose()
+    ctx.journal.append("maintenance_held", step=ctx.step, on=on, for_phase=2, tables=tables)
+    if not on:
+        ctx.log("maintenance mode is off (switched off by hand?): phase 2 switches it on "
+                "again before it replaces anything", "warning")
+        ctx.data["maintenance"] = "off"
+        return "maintenance mode is OFF (not held): phase 2 switches it on again"
+    ctx.log("maintenance stays on for phase 2 (the partial data rollback of "
+            f"{', '.join(tables) or 'the tables left empty'}): it switches it off after "
+            "validating", "warning")
+    return "maintenance stays on for phase 2; not switched off, channels not told 'completed'"
 
 
 async def maintenance_back_on(ctx: RunContext) -> None:
