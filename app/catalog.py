@@ -15,6 +15,11 @@ from app.config import PLATFORM_SCHEMAS
 __all__ = ["PLATFORM_SCHEMAS"]
 
 
+# A name as pg_dump writes it: double-quoted ("" inside) where it must be, else bare. The one
+# pattern every reader of dump text matches names with.
+SQL_IDENT = r'(?:"(?:[^"]|"")+"|[^\s."(),;]+)'
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

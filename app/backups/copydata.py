@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from app.catalog import SQL_IDENT
+
 CHUNK = 1 << 20
-_IDENT = rb'(?:"(?:[^"]|"")*"|[^\s."(]+)'   # pg_dump quotes a name only where needed
+_IDENT = SQL_IDENT.encode()   # pg_dump quotes a name only where needed
 _COPY = re.compile(rb"^COPY (?P<name>" + _IDENT + rb"(?:\." + _IDENT + rb")?) "
                    rb"\((?P<cols>.*)\) FROM stdin;$")
 _END = b"\\.\n"

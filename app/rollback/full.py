@@ -17,7 +17,7 @@ import asyncpg
 
 from app.backups.backupset import check_file, check_target
 from app.backups.tools import restore_filtered, run_tool, server_major, tool_output
-from app.catalog import quote_ident, table_content
+from app.catalog import SQL_IDENT, quote_ident, table_content
 from app.config import Config
 from app.db import TargetUnreachable, connect
 from app.errors import BadInput, ConsoleError
@@ -201,9 +201,8 @@ async def _restore(ctx: RunContext, dump: Path, database: str, clean: bool) -> N
     ctx.log(f"{len(deferred)} foreign keys added NOT VALID; validated after the switch")
 
 
-_IDENT = r'(?:"(?:[^"]|"")*"|[^\s."]+)'
-_FK = re.compile(rf"ALTER TABLE (?:ONLY )?(?P<table>{_IDENT}(?:\.{_IDENT})?)\s+ADD CONSTRAINT "
-                 rf"(?P<name>{_IDENT}) FOREIGN KEY [^;]*;")
+_FK = re.compile(rf"ALTER TABLE (?:ONLY )?(?P<table>{SQL_IDENT}(?:\.{SQL_IDENT})?)\s+"
+                 rf"ADD CONSTRAINT (?P<name>{SQL_IDENT}) FOREIGN KEY [^;]*;")
 
 
 async def validate_deferred_keys(ctx: RunContext) -> None:

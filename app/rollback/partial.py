@@ -24,7 +24,7 @@ from app.backups.backupset import (
 from app.backups.copydata import FileReader, Reader
 from app.backups.manifest import inheritance_parents, own_content, partition_contents
 from app.backups.tools import private_dir, private_file
-from app.catalog import ForeignKey, TableContent, qualified, split_name, table_content
+from app.catalog import SQL_IDENT, ForeignKey, TableContent, qualified, split_name, table_content
 from app.config import Config
 from app.errors import BadInput
 from app.paths import file_part
@@ -38,11 +38,10 @@ from app.rollback.reload import (
 )
 from app.rollback.steps import maintenance_on, recovery, safety_dump, target_conn
 
-_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _FK_IN_DUMP = re.compile(
-    rf"ALTER TABLE (?:ONLY )?(?P<ts>{_IDENT})\.(?P<tn>{_IDENT})\s+ADD CONSTRAINT "
-    rf"(?P<name>{_IDENT}) (?P<definition>FOREIGN KEY \((?P<cols>[^)]*)\) REFERENCES "
-    rf"(?P<rs>{_IDENT})\.(?P<rn>{_IDENT})\((?P<refcols>[^)]*)\)[^;]*);")
+    rf"ALTER TABLE (?:ONLY )?(?P<ts>{SQL_IDENT})\.(?P<tn>{SQL_IDENT})\s+ADD CONSTRAINT "
+    rf"(?P<name>{SQL_IDENT}) (?P<definition>FOREIGN KEY \((?P<cols>[^)]*)\) REFERENCES "
+    rf"(?P<rs>{SQL_IDENT})\.(?P<rn>{SQL_IDENT})\((?P<refcols>[^)]*)\)[^;]*);")
 
 
 def _unquote(ident: str) -> str:
