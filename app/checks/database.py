@@ -72,5 +72,8 @@ async def writes(ctx: CheckContext) -> Outcome:
     summary = (f"{total} rows written since the backup across {len(per_table)} tables "
                "(a data rollback of a table loses its share)" if since else
                "no backup to compare with: cumulative write counters only")
-    return Outcome(Status.PASS, summary, {"since": since, "stats_since": reset,
-                                          "tables": per_table, "sql": sql}, [])
+    locked = [t for t, i in per_table.items() if i.get("written_since_backup") == "locked"]
+    if locked:   # a total that leaves tables out is not a pass: say which
+        summary += f"; not counted (waited on a lock): {', '.join(locked)}"
+    return Outcome(Status.WARN if locked else Status.PASS, summary,
+                   {"since": since, "stats_since": reset, "tables": per_table, "sql": sql}, [])
