@@ -127,11 +127,8 @@ def info_app_url(port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def write_config(directory: Path, pg_port: int, database: str, app_url: str,
-                 facts: DemoFacts) -> Path:
-    """A ready-to-use console config naming the secrets files in ``directory/secrets``."""
-    path = directory / "rollback.toml"
-    path.write_text(f'''# Written by `rollback-console sandbox up` for the sandbox in this folder.
+# The sandbox's rollback.toml; the names in braces are filled in by write_config.
+_CONFIG_TEMPLATE = '''# Written by `rollback-console sandbox up` for the sandbox in this folder.
 # Secrets live in ./secrets/ (mode 600); this file names them and holds none.
 
 [target]
@@ -189,7 +186,15 @@ phone = "+81 75-000-0002"
 slack = "#incident-response"
 phone_tree = "sandbox: nobody is paged"
 status_page = "{app_url}/hooks/status"
-''')
+'''
+
+
+def write_config(directory: Path, pg_port: int, database: str, app_url: str,
+                 facts: DemoFacts) -> Path:
+    """A ready-to-use console config naming the secrets files in ``directory/secrets``."""
+    path = directory / "rollback.toml"
+    path.write_text(_CONFIG_TEMPLATE.format(pg_port=pg_port, database=database,
+                                            app_url=app_url, facts=facts))
     return path
 
 
