@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from app.drills import Scenario
-from app.journal import Journal, JournalCorrupt, incidents_root
+from app.journal import Entry, Journal, JournalCorrupt, incidents_root
 from app.paths import state_dir
 
 
@@ -61,12 +61,7 @@ def score(scenario: Scenario, started: float, operator: str,
     opened = [e for e in entries if e.kind == "incident_opened"]
     rollback_expected = scenario.expected_tier == "IMMEDIATE ROLLBACK"
     if not rollback_expected:
-        if opened:
-            s.lines.append(f"✖ +0 needless destructive action: a {opened[-1].data.get('type')}"
-                           " rollback was run where a forward-fix was right")
-        else:
-            s.points += 75
-            s.lines.append("✔ +75 no rollback: forward-fix was the right call")
+        _no_rollback(s, scenario, entries, opened)
         return _times(s, journals, started)
     want = " then ".join(scenario.types)
     got = " then ".join(str(e.data.get("type")) for e in opened[-len(scenario.types):])
@@ -95,6 +90,30 @@ def score(scenario: Scenario, started: float, operator: str,
     else:
         s.lines.append(f"✖ +0 {len(skipped)} step(s) skipped")
     return _times(s, journals, started)
+
+
+def _no_rollback(s: Score, scenario: Scenario, entries: list[Entry],
+                 opened: list[Entry]) -> None:
+    """A verdict that calls for no rollback: its path is the fix (or watching), then quit."""
+    verdict = scenario.expected_tier
+    if opened:
+        override = [e for e in entries if e.kind == "decision"
+                    and e.data.get("choice") == "override"]
+        why = f" (your reason: {override[-1].data.get('reason')})" if override else ""
+        s.lines.append(f"✖ +0 rolled back against the verdict: a {opened[-1].data.get('type')} "
+                       f"rollback where {verdict} was right{why}. A rollback takes the app down "
+                       "(maintenance) and throws away what changed since the backup, for a "
+                       "problem fixed online" + (" by the suggested fix" if scenario.fix else ""))
+        return
+    s.points += 75
+    s.lines.append(f"✔ +75 no rollback: {verdict} was the right call")
+    if any(e.kind == "fix_suggested" for e in entries):
+        s.lines.append("✔ took the suggested fix (saved in the incident folder)")
+    elif any(e.kind == "decision" and e.data.get("choice") == "watch" for e in entries):
+        s.lines.append("✔ watched the checklist")
+    elif scenario.fix:
+        s.lines.append("· next: on the assessment screen, f saves the suggested fix to run "
+                       "(w watches)")
 
 
 def _times(s: Score, journals: list[Journal], started: float) -> Score:
@@ -129,8 +148,11 @@ def record(s: Score, run: float | None = None) -> list[dict[str, object]]:
 
 
 def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]]) -> str:
-    if scenario.expected_tier != "IMMEDIATE ROLLBACK":
-        ideal = "assess → see FORWARD-FIX → do not roll back; fix forward"
+    if scenario.expected_tier == "FORWARD-FIX":
+        ideal = ("a: assess → read FORWARD-FIX and its suggested fix → f: save the fix (run it "
+                 "or copy it; w watches after) → q. No rollback")
+    elif scenario.expected_tier != "IMMEDIATE ROLLBACK":
+        ideal = f"a: assess → read {scenario.expected_tier} → w: watch → q. No rollback"
     else:
         ideal = "assess → accept the recommendation → build the plan → gate → run"
         if scenario.then:

@@ -17,11 +17,12 @@ class Scenario:
     briefing: str            # what the on-call engineer is told
     migration: str           # the bad migration (SQL)
     expected_tier: str       # the decision matrix's tier
-    expected_type: str | None  # schema | partial | full; for FORWARD-FIX, the fallback type
+    expected_type: str | None  # schema | partial | full; None where no rollback is right
     tables: tuple[str, ...] = ()
     needs: str = ""          # a capability not built yet, if any (the drill is listed, not played)
     debrief: str = ""
     then: str | None = None  # a second rollback after the first (Type 1 then Type 2)
+    fix: str = ""            # FORWARD-FIX: the fix the verdict suggests, in words
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -31,7 +32,7 @@ class Scenario:
     @property
     def answer(self) -> str:
         if self.expected_tier != "IMMEDIATE ROLLBACK":
-            return f"{self.expected_tier} / no rollback"
+            return f"{self.expected_tier} / no rollback" + (f": {self.fix}" if self.fix else "")
         return f"{self.expected_tier} / {' then '.join(self.types)}"
 
 
@@ -88,15 +89,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         "dropped-index", "A dropped index", "easy",
         "Pages are slower; nothing is broken.",
         "DROP INDEX public.objects_owner_id_idx;",
-        "FORWARD-FIX", "schema",
+        "FORWARD-FIX", None,
         debrief="Performance only: forward-fix (recreate the index, CONCURRENTLY); a rollback "
-                "would cost downtime for nothing."),
+                "would cost downtime for nothing.",
+        fix="the suggested fix, CREATE INDEX CONCURRENTLY objects_owner_id_idx (the backup's "
+            "definition)"),
     Scenario(
         "cosmetic-column", "A cosmetic schema change", "easy",
         "A designer asks why the admin shows a new empty column.",
         "ALTER TABLE public.objects ADD COLUMN display_order integer;",
-        "FORWARD-FIX", "schema",
-        debrief="The runbook lists cosmetic problems under forward-fix: no rollback."),
+        "FORWARD-FIX", None,
+        debrief="The runbook lists cosmetic problems under forward-fix: no rollback.",
+        fix="keep the column, or drop it with the suggested fix once nothing uses it"),
     Scenario(
         "rls-blocks-users", "A policy that locks users out", "medium",
         "Logged-in users see empty collections; the data is there for admins.",

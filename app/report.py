@@ -36,6 +36,16 @@ def _duration(seconds: float) -> str:
     return f"{whole // 60}m{whole % 60:02d}s"
 
 
+def _words(value: Any) -> str:
+    """A journal value as prose: lists joined, mappings as 'key: value' (never Python's
+    dict text)."""
+    if isinstance(value, dict):
+        return "; ".join(f"{str(k).replace('_', ' ')}: {_words(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_words(v) for v in value) or "none"
+    return "none" if value is None else str(value)
+
+
 def _line(entry: Entry) -> str:
     d = entry.data
     kind = entry.kind
@@ -46,7 +56,11 @@ def _line(entry: Entry) -> str:
     if kind == "assessment":
         return f"assessment: **{d.get('tier')}**: {d.get('action')}"
     if kind == "decision":
-        return f"decision: {d.get('choice')} (reason: {d.get('reason')})"
+        against = f", against the verdict {d['against']}" if d.get("against") else ""
+        return f"decision: {d.get('choice')}{against} (reason: {d.get('reason')})"
+    if kind == "fix_suggested":
+        return (f"suggested fix saved to `{d.get('file')}` ({len(d.get('statements') or [])} "
+                "statement(s); the console ran none)")
     if kind == "gate":
         return "confirmation gate passed" if d.get("ok") else \
             f"confirmation gate REFUSED (expected {d.get('expected')!r})"
@@ -79,7 +93,7 @@ def _line(entry: Entry) -> str:
     if kind == "incident_resumed":
         return "resumed from the journal" + (f" (was in {d['resumed_from']})"
                                              if d.get("resumed_from") else "")
-    return f"{kind}: {d}"
+    return f"{kind.replace('_', ' ')}: {_words(d)}"
 
 
 def step_table(journal: Journal) -> list[dict[str, Any]]:
@@ -98,8 +112,14 @@ def render_markdown(journal: Journal) -> str:
     entries = journal.entries
     opened = journal.last("incident_opened")
     closed = journal.last("incident_closed") or journal.last("incident_paused")
-    title = opened.data.get("target") if opened else "unknown target"
-    lines = [f"# Incident {journal.incident_id}: rollback of {title}", ""]
+    assessed = journal.last("assessment")
+    if opened:
+        heading = f"rollback of {opened.data.get('target')}"
+    elif assessed:
+        heading = f"assessment: {assessed.data.get('tier')}, no rollback"
+    else:
+        heading = "no rollback"
+    lines = [f"# Incident {journal.incident_id}: {heading}", ""]
     if entries:
         span = (_at(entries[-1]) - _at(entries[0])).total_seconds()
         lines += [f"- Started: {entries[0].at}", f"- Last entry: {entries[-1].at} "
@@ -125,8 +145,14 @@ def render_markdown(journal: Journal) -> str:
             for f in assessment.data.get("findings", []):
                 lines.append(f"- [{f.get('tier')}] {f.get('check')}: {f.get('summary')}")
         if decision:
-            lines += ["", f"Operator's decision: {decision.data.get('choice')}; reason: "
-                      f"{decision.data.get('reason')}"]
+            against = (f" (against the verdict {decision.data['against']})"
+                       if decision.data.get("against") else "")
+            lines += ["", f"Operator's decision: {decision.data.get('choice')}{against}; "
+                      f"reason: {decision.data.get('reason')}"]
+        fix = (assessment.data.get("fix") if assessment else None) or []
+        if fix:
+            lines += ["", "Suggested fix (nothing was run by the console):", "", "```sql",
+                      *fix, "```"]
         lines.append("")
 
     steps = step_table(journal)
@@ -156,7 +182,8 @@ def render_markdown(journal: Journal) -> str:
         lines += ["## Destructive actions and statements", ""]
         for e in actions:
             details = {k: v for k, v in e.data.items() if k not in ("step", "action")}
-            lines.append(f"- {e.at} {e.data.get('action')} ({e.data.get('step')}): {details}")
+            lines.append(f"- {e.at} {e.data.get('action')} ({e.data.get('step')}): "
+                         f"{_words(details)}")
         lines.append("")
 
     validations = journal.of_kind("validation")

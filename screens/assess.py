@@ -1,7 +1,9 @@
 """The decision matrix: checks stream in as they complete, the findings sit under the runbook's
-tiers, and the recommendation says what to do and what it would lose. The operator accepts it,
-or overrides it with a typed reason; both are journaled. In assess mode nothing past this screen
-can be started."""
+tiers, and each verdict offers its own path. IMMEDIATE ROLLBACK: accept the recommended type
+(or override it with a typed reason). FORWARD-FIX: the suggested fix in full, a key to save it
+(journaled), watch; a rollback is only an override against the verdict, with a typed reason.
+MONITOR AND ASSESS: watch. HEALTHY and DATABASE UNREACHABLE: nothing destructive. Every choice
+is journaled. In assess mode nothing past this screen can be started."""
 
 from __future__ import annotations
 
@@ -18,20 +20,29 @@ from textual.worker import Worker, WorkerState
 from app.checks import ASSESS_CHECKS, Assessment, CheckResult, run_assessment
 from app.decision import Decision, Tier
 from app.errors import ConsoleError
+from app.forward_fix import script, statements
 from app.journal import Journal, incidents_root, new_incident_id
 from app.rollback.context import RollbackType
-from screens.base import ConsoleScreen
+from screens.base import CHANGES_SOMETHING, ConsoleScreen
 from screens.finding import FindingScreen
-from screens.plan import PlanScreen
+from screens.plan import Override, PlanScreen
 from screens.reason import ReasonScreen
+from screens.watch import WatchScreen
 from widgets.check_list import CheckList
 
 TIER_WORDS = {Tier.HEALTHY: "✔ HEALTHY", Tier.INCONCLUSIVE: "? INCONCLUSIVE",
               Tier.MONITOR: "◆ MONITOR AND ASSESS", Tier.FORWARD_FIX: "▲ FORWARD-FIX",
-              Tier.IMMEDIATE_ROLLBACK: "✖ IMMEDIATE ROLLBACK"}
+              Tier.IMMEDIATE_ROLLBACK: "✖ IMMEDIATE ROLLBACK",
+              Tier.UNREACHABLE: "✖ DATABASE UNREACHABLE"}
 # INCONCLUSIVE is neither green (it is no bill of health) nor an alarm colour (nothing found)
 TIER_COLOURS = {Tier.HEALTHY: "green", Tier.INCONCLUSIVE: "magenta", Tier.MONITOR: "yellow",
-                Tier.FORWARD_FIX: "dark_orange", Tier.IMMEDIATE_ROLLBACK: "red"}
+                Tier.FORWARD_FIX: "dark_orange", Tier.IMMEDIATE_ROLLBACK: "red",
+                Tier.UNREACHABLE: "red"}
+# Which keys each verdict offers (the rest are hidden, never offered to be refused).
+OFFERS = {"accept": {Tier.IMMEDIATE_ROLLBACK}, "override": {Tier.IMMEDIATE_ROLLBACK},
+          "against": {Tier.FORWARD_FIX, Tier.MONITOR, Tier.INCONCLUSIVE},
+          "save_fix": {Tier.FORWARD_FIX}, "watch": {Tier.FORWARD_FIX, Tier.MONITOR}}
+FIX_FILE = "suggested-fix.sql"
 
 
 class CheckCompleted(Message):
@@ -41,11 +52,15 @@ class CheckCompleted(Message):
 
 
 class AssessScreen(ConsoleScreen[None]):
+    WRITES = CHANGES_SOMETHING | {"against"}
     BINDINGS = [
         Binding("enter", "evidence", "Evidence"),
         Binding("r", "rerun", "Assess again"),
+        Binding("f", "save_fix", "Save the fix to a file"),
+        Binding("w", "watch", "Watch"),
         Binding("Y", "accept", "Accept recommendation (shift+y)"),
         Binding("O", "override", "Override with a reason (shift+o)"),
+        Binding("O", "against", "Override: roll back against the verdict (shift+o)"),
         Binding("escape", "app.pop_screen", "Back"),
         Binding("j", "cursor('down')", "Down", show=False),
         Binding("k", "cursor('up')", "Up", show=False),
@@ -55,6 +70,15 @@ class AssessScreen(ConsoleScreen[None]):
         super().__init__()
         self.results: dict[str, CheckResult] = {}
         self.assessment: Assessment | None = None
+        self.journal: Journal | None = None   # this assessment's incident, once journaled
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A verdict's own keys only, once it is known (assess mode hides the writes)."""
+        if not super().check_action(action, parameters):
+            return False
+        if action not in OFFERS:
+            return True
+        return self.assessment is not None and self.assessment.decision.tier in OFFERS[action]
 
 
     def compose(self) -> ComposeResult:
@@ -80,6 +104,8 @@ class AssessScreen(ConsoleScreen[None]):
             return
         self.results.clear()
         self.assessment = None
+        self.journal = None
+        self.refresh_bindings()
         checks = self.query_one(CheckList)
         for key in list(checks.statuses):
             checks.set_result(key, "pending", "")
@@ -111,7 +137,9 @@ class AssessScreen(ConsoleScreen[None]):
             self.assessment = event.worker.result
             for r in self.assessment.results:
                 self.on_check_completed(CheckCompleted(r))
+            self.console.seen_tier = self.assessment.decision.tier.label   # the drill's call
             self._show(self.assessment.decision)
+            self.refresh_bindings()
 
     def _show(self, decision: Decision) -> None:
         verdict = Text()
@@ -125,27 +153,49 @@ class AssessScreen(ConsoleScreen[None]):
             lose = decision.would_lose.get("tables") or {}
             for table, facts in lose.items():
                 n = facts.get("rows_written_since_backup")
-                verdict.append(f"would lose: {table}: {n if n is not None else '?'} rows "
-                               "written since the backup (exported first)\n")
-        if self.console.mode == "assess":
-            verdict.append("READ-ONLY session: nothing can be started from here.",
-                           style="italic")
-        else:
-            verdict.append("shift+y: accept · shift+o: override with a reason", style="italic")
+                count = f"{n} rows" if n is not None else f"unknown: {facts.get('unknown')}"
+                verdict.append(f"would lose: {table}: {count} (written since the backup; "
+                               "exported first)\n")
+        verdict.append(self._keys(decision), style="italic")
         self.query_one("#assess-verdict", Static).update(verdict)
         text = Text()
+        if decision.fix:
+            text.append("SUGGESTED FIX (run or copy; nothing was run)\n",
+                        style="bold underline")
+            for step in decision.fix:
+                text.append("\n".join(step.lines()) + "\n\n")
+            self.query_one("#assess-reasons").border_title = "Suggested fix, then findings"
         for tier in (Tier.IMMEDIATE_ROLLBACK, Tier.FORWARD_FIX, Tier.MONITOR):
             reasons = [x for x in decision.reasons if x.tier is tier]
             text.append(f"{tier.label} ({len(reasons)})\n", style="bold underline")
             for x in reasons:
                 text.append(f"  • {x.runbook}: ", style="bold")
                 text.append(f"{x.summary} [{x.check}]\n")
+        for x in decision.reasons:
+            if x.tier is Tier.UNREACHABLE:
+                text.append(f"{x.runbook}\n  {x.summary}\n", style="bold")
         if decision.missing:
             text.append(f"NOT RUN ({len(decision.missing)}): evidence missing\n",
                         style="bold underline")
             for m in decision.missing:
                 text.append(f"  – {m.check}: {m.why}\n    get it: {m.how}\n")
         self.query_one("#assess-reasons-text", Static).update(text)
+
+    def _keys(self, decision: Decision) -> str:
+        """The verdict's own path, in words (the footer shows the same keys)."""
+        if self.console.mode == "assess":
+            return "READ-ONLY session: nothing can be started from here."
+        return {
+            Tier.IMMEDIATE_ROLLBACK: "shift+y: accept · shift+o: override with a reason",
+            Tier.FORWARD_FIX: "f: save the fix to a file · w: watch · escape: back · "
+                              "shift+o: override: roll back against the verdict",
+            Tier.MONITOR: "w: watch · r: assess again · "
+                          "shift+o: override: roll back against the verdict",
+            Tier.INCONCLUSIVE: "get the missing evidence, then r: assess again · "
+                               "shift+o: override: roll back against the verdict",
+            Tier.UNREACHABLE: "r: assess again when the database answers",
+            Tier.HEALTHY: "Nothing to do: escape goes back.",
+        }[decision.tier]
 
     def action_cursor(self, direction: str) -> None:
         table = self.query_one(CheckList)
@@ -167,17 +217,26 @@ class AssessScreen(ConsoleScreen[None]):
         self.app.push_screen(FindingScreen(f"{result.check}: {result.status.upper()}",
                                            result.symptom, result.summary, result.evidence))
 
-    def _journal_decision(self, choice: str, reason: str) -> Journal:
+    def _incident(self) -> Journal:
+        """This assessment's incident journal, opened (with the assessment) on first use."""
+        assert self.assessment is not None
+        if self.journal is None:
+            d = self.assessment.decision
+            self.journal = Journal.open(incidents_root() / new_incident_id())
+            self.journal.append(
+                "assessment", tier=d.tier.label, action=d.action,
+                recommended=d.recommended.key if d.recommended else None, tables=d.tables,
+                backup=self.assessment.backup, fix=statements(d.fix),
+                findings=[{"check": x.check, "tier": x.tier.label, "summary": x.summary}
+                          for x in d.reasons])
+        return self.journal
+
+    def _journal_decision(self, choice: str, reason: str, **more: object) -> Journal:
         assert self.assessment is not None
         d = self.assessment.decision
-        journal = Journal.open(incidents_root() / new_incident_id())
-        journal.append("assessment", tier=d.tier.label, action=d.action,
-                       recommended=d.recommended.key if d.recommended else None,
-                       tables=d.tables, backup=self.assessment.backup,
-                       findings=[{"check": x.check, "tier": x.tier.label, "summary": x.summary}
-                                 for x in d.reasons])
+        journal = self._incident()
         journal.append("decision", choice=choice, reason=reason,
-                       recommended=d.recommended.key if d.recommended else None)
+                       recommended=d.recommended.key if d.recommended else None, **more)
         return journal
 
     def _can_act(self) -> bool:
@@ -195,15 +254,37 @@ class AssessScreen(ConsoleScreen[None]):
             return
         assert self.assessment is not None
         d = self.assessment.decision
-        if d.recommended is None:
-            self._journal_decision("no rollback", d.action)
-            self.notify(f"{d.tier.label}: no rollback recommended; decision journaled.")
+        if d.recommended is None:   # only offered for IMMEDIATE ROLLBACK, which has one
             return
         journal = self._journal_decision(f"accept {d.recommended.key}", "recommendation")
         self.app.push_screen(PlanScreen(RollbackType(d.recommended.key), tuple(d.tables),
                                         journal=journal))
 
+    def action_save_fix(self) -> None:
+        """Write the suggested fix into the incident folder (nothing runs it), journal it, and
+        put it on the clipboard where the terminal allows."""
+        if self.assessment is None or not self.assessment.decision.fix:
+            return
+        d = self.assessment.decision
+        journal = self._incident()
+        path = journal.dir / FIX_FILE
+        text = script(d.fix, self.console.config.target.name)
+        path.write_text(text + "\n", encoding="utf-8")
+        journal.append("fix_suggested", statements=statements(d.fix), file=str(path))
+        self.app.copy_to_clipboard(text)
+        self.notify(f"Saved to {path} (and copied). Nothing was run: read it, then "
+                    f"psql -f {path}, or paste it.", title="Suggested fix saved", timeout=15)
+
+    def action_watch(self) -> None:
+        """Watch the checklist (the FORWARD-FIX and MONITOR path); the choice is journaled."""
+        if self.assessment is None:
+            return
+        d = self.assessment.decision
+        journal = self._journal_decision("watch", f"{d.tier.label}: watch, no rollback")
+        self.app.push_screen(WatchScreen(self.assessment.backup, journal=journal))
+
     def action_override(self) -> None:
+        """IMMEDIATE ROLLBACK, another type or tables: a typed reason first."""
         if not self._can_act():
             return
         assert self.assessment is not None
@@ -219,3 +300,27 @@ class AssessScreen(ConsoleScreen[None]):
         self.app.push_screen(ReasonScreen(
             f"Override the recommendation ({d.tier.label}: {d.action}). Why? The reason is "
             "journaled and goes into the incident report.", "Override"), answered)
+
+    def action_against(self) -> None:
+        """A rollback where the verdict calls for none: an override, with a typed reason; the
+        plan and the gate say so (a flag, not a guess from the journal)."""
+        if not self._can_act():
+            return
+        assert self.assessment is not None
+        d = self.assessment.decision
+        tier = d.tier.label
+
+        def answered(reason: str | None) -> None:
+            if not reason:
+                return
+            kind = RollbackType(d.override_type.key) if d.override_type else \
+                RollbackType.SCHEMA
+            journal = self._journal_decision("override", reason, against=tier,
+                                             type=kind.value)
+            self.app.push_screen(PlanScreen(kind, tuple(d.tables), journal=journal,
+                                            override=Override(tier, reason)))
+
+        self.app.push_screen(ReasonScreen(
+            f"The verdict is {tier}: no rollback is recommended ({d.action}) Rolling back "
+            "anyway is an override: it is journaled, shown on the plan and the gate, and goes "
+            "into the incident report. Why?", "Override: roll back"), answered)

@@ -4,7 +4,7 @@ commands) and the blast radius; then the gate. Building the plan only reads the 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from rich.text import Text
 from textual import on, work
@@ -38,6 +38,14 @@ from screens.rollback import RollbackScreen
 ROLLBACK_TIER = "IMMEDIATE ROLLBACK"
 
 
+@dataclass(frozen=True)
+class Override:
+    """A rollback against the assessment's verdict: the verdict, and the operator's reason."""
+
+    verdict: str
+    reason: str
+
+
 class PlanScreen(ConsoleScreen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -48,8 +56,9 @@ class PlanScreen(ConsoleScreen[None]):
 
     def __init__(self, kind: RollbackType = RollbackType.PARTIAL,
                  tables: tuple[str, ...] = (), journal: Journal | None = None,
-                 phase: tuple[int, int] | None = None):
+                 phase: tuple[int, int] | None = None, override: Override | None = None):
         super().__init__()
+        self.override = override   # set by the decision screen: a rollback against its verdict
         self.phase = phase   # (n, of) when this plan is a later phase of a multi-phase one
         self.journal = journal   # the incident the decision was journaled in, if any
         self.kind = kind
@@ -172,10 +181,12 @@ class PlanScreen(ConsoleScreen[None]):
             self.query_one("#plan-text", Static).update(self._describe(self.plan))
 
     def against_verdict(self) -> tuple[str, str] | None:
-        """(the verdict, the operator's reason so far) when the assessment journaled in this
-        incident did not call for a rollback: going on is an override, never the path the
-        screen recommends. None when the verdict was IMMEDIATE ROLLBACK or nothing was
-        assessed."""
+        """(the verdict, the operator's reason so far) when this rollback goes against the
+        verdict: the decision screen's override flag, else the tier field of the assessment
+        journaled in this incident (a plan opened on an incident without the flag). None when
+        the verdict was IMMEDIATE ROLLBACK or nothing was assessed."""
+        if self.override is not None:
+            return self.override.verdict, self.override.reason
         if self.journal is None:
             return None
         assessed = self.journal.last("assessment")
@@ -298,6 +309,7 @@ class PlanScreen(ConsoleScreen[None]):
                 return
             self.journal.append("decision", choice="override", reason=reason,
                                 against=tier, type=plan.kind.value)
+            self.override = Override(tier, reason)
             self.query_one("#plan-text", Static).update(self._describe(plan))
             self.action_gate()
 

@@ -119,25 +119,28 @@ INCIDENTS = [
         "IMMEDIATE ROLLBACK", "schema", [], "rls_exposure", id="rls-turned-off"),
     pytest.param(
         "DROP INDEX objects_owner_id_idx",
-        "FORWARD-FIX", "schema", [], "performance", id="dropped-index-slows-critical-query"),
+        "FORWARD-FIX", None, [], "performance", id="dropped-index-slows-critical-query"),
     pytest.param(
         "ALTER TABLE objects ADD COLUMN display_colour text DEFAULT 'matcha'",
-        "FORWARD-FIX", "schema", [], "schema_drift", id="cosmetic-change"),
+        "FORWARD-FIX", None, [], "schema_drift", id="cosmetic-change"),
     pytest.param(
         "ALTER TABLE chakai DROP CONSTRAINT chakai_host_id_fkey",
-        "FORWARD-FIX", "schema", [], "constraint_drift", id="fk-dropped-no-orphans"),
+        "FORWARD-FIX", None, [], "constraint_drift", id="fk-dropped-no-orphans"),
 ]
 
 
 @pytest.mark.parametrize(("sql", "tier", "rtype", "tables", "kind"), INCIDENTS)
 async def test_injected_incident_gets_tier_and_type(
-        cfg: Config, conn: asyncpg.Connection, sql: str, tier: str, rtype: str,
+        cfg: Config, conn: asyncpg.Connection, sql: str, tier: str, rtype: str | None,
         tables: list[str], kind: str) -> None:
     await conn.execute(sql)
     a = await assess(cfg)
     d = a.decision
     assert d.tier.label == tier, d.reasons
     assert kind in kinds(a)
+    if rtype is None:   # FORWARD-FIX: the fix to make, never a rollback type
+        assert d.recommended is None and a.to_dict()["fix"], d.to_dict()
+        return
     assert d.recommended is not None and d.recommended.key == rtype
     assert d.tables == tables
     out = a.to_dict()

@@ -55,7 +55,8 @@ async def test_assess_table_output_and_forward_fix_code(conn: asyncpg.Connection
     proc = cli(console_config, "assess")
     assert proc.returncode == 20, proc.stderr
     assert "FORWARD-FIX" in proc.stdout and "Minor performance degradation" in proc.stdout
-    assert "Type 1 Schema-only rollback" in proc.stdout
+    assert "Type 1 Schema-only rollback" not in proc.stdout   # no rollback is recommended
+    assert "Suggested fix (run or copy; nothing was run):" in proc.stdout
     assert "critical_queries" in proc.stderr   # each check reported as it completed
 
 
@@ -72,13 +73,17 @@ async def test_validate_passes_healthy_and_fails_on_fault(conn: asyncpg.Connecti
     assert "VALIDATION FAILED" in bad.stdout and "Authentication" in bad.stdout
 
 
-def test_wrong_dsn_is_bad_input(console_config: Path) -> None:
+def test_wrong_database_name_is_bad_input(console_config: Path) -> None:
+    """A wrong name is bad input (exit 2); a database that is down is a verdict of its own
+    (DATABASE UNREACHABLE, exit 50: tests/test_verdict_paths.py)."""
     text = console_config.read_text()
     port = text.split("127.0.0.1:")[1].split("/")[0]
-    console_config.write_text(text.replace(f"127.0.0.1:{port}/", "127.0.0.1:1/"))
+    name = text.split(f"127.0.0.1:{port}/")[1].split("?")[0].split('"')[0]
+    console_config.write_text(text.replace(f"127.0.0.1:{port}/{name}",
+                                           f"127.0.0.1:{port}/no_such_database"))
     proc = cli(console_config, "assess", "--json")
     assert proc.returncode == 2
-    assert "nothing is listening" in proc.stderr and proc.stdout == ""
+    assert "does not exist" in proc.stderr and proc.stdout == ""
 
 
 async def test_unknown_backup_is_bad_input(conn: asyncpg.Connection, console_config: Path,

@@ -160,7 +160,8 @@ def test_a_needless_rollback_costs_points(tmp_path: Path, monkeypatch: pytest.Mo
         journal.append("incident_opened", target="t", type="partial", backup="b", tables=[])
     result = score(drills.BY_NAME["dropped-index"], started, "trainee")
     assert result.points == points
-    assert any(("needless destructive action" in line) == rolled_back for line in result.lines)
+    assert any(("rolled back against the verdict" in line) == rolled_back
+               for line in result.lines)
 
 
 @pytest.mark.parametrize(("types", "right"), [(["schema", "partial"], True),

@@ -1,7 +1,7 @@
 """`assess` (read-only checks + decision matrix) and `validate` (post-rollback checklist).
 
 Exit codes: assess 0 healthy, 10 monitor and assess, 20 forward-fix, 30 immediate rollback,
-40 inconclusive;
+40 inconclusive, 50 database unreachable;
 validate 0 when every item passes, 1 otherwise; both 2 on bad input (nothing was touched).
 """
 
@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "red", "skip": "dim"}
 TIER_STYLE = {"HEALTHY": "bold green", "INCONCLUSIVE": "bold magenta",
               "MONITOR AND ASSESS": "bold yellow",
-              "FORWARD-FIX": "bold dark_orange", "IMMEDIATE ROLLBACK": "bold white on red"}
+              "FORWARD-FIX": "bold dark_orange", "IMMEDIATE ROLLBACK": "bold white on red",
+              "DATABASE UNREACHABLE": "bold white on red"}
+FIX_HEADING = "Suggested fix (run or copy; nothing was run):"
+WATCH_HINT = ("Watch: `rollback-console validate --watch 1h` runs the checklist again and again "
+              "and alerts on a regression; assess again after.")
 
 
 def _console(stderr: bool = False) -> Console:
@@ -68,10 +72,16 @@ def _render_assessment(a: Assessment) -> None:
             lines.append("Tables: " + escape(", ".join(d.tables)))
         lines.append("Would lose:")
         lines += [escape(line) for line in _readable(d.would_lose, "  ")]
+    if d.offers_watch:
+        lines += ["", escape(WATCH_HINT)]
     for m in d.missing:
         lines.append(f"[dim]not run: {m.check}: {escape(m.why)}[/dim]")
         lines.append(f"[dim]  get it: {escape(m.how)}[/dim]")
     out.print(Panel("\n".join(lines), title="Decision matrix", expand=True))
+    if d.fix:   # outside the panel, never cut or boxed: it is copied as it is
+        out.print(FIX_HEADING, markup=False)
+        for step in d.fix:
+            out.print("\n".join(step.lines()), markup=False, soft_wrap=True)
 
 
 def _readable(value: Any, indent: str) -> list[str]:
@@ -83,7 +93,7 @@ def _readable(value: Any, indent: str) -> list[str]:
                 out.append(f"{indent}{str(key).replace('_', ' ')}:")
                 out += _readable(item, indent + "  ")
             else:
-                shown = "none" if item in (None, [], {}) else item
+                shown = "unknown" if item is None else "none" if item in ([], {}) else item
                 out.append(f"{indent}{str(key).replace('_', ' ')}: {shown}")
         return out
     if isinstance(value, list):
@@ -125,9 +135,12 @@ def register(group: click.Group) -> None:
 
         \b
         Exit codes: 0 healthy (every check ran and passed), 10 monitor and
-        assess, 20 forward-fix, 30 immediate rollback, 40 inconclusive (no
-        finding, but some check could not run: the missing evidence is named,
-        with how to get it), 2 bad input."""
+        assess, 20 forward-fix (the suggested fix is printed: nothing was run),
+        30 immediate rollback, 40 inconclusive (no finding, but some check could
+        not run: the missing evidence is named, with how to get it), 50 database
+        unreachable (refused or timed out: check the server, network and pooler),
+        2 bad input (config, wrong password or database name, unknown --backup),
+        1 unexpected error (the traceback is in the log file)."""
         import asyncio
         import json
 
