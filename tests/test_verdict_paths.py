@@ -299,3 +299,28 @@ def test_a_rollback_against_the_verdict_scores_lower_and_says_why(
     assert result.points == 25
     assert any("rolled back against the verdict" in line and "in a hurry" in line
                and "suggested fix" in line for line in result.lines), result.lines
+
+
+def test_the_report_reads_as_prose_and_carries_the_fix(tmp_path: Path) -> None:
+    """The Markdown report: the suggested fix as SQL, the override against the verdict, and
+    every journal entry in words (never Python's dict text)."""
+    from app.report import render_markdown
+
+    journal = Journal.open(tmp_path / "incident")
+    fix = ["CREATE INDEX CONCURRENTLY objects_owner_id_idx ON public.objects USING btree "
+           "(owner_id);"]
+    journal.append("assessment", tier="FORWARD-FIX", action="Do not roll back: fix forward.",
+                   fix=fix, findings=[{"check": "schema", "tier": "FORWARD-FIX",
+                                       "summary": "index dropped"}])
+    journal.append("fix_suggested", statements=fix, file=str(tmp_path / "suggested-fix.sql"))
+    journal.append("decision", choice="override", reason="in a hurry", against="FORWARD-FIX")
+    journal.append("action_started", step="apply", action="apply DDL",
+                   statements=["DROP INDEX x"], tables={"public.objects": {"rows": 3}})
+    journal.append("watch_regression", regressed=["Performance: was pass, now warn"])
+    md = render_markdown(journal)
+    assert "{'" not in md and "['" not in md, md
+    assert "```sql\n" + fix[0] + "\n```" in md
+    assert "against the verdict FORWARD-FIX" in md
+    assert "suggested fix saved to" in md
+    assert "watch regression: regressed: Performance: was pass, now warn" in md
+    assert "# Incident incident: assessment: FORWARD-FIX, no rollback" in md
