@@ -77,7 +77,9 @@ def _chunks(total: int, make: Callable[[int], tuple[Any, ...]]) -> Iterator[list
 
 
 async def load_demo(conn: asyncpg.Connection, rows: int = 2000, seed: int = 42) -> DemoFacts:
-    """Create the schema and load deterministic data into the connected (empty) database."""
+    """Create the schema and load deterministic data into the connected (empty) database.
+    One random generator feeds every table in a fixed order, so a seed always gives the same
+    rows."""
     await conn.execute(schema_sql())
     n = sizes(rows)
     rng = random.Random(seed)
@@ -86,9 +88,28 @@ async def load_demo(conn: asyncpg.Connection, rows: int = 2000, seed: int = 42) 
     account_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4))
                    for _ in range(n["accounts"])]
     account_class = [1 + (i % n["local_classes"]) for i in range(n["accounts"])]
-    test_user_id = account_ids[0]
-    test_hash = hash_password(password, f"salt{seed}")
+    await _load_people(conn, rng, n, account_ids, account_class,
+                       hash_password(password, f"salt{seed}"))
+    owners = [rng.randrange(n["accounts"]) if i % 7 else 0 for i in range(n["objects"])]
+    await _load_objects(conn, rng, n, account_ids, owners)
+    await _load_media(conn, rng, n, account_ids, owners)
+    await _load_chakai(conn, rng, n, account_ids, account_class)
 
+    for table in ("local_classes", "objects", "media", "chakai"):
+        await conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('public.{table}', 'id'), "
+            f"(SELECT max(id) FROM public.{table}))")
+    await conn.execute("ANALYZE")
+    return DemoFacts(rows=rows, seed=seed, test_user_id=account_ids[0],
+                     test_user_email=TEST_USER_EMAIL, test_user_password=password,
+                     counts=n)
+
+
+async def _load_people(conn: asyncpg.Connection, rng: random.Random, n: dict[str, int],
+                       account_ids: list[str], account_class: list[int],
+                       test_hash: str) -> None:
+    """The local classes, then each account's login (auth.users) and profile; the first
+    account is the drill's test user, the only one that can log in."""
     classes = [(i + 1, f"{_REGIONS[i % len(_REGIONS)]} class {i + 1}",
                 _REGIONS[i % len(_REGIONS)], "Urasenke", _BASE, _BASE)
                for i in range(n["local_classes"])]
@@ -114,9 +135,9 @@ async def load_demo(conn: asyncpg.Connection, rows: int = 2000, seed: int = 42) 
         columns=["id", "email", "display_name", "role", "local_class_id", "created_at",
                  "updated_at"])
 
-    n_acc = n["accounts"]
-    owners = [rng.randrange(n_acc) if i % 7 else 0 for i in range(n["objects"])]
 
+async def _load_objects(conn: asyncpg.Connection, rng: random.Random, n: dict[str, int],
+                        account_ids: list[str], owners: list[int]) -> None:
     def make_object(i: int) -> tuple[Any, ...]:
         kind = _KINDS[rng.randrange(len(_KINDS))]
         created = _ts(rng)
@@ -131,6 +152,9 @@ async def load_demo(conn: asyncpg.Connection, rows: int = 2000, seed: int = 42) 
             columns=["id", "owner_id", "name", "kind", "era", "maker", "description",
                      "is_public", "created_at", "updated_at"])
 
+
+async def _load_media(conn: asyncpg.Connection, rng: random.Random, n: dict[str, int],
+                      account_ids: list[str], owners: list[int]) -> None:
     def make_media(i: int) -> tuple[Any, ...]:
         obj = rng.randrange(n["objects"])
         mime, ext = _MIME[rng.randrange(len(_MIME))]
@@ -145,8 +169,11 @@ async def load_demo(conn: asyncpg.Connection, rows: int = 2000, seed: int = 42) 
             columns=["id", "object_id", "owner_id", "url", "mime_type", "bytes", "caption",
                      "created_at", "updated_at"])
 
+
+async def _load_chakai(conn: asyncpg.Connection, rng: random.Random, n: dict[str, int],
+                       account_ids: list[str], account_class: list[int]) -> None:
     def make_chakai(i: int) -> tuple[Any, ...]:
-        host = rng.randrange(n_acc) if i % 5 else 0
+        host = rng.randrange(n["accounts"]) if i % 5 else 0
         held = date(2025, 1, 1) + timedelta(days=rng.randrange(0, 365))
         created = _ts(rng)
         return (i + 1, uuid.UUID(account_ids[host]), account_class[host],
@@ -158,12 +185,3 @@ async def load_demo(conn: asyncpg.Connection, rows: int = 2000, seed: int = 42) 
             "chakai", schema_name="public", records=chunk,
             columns=["id", "host_id", "local_class_id", "title", "held_on", "season", "guests",
                      "created_at", "updated_at"])
-
-    for table in ("local_classes", "objects", "media", "chakai"):
-        await conn.execute(
-            f"SELECT setval(pg_get_serial_sequence('public.{table}', 'id'), "
-            f"(SELECT max(id) FROM public.{table}))")
-    await conn.execute("ANALYZE")
-    return DemoFacts(rows=rows, seed=seed, test_user_id=test_user_id,
-                     test_user_email=TEST_USER_EMAIL, test_user_password=password,
-                     counts=n)
