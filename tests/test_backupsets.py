@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -16,12 +15,7 @@ import pytest
 
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoApp, DemoDb
-
-
-def cli(console_config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", "-c", str(console_config), *args],
-                          capture_output=True, text=True, timeout=300, env={**os.environ},
-                          stdin=subprocess.DEVNULL)
+from tests.helpers import CONSOLE, cli
 
 
 async def databases(conn: asyncpg.Connection) -> set[str]:
@@ -30,10 +24,10 @@ async def databases(conn: asyncpg.Connection) -> set[str]:
 
 async def test_take_list_verify_rehearse(console_config: Path, demo_db: DemoDb,
                                          demo_app: DemoApp, conn: asyncpg.Connection) -> None:
-    made = cli(console_config, "backup", "--label", "before-migration")
+    made = cli(console_config, None, "backup", "--label", "before-migration")
     assert made.returncode == 0, made.stderr
     assert "backup set production_migration_" in made.stdout
-    listing = json.loads(cli(console_config, "backups", "--json").stdout)
+    listing = json.loads(cli(console_config, None, "backups", "--json").stdout)
     listed = listing["sets"]
     assert len(listed) == 1 and listed[0]["manifest"] is True
     assert listing["tools"]["pg_dump"]["version"].startswith("18")
@@ -41,7 +35,7 @@ async def test_take_list_verify_rehearse(console_config: Path, demo_db: DemoDb,
     assert set(listed[0]["parts"]) == {"schema", "5 tables", "full SQL", "full custom"}
     set_id = listed[0]["id"]
     before = await databases(conn)
-    checked = cli(console_config, "backups", "--verify", set_id, "--rehearse", "--json")
+    checked = cli(console_config, None, "backups", "--verify", set_id, "--rehearse", "--json")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     result = json.loads(checked.stdout)
     assert result["ok"] and not result["problems"]
@@ -63,10 +57,10 @@ async def test_a_hand_made_runbook_set_is_found_and_verified(
     subprocess.run([pg_dump, f"--file={path / 'full_database_backup.sql'}", demo_db.dsn],
                    check=True)
     (path / "backup_info.txt").write_text("Backup completed: 2026-11-24 02:00:00\n")
-    listed = json.loads(cli(console_config, "backups", "--json").stdout)["sets"]
+    listed = json.loads(cli(console_config, None, "backups", "--json").stdout)["sets"]
     assert listed[0]["id"] == path.name and listed[0]["manifest"] is False
     assert listed[0]["taken_at"].startswith("2026-11-24T02:00")
-    checked = cli(console_config, "backups", "--verify", path.name, "--rehearse")
+    checked = cli(console_config, None, "backups", "--verify", path.name, "--rehearse")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "NOT VERIFIABLE: no manifest.json" in checked.stdout
     assert "full_database_backup.sql restored into rollback_rehearsal_" in checked.stdout
@@ -76,7 +70,7 @@ async def test_a_hand_made_runbook_set_is_found_and_verified(
 @pytest.mark.parametrize("damage", ["truncated", "edited", "empty", "foreign"])
 async def test_bad_sets_are_named(console_config: Path, demo_db: DemoDb, demo_app: DemoApp,
                                   conn: asyncpg.Connection, damage: str) -> None:
-    made = cli(console_config, "backup")
+    made = cli(console_config, None, "backup")
     assert made.returncode == 0, made.stderr
     set_dir = next(p for p in (console_config.parent / "backups").iterdir())
     if damage == "truncated":
@@ -98,7 +92,7 @@ async def test_bad_sets_are_named(console_config: Path, demo_db: DemoDb, demo_ap
         (set_dir / "manifest.json").write_text(json.dumps(manifest))
         expected = "was taken from database 'shop'"
     before = await databases(conn)
-    checked = cli(console_config, "backups", "--verify", set_dir.name, "--rehearse")
+    checked = cli(console_config, None, "backups", "--verify", set_dir.name, "--rehearse")
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert expected in checked.stdout and "NOT VERIFIED" in checked.stdout
     assert await databases(conn) == before
@@ -106,12 +100,12 @@ async def test_bad_sets_are_named(console_config: Path, demo_db: DemoDb, demo_ap
 
 async def test_missing_root_and_unknown_set_are_bad_input(console_config: Path,
                                                           demo_db: DemoDb) -> None:
-    unknown = cli(console_config, "backups", "--verify", "nope")
+    unknown = cli(console_config, None, "backups", "--verify", "nope")
     assert unknown.returncode == 2 and "no backup set 'nope'" in unknown.stderr
     shutil.rmtree(console_config.parent / "backups")
-    missing = cli(console_config, "backups")
+    missing = cli(console_config, None, "backups")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
-    bad_label = cli(console_config, "backup", "--label", "a b")
+    bad_label = cli(console_config, None, "backup", "--label", "a b")
     assert bad_label.returncode == 2 and "--label" in bad_label.stderr
 
 
@@ -122,7 +116,7 @@ async def test_backups_screen_verifies_and_rehearses(console_config: Path, demo_
     from screens.backups import BackupsScreen
     from tests.conftest import wait_until
 
-    assert cli(console_config, "backup").returncode == 0
+    assert cli(console_config, None, "backup").returncode == 0
     app = RollbackConsoleApp(config.load(console_config), mode="live")
     async with app.run_test(size=(120, 40)) as pilot:
         await app.workers.wait_for_complete()
@@ -138,11 +132,11 @@ async def test_backups_screen_verifies_and_rehearses(console_config: Path, demo_
 
 
 async def test_tables_option_and_unknown_table(console_config: Path, demo_db: DemoDb) -> None:
-    made = cli(console_config, "backup", "--tables", "media")
+    made = cli(console_config, None, "backup", "--tables", "media")
     assert made.returncode == 0, made.stderr
     set_dir = next((console_config.parent / "backups").iterdir())
     assert sorted(p.name for p in set_dir.glob("table_*")) == ["table_media_backup.sql"]
-    unknown = cli(console_config, "backup", "--tables", "nope")
+    unknown = cli(console_config, None, "backup", "--tables", "nope")
     assert unknown.returncode == 2 and "no such table(s) on the target: public.nope" in \
         unknown.stderr
     assert len(list((console_config.parent / "backups").iterdir())) == 1  # nothing left over
@@ -157,7 +151,7 @@ async def test_a_role_without_privileges_gets_a_clear_message(
     weak.write_text(console_config.read_text()
                     .replace("postgresql://postgres@", "postgresql://backup_weak@")
                     .replace('password_file = "secrets/db_password"', 'password = "weak-pw"'))
-    result = cli(weak, "backup")
+    result = cli(weak, None, "backup")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "may not read everything a backup needs" in result.stderr
     assert "permission denied" in result.stderr
@@ -169,35 +163,35 @@ async def test_sets_are_dated_against_the_migration_and_a_later_one_is_refused(
         conn: asyncpg.Connection) -> None:
     """Supabase records each migration in supabase_migrations.schema_migrations (version =
     YYYYMMDDHHMMSS, UTC): a set taken after the newest one holds the broken state."""
-    assert cli(console_config, "backup", "--label", "after").returncode == 0
+    assert cli(console_config, None, "backup", "--label", "after").returncode == 0
     await conn.execute("CREATE SCHEMA supabase_migrations; CREATE TABLE "
                        "supabase_migrations.schema_migrations (version text PRIMARY KEY); "
                        "INSERT INTO supabase_migrations.schema_migrations VALUES "
                        "('20200101000000'), ('20240101020000')")
-    listing = json.loads(cli(console_config, "backups", "--json").stdout)
+    listing = json.loads(cli(console_config, None, "backups", "--json").stdout)
     assert listing["migration_at"].startswith("2024-01-01T02:00")
     assert "version 20240101020000" in listing["migration_source"]
     assert listing["sets"][0]["after_migration"] is True
     assert "AFTER the migration" in listing["sets"][0]["against_migration"]
-    text = cli(console_config, "backups").stdout
+    text = cli(console_config, None, "backups").stdout
     assert "AFTER" in text and "migration: 2024-01-01 02:00" in text
     before = await conn.fetchval("SELECT count(*) FROM media")
-    refused = cli(console_config, "run", "--type", "partial", "--tables", "media",
+    refused = cli(console_config, None, "run", "--type", "partial", "--tables", "media",
                   "--confirm", "ROLLBACK tea-school-sandbox")
     assert refused.returncode == 2
     assert "after the migration ran" in refused.stderr and "Nothing was changed" in refused.stderr
     assert await conn.fetchval("SELECT count(*) FROM media") == before
-    allowed = cli(console_config, "run", "--type", "partial", "--tables", "media",
+    allowed = cli(console_config, None, "run", "--type", "partial", "--tables", "media",
                   "--dry-run", "--allow-after-migration")
     assert allowed.returncode == 0 and "AFTER the migration" in allowed.stdout
-    verified = cli(console_config, "backups", "--verify", listing["sets"][0]["id"])
+    verified = cli(console_config, None, "backups", "--verify", listing["sets"][0]["id"])
     assert verified.returncode == 1
     assert "PROBLEM: taken AFTER the migration" in verified.stdout
-    earlier = json.loads(cli(console_config, "backups", "--json", "--migration-time",
+    earlier = json.loads(cli(console_config, None, "backups", "--json", "--migration-time",
                              "2099-01-01T00:00:00Z").stdout)
     assert earlier["sets"][0]["after_migration"] is False
     assert "h before the migration" in earlier["sets"][0]["against_migration"]
-    bad = cli(console_config, "backups", "--migration-time", "yesterday")
+    bad = cli(console_config, None, "backups", "--migration-time", "yesterday")
     assert bad.returncode == 2 and "give an ISO time like" in bad.stderr
 
 
@@ -206,21 +200,21 @@ def test_a_configured_tools_dir_is_used_and_a_wrong_one_named(
     text = console_config.read_text()
     console_config.write_text(text.replace("[target]\n", "[target]\ntools_dir = "
                                            f'"{tmp_path / "nowhere"}"\n', 1))
-    missing = cli(console_config, "backups")
+    missing = cli(console_config, None, "backups")
     assert missing.returncode == 2 and "target.tools_dir" in missing.stderr
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     console_config.write_text(text.replace("[target]\n", f'[target]\ntools_dir = "{empty}"\n',
                                            1))
-    listing = cli(console_config, "backups")
+    listing = cli(console_config, None, "backups")
     assert "pg_dump: MISSING" in listing.stdout and "is not in target.tools_dir" in listing.stdout
-    made = cli(console_config, "backup")
+    made = cli(console_config, None, "backup")
     assert made.returncode == 2 or made.returncode == 1
     assert "pg_dump is not in target.tools_dir" in made.stderr
     assert not any((console_config.parent / "backups").iterdir())   # nothing half-written
     console_config.write_text(text.replace("[target]\n", f'[target]\ntools_dir = "{bin_dir()}"\n',
                                            1))
-    listing = json.loads(cli(console_config, "backups", "--json").stdout)
+    listing = json.loads(cli(console_config, None, "backups", "--json").stdout)
     assert listing["tools"]["pg_dump"]["path"] == str(bin_dir() / "pg_dump")
 
 
@@ -238,11 +232,11 @@ def test_a_full_disk_leaves_no_set(console_config: Path, demo_db: DemoDb, demo_a
         text = console_config.read_text()
         console_config.write_text(text.replace('backups_root = "backups"',
                                                f'backups_root = "{root}"'))
-        made = cli(console_config, "backup", "--label", "full-disk")
+        made = cli(console_config, None, "backup", "--label", "full-disk")
         assert made.returncode != 0
         assert "no space left" in made.stderr.lower(), made.stderr
         assert list(root.iterdir()) == []   # the partial set was removed
-        listed = json.loads(cli(console_config, "backups", "--json").stdout)
+        listed = json.loads(cli(console_config, None, "backups", "--json").stdout)
         assert listed["sets"] == []
     finally:
         subprocess.run(["umount", str(root)], check=False)
@@ -317,14 +311,14 @@ async def test_a_backup_indexes_its_rows_for_the_first_assessment(
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp) -> None:
     """The row index assess compares with is built with the set, not at 3 a.m. by the first
     assessment; assess then reuses it (no file in it is rewritten)."""
-    made = cli(console_config, "backup")
+    made = cli(console_config, None, "backup")
     assert made.returncode == 0, made.stderr
     set_dir = next(p for p in (console_config.parent / "backups").iterdir())
     index = set_dir / ".rowindex"
     built = {p.name: p.stat().st_mtime_ns for p in index.iterdir()}
     tables = [p for p in set_dir.glob("table_*_backup.sql")]
     assert len(built) >= len(tables) > 0, (built, tables)
-    assessed = cli(console_config, "assess", "--json")
+    assessed = cli(console_config, None, "assess", "--json")
     assert assessed.returncode in (0, 40), assessed.stderr
     assert {p.name: p.stat().st_mtime_ns for p in index.iterdir()} == built
 
@@ -332,10 +326,10 @@ async def test_a_backup_indexes_its_rows_for_the_first_assessment(
 async def test_a_set_id_is_never_cut_at_any_width(
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp) -> None:
     """The id is what `--backup` takes: shown whole on its own line even in a narrow terminal."""
-    made = cli(console_config, "backup", "--label", "before-the-long-migration")
+    made = cli(console_config, None, "backup", "--label", "before-the-long-migration")
     assert made.returncode == 0, made.stderr
     set_id = next((console_config.parent / "backups").iterdir()).name
-    narrow = subprocess.run([sys.executable, "-m", "app", "-c", str(console_config), "backups"],
+    narrow = subprocess.run([*CONSOLE, "-c", str(console_config), "backups"],
                             capture_output=True, text=True, timeout=120,
                             env={**os.environ, "COLUMNS": "40"})
     assert narrow.returncode == 0, narrow.stderr

@@ -48,7 +48,7 @@ from app.catalog import ROW_CHECKSUM, qualified
 from app.sandbox.demo_data import TEST_USER_EMAIL
 from app.sandbox.manager import write_secrets
 from app.sandbox.server import PgServer
-from tests.test_run_cli import cli
+from tests.helpers import cli
 
 CORPUS = Path(__file__).parent / "corpus"
 TEST_USER_ID = "00000000-0000-4000-8000-000000000014"

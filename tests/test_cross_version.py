@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import pytest
 from app.sandbox.demo_data import load_demo
 from app.sandbox.manager import write_config, write_secrets
 from app.sandbox.server import PgServer
+from tests.helpers import cli
 
 OLDER = sorted(p for p in Path("/usr/lib/postgresql").glob("*/bin")
                if p.parent.name.isdigit() and int(p.parent.name) < 17
@@ -47,12 +45,6 @@ def old_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     server.stop()
 
 
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", "-c", str(config), *args],
-                          capture_output=True, text=True, timeout=300, env={**os.environ},
-                          stdin=subprocess.DEVNULL)
-
-
 def test_backup_of_an_older_server_verifies_and_rehearses(old_server: PgServer,
                                                           tmp_path: Path) -> None:
     write_secrets(tmp_path, old_server.port, old_server.password, "token", "pw")
@@ -61,10 +53,10 @@ def test_backup_of_an_older_server_verifies_and_rehearses(old_server: PgServer,
                                "test_user_email": "x@example.com"})()
     config = write_config(tmp_path, old_server.port, "tea_school", "http://127.0.0.1:9",
                           facts)  # type: ignore[arg-type]
-    made = cli(config, "backup")
+    made = cli(config, None, "backup")
     assert made.returncode == 0, made.stderr
     set_dir = next((tmp_path / "backups").iterdir())
-    checked = cli(config, "backups", "--verify", set_dir.name, "--rehearse", "--json")
+    checked = cli(config, None, "backups", "--verify", set_dir.name, "--rehearse", "--json")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     result = json.loads(checked.stdout)
     assert any("public.media: 300 rows, checksum equal" in line for line in result["checked"])
@@ -75,7 +67,7 @@ def test_backup_of_an_older_server_verifies_and_rehearses(old_server: PgServer,
     manifest = json.loads((set_dir / "manifest.json").read_text())
     del manifest["files"]["full_database_backup.dump"]
     (set_dir / "manifest.json").write_text(json.dumps(manifest))
-    plain = cli(config, "backups", "--verify", set_dir.name, "--rehearse")
+    plain = cli(config, None, "backups", "--verify", set_dir.name, "--rehearse")
     assert plain.returncode == 0, plain.stdout + plain.stderr
     assert "SET transaction_timeout` line fails there" in plain.stdout
     assert "public.media: 300 rows, checksum equal to the manifest" in plain.stdout

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -34,12 +31,9 @@ import psutil
 import pytest
 
 from app import config
-from app.backups.backupset import BackupSet
-from app.backups.manifest import FileEntry, Manifest, capture_state, new_manifest
-from app.catalog import table_content
 from app.faults import ENV as KILL_ENV
-from app.sandbox.server import bin_dir
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import CONSOLE, make_full_set, matches_manifest
 from tests.test_partial_rollback import checksums, make_set
 
 TARGET = "tea-school-sandbox"
@@ -71,7 +65,7 @@ class Ended:
 @functools.cache
 def resume_takes_confirm() -> bool:
     """`resume` may ask for the phrase again past the point of no return (being added)."""
-    shown = subprocess.run([sys.executable, "-m", "app", "resume", "--help"],
+    shown = subprocess.run([*CONSOLE, "resume", "--help"],
                            capture_output=True, text=True, timeout=60)
     return "--confirm" in shown.stdout
 
@@ -89,7 +83,7 @@ class Console:
             env[KILL_ENV] = kill_at
         self.outputs.mkdir(parents=True, exist_ok=True)
         out = (self.outputs / f"{uuid.uuid4().hex[:8]}.txt").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "app", "-c", str(self.config), *args],
+        proc = subprocess.Popen([*CONSOLE, "-c", str(self.config), *args],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, text=True)
         proc.output_file = out  # type: ignore[attr-defined]
@@ -373,33 +367,6 @@ async def prepare_schema(db: DemoDb, console_config: Path, big: bool) -> Prepare
             await c.close()
 
     return Prepared(tables, check)
-
-
-async def make_full_set(db: DemoDb, conn: asyncpg.Connection, root: Path) -> BackupSet:
-    """A set with only the full dump (custom format) and its manifest, as `backup` makes."""
-    path = root / "production_migration_20261124"
-    path.mkdir(parents=True)
-    dump = path / "full_database_backup.dump"
-    subprocess.run([str(bin_dir() / "pg_dump"), "--format=custom", f"--file={dump}", db.dsn],
-                   check=True, capture_output=True)
-    manifest = new_manifest("before", await capture_state(conn))
-    manifest.files = {dump.name: FileEntry(hashlib.sha256(dump.read_bytes()).hexdigest(),
-                                           dump.stat().st_size)}
-    (path / "manifest.json").write_text(manifest.to_json())
-    return BackupSet(path.name, path, manifest, datetime.now(UTC))
-
-
-async def matches_manifest(dsn: str, manifest: Manifest) -> bool:
-    """Every table of the manifest has its rows and checksum in ``dsn``."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        for table, expected in manifest.state.tables.items():
-            got = await table_content(conn, table)
-            if (got.rows, got.checksum) != (expected.rows, expected.checksum):
-                return False
-    finally:
-        await conn.close()
-    return True
 
 
 async def prepare_full(db: DemoDb, console_config: Path, big: bool) -> Prepared:

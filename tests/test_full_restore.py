@@ -3,67 +3,19 @@ validate it, switch atomically, keep the old database aside; the in-place path; 
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
-from app import config
-from app.backups.backupset import BackupSet
-from app.backups.manifest import FileEntry, Manifest, capture_state, new_manifest
-from app.catalog import table_content
-from app.events import EventChannel
-from app.journal import Journal
 from app.rollback import full
-from app.rollback.context import (
-    Options,
-    Outcome,
-    RollbackType,
-    RunContext,
-    expected_phrase,
-)
+from app.rollback.context import Outcome, RollbackType
 from app.rollback.runner import execute
-from app.sandbox.server import bin_dir
 from app.validation import run_validation
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import make_full_set, matches_manifest, run_context
 from tests.test_partial_rollback import last_event
-
-
-async def make_full_set(db: DemoDb, conn: asyncpg.Connection, root: Path) -> BackupSet:
-    path = root / "production_migration_20261124"
-    path.mkdir(parents=True)
-    dump = path / "full_database_backup.dump"
-    subprocess.run([str(bin_dir() / "pg_dump"), "--format=custom", f"--file={dump}", db.dsn],
-                   check=True, capture_output=True)
-    manifest = new_manifest("before", await capture_state(conn))
-    manifest.files = {dump.name: FileEntry(hashlib.sha256(dump.read_bytes()).hexdigest(),
-                                           dump.stat().st_size)}
-    (path / "manifest.json").write_text(manifest.to_json())
-    return BackupSet(path.name, path, manifest, datetime.now(UTC))
-
-
-def ctx_for(console_config: Path, tmp_path: Path, backup: BackupSet, **options: object
-            ) -> RunContext:
-    cfg = config.load(console_config)
-    options.setdefault("confirm", expected_phrase(RollbackType.FULL, cfg.target.name))
-    return RunContext(cfg, RollbackType.FULL, Journal.open(tmp_path / "incident"),
-                      EventChannel(), backup, Options(**options))  # type: ignore[arg-type]
-
-
-async def matches_manifest(dsn: str, manifest: Manifest) -> bool:
-    conn = await asyncpg.connect(dsn)
-    try:
-        for table, expected in manifest.state.tables.items():
-            got = await table_content(conn, table)
-            if (got.rows, got.checksum) != (expected.rows, expected.checksum):
-                return False
-    finally:
-        await conn.close()
-    return True
 
 
 async def test_complete_restore_switches_and_keeps_the_old_database(
@@ -90,7 +42,7 @@ async def test_complete_restore_switches_and_keeps_the_old_database(
     before = tuple(await conn.fetchrow(carried, demo_db.name))
     await conn.close()
 
-    ctx = ctx_for(console_config, tmp_path, backup)
+    ctx = run_context(console_config, RollbackType.FULL, tmp_path / "incident", backup)
     outcome = await execute(full.build(ctx.cfg, backup), ctx)
     assert outcome is Outcome.DONE, ctx.journal.entries[-1].data
     admin = await asyncpg.connect(demo_db.server.dsn())
@@ -128,7 +80,8 @@ async def test_in_place_restore_with_a_safety_snapshot(
     backup = await make_full_set(demo_db, conn, tmp_path / "backups")
     await conn.execute("UPDATE media SET caption = 'broken'")
     await conn.close()
-    ctx = ctx_for(console_config, tmp_path, backup, allow_in_place=True)
+    ctx = run_context(console_config, RollbackType.FULL, tmp_path / "incident", backup,
+                      allow_in_place=True)
     outcome = await execute(full.build(ctx.cfg, backup, in_place=True), ctx)
     assert outcome is Outcome.DONE, ctx.journal.entries[-1].data
     assert backup.manifest is not None
@@ -140,7 +93,8 @@ async def test_the_gate_needs_the_target_name(console_config: Path, demo_db: Dem
                                               demo_app: DemoApp, conn: asyncpg.Connection,
                                               tmp_path: Path) -> None:
     backup = await make_full_set(demo_db, conn, tmp_path / "backups")
-    ctx = ctx_for(console_config, tmp_path, backup, confirm="CONFIRM_FULL_RESTORE")
+    ctx = run_context(console_config, RollbackType.FULL, tmp_path / "incident", backup,
+                      confirm="CONFIRM_FULL_RESTORE")
     assert await execute(full.build(ctx.cfg, backup), ctx) is Outcome.REFUSED
     finished = last_event(ctx)
     assert finished.exit_code == 3
@@ -159,7 +113,7 @@ async def test_a_missing_or_corrupt_full_dump_changes_nothing(
     else:
         dump.write_bytes(dump.read_bytes()[:1000])
     await conn.execute("UPDATE media SET caption = 'after'")
-    ctx = ctx_for(console_config, tmp_path, backup)
+    ctx = run_context(console_config, RollbackType.FULL, tmp_path / "incident", backup)
     assert await execute(full.build(ctx.cfg, backup), ctx) is Outcome.BAD_INPUT, \
         ctx.journal.entries[-1].data
     error = ctx.journal.of_kind("step_finished")[-1].data["error"]

@@ -22,6 +22,7 @@ import pytest
 
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import make_full_set, matches_manifest
 from tests.test_fault_matrix import (
     Console,
     Ended,
@@ -30,8 +31,6 @@ from tests.test_fault_matrix import (
     console_sessions,
     console_statement,
     maintenance_off,
-    make_full_set,
-    matches_manifest,
     online,
     run_args,
     settled,

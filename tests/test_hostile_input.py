@@ -14,8 +14,8 @@ import pytest
 from app import config
 from app.errors import ConfigError
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import cli
 from tests.test_partial_rollback import checksums
-from tests.test_run_cli import cli
 
 PHRASE = "ROLLBACK tea-school-sandbox"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,8 +13,9 @@ import asyncpg
 
 from app.journal import Journal
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import CONSOLE, cli
 from tests.test_partial_rollback import checksums, make_set
-from tests.test_run_cli import _wait_for, cli, grow_media
+from tests.test_run_cli import _wait_for, grow_media
 
 PHRASE = "ROLLBACK tea-school-sandbox"
 
@@ -151,7 +151,7 @@ async def test_a_refused_resume_leaves_the_live_run_alone(
     await conn.execute("UPDATE media SET caption = 'broken' WHERE id % 3 = 0")
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "-c", str(console_config), "run", "--type", "partial",
+        [*CONSOLE, "-c", str(console_config), "run", "--type", "partial",
          "--tables", "media", "--confirm", PHRASE, "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         stdin=subprocess.DEVNULL)
@@ -186,7 +186,7 @@ async def test_an_interrupted_run_says_how_to_go_on_and_resumes(
     await conn.execute("UPDATE media SET caption = 'broken' WHERE id % 3 = 0")
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "-c", str(console_config), "run", "--type", "partial",
+        [*CONSOLE, "-c", str(console_config), "run", "--type", "partial",
          "--tables", "media", "--confirm", PHRASE],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         stdin=subprocess.DEVNULL)

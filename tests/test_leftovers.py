@@ -9,7 +9,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from app.backups.tools import run_tool
 from app.config import Target
 from app.secrets import Secret
 from tests.conftest import DemoApp, DemoDb
-from tests.test_run_cli import cli
+from tests.helpers import CONSOLE, cli
 
 TOOLS = {"pg_dump", "pg_restore", "psql"}
 
@@ -70,7 +69,7 @@ async def test_kill_9_of_the_console_leaves_no_dump_tool_running(
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path / "home")}
     with (tmp_path / "console.log").open("w") as log:
         console = subprocess.Popen(
-            [sys.executable, "-m", "app", "-c", str(console_config), "backup"],
+            [*CONSOLE, "-c", str(console_config), "backup"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     children: dict[int, str] = {}
     try:

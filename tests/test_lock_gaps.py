@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -18,8 +17,9 @@ import httpx
 from app import config
 from app.lock import TargetLock, lock_key
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import CONSOLE, cli
 from tests.test_partial_rollback import checksums, make_set
-from tests.test_run_cli import _wait_for, cli, grow_media
+from tests.test_run_cli import _wait_for, grow_media
 
 
 async def _lock_holder(admin: asyncpg.Connection, key: int) -> int | None:
@@ -43,7 +43,7 @@ async def test_a_run_whose_lock_session_is_ended_stops_before_changing_anything_
 
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "-c", str(console_config), "run", "--type", "partial",
+        [*CONSOLE, "-c", str(console_config), "run", "--type", "partial",
          "--tables", "media", "--confirm", "ROLLBACK tea-school-sandbox"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         stdin=subprocess.DEVNULL)

@@ -4,9 +4,7 @@ the wrong way. Each test plays what a newcomer would do and asserts what they wo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -15,16 +13,10 @@ import pytest
 from app import config
 from app.backups.backupset import create_set
 from tests.conftest import DemoApp, DemoDb, wait_until
+from tests.helpers import CONSOLE, cli, run_context
 from tests.test_partial_rollback import checksums, make_set
 
 PHRASE_SCHEMA = "ROLLBACK SCHEMA tea-school-sandbox"
-
-
-def cli(console_config: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "app", "-c", str(console_config), *args],
-                          capture_output=True, text=True, timeout=300, env=env,
-                          stdin=subprocess.DEVNULL)
 
 
 # item 3: a schema rollback with nothing to change must not take the app down
@@ -273,7 +265,7 @@ def test_sandbox_up_with_dir_prints_a_stop_command_that_stops_it(tmp_path: Path)
     import shlex
 
     directory = tmp_path / "my sandbox"
-    proc = subprocess.Popen([sys.executable, "-m", "app", "sandbox", "up", "--rows", "100",
+    proc = subprocess.Popen([*CONSOLE, "sandbox", "up", "--rows", "100",
                              "--dir", str(directory)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
@@ -281,16 +273,16 @@ def test_sandbox_up_with_dir_prints_a_stop_command_that_stops_it(tmp_path: Path)
         hint = next(line for line in proc.stdout if "to stop it" in line)
         command = re.search(r"`rollback-console (.*?)`", hint)
         assert command is not None, hint
-        down = subprocess.run([sys.executable, "-m", "app", *shlex.split(command.group(1))],
+        down = subprocess.run([*CONSOLE, *shlex.split(command.group(1))],
                               capture_output=True, text=True, timeout=60)
         assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-            subprocess.run([sys.executable, "-m", "app", "sandbox", "down", "--dir",
+            subprocess.run([*CONSOLE, "sandbox", "down", "--dir",
                             str(directory)], capture_output=True, timeout=60)
-    again = subprocess.run([sys.executable, "-m", "app", "sandbox", "down", "--dir",
+    again = subprocess.run([*CONSOLE, "sandbox", "down", "--dir",
                             str(directory)], capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "nothing was stopped" in again.stderr
 
@@ -318,9 +310,7 @@ async def test_the_run_screen_at_80x24_shows_the_end_condenses_tools_and_stops_a
         console_config: Path, tmp_path: Path) -> None:
     from textual.widgets import ProgressBar
 
-    from app.events import EventChannel
-    from app.journal import Journal
-    from app.rollback.context import Options, Outcome, RollbackType, RunContext
+    from app.rollback.context import Outcome, RollbackType
     from app.rollback.plan import Plan, Step
     from app.tui import RollbackConsoleApp
     from screens.log_lines import LogLinesScreen
@@ -328,10 +318,8 @@ async def test_the_run_screen_at_80x24_shows_the_end_condenses_tools_and_stops_a
     from widgets.live_log import LiveLog
     from widgets.step_list import StepList
 
-    cfg = config.load(console_config)
-    journal = Journal.open(tmp_path / "inc")
-    ctx = RunContext(cfg, RollbackType.FULL, journal, EventChannel(), None,
-                     Options(confirm=f"CONFIRM_FULL_RESTORE {cfg.target.name}"))
+    ctx = run_context(console_config, RollbackType.FULL, tmp_path / "inc", None)
+    cfg, journal = ctx.cfg, ctx.journal
     steps = [Step("restore", "Restore into a new database", "pg_restore", 60, _restore_like)]
     steps += [Step(f"s{i}", f"Step number {i}", "quick", 10, _quick) for i in range(8)]
     plan = Plan(RollbackType.FULL, cfg.target.name, "production_migration_20261124", (),
@@ -474,7 +462,7 @@ async def test_a_schema_rollback_that_leaves_a_table_empty_is_phase_1_of_2(
         title = str(app.screen.query_one("#rb-title").render())
         outcome = str(app.screen.query_one("#rb-outcome").render())
         assert title.startswith("PHASE 1 OF 2")
-        assert "PHASE 1 OF 2 DONE, the incident is not over" in outcome
+        assert "PHASE 1 OF 2 VALIDATED, the incident is not over" in outcome
         assert "✔ DONE" not in outcome and "press D for phase 2" in outcome
         await pilot.press("D")
         await pilot.pause()

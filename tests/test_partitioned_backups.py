@@ -15,11 +15,11 @@ import httpx
 
 from app import config
 from app.rollback import partial
-from app.rollback.context import Outcome
+from app.rollback.context import Outcome, RollbackType
 from app.rollback.runner import execute
 from tests.conftest import DemoApp, DemoDb
-from tests.test_partial_rollback import checksums, ctx_for, make_set
-from tests.test_run_cli import cli
+from tests.helpers import cli, run_context
+from tests.test_partial_rollback import checksums, make_set
 
 EVENTS_LEAVES = ("public.events_2026_09", "public.events_2026_10", "public.events_2026_11_view",
                  "public.events_2026_11_other", "public.events_default")
@@ -189,7 +189,8 @@ async def test_a_runbook_dump_of_a_partitioned_table_is_refused_before_anything_
 
     # the same set through the runner (as the console's gate runs it): step 1 refuses, so
     # maintenance mode is never asked for and no safety snapshot is taken
-    ctx = ctx_for(console_config, tmp_path, made, ("public.events",))
+    ctx = run_context(console_config, RollbackType.PARTIAL, tmp_path / "incident", made,
+                      tables=("public.events",))
     outcome = await execute(partial.build(config.load(console_config), made,
                                           ("public.events",)), ctx)
     assert outcome is Outcome.BAD_INPUT

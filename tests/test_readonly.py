@@ -24,10 +24,10 @@ from app.db import connect, create_pool, read_only_sessions
 from app.errors import ConsoleError
 from app.tui import RollbackConsoleApp
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import cli
 from tests.test_assess import make_backup
 from tests.test_assess_screen import _open
 from tests.test_partial_rollback import make_set
-from tests.test_run_cli import cli
 
 TARGET = "tea-school-sandbox"
 WRITE = "INSERT INTO public.objects (name, kind, era, owner_id) " \

@@ -10,16 +10,16 @@ import asyncpg
 import pytest
 
 from app import config
-from app.events import EventChannel
 from app.journal import Journal, incidents_root, new_incident_id
 from app.rollback import partial
-from app.rollback.context import Options, Outcome, RollbackType, RunContext, expected_phrase
+from app.rollback.context import Outcome, RollbackType, expected_phrase
 from app.rollback.runner import execute
 from app.tui import RollbackConsoleApp
 from screens.confirm import ConfirmScreen
 from screens.gate import GateScreen
 from screens.rollback import RollbackScreen
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import run_context
 from tests.test_partial_rollback import checksums, make_set
 
 
@@ -32,12 +32,10 @@ async def test_unfinished_incident_is_offered_and_resumed(
     token_file = console_config.parent / "secrets" / "app_admin_token"
     good_token = token_file.read_text()
     token_file.write_text("wrong\n")  # the maintenance switch fails: the run stops there
-    cfg = config.load(console_config)
-    options = Options(tables=("public.media",),
-                      confirm=expected_phrase(RollbackType.PARTIAL, cfg.target.name))
-    journal = Journal.open(incidents_root() / new_incident_id())
-    ctx = RunContext(cfg, RollbackType.PARTIAL, journal, EventChannel(), backup, options)
-    assert await execute(partial.build(cfg, backup, options.tables), ctx) \
+    ctx = run_context(console_config, RollbackType.PARTIAL,
+                      incidents_root() / new_incident_id(), backup, tables=("public.media",))
+    cfg, journal = ctx.cfg, ctx.journal
+    assert await execute(partial.build(cfg, backup, ctx.options.tables), ctx) \
         is Outcome.NEEDS_OPERATOR
     token_file.write_text(good_token)  # the operator fixed the app's token
 

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,15 +15,8 @@ import asyncpg
 import pytest
 
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import CONSOLE, cli
 from tests.test_partial_rollback import checksums, make_set
-
-
-def cli(console_config: Path, home: Path, *args: str,
-        **popen: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "app", "-c", str(console_config), *args],
-                          capture_output=True, text=True, timeout=300, env=env,
-                          stdin=subprocess.DEVNULL)
 
 
 async def test_dry_run_prints_every_statement_and_changes_nothing(
@@ -124,7 +116,7 @@ async def test_kill_9_then_resume_ends_in_the_same_state(
     await conn.execute("UPDATE media SET caption = 'broken' WHERE id % 3 = 0")
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "-c", str(console_config), "run", "--type", "partial",
+        [*CONSOLE, "-c", str(console_config), "run", "--type", "partial",
          "--tables", "media", "--confirm", "ROLLBACK tea-school-sandbox", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         stdin=subprocess.DEVNULL)

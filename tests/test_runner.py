@@ -7,21 +7,13 @@ from pathlib import Path
 
 import asyncpg
 
-from app import config
 from app.events import EventChannel, RunFinished, StepFinished, StepStarted
-from app.journal import Journal
 from app.lock import TargetLock
-from app.rollback.context import NeedsOperator, Options, Outcome, RollbackType, RunContext
+from app.rollback.context import NeedsOperator, Outcome, RollbackType, RunContext
 from app.rollback.plan import Plan, Step
 from app.rollback.runner import execute, skip_step
+from tests.helpers import run_context
 from tests.test_partial_rollback import last_event
-
-
-def make_ctx(console_config: Path, incident_dir: Path) -> RunContext:
-    return RunContext(cfg=config.load(console_config), kind=RollbackType.PARTIAL,
-                      journal=Journal.open(incident_dir), channel=EventChannel(),
-                      backup=None,
-                      options=Options(confirm="ROLLBACK tea-school-sandbox"))
 
 
 def marker_plan(dsn: str, fail_once: list[bool]) -> Plan:
@@ -60,14 +52,14 @@ async def test_a_stopped_run_resumes_without_redoing_work(console_config: Path, 
                                                           demo_db) -> None:
     fail_once = [True]
     plan = marker_plan(demo_db.dsn, fail_once)
-    ctx = make_ctx(console_config, tmp_path / "inc")
+    ctx = run_context(console_config, RollbackType.PARTIAL, tmp_path / "inc", None)
     assert await execute(plan, ctx) is Outcome.NEEDS_OPERATOR
     events = await drain(ctx.channel)
     assert isinstance(events[-1], RunFinished) and events[-1].exit_code == 5
     assert [e.step for e in events if isinstance(e, StepStarted)] == ["one", "two"]
 
     # a new console (new context, same journal) resumes
-    ctx2 = make_ctx(console_config, tmp_path / "inc")
+    ctx2 = run_context(console_config, RollbackType.PARTIAL, tmp_path / "inc", None)
     assert ctx2.journal.started_not_finished() is None
     assert await execute(plan, ctx2) is Outcome.DONE
     events = await drain(ctx2.channel)
@@ -81,7 +73,7 @@ async def test_a_stopped_run_resumes_without_redoing_work(console_config: Path, 
 
 async def test_pause_stops_between_steps(console_config: Path, tmp_path: Path, demo_db) -> None:
     plan = marker_plan(demo_db.dsn, [])
-    ctx = make_ctx(console_config, tmp_path / "inc")
+    ctx = run_context(console_config, RollbackType.PARTIAL, tmp_path / "inc", None)
     ctx.pause_requested = True
     assert await execute(plan, ctx) is Outcome.NEEDS_OPERATOR
     assert ctx.journal.of_kind("step_started") == []
@@ -91,7 +83,7 @@ async def test_pause_stops_between_steps(console_config: Path, tmp_path: Path, d
 async def test_skip_is_journaled_with_its_reason(console_config: Path, tmp_path: Path,
                                                  demo_db) -> None:
     plan = marker_plan(demo_db.dsn, [True])
-    ctx = make_ctx(console_config, tmp_path / "inc")
+    ctx = run_context(console_config, RollbackType.PARTIAL, tmp_path / "inc", None)
     await execute(plan, ctx)
     skip_step(ctx, "two", "app team confirmed by phone")
     ctx.channel = EventChannel()
@@ -105,7 +97,7 @@ async def test_skip_is_journaled_with_its_reason(console_config: Path, tmp_path:
 async def test_a_held_target_lock_refuses_the_run(console_config: Path, tmp_path: Path,
                                                   demo_db) -> None:
     plan = marker_plan(demo_db.dsn, [])
-    ctx = make_ctx(console_config, tmp_path / "inc")
+    ctx = run_context(console_config, RollbackType.PARTIAL, tmp_path / "inc", None)
     async with TargetLock(ctx.cfg.target, "someone-else"):
         assert await execute(plan, ctx) is Outcome.REFUSED
     assert not ctx.journal.path.exists(), "a run refused by the lock opened an incident"

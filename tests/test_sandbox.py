@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +16,12 @@ import pytest
 
 from app.sandbox.manager import read_info
 from app.sandbox.server import bin_dir, pid_alive
+from tests.helpers import CONSOLE
 
 
 def _up(directory: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "sandbox", "up", "--rows", "300", "--dir", str(directory)],
+        [*CONSOLE, "sandbox", "up", "--rows", "300", "--dir", str(directory)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     printed: dict[str, str] = {}
     assert proc.stdout is not None
@@ -51,7 +51,7 @@ def _gone(pid: int, timeout: float = 15.0) -> bool:
 def sandbox_dir(tmp_path: Path) -> Iterator[Path]:
     directory = tmp_path / "sbx"
     yield directory
-    subprocess.run([sys.executable, "-m", "app", "sandbox", "down", "--dir", str(directory)],
+    subprocess.run([*CONSOLE, "sandbox", "down", "--dir", str(directory)],
                    capture_output=True, timeout=60)
 
 
@@ -72,7 +72,7 @@ def test_up_prints_a_working_dsn_and_down_leaves_nothing(sandbox_dir: Path) -> N
     password = (sandbox_dir / "secrets" / "db_password").read_text().strip()
     assert password not in config_text and password not in dsn
 
-    down = subprocess.run([sys.executable, "-m", "app", "sandbox", "down", "--dir",
+    down = subprocess.run([*CONSOLE, "sandbox", "down", "--dir",
                            str(sandbox_dir)], capture_output=True, text=True, timeout=60)
     assert down.returncode == 0 and "stopped" in down.stdout
     assert proc.wait(timeout=30) == 0
@@ -105,7 +105,7 @@ def test_a_second_sandbox_in_the_same_dir_is_refused(sandbox_dir: Path) -> None:
     proc, _ = _up(sandbox_dir)
     try:
         second = subprocess.run(
-            [sys.executable, "-m", "app", "sandbox", "up", "--dir", str(sandbox_dir)],
+            [*CONSOLE, "sandbox", "up", "--dir", str(sandbox_dir)],
             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert second.returncode == 1
         assert "already running" in second.stderr and "sandbox down" in second.stderr

@@ -27,9 +27,10 @@ from app.rollback.plans import build_plan
 from app.rollback.runner import execute
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import CONSOLE_SCRIPT
 from tests.test_partial_rollback import last_event
 
-CLI = [str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "rollback-console")]
+CLI = [str(CONSOLE_SCRIPT)]   # the installed console script of this environment
 
 
 def schema_dump(db: DemoDb) -> str:

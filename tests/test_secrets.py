@@ -4,13 +4,13 @@ or reprs (Textual's crash screen prints locals)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from app import config, logs
 from app.secrets import Secret, display_dsn, scrub
 from app.tui import RollbackConsoleApp
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import CONSOLE
 
 
 def _config_with_literal_password(tmp_path: Path, db: DemoDb, app_url: str, token: str) -> Path:
@@ -86,7 +86,7 @@ def test_cli_error_output_has_no_password(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[target]\nname = "x"\nenvironment = "staging"\n'
                     'dsn = "postgresql://u:TopSecret99@127.0.0.1:5432/db"\nbogus = 1\n')
-    result = subprocess.run([sys.executable, "-m", "app", "-c", str(path)], capture_output=True,
+    result = subprocess.run([*CONSOLE, "-c", str(path)], capture_output=True,
                             text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode == 2
     assert "TopSecret99" not in result.stderr + result.stdout

@@ -16,8 +16,8 @@ import pytest
 
 from app.sandbox.server import bin_dir
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import cli
 from tests.test_partial_rollback import checksums
-from tests.test_run_cli import cli
 
 PHRASE = "ROLLBACK tea-school-sandbox"
 

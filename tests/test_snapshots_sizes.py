@@ -229,15 +229,13 @@ async def _logs(ctx: Any) -> str:
 
 
 def _rollback_screen(app: RollbackConsoleApp, home: Path) -> Any:
-    from app.events import EventChannel
-    from app.journal import Journal
-    from app.rollback.context import Options, RollbackType, RunContext
+    from app.rollback.context import RollbackType
     from app.rollback.plan import Plan, Step
     from screens.rollback import RollbackScreen
+    from tests.helpers import run_context
 
     cfg = app.config
-    ctx = RunContext(cfg, RollbackType.SCHEMA, Journal.open(home / "incident"), EventChannel(),
-                     None, Options(confirm=f"ROLLBACK SCHEMA {cfg.target.name}"))
+    ctx = run_context(cfg, RollbackType.SCHEMA, home / "incident", None)
     steps = [Step("prerequisites", "Prerequisites check", "The set is present.", 300, _quick),
              Step("restore", "Apply the schema plan", "One transaction.", 1800, _logs,
                   destructive=True, point_of_no_return=True,

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -24,8 +23,7 @@ from app.rollback.context import StepFailed
 from app.rollback.full import reopen_interrupted_switch
 from app.rollback.switch import stop_sessions
 from tests.conftest import DemoApp, DemoDb
-from tests.test_full_restore import make_full_set
-from tests.test_run_cli import cli
+from tests.helpers import CONSOLE, cli, make_full_set
 
 
 async def _state(dsn: str, tables: list[str]) -> dict[str, tuple[int, str]]:
@@ -61,7 +59,7 @@ async def test_a_console_killed_while_the_target_refuses_connections_is_reopened
     held = await demo_db.connect()   # a session on the target: the switch must end it
     output = (tmp_path / "run.out").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "-c", str(console_config), "run", "--type", "full",
+        [*CONSOLE, "-c", str(console_config), "run", "--type", "full",
          "--confirm", "CONFIRM_FULL_RESTORE tea-school-sandbox", "--json"],
         stdout=output, stderr=subprocess.STDOUT, text=True, env=env,
         stdin=subprocess.DEVNULL)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,10 +16,11 @@ import pytest
 from app.sandbox.manager import read_info
 from app.sandbox.server import pid_alive
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import CONSOLE_SCRIPT
 from tests.test_partial_rollback import checksums, make_set
 
 pytestmark = pytest.mark.tmux
-COMMAND = Path(sys.executable).parent / "rollback-console"
+COMMAND = CONSOLE_SCRIPT
 
 
 class Tmux:

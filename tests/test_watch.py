@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from app.backups.backupset import create_set
 from app.errors import BadInput
 from app.watch import parse_duration, sparkline
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import CONSOLE
 
 
 def test_durations_and_sparkline() -> None:
@@ -35,7 +35,7 @@ async def test_watch_catches_a_regression(console_config: Path, demo_db: DemoDb,
         "webhooks = []", f'webhooks = ["{demo_app.url}/hooks/ops"]'))
     await create_set(config.load(console_config))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "-c", str(console_config), "validate", "--watch", "8s",
+        [*CONSOLE, "-c", str(console_config), "validate", "--watch", "8s",
          "--interval", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env={**os.environ}, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None

@@ -15,9 +15,9 @@ from app.rollback.plan import Step
 from app.sandbox.server import bin_dir
 from screens.confirm import ConfirmScreen
 from tests.conftest import DemoApp, DemoDb, wait_until
+from tests.helpers import cli
 from tests.test_partial_rollback import checksums
 from tests.test_rollback_screen import screen_for
-from tests.test_run_cli import cli
 
 TABLES = ("public.objects", "public.media", "public.accounts")
 
