@@ -1,4 +1,4 @@
-"""The command line: the TUI, the sandbox, and (in later work) the same engine headless.
+"""The command line: the TUI, the sandbox, and the same engine headless.
 
 Startup errors (bad config, unreachable target) are printed plainly and exit with a meaningful
 code before any screen takes the terminal.
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from app.commands import LazyPath, register_all
-from app.entry import HELP_WIDTH
 from app.errors import BadInput, ConsoleError, Refused
+from app.helptext import HELP_FILE, HELP_WIDTH
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -300,7 +300,7 @@ def _headless_drill(config_path: Path, scenario: drills.Scenario, operator: str)
 
 
 async def _prepare_drill(cfg: config_mod.Config, migration: str) -> None:
-    from app.backups.backupset import create_set
+    from app.backups.create import create_set
     from app.db import connect
 
     await create_set(cfg, "before-drill")
@@ -386,8 +386,6 @@ def render_help() -> str:
 
 
 def write_help() -> None:
-    from app.entry import HELP_FILE
-
     with open(HELP_FILE, "w", encoding="utf-8") as out:
         out.write(render_help())
 

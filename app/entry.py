@@ -2,8 +2,9 @@
 
 `rollback-console --help` and `--version` are what a user types first, often in a hurry: they are
 answered here from plain Python, before click (itself 3.5 times a bare interpreter start) is
-imported. The top-level help is click's own output, kept in `help.txt` beside this module and
-rendered at HELP_WIDTH; tests/test_cli_startup.py fails when it drifts from what click renders.
+imported. The top-level help is click's own output, kept in `help.txt` and rendered at
+HELP_WIDTH (both named in app/helptext.py, which the CLI shares without importing this module);
+tests/test_cli_startup.py fails when it drifts from what click renders.
 A terminal narrower than that, or any other argument, goes through click as usual.
 """
 
@@ -12,8 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-HELP_WIDTH = 80          # the cli group's max_content_width: click renders at most this wide
-HELP_FILE = os.path.join(os.path.dirname(__file__), "help.txt")
+from app.helptext import HELP_FILE, HELP_WIDTH
 
 
 def _columns() -> int:

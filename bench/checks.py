@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from app import config
-from app.backups.backupset import create_set
+from app.backups.create import create_set
 from app.catalog import qualified
 from app.checks import Status, run_assessment
 from app.validation import run_validation

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from app import config
-from app.backups.backupset import create_set
+from app.backups.create import create_set
 from app.drift import drift
 from app.events import EventChannel
 from app.journal import Journal

@@ -246,7 +246,7 @@ async def test_the_console_refuses_a_later_set_until_the_operator_says_why(
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from app import config
-    from app.backups.backupset import create_set
+    from app.backups.create import create_set
     from app.journal import Journal, incidents_root
     from app.rollback.context import RollbackType
     from app.tui import RollbackConsoleApp

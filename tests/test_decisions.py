@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from app import config as config_mod
-from app.backups.backupset import create_set
+from app.backups.create import create_set
 from app.checks import run_assessment
 from app.checks.assessment import Assessment
 from app.checks.model import CheckResult, Finding, Kind, Status

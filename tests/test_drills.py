@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 from app import config, drills
-from app.backups.backupset import create_set, sha256_file
+from app.backups.backupset import sha256_file
+from app.backups.create import create_set
 from app.checks import run_assessment
 from app.events import EventChannel
 from app.journal import Journal

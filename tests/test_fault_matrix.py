@@ -343,7 +343,7 @@ async def prepare_partial(db: DemoDb, console_config: Path, big: bool) -> Prepar
 
 
 async def prepare_schema(db: DemoDb, console_config: Path, big: bool) -> Prepared:
-    from app.backups.backupset import create_set
+    from app.backups.create import create_set
     from app.drift import drift
     from tests.test_schema_rollback import CATALOGUE, content
 

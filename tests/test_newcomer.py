@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from app import config
-from app.backups.backupset import create_set
+from app.backups.create import create_set
 from tests.conftest import DemoApp, DemoDb, wait_until
 from tests.helpers import CONSOLE, cli, run_context
 from tests.test_partial_rollback import checksums, make_set

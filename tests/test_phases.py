@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from app import config, drills
-from app.backups.backupset import create_set
+from app.backups.create import create_set
 from app.journal import Journal
 from tests.conftest import DemoApp, DemoDb, wait_until
 from tests.helpers import cli

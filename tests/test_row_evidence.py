@@ -16,7 +16,7 @@ import pytest
 
 from app import config as config_mod
 from app import rowdiff
-from app.backups.backupset import create_set
+from app.backups.create import create_set
 from app.checks import CHECKS_BY_NAME, run_assessment
 from app.config import Config
 from app.sandbox.server import bin_dir

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 
 from app import config
-from app.backups.backupset import create_set
+from app.backups.create import create_set
 from tests.conftest import DemoApp, DemoDb
 from tests.test_run_cli import cli
 

@@ -18,7 +18,8 @@ import asyncpg
 import pytest
 
 from app import config
-from app.backups.backupset import BackupSet, create_set, open_set
+from app.backups.backupset import BackupSet, open_set
+from app.backups.create import create_set
 from app.drift import drift
 from app.events import EventChannel
 from app.journal import Journal

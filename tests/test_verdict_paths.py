@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from app import config, drills
-from app.backups.backupset import create_set
+from app.backups.create import create_set
 from app.checks.assessment import Assessment
 from app.checks.model import CheckResult, Finding, Kind, Status
 from app.decision import Tier, decide, unreachable_results

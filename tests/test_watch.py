@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app import config
-from app.backups.backupset import create_set
+from app.backups.create import create_set
 from app.errors import BadInput
 from app.watch import parse_duration, sparkline
 from tests.conftest import DemoApp, DemoDb

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 
 from app import config
-from app.backups.backupset import create_set
+from app.backups.create import create_set
 from app.tui import RollbackConsoleApp
 from screens.help import HelpScreen
 from screens.watch import WatchScreen

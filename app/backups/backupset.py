@@ -5,45 +5,35 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 
 from app.backups.copydata import count_file_rows
 from app.backups.manifest import (
-    DatabaseState,
-    FileEntry,
     Manifest,
-    capture_state,
     check_identity,
     inheritance_parents,
-    new_manifest,
 )
 from app.backups.store import store_at
-from app.backups.tools import private_dir, run_tool, tool_output, write_private
-from app.catalog import identity, one_row, qualified, split_name, user_tables
-from app.config import Config
-from app.db import connect
-from app.errors import BadInput, ConsoleError
+from app.backups.taken import taken_at
+from app.backups.tools import tool_output
+from app.catalog import identity, one_row, qualified, split_name
+from app.errors import BadInput
 from app.paths import file_part
-from app.schemadiff import MODEL_FILE
-from app.schemadiff.snapshot import read as read_schema
-from app.schemadiff.snapshot import to_json as model_to_json
 
-_COMPLETED = re.compile(r"^[ \t]*Backup completed(?:[ \t]+(?:at|on))?:?[ \t]*"
-                        r"(?P<text>.*?)[ \t\r]*$", re.MULTILINE | re.IGNORECASE)
-_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)"
-                  r"\s*(Z|UTC|[+-]\d{2}:?\d{2})?$")
-# what the runbook's `$(date)` writes in the C locale: "Tue Dec  1 21:01:13 UTC 2026" (the
-# day padded with a space), also with a numeric zone ("+0100") or none
-_DATE = re.compile(r"^(?:[A-Za-z]{3},?\s+)?(?P<mon>[A-Za-z]{3})\s+(?P<day>\d{1,2})\s+"
-                   r"(?P<time>\d{1,2}:\d{2}:\d{2})\s+(?:(?P<zone>[A-Za-z]{1,6}|[+-]\d{2}:?\d{2})"
-                   r"\s+)?(?P<year>\d{4})$")
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_UTC_NAMES = ("UTC", "GMT", "Z", "UT")
+MODEL_FILE = "schema_model.json"   # the schema model read inside the backup's snapshot
+
+
+def schema_source(backup_path: Path) -> Path:
+    """The set's schema: the runbook's schema_only_backup.sql, else the custom full dump."""
+    for name in ("schema_only_backup.sql", "full_database_backup.dump"):
+        if (backup_path / name).is_file():
+            return backup_path / name
+    raise BadInput(f"backup {backup_path.name} holds no schema to compare with "
+                   "(schema_only_backup.sql or full_database_backup.dump)")
 
 
 @dataclass
@@ -135,62 +125,6 @@ def not_a_source(timing: str) -> bool:
     """``against_migration``'s words for a set that must not be a rollback source unless the
     operator says so (--allow-after-migration)."""
     return timing.startswith(("AFTER", "UNKNOWN"))
-
-
-async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
-                    only_tables: tuple[str, ...]) -> tuple[list[str], DatabaseState, str,
-                                                           list[tuple[str, list[str]]]]:
-    conn = await connect(cfg.target)
-    try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
-            tables = await user_tables(conn)
-            if only_tables:
-                unknown = sorted(set(only_tables) - set(tables))
-                if unknown:
-                    raise BadInput(f"no such table(s) on the target: {', '.join(unknown)}")
-                tables = [t for t in tables if t in only_tables]
-            partitioned = {r["t"]: r["members"] for r in await conn.fetch(
-                "SELECT n.nspname || '.' || c.relname AS t, ARRAY(SELECT pn.nspname || '.' || "
-                "pc.relname FROM pg_partition_tree(c.oid) p JOIN pg_class pc ON pc.oid = p.relid "
-                "JOIN pg_namespace pn ON pn.oid = pc.relnamespace) AS members FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'p'")}
-            children = await dumps_children(cfg.target.tools_dir)
-            dumps = [("schema_only_backup.sql", ["--schema-only"])]
-            dumps += [(table_dump_name(t), [
-                "--data-only", *table_dump_args(
-                    t, t in partitioned, None if children else
-                    sorted(set(partitioned.get(t, [])) - {t}))]) for t in tables]
-            dumps += [("full_database_backup.dump", ["--format=custom"]),
-                      ("full_database_backup.sql", [])]
-            for filename, args in dumps:
-                on_line(f"pg_dump {filename}")
-                await run_tool("pg_dump", [*args, f"--snapshot={snapshot}",
-                                           f"--file={work / filename}"], cfg.target, on_line)
-            state = await capture_state(conn, tables, cfg.target.critical_queries)
-            model = await read_schema(conn, cfg.target.platform_schemas)
-            version = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
-            write_private(work / MODEL_FILE,
-                          model_to_json(model, cfg.target.platform_schemas, version))
-            dumps.append((MODEL_FILE, []))
-            for table in tables:   # every row in its file, or no set at all
-                on_line(f"counting the rows in {table_dump_name(table)}")
-                members = set(partitioned.get(table, [table])) | {table}
-                try:
-                    held, others = await file_rows(work / table_dump_name(table), members)
-                except ValueError as exc:   # pg_dump wrote a cut file (a full disk, say)
-                    raise ConsoleError(f"the backup is not kept: {table_dump_name(table)}: "
-                                       f"{exc}") from None
-                problem = rows_problem(table_dump_name(table), table, held,
-                                       (state.own_content.get(table)
-                                        or state.tables[table]).rows,
-                                       table in partitioned, others=others)
-                if problem:
-                    raise ConsoleError(f"the backup is not kept: {problem}. The dump does not "
-                                       "hold the rows the snapshot had; report this")
-    finally:
-        await conn.close()
-    return tables, state, str(snapshot), dumps
 
 
 def table_dump_args(table: str, partitioned: bool,
@@ -327,73 +261,6 @@ async def dump_problem(backup: BackupSet, table: str, path: Path,
     return (await check_table_file(backup.manifest, table, path, conn)).problem
 
 
-def _zone(text: str | None) -> timezone | None:
-    """UTC for no zone, UTC/GMT/Z, or a numeric offset; None for a zone name that is not
-    unique worldwide (CST, IST, ...): the console does not guess."""
-    if not text or text.upper() in _UTC_NAMES:
-        return UTC
-    m = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", text)
-    if m is None:
-        return None
-    minutes = int(m.group(2)) * 60 + int(m.group(3))
-    return timezone(timedelta(minutes=-minutes if m.group(1) == "-" else minutes))
-
-
-def parse_completed(text: str) -> datetime | str:
-    """The time of a ``Backup completed:`` line: ISO (``2026-11-24 02:00:00``, UTC unless it
-    says otherwise) or what the runbook's ``$(date)`` writes (``Tue Dec  1 21:01:13 UTC
-    2026``). Returns why not, when it cannot be read."""
-    text = " ".join(text.split())
-    if not text:
-        return "its 'Backup completed' line has no time"
-    iso, date = _ISO.match(text), _DATE.match(text)
-    try:
-        if iso is not None:
-            zone_text = iso.group(3)
-            stamp = datetime.fromisoformat(f"{iso.group(1)}T{iso.group(2)}")
-        elif date is not None and date.group("mon").lower() in _MONTHS:
-            zone_text = date.group("zone")
-            hour, minute, second = (int(x) for x in date.group("time").split(":"))
-            stamp = datetime(int(date.group("year")),
-                             _MONTHS.index(date.group("mon").lower()) + 1,
-                             int(date.group("day")), hour, minute, second)
-        else:
-            return f"its 'Backup completed' line is not a time the console reads ({text!r})"
-    except ValueError:
-        return f"its 'Backup completed' line is not a valid time ({text!r})"
-    zone = _zone(zone_text)
-    if zone is None:
-        return (f"its time {text!r} is in zone {zone_text}, which names no single offset "
-                "(write it with `date -u`)")
-    return stamp.replace(tzinfo=zone).astimezone(UTC)
-
-
-def _taken_at(path: Path, manifest: Manifest | None) -> tuple[datetime | None, str]:
-    """When the set was taken and, when that is not the set's own record, where the time comes
-    from: the manifest, else backup_info.txt's 'Backup completed' line, else the newest dump
-    file's modification time (a copied file is newer than its dump, never older: the guess
-    errs towards 'after the migration', which is refused)."""
-    if manifest is not None:
-        return datetime.fromisoformat(manifest.state.captured_at), ""
-    info = path / "backup_info.txt"
-    why = "no backup_info.txt"
-    if info.is_file():
-        lines = _COMPLETED.findall(info.read_text(errors="replace"))
-        if not lines:
-            why = "backup_info.txt has no time"
-        else:
-            parsed = parse_completed(lines[-1])
-            if isinstance(parsed, datetime):
-                return parsed, ""
-            why = f"backup_info.txt: {parsed}"
-    dumps = [p for p in path.iterdir() if p.is_file() and p.suffix in (".sql", ".dump")] \
-        if path.is_dir() else []
-    if not dumps:
-        return None, f"{why}, and no dump files to date it by"
-    newest = max(p.stat().st_mtime for p in dumps)
-    return datetime.fromtimestamp(newest, UTC), f"from file times: {why}"
-
-
 def open_set(path: Path) -> BackupSet:
     manifest_path = path / "manifest.json"
     try:
@@ -402,7 +269,7 @@ def open_set(path: Path) -> BackupSet:
         raise BadInput(f"backup set {path.name!r}: manifest.json cannot be read "
                        f"({type(exc).__name__}: {exc}); verify it with `rollback-console "
                        "backups --verify` or move the set aside") from None
-    taken, note = _taken_at(path, manifest)
+    taken, note = taken_at(path, manifest)
     return BackupSet(path.name, path, manifest, taken, note)
 
 
@@ -429,66 +296,3 @@ def resolve(root: Path, backup_id: str | None) -> BackupSet:
             return open_set(store.folder(name))
     known = ", ".join(names[-5:]) or "none"
     raise BadInput(f"no backup set {backup_id!r} under {store.where} (newest: {known})")
-
-
-async def create_set(cfg: Config, label: str = "",
-                     on_line: Callable[[str], None] = lambda _line: None,
-                     only_tables: tuple[str, ...] = ()) -> BackupSet:
-    """Take a backup set in the runbook's layout, every part from ONE snapshot, with a manifest.
-
-    Written into a hidden folder and renamed when complete, so a half-written set is never
-    listed; a failure removes it. The set's folder is 0700 and its files 0600: they hold every
-    row. ``only_tables`` limits the per-table dumps (the schema and
-    full dumps always cover the whole database)."""
-    root = cfg.target.backups_root
-    store = store_at(root)
-    now = datetime.now(UTC)
-    name = f"production_migration_{now:%Y%m%d}" + (f"_{label}" if label else "")
-    if name in store.names():
-        name += f"_{now:%H%M%S}"
-    if not root.exists():
-        private_dir(root)
-    work = private_dir(store.staging(name))   # dumps hold every row: the owner's eyes only
-    try:
-        tables, state, snapshot, dumps = await _dump_all(cfg, work, on_line, only_tables)
-    except BaseException as exc:
-        store.discard(work)
-        text = str(exc)
-        if "permission denied" in text:
-            raise BadInput(f"the target's role may not read everything a backup needs ({text}); "
-                           "connect as a role that can (superuser, or pg_read_all_data plus "
-                           "the schema owner's rights)") from None
-        if "No space left" in text:
-            raise ConsoleError(f"no space left at {root} while writing the set; nothing was "
-                               "kept: free space or point target.backups_root elsewhere") \
-                from None
-        raise
-    manifest = new_manifest(label or name, state, snapshot)
-    for filename, _ in dumps:
-        path = work / filename
-        manifest.files[filename] = FileEntry(sha256_file(path), path.stat().st_size)
-    write_private(work / "manifest.json", manifest.to_json())
-    write_private(work / "backup_info.txt",
-        f"Database: {state.identity.name}\nServer: PostgreSQL {state.identity.server_version}\n"
-        f"Tables: {', '.join(tables)}\nBackup completed: {state.captured_at}\n")
-    await _index_rows(cfg, work, tables, on_line)
-    return open_set(store.publish(work, name))
-
-
-async def _index_rows(cfg: Config, work: Path, tables: list[str],
-                      on_line: Callable[[str], None]) -> None:
-    """The row indexes the first assessment compares with, built now rather than at 3 a.m.;
-    a set without them is still whole (assess builds what is missing), so a failure here is a
-    warning, not a lost backup."""
-    from app import rowdiff
-
-    on_line("indexing the tables' rows for row-level evidence")
-    conn = await connect(cfg.target)
-    try:
-        await rowdiff.prebuild(conn, work, {t: work / table_dump_name(t) for t in tables
-                                            if (work / table_dump_name(t)).is_file()})
-    except Exception as exc:   # any failure: the set is whole without its indexes
-        on_line(f"warning: row indexes not built now ({type(exc).__name__}: {exc}); the "
-                "first assessment builds them")
-    finally:
-        await conn.close()

@@ -13,6 +13,7 @@ import httpx
 
 from app import catalog
 from app import decision as decision_mod  # a module: app.decision imports app.checks.model
+from app.checks.access import authentication, rls
 from app.checks.context import (
     WOULD_WRITE,
     CheckContext,
@@ -23,10 +24,32 @@ from app.checks.context import (
     resolve_row_set,
     role_facts,
 )
+from app.checks.database import connectivity, data_integrity, writes
+from app.checks.http import app_endpoints, error_rate
+from app.checks.keys import foreign_keys
 from app.checks.model import CheckResult
+from app.checks.performance import critical_queries, locks
 from app.checks.runner import CheckSpec, stream_checks
+from app.checks.schema import schema
 from app.config import Config
 from app.db import TargetUnreachable
+
+ASSESS_CHECKS: tuple[CheckSpec, ...] = (
+    CheckSpec("connectivity", "Complete system failure", connectivity),
+    CheckSpec("schema", "Schema changes causing issues, data remains intact", schema),
+    CheckSpec("data_integrity", "Data corruption detected", data_integrity),
+    CheckSpec("foreign_keys", "Foreign key constraint violations preventing normal operation",
+              foreign_keys),
+    CheckSpec("rls", "RLS policies blocking legitimate user access", rls),
+    CheckSpec("auth", "Authentication system failure", authentication),
+    CheckSpec("critical_queries", "Minor performance degradation / critical functionality",
+              critical_queries),
+    CheckSpec("app_endpoints", "Critical application functionality broken", app_endpoints),
+    CheckSpec("error_rate", "Elevated error rates but service functional", error_rate),
+    CheckSpec("locks", "Performance issues that might resolve", locks),
+    CheckSpec("writes", "What a data rollback would lose", writes),
+)
+CHECKS_BY_NAME = {c.name: c for c in ASSESS_CHECKS}
 
 OnResult = Callable[[CheckResult], None]
 
@@ -111,8 +134,6 @@ async def run_assessment(config: Config, backup_id: str | None = None, *,
                          read_only: bool | None = None) -> Assessment:
     """Assess the target read-only and decide: the entry point for the TUI and the CLI.
     ``read_only``: see ``open_context``."""
-    from app.checks import ASSESS_CHECKS
-
     specs = list(checks if checks is not None else ASSESS_CHECKS)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     try:

@@ -187,7 +187,9 @@ async def _catalog_diff(ctx: CheckContext) -> tuple[list[tuple[str, str, list[st
                                                     list[str]]:
     """(kind, words, SQL) of each change Type 1 would make, and what it cannot undo."""
     from app.backups.backupset import open_set
-    from app.schemadiff import backup_schema, compare, read
+    from app.schemadiff import compare
+    from app.schemamodel import read
+    from app.scratch import backup_schema
 
     base = ctx.need_baseline()
     exclude = ctx.config.target.platform_schemas

@@ -59,7 +59,7 @@ def backup(ctx: click.Context, label: str, tables: str) -> None:
 
     from app import config as config_mod
     from app import logs
-    from app.backups.backupset import create_set
+    from app.backups.create import create_set
 
     if label and not label.replace("-", "").replace("_", "").isalnum():
         raise BadInput(f"--label {label!r}: use letters, digits, '-' and '_' only")

@@ -1,4 +1,4 @@
-"""A database's schema as plain data, read from the catalogs: what Type 1 compares.
+"""A database's schema read from its catalogs into a ``SchemaModel``: what Type 1 compares.
 
 Read on a connection whose ``search_path`` is ``pg_catalog`` (see ``read``), so every name the
 server renders (types, defaults, view and policy expressions, index and trigger definitions)
@@ -10,165 +10,25 @@ migrations do touch.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from typing import Any
-
 import asyncpg
 
 from app.catalog import quote_ident
+from app.schemamodel.model import (
+    Column,
+    Constraint,
+    Function,
+    Index,
+    Policy,
+    SchemaModel,
+    Sequence,
+    Table,
+    Trigger,
+    Type,
+    View,
+    qname,
+)
 
 SYSTEM_SCHEMAS = ("information_schema",)
-
-
-def qname(schema: str, name: str) -> str:
-    return f"{quote_ident(schema)}.{quote_ident(name)}"
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: str
-    position: int            # among the live columns, from 1
-    not_null: bool = False
-    default: str | None = None
-    identity: str = ""       # '' | 'a' (ALWAYS) | 'd' (BY DEFAULT)
-    identity_seq: str = ""   # its sequence, qualified
-    generated: str = ""      # '' | 's' (STORED) | 'v' (VIRTUAL)
-    collation: str | None = None
-    comment: str | None = None
-    local: bool = True       # declared by the table itself, not only inherited from a parent
-
-    def shape(self) -> tuple[Any, ...]:
-        """Everything but the name and position: equal shapes with other names = a rename."""
-        return (self.type, self.not_null, self.default, self.identity, self.generated,
-                self.collation)
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str                # qualified
-    kind: str                # 'r' | 'p'
-    owner: str
-    columns: tuple[Column, ...]
-    unlogged: bool = False
-    rls: bool = False
-    force_rls: bool = False
-    comment: str | None = None
-    acl: frozenset[str] = frozenset()
-    oid: int = 0
-    inherits: tuple[str, ...] = ()   # parents by table inheritance (INHERITS), in order
-
-    def column(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name == name), None)
-
-    def shape(self) -> tuple[Any, ...]:
-        return tuple((c.name, c.shape()) for c in self.columns)
-
-
-@dataclass(frozen=True)
-class Constraint:
-    table: str
-    name: str
-    type: str                # p u c f x
-    definition: str
-    validated: bool = True
-    index: str = ""          # p/u/x: its index; f: the referenced key's index (qualified)
-
-
-@dataclass(frozen=True)
-class Index:
-    name: str                # qualified
-    table: str
-    definition: str
-    on_matview: bool = False
-
-
-@dataclass(frozen=True)
-class Sequence:
-    name: str
-    owner: str
-    options: tuple[Any, ...]  # type, start, increment, min, max, cache, cycle
-    owned_by: str = ""        # table.column (qualified table) when OWNED BY
-    identity: bool = False    # an identity column's sequence: comes and goes with its column
-    acl: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class View:
-    name: str
-    kind: str                # 'v' | 'm'
-    owner: str
-    definition: str
-    options: tuple[str, ...] = ()
-    acl: frozenset[str] = frozenset()
-    order: int = 0           # creation order (oid): dependencies come first
-    depends: frozenset[str] = frozenset()   # relations and "relation.column" it reads
-
-
-@dataclass(frozen=True)
-class Function:
-    signature: str           # qualified name(identity args)
-    kind: str                # f p a w
-    owner: str
-    definition: str | None   # CREATE OR REPLACE ... (None for aggregates and window functions)
-    result: str = ""
-    acl: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Trigger:
-    table: str
-    name: str
-    definition: str
-    enabled: str = "O"
-
-
-@dataclass(frozen=True)
-class Policy:
-    table: str
-    name: str
-    command: str             # ALL SELECT INSERT UPDATE DELETE
-    permissive: bool
-    roles: tuple[str, ...]
-    using: str | None
-    check: str | None
-    depends: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Type:
-    name: str
-    kind: str                # e (enum) | d (domain) | c (composite)
-    owner: str
-    labels: tuple[str, ...] = ()
-    definition: tuple[Any, ...] = ()   # domain: base, not null, default, checks; composite: attrs
-
-
-@dataclass
-class SchemaModel:
-    schemas: dict[str, tuple[str, frozenset[str]]] = field(default_factory=dict)  # owner, acl
-    managed: frozenset[str] = frozenset()   # excluded schemas: only their grants are compared
-    extensions: dict[str, tuple[str, str]] = field(default_factory=dict)  # schema, version
-    types: dict[str, Type] = field(default_factory=dict)
-    sequences: dict[str, Sequence] = field(default_factory=dict)
-    tables: dict[str, Table] = field(default_factory=dict)
-    constraints: dict[tuple[str, str], Constraint] = field(default_factory=dict)
-    indexes: dict[str, Index] = field(default_factory=dict)
-    views: dict[str, View] = field(default_factory=dict)
-    functions: dict[str, Function] = field(default_factory=dict)
-    triggers: dict[tuple[str, str], Trigger] = field(default_factory=dict)
-    policies: dict[tuple[str, str], Policy] = field(default_factory=dict)
-    # Grants on the objects of managed schemas ("TABLE name", "FUNCTION sig"...): the objects
-    # are the platform's, but the grants to the API roles are what migrations break.
-    managed_acls: dict[str, frozenset[str]] = field(default_factory=dict)
-    default_acl_grantees: frozenset[str] = frozenset()
-    role: str = ""           # who reads it (and would create objects)
-
-    def object_count(self) -> int:
-        return sum(len(d) for d in (self.schemas, self.extensions, self.types, self.sequences,
-                                    self.tables, self.constraints, self.indexes, self.views,
-                                    self.functions, self.triggers, self.policies))
 
 
 # aclexplode over the effective ACL (NULL = the owner's defaults), without the owner's own
@@ -310,6 +170,12 @@ async def _read_relations(conn: asyncpg.Connection, m: SchemaModel, excluded: li
                                  tuple(sorted(r["opts"])), frozenset(r["acl"]), oid,
                                  frozenset(depends.get(("v", oid), ())))
     await _read_sequences(conn, m, names, excluded)
+    await _read_attached(conn, m, names, depends)
+
+
+async def _read_attached(conn: asyncpg.Connection, m: SchemaModel, names: dict[int, str],
+                         depends: dict[tuple[str, int], set[str]]) -> None:
+    """What hangs on the tables and views read: constraints, indexes, triggers, policies."""
     rel_oids = [o for o, n in names.items() if n in m.tables or n in m.views]
     for r in await conn.fetch(
             "SELECT c.conrelid, c.conname, c.contype::text AS contype, "
@@ -442,71 +308,3 @@ async def _read_managed_acls(conn: asyncpg.Connection, m: SchemaModel) -> None:
             "ORDER BY 1", managed):
         m.managed_acls[r["k"]] = frozenset(r["acl"])
 
-
-# -- kept with a backup set: the model read inside the backup's own snapshot ----------------
-
-_KINDS: dict[str, tuple[type, Any]] = {
-    "types": (Type, lambda o: o.name), "sequences": (Sequence, lambda o: o.name),
-    "tables": (Table, lambda o: o.name), "constraints": (Constraint, lambda o: (o.table, o.name)),
-    "indexes": (Index, lambda o: o.name), "views": (View, lambda o: o.name),
-    "functions": (Function, lambda o: o.signature),
-    "triggers": (Trigger, lambda o: (o.table, o.name)),
-    "policies": (Policy, lambda o: (o.table, o.name)),
-}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, frozenset):
-        return sorted(value)
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: _plain(getattr(value, k)) for k in value.__dataclass_fields__}
-    return value
-
-
-def _build(cls: type, data: dict[str, Any]) -> Any:
-    hints = {f.name: f.type for f in cls.__dataclass_fields__.values()}  # type: ignore[attr-defined]
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        hint = str(hints[key])
-        if hint.startswith("frozenset"):
-            value = frozenset(value)
-        elif hint.startswith("tuple[Column"):
-            value = tuple(Column(**c) for c in value)
-        elif hint.startswith("tuple"):
-            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        values[key] = value
-    return cls(**values)
-
-
-def to_json(m: SchemaModel, exclude: tuple[str, ...], server_version_num: int) -> str:
-    doc: dict[str, Any] = {
-        "format": 1, "exclude": list(exclude), "server_version_num": server_version_num,
-        "role": m.role, "managed": sorted(m.managed),
-        "schemas": {k: [o, sorted(a)] for k, (o, a) in m.schemas.items()},
-        "extensions": {k: list(v) for k, v in m.extensions.items()},
-        "managed_acls": {k: sorted(v) for k, v in m.managed_acls.items()},
-        "default_acl_grantees": sorted(m.default_acl_grantees)}
-    for kind in _KINDS:
-        doc[kind] = [_plain(o) for o in getattr(m, kind).values()]
-    return json.dumps(doc, indent=1, sort_keys=True)
-
-
-def from_json(text: str, exclude: tuple[str, ...], server_version_num: int
-              ) -> SchemaModel | None:
-    """The kept model, or None when it was read with other exclusions, on another server
-    version (renderings differ), or in a format this version does not know."""
-    doc = json.loads(text)
-    if doc.get("format") != 1 or doc.get("exclude") != list(exclude) \
-            or doc.get("server_version_num") != server_version_num:
-        return None
-    m = SchemaModel(role=doc["role"], managed=frozenset(doc["managed"]),
-                    schemas={k: (o, frozenset(a)) for k, (o, a) in doc["schemas"].items()},
-                    extensions={k: (v[0], v[1]) for k, v in doc["extensions"].items()},
-                    managed_acls={k: frozenset(v) for k, v in doc["managed_acls"].items()},
-                    default_acl_grantees=frozenset(doc["default_acl_grantees"]))
-    for kind, (cls, key) in _KINDS.items():
-        objects = [_build(cls, d) for d in doc[kind]]
-        setattr(m, kind, {key(o): o for o in objects})
-    return m
