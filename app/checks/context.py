@@ -55,8 +55,8 @@ class Baseline:
         return datetime.fromisoformat(self.manifest.state.captured_at)
 
 
-_INDEX = re.compile(r'^CREATE (?:UNIQUE )?INDEX (?:CONCURRENTLY )?("(?:[^"]|"")+"|\S+) ON '
-                    r'(?:ONLY )?("(?:[^"]|"")+"|[^\s.]+)\.("(?:[^"]|"")+"|\S+) ', re.MULTILINE)
+_INDEX = re.compile(rf"^CREATE (?:UNIQUE )?INDEX (?:CONCURRENTLY )?({catalog.SQL_IDENT}) ON "
+                    rf"(?:ONLY )?({catalog.SQL_IDENT})\.({catalog.SQL_IDENT}) ", re.MULTILINE)
 
 
 def _unquote(name: str) -> str:
