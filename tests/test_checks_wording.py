@@ -47,6 +47,22 @@ async def test_a_dropped_table_is_data_loss_not_an_rls_policy(
     assert a.decision.then_partial == ["public.chakai"]
 
 
+
+async def test_a_probe_of_a_table_that_never_existed_is_a_probe_to_fix(
+        conn: asyncpg.Connection, console_config: Path, demo_db: DemoDb) -> None:
+    """A typo in assess.probe_queries is neither data loss nor an RLS lockout: nothing to roll
+    back, the probe to fix is named."""
+    cfg = with_assess(console_config, '[assess]\nprobe_queries = [{ name = "gatherings", '
+                      'sql = "SELECT 1 FROM public.chakkai" }]')
+    await make_backup(conn, cfg, demo_db.dsn)
+    a = await assess(cfg)
+    rls = row(a, "rls")
+    assert {str(f.kind) for f in rls.findings} == {"incomplete"}, rls.findings
+    assert "probe 'gatherings' reads public.chakkai that does not exist and was not in the " \
+        "backup: check assess.probe_queries" in rls.summary
+    assert a.decision.tier.label == "INCONCLUSIVE", a.decision.reasons
+    assert a.decision.recommended is None
+
 async def test_a_health_endpoint_answering_503_is_not_a_passing_error_rate(
         cfg: Config, conn: asyncpg.Connection) -> None:
     """The demo app's health reads every table: with one dropped it answers 503 every time,

@@ -75,19 +75,25 @@ def _policy_changes(ctx: CheckContext, flags: dict[str, bool], pols: list[catalo
 _NO_RELATION = re.compile(r'relation "([^"]+)" does not exist')
 
 
-def _probe_failed(name: str, table: str | None, exc: asyncpg.PostgresError,
-                  error: str) -> Finding:
-    """A probe that fails because its table is gone meets a missing table, which is data loss
-    (the schema check's finding), not a policy blocking the user."""
-    if isinstance(exc, asyncpg.UndefinedTableError):
-        m = _NO_RELATION.search(str(exc))
-        gone = table or (m.group(1) if m else None)
-        if gone is not None and "." not in gone:
-            gone = f"public.{gone}"
-        what = f"table {gone}" if gone else "a table it reads"
-        return Finding(Kind.DATA_LOSS, f"{what} is gone, so probe {name!r} cannot run "
-                       "(a missing table, not an RLS policy)", (gone,) if gone else ())
-    return Finding(Kind.RLS_BLOCKING, f"the test user cannot run probe {name!r}: {error}")
+def _probe_failed(ctx: CheckContext, name: str, table: str | None,
+                  exc: asyncpg.PostgresError, error: str) -> Finding:
+    """A probe that fails because its table is gone meets a missing table: data loss (the
+    schema check's finding too), not a policy blocking the user. A table that was not in the
+    backup either (or, with no backup, one the config does not name as critical) is a probe
+    to fix, not a loss."""
+    if not isinstance(exc, asyncpg.UndefinedTableError):
+        return Finding(Kind.RLS_BLOCKING, f"the test user cannot run probe {name!r}: {error}")
+    m = _NO_RELATION.search(str(exc))
+    gone = table or (m.group(1) if m else None)
+    if gone is not None and "." not in gone:
+        gone = f"public.{gone}"
+    had = ctx.baseline.manifest.state.tables if ctx.baseline is not None else None
+    if gone is not None and (gone in had if had is not None else table is not None):
+        return Finding(Kind.DATA_LOSS, f"table {gone} is gone, so probe {name!r} cannot run "
+                       "(a missing table, not an RLS policy)", (gone,))
+    return Finding(Kind.INCOMPLETE, f"probe {name!r} reads {gone or 'a table'} that does not "
+                   "exist" + (" and was not in the backup" if had is not None else "")
+                   + ": check assess.probe_queries and target.critical_tables")
 
 
 async def _user_probes(ctx: CheckContext, conn: asyncpg.Connection,
@@ -114,7 +120,7 @@ async def _user_probes(ctx: CheckContext, conn: asyncpg.Connection,
             findings.append(Finding(Kind.CONTENTION, f"probe {p.name!r} waited on a lock"))
         except asyncpg.PostgresError as exc:
             entry["error"] = f"{type(exc).__name__}: {scrub(str(exc))}"
-            findings.append(_probe_failed(p.name, table, exc, entry["error"]))
+            findings.append(_probe_failed(ctx, p.name, table, exc, entry["error"]))
         else:
             if entry["rows"] < p.min_rows:
                 findings.append(Finding(
