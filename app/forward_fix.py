@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from app.checks.model import Kind
-
-# Findings a schema statement repairs; with a catalog diff every one of them has its statement.
-SCHEMA_KINDS = (Kind.SCHEMA_DRIFT, Kind.CONSTRAINT_DRIFT)
+# Finding kinds (app.checks.model.Kind values, compared as text: this module sits below the
+# checks) a schema statement repairs; with a catalog diff every one of them has its statement.
+SCHEMA_KINDS = ("schema_drift", "constraint_drift")
+PERFORMANCE = "performance"
 _ADD = re.compile(r'^(?P<table>.+?) ADD CONSTRAINT (?P<name>"(?:[^"]|"")+"|\S+) ', re.S)
 _INDEX = re.compile(r"^CREATE (UNIQUE )?INDEX (?!CONCURRENTLY)")
 
@@ -53,7 +53,7 @@ def _online(change: str, sql: str) -> tuple[list[str], str]:
     return [sql], ""
 
 
-def _step(kind: Kind, summary: str, evidence: dict[str, Any],
+def _step(kind: str, summary: str, evidence: dict[str, Any],
           covered: bool) -> FixStep | None:
     sql = evidence.get("sql") or []
     if sql:
@@ -66,10 +66,6 @@ def _step(kind: Kind, summary: str, evidence: dict[str, Any],
             notes += [note] if note and note not in notes else []
         why = summary.removeprefix("Type 1 would ")
         return FixStep(why + "".join(f"\n{n}" for n in notes), tuple(statements))
-    if kind is Kind.PERFORMANCE:
-        return FixStep(summary, look_at="the query's plan (EXPLAIN (ANALYZE, BUFFERS) on it) and "
-                       "the indexes of the tables it reads; `rollback-console diff` lists every "
-                       "schema change since the backup")
     if evidence.get("change") == "unsupported":
         return FixStep(summary, look_at="this change by hand: `rollback-console diff --sql` "
                        "shows the backup's definition")
@@ -79,7 +75,7 @@ def _step(kind: Kind, summary: str, evidence: dict[str, Any],
     return None
 
 
-def fix_for(findings: Iterable[tuple[Kind, str, dict[str, Any]]]) -> list[FixStep]:
+def fix_for(findings: Iterable[tuple[str, str, dict[str, Any]]]) -> list[FixStep]:
     """One step per finding (kind, summary, evidence) that a fix can repair, in order; a
     finding the catalog diff also names (it has the statement) is not repeated."""
     findings = list(findings)
@@ -89,6 +85,12 @@ def fix_for(findings: Iterable[tuple[Kind, str, dict[str, Any]]]) -> list[FixSte
         step = _step(kind, summary, evidence, covered)
         if step is not None and step not in steps:
             steps.append(step)
+    slow = [summary for kind, summary, _e in findings if kind == PERFORMANCE]
+    if slow:   # one step for every slow query: after the statements above, if any
+        steps.append(FixStep("; ".join(slow), look_at=(
+            "assess again after the statements above; a query still slow: " if covered else
+            "") + "its plan (EXPLAIN (ANALYZE, BUFFERS) on it) and the indexes of the tables it "
+            "reads; `rollback-console diff` lists every schema change since the backup"))
     return steps
 
 

@@ -24,7 +24,7 @@ from app.forward_fix import script, statements
 from app.journal import Journal, incidents_root, new_incident_id
 from app.rollback.context import RollbackType
 from screens.base import CHANGES_SOMETHING, ConsoleScreen
-from screens.finding import FindingScreen
+from screens.finding import FindingScreen, FixScreen
 from screens.plan import Override, PlanScreen
 from screens.reason import ReasonScreen
 from screens.watch import WatchScreen
@@ -56,11 +56,11 @@ class AssessScreen(ConsoleScreen[None]):
     BINDINGS = [
         Binding("enter", "evidence", "Evidence"),
         Binding("r", "rerun", "Assess again"),
-        Binding("f", "save_fix", "Save the fix to a file"),
+        Binding("f", "save_fix", "Save the fix"),
         Binding("w", "watch", "Watch"),
         Binding("Y", "accept", "Accept recommendation (shift+y)"),
         Binding("O", "override", "Override with a reason (shift+o)"),
-        Binding("O", "against", "Override: roll back against the verdict (shift+o)"),
+        Binding("O", "against", "Override: roll back against the verdict"),
         Binding("escape", "app.pop_screen", "Back"),
         Binding("j", "cursor('down')", "Down", show=False),
         Binding("k", "cursor('up')", "Up", show=False),
@@ -165,15 +165,18 @@ class AssessScreen(ConsoleScreen[None]):
             for step in decision.fix:
                 text.append("\n".join(step.lines()) + "\n\n")
             self.query_one("#assess-reasons").border_title = "Suggested fix, then findings"
+        if decision.tier is Tier.UNREACHABLE:
+            for x in decision.reasons:
+                text.append(f"{x.summary}\n", style="bold")
+            text.append("Every other check needs the database: not run.\n")
+            self.query_one("#assess-reasons-text", Static).update(text)
+            return
         for tier in (Tier.IMMEDIATE_ROLLBACK, Tier.FORWARD_FIX, Tier.MONITOR):
             reasons = [x for x in decision.reasons if x.tier is tier]
             text.append(f"{tier.label} ({len(reasons)})\n", style="bold underline")
             for x in reasons:
                 text.append(f"  • {x.runbook}: ", style="bold")
                 text.append(f"{x.summary} [{x.check}]\n")
-        for x in decision.reasons:
-            if x.tier is Tier.UNREACHABLE:
-                text.append(f"{x.runbook}\n  {x.summary}\n", style="bold")
         if decision.missing:
             text.append(f"NOT RUN ({len(decision.missing)}): evidence missing\n",
                         style="bold underline")
@@ -272,8 +275,11 @@ class AssessScreen(ConsoleScreen[None]):
         path.write_text(text + "\n", encoding="utf-8")
         journal.append("fix_suggested", statements=statements(d.fix), file=str(path))
         self.app.copy_to_clipboard(text)
-        self.notify(f"Saved to {path} (and copied). Nothing was run: read it, then "
-                    f"psql -f {path}, or paste it.", title="Suggested fix saved", timeout=15)
+        self.app.push_screen(FixScreen(
+            "Suggested fix: saved, nothing was run",
+            f"Saved to {path}. Read it, then run the file with psql -f, or paste it (it is "
+            "copied where the terminal allows). Then w watches.",
+            "\n\n".join("\n".join(step.lines()) for step in d.fix)))
 
     def action_watch(self) -> None:
         """Watch the checklist (the FORWARD-FIX and MONITOR path); the choice is journaled."""

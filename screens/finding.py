@@ -33,3 +33,23 @@ class FindingScreen(ModalScreen[None]):
             yield Static(self.summary, classes="help-intro")
             yield Static(Syntax(body, "json", word_wrap=True, theme="ansi_dark"))
             yield Static("escape closes", classes="help-hint")
+
+
+class FixScreen(ModalScreen[None]):
+    """The suggested fix at full width, wrapped: readable at 80 columns, nothing cut."""
+
+    BINDINGS = [Binding("escape,enter,q", "dismiss", "Close")]
+
+    def __init__(self, title: str, intro: str, sql: str):
+        super().__init__()
+        self.title_text = title
+        self.intro = intro
+        self.sql = sql
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="finding-box"):
+            yield Static(self.title_text, classes="help-title")
+            yield Static(self.intro, classes="help-intro")
+            yield Static(Syntax(self.sql, "sql", word_wrap=True, theme="ansi_dark"),
+                         id="fix-text")
+            yield Static("escape closes", classes="help-hint")

@@ -71,9 +71,11 @@ async def test_unreachable_app_and_database_show_as_failures(tmp_path: Path) -> 
         await pilot.press("a")              # an assessment that cannot connect at all
         await _settle(app, pilot)
         checks = app.screen.query_one(CheckList)
-        assert set(checks.statuses.values()) == {"notrun"}   # not left "RUNNING" forever
+        assert checks.statuses["connectivity"] == "fail"      # not left "RUNNING" forever
+        assert set(checks.statuses.values()) - {"fail"} == {"skip"}
         verdict = str(app.screen.query_one("#assess-verdict").render())
-        assert "could not run" in verdict and "secretpw" not in verdict
+        assert "DATABASE UNREACHABLE" in verdict and "pooler" in verdict
+        assert "secretpw" not in verdict
 
 
 async def test_help_lists_the_screens_keys(console_config: Path) -> None:

@@ -66,7 +66,7 @@ def test_a_finding_with_no_statement_says_what_to_look_at() -> None:
         Finding(Kind.PERFORMANCE, "critical query 'objects' is 9.0x slower")])])
     assert d.tier is Tier.FORWARD_FIX
     (only,) = d.to_dict()["fix"]
-    assert only.startswith("-- look at: the query's plan (EXPLAIN") and "9.0x slower" in only
+    assert only.startswith("-- look at: its plan (EXPLAIN") and "9.0x slower" in only
 
 
 def test_monitor_and_healthy_carry_no_type_and_no_fix() -> None:
@@ -198,6 +198,7 @@ async def test_the_console_shows_the_fix_saves_it_and_scores_the_path_100(
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from screens.debrief import DebriefScreen
+    from screens.finding import FixScreen
 
     app = await _forward_fix_console(console_config, conn, tmp_path, monkeypatch)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -216,6 +217,10 @@ async def test_the_console_shows_the_fix_saves_it_and_scores_the_path_100(
         await pilot.pause()
         assert app.screen is screen
         await pilot.press("f")
+        await pilot.pause()
+        assert isinstance(app.screen, FixScreen)          # the whole fix, at full width
+        assert "CREATE INDEX CONCURRENTLY objects_owner_id_idx" in app.screen.sql
+        await pilot.press("escape")
         await pilot.pause()
         assert screen.journal is not None
         saved = screen.journal.dir / "suggested-fix.sql"
