@@ -23,6 +23,7 @@ from app.checks.model import CheckResult, Finding, Kind, Status
 from app.decision import Tier, decide, unreachable_results
 from app.journal import Journal, incidents_root
 from tests.conftest import DemoApp, DemoDb, wait_until
+from tests.test_tmux import COMMAND, Tmux, tmux  # noqa: F401  (the fixture)
 
 INDEX_SQL = "CREATE INDEX objects_owner_id_idx ON public.objects USING btree (owner_id)"
 
@@ -329,3 +330,33 @@ def test_the_report_reads_as_prose_and_carries_the_fix(tmp_path: Path) -> None:
     assert "suggested fix saved to" in md
     assert "watch regression: regressed: Performance: was pass, now warn" in md
     assert "# Incident incident: assessment: FORWARD-FIX, no rollback" in md
+
+
+@pytest.mark.tmux
+def test_the_forward_fix_drill_played_with_the_keys_the_screen_names(
+        tmux: Tmux, tmp_path: Path) -> None:  # noqa: F811
+    """In a real terminal at 80x24: a, then f (the screen names it), escape, q: full marks, the
+    debrief says the fix was taken, and no rollback ran."""
+    done = tmp_path / "exit-code"
+    shell = (f"ROLLBACK_CONSOLE_HOME={tmp_path / 'home'} {COMMAND} drill --scenario "
+             f"dropped-index --rows 300 --dir {tmp_path / 'sandbox'}; echo $? > {done}")
+    tmux.run("new-session", "-d", "-s", "console", "-x", "80", "-y", "24", shell)
+    tmux.wait_for("press a to assess", timeout=120)
+    tmux.run("send-keys", "-t", "console", "a")
+    screen = tmux.wait_for("f: save the fix", timeout=90)
+    assert "FORWARD-FIX" in screen and "accept" not in screen
+    tmux.run("send-keys", "-t", "console", "f")
+    screen = tmux.wait_for("nothing was run")
+    assert "CREATE INDEX CONCURRENTLY" in tmux.wait_for("CREATE INDEX CONCURRENTLY")
+    tmux.run("send-keys", "-t", "console", "Escape")
+    tmux.wait_for("f: save the fix")
+    tmux.run("send-keys", "-t", "console", "q")
+    screen = tmux.wait_for("Drill debrief")
+    assert "Score: 100/100" in screen and "took the suggested fix" in screen, screen
+    tmux.run("send-keys", "-t", "console", "q")
+    deadline = time.monotonic() + 30
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert done.exists() and done.read_text().strip() == "0", tmux.screen()
+    saved = list((tmp_path / "home" / "incidents").glob("*/suggested-fix.sql"))
+    assert len(saved) == 1 and "CREATE INDEX CONCURRENTLY" in saved[0].read_text()
