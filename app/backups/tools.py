@@ -15,7 +15,8 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -218,10 +219,10 @@ async def restore_filtered(dump: Path, target: Target, on_line: Callable[[str], 
             stderr=asyncio.subprocess.STDOUT))
         assert psql.stdin is not None and psql.stdout is not None
         source = None
-        reader: Any = None
-        handle = None
+        next_line: Callable[[], Awaitable[bytes]]
         if dump.suffix == ".sql":
             handle = stack.enter_context(dump.open("rb"))
+            next_line = partial(asyncio.to_thread, handle.readline)
         else:
             source = await stack.enter_async_context(_child(
                 find_tool("pg_restore", target.tools_dir), "--file=-",
@@ -229,34 +230,10 @@ async def restore_filtered(dump: Path, target: Target, on_line: Callable[[str], 
                 *(["--schema-only"] if schema_only else []), str(dump),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE))
-            reader = source.stdout
-
-        async def pump() -> None:
-            assert psql.stdin is not None
-            try:
-                while True:
-                    line = (await reader.readline()) if reader is not None else \
-                        await asyncio.to_thread(handle.readline)  # type: ignore[union-attr]
-                    if not line:
-                        break
-                    if not line.startswith(SKEW_LINE):
-                        psql.stdin.write(line)
-                        await psql.stdin.drain()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # psql stopped on an error; its output says which
-            finally:
-                psql.stdin.close()
-
-        async def drain_output() -> list[str]:
-            assert psql.stdout is not None
-            tail: list[str] = []
-            async for raw in psql.stdout:
-                line = scrub(raw.decode(errors="replace").rstrip())
-                tail = [*tail[-19:], line]
-                on_line(line)
-            return tail
-
-        _, tail = await asyncio.gather(pump(), drain_output())
+            assert source.stdout is not None
+            next_line = source.stdout.readline
+        _, tail = await asyncio.gather(_feed_filtered(psql, next_line),
+                                       _output_tail(psql, on_line))
         rc = await psql.wait()
         if source is not None:
             await source.wait()
@@ -267,3 +244,30 @@ async def restore_filtered(dump: Path, target: Target, on_line: Callable[[str], 
     if rc != 0:
         last = " | ".join(tail[-5:])
         raise ConsoleError(f"psql failed (exit {rc}) restoring {dump.name}: {last}")
+
+
+async def _feed_filtered(psql: asyncio.subprocess.Process,
+                         next_line: Callable[[], Awaitable[bytes]]) -> None:
+    """Feed psql the dump's lines, without the ``SET transaction_timeout`` ones."""
+    assert psql.stdin is not None
+    try:
+        while line := await next_line():
+            if not line.startswith(SKEW_LINE):
+                psql.stdin.write(line)
+                await psql.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # psql stopped on an error; its output says which
+    finally:
+        psql.stdin.close()
+
+
+async def _output_tail(psql: asyncio.subprocess.Process, on_line: Callable[[str], None]
+                       ) -> list[str]:
+    """Each line psql writes, scrubbed, to ``on_line``; the last 20 kept for an error."""
+    assert psql.stdout is not None
+    tail: list[str] = []
+    async for raw in psql.stdout:
+        line = scrub(raw.decode(errors="replace").rstrip())
+        tail = [*tail[-19:], line]
+        on_line(line)
+    return tail
