@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from app import config as config_mod
-    from app import drills
     from app.sandbox.manager import Sandbox
     from app.tui import DrillRun
 
@@ -240,6 +239,7 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
 
     from app import config as config_mod
     from app import logs
+    from app.drill_run import headless_drill, prepare_drill
     from app.drill_score import mastered
 
     chosen = drills.pick(scenario, mastered(operator))
@@ -249,9 +249,9 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
     try:
         cfg = config_mod.load(box.config_path)
         with _err().status("taking the baseline backup, then applying the bad migration…"):
-            asyncio.run(_prepare_drill(cfg, chosen.migration))
+            asyncio.run(prepare_drill(cfg, chosen.migration))
         if headless:
-            code = _headless_drill(box.config_path, chosen, operator)
+            code = headless_drill(box.config_path, chosen, operator)
         else:
             from app.tui import DrillRun
 
@@ -260,55 +260,6 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
     finally:
         box.down()
     sys.exit(code)
-
-
-TIERS = ("IMMEDIATE ROLLBACK", "FORWARD-FIX", "MONITOR AND ASSESS", "HEALTHY")
-
-
-def _headless_drill(config_path: Path, scenario: drills.Scenario, operator: str) -> int:
-    """The drill without the console: the trainee uses the commands; Enter ends it, the
-    trainee's call is asked (the console journals it from the assessment screen), then the
-    score and the debrief, the same as the console's."""
-    import time
-
-    from rich.console import Console
-
-    from app.drill_score import debrief_text, record, score
-    from app.journal import Journal, incidents_root, new_incident_id
-
-    started = time.time()
-    out = Console(highlight=False, soft_wrap=True)
-    base = f"rollback-console -c {config_path}"
-    out.print(f"[bold]DRILL INCIDENT[/bold]  {scenario.title}: {scenario.briefing}")
-    out.print(f"  assess:    {base} assess\n"
-              f"  plan:      {base} run --type TYPE [--tables T] --dry-run\n"
-              f"  roll back: {base} run --type TYPE [--tables T] --confirm PHRASE\n"
-              f"  validate:  {base} validate")
-    out.print("Press Enter when you are done (Ctrl-C stops without a score).", style="dim")
-    sys.stdout.flush()
-    sys.stdin.readline()
-    for n, tier in enumerate(TIERS, 1):
-        out.print(f"  {n}. {tier}")
-    choice = click.prompt("Your call (the runbook's tier)", type=click.IntRange(1, len(TIERS)))
-    journal = Journal.open(incidents_root() / new_incident_id())
-    journal.append("assessment", tier=TIERS[choice - 1], action="headless drill",
-                   recommended=None, tables=[], backup=None, findings=[])
-    journal.append("decision", choice=TIERS[choice - 1], reason="headless drill")
-    result = score(scenario, started, operator)
-    out.print(debrief_text(scenario, result, record(result)), markup=False)
-    return 0
-
-
-async def _prepare_drill(cfg: config_mod.Config, migration: str) -> None:
-    from app.backups.create import create_set
-    from app.db import connect
-
-    await create_set(cfg, "before-drill")
-    conn = await connect(cfg.target)
-    try:
-        await conn.execute(migration)
-    finally:
-        await conn.close()
 
 
 @cli.group()
