@@ -288,7 +288,7 @@ async def test_the_console_refuses_a_later_set_until_the_operator_says_why(
 
 
 def test_the_local_store_lists_only_published_sets(tmp_path: Path) -> None:
-    """The storage seam (app/rollback/store.py): a set being written is invisible until it is
+    """The storage seam (app/backups/store.py): a set being written is invisible until it is
     published, a discarded one leaves nothing behind."""
     from app.backups.store import store_at
 

@@ -129,7 +129,7 @@ def resolve_baseline(root: Path, backup_id: str | None) -> Baseline | None:
     """The set ``backup_id`` under ``root`` when it carries a manifest, else the newest set
     that has one; None when there is none (or ``backup_id`` is a hand-made set: its data dumps
     are still compared row by row, see ``resolve_row_set``). Discovery is
-    app.rollback.backupset's, as for rollbacks."""
+    app.backups.backupset's, as for rollbacks."""
     from app.backups.backupset import list_sets, resolve
 
     if backup_id is not None:
