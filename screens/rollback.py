@@ -239,9 +239,9 @@ class RollbackScreen(MaintenanceControls):
             left = ", ".join(self._followup()) or "the tables it brought back"
             word = (f"◐ PHASE {self.phase[0]} OF {self.phase[1]} VALIDATED, the incident is "
                     "not over")
-            summary = (f"press D for phase {self.phase[0] + 1}, the partial data rollback of "
-                       f"{left}; " + (summary if outcome is Outcome.PHASE_VALIDATED else
-                                      f"the rows (or values) of {left} are only in the backup"))
+            summary = (f"the rows (or values) of {left} are only in the backup: press D for "
+                       f"phase {self.phase[0] + 1}, the partial data rollback of {left}. "
+                       + self._maintenance_between_phases())
         elif outcome is Outcome.DONE and self._followup():
             hint += (" · D: partial data rollback of " + ", ".join(self._followup())
                      + " (their rows are only in the backup)")

@@ -50,6 +50,14 @@ class MaintenanceControls(ConsoleScreen[Outcome | None]):
                 and self.ctx.data.get("maintenance") == "on"
                 and followed_by(self.ctx.journal) is None)
 
+    def _maintenance_between_phases(self) -> str:
+        """The app's state after phase 1, in the outcome line: held down on purpose, or not."""
+        if self.ctx.data.get("maintenance") != "on":
+            return "Maintenance mode is off: phase 2 switches it on before it replaces anything"
+        off = way_out(self.ctx.cfg, self.plan.leaves_rows_in_backup)[1]
+        return ("The app stays in MAINTENANCE mode until phase 2 validates (to serve the "
+                f"database half back instead: {off})")
+
     def action_request_quit(self) -> None:
         """Quitting between phases leaves the app down with the incident half over: say so,
         with the way out, before quitting; journaled."""
