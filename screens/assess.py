@@ -99,6 +99,16 @@ class AssessScreen(ConsoleScreen[None]):
         self.query_one(CheckList).focus()
         self.assess()
 
+    def action_capital(self, key: str) -> None:
+        """y where the verdict offers no Y: say why, never nothing (a tired operator presses y
+        for Y)."""
+        if key != "Y" or self.assessment is None or self.check_action("accept", ()):
+            super().action_capital(key)
+            return
+        d = self.assessment.decision
+        self.notify(f"shift+y (capital Y) accepts a rollback recommendation; the verdict "
+                    f"{d.tier.label} recommends none. {self._keys(d)}", title="y is not Y")
+
     def action_rerun(self) -> None:
         if any(w.group == "assess" and w.is_running for w in self.workers):
             return

@@ -217,6 +217,11 @@ async def test_the_console_shows_the_fix_saves_it_and_scores_the_path_100(
         await pilot.press("Y")                           # not offered: nothing happens
         await pilot.pause()
         assert app.screen is screen
+        await pilot.press("y")                           # ... and y says why
+        await pilot.pause()
+        toast = [n for n in app._notifications if n.title == "y is not Y"]
+        assert toast and "FORWARD-FIX recommends none" in toast[-1].message
+        assert "f: save the fix" in toast[-1].message
         await pilot.press("f")
         await pilot.pause()
         assert isinstance(app.screen, FixScreen)          # the whole fix, at full width
