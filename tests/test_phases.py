@@ -8,6 +8,7 @@ how to get out, and journals it. Headless: `run --type schema --keep-maintenance
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,12 @@ async def test_headless_keep_maintenance_holds_the_app_down_until_phase_2(
     assert closed is not None and closed.data["outcome"] == "phase_validated"
     assert phase1.last("maintenance_held") is not None
 
+    dry = cli(console_config, home, "run", "--type", "partial", "--tables", "chakai",
+              "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "public.chakai: empty now, no current rows to replace" in dry.stdout
+    assert "all 0 current rows" not in dry.stdout   # an empty table loses nothing
+
     second = cli(console_config, home, "run", "--type", "partial", "--tables", "chakai",
                  "--confirm", f"ROLLBACK {TARGET}")
     assert second.returncode == 0, second.stdout + second.stderr
@@ -73,6 +80,33 @@ async def test_headless_keep_maintenance_holds_the_app_down_until_phase_2(
     assert verified is not None and verified.data["api_status"] == 503
     done = phase2.last("incident_closed")
     assert done is not None and done.data["outcome"] == "done"
+
+
+async def test_a_phase_1_killed_and_resumed_still_holds_maintenance(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path) -> None:
+    """Killed (a real SIGKILL at the step boundary) before the hold: `resume` finishes
+    phase 1 as phase 1 (the hold was recorded when the incident opened), never as DONE."""
+    import subprocess
+
+    from app.faults import ENV
+    from tests.helpers import CONSOLE
+
+    await dropped_table(console_config, conn)
+    home = tmp_path / "home"
+    killed = subprocess.run(
+        [*CONSOLE, "-c", str(console_config), "run", "--type", "schema", "--keep-maintenance",
+         "--confirm", f"ROLLBACK SCHEMA {TARGET}"], capture_output=True, text=True,
+        env={**os.environ, "ROLLBACK_CONSOLE_HOME": str(home), ENV: "before:hold_maintenance"},
+        stdin=subprocess.DEVNULL, timeout=300)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    resumed = cli(console_config, home, "resume", "--confirm", f"ROLLBACK SCHEMA {TARGET}")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "PHASE_VALIDATED" in resumed.stdout
+    assert health(demo_app) == 503
+    [journal] = journals(home)
+    closed = journal.last("incident_closed")
+    assert closed is not None and closed.data["outcome"] == "phase_validated"
 
 
 def test_keep_maintenance_is_only_for_a_schema_rollback(console_config: Path,

@@ -88,6 +88,9 @@ class Options:
     # for phase 2 (the partial data rollback), which switches it off after validating. Always
     # so in the console; headless with --keep-maintenance.
     keep_maintenance: bool = False
+    # What the approved Type 1 left in the backup, as its incident recorded it: a resumed
+    # phase 1 whose apply already ran no longer shows it in the diff.
+    leaves_rows_in_backup: tuple[str, ...] = ()
 
 
 @dataclass

@@ -66,7 +66,8 @@ async def _build(cfg: Config, kind: RollbackType, backup: Any, options: Options)
         from app.rollback import schema
 
         found = await drift(cfg, backup, cfg.target.platform_schemas)
-        plan = schema.build(cfg, backup, found.diff, options.keep_maintenance)
+        plan = schema.build(cfg, backup, found.diff, options.keep_maintenance,
+                            options.leaves_rows_in_backup)
         plan.blast_radius.append(_taken(backup))
         return plan
     conn = await connect(cfg.target)

@@ -46,7 +46,8 @@ def resumption(journal: Journal, confirm: str = "",
                       maintenance_failure=maintenance_failure,
                       allow_in_place=bool(found.get("in_place")),
                       allow_after_migration=True,   # decided at the first gate
-                      keep_maintenance=bool(opened.data.get("keep_maintenance")))
+                      keep_maintenance=bool(opened.data.get("keep_maintenance")),
+                      leaves_rows_in_backup=tuple(opened.data.get("leaves_rows_in_backup", ())))
     return Resumption(RollbackType(opened.data["type"]), str(opened.data["backup"]), options)
 
 

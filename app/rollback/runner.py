@@ -183,7 +183,8 @@ async def _bind(ctx: RunContext, plan: Plan, lock: TargetLock, resuming: bool
                    steps=[s.id for s in plan.steps], database={
                        "system_identifier": database.system_identifier, "oid": database.oid,
                        "name": database.name},
-                   keep_maintenance=plan.holds_maintenance, follows=_held_phase(database))
+                   keep_maintenance=plan.holds_maintenance, follows=_held_phase(database),
+                   leaves_rows_in_backup=list(plan.leaves_rows_in_backup))
     journal.append("gate", ok=True, expected=expected_phrase(plan.kind, plan.target))
     return None
 

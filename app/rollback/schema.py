@@ -224,15 +224,17 @@ def _finish_step(cfg: Config, leaves: tuple[str, ...], keep: bool) -> Step:
                 statements=(f"GET {app}{maint}  -> expect maintenance on",))
 
 
-def build(cfg: Config, backup: Any, diff: Diff, keep_maintenance: bool = False) -> Plan:
+def build(cfg: Config, backup: Any, diff: Diff, keep_maintenance: bool = False,
+          recorded_leaves: tuple[str, ...] = ()) -> Plan:
     """The Type 1 plan; ``diff`` (computed read-only) is what the gate shows and approves.
     With ``keep_maintenance`` a plan that leaves rows in the backup is phase 1 of 2: its last
-    step keeps the app in maintenance for phase 2."""
+    step keeps the app in maintenance for phase 2. ``recorded_leaves``: what a resumed
+    incident's plan left there (the diff no longer shows it once the apply ran)."""
     approved = tuple(diff.statements)
     app = cfg.app.base_url if cfg.app else "(no app configured)"
     maint = cfg.app.maintenance if cfg.app else ""
     health = cfg.app.health if cfg.app else ""
-    leaves = tuple(diff.data_tables)
+    leaves = tuple(diff.data_tables) or recorded_leaves
     plan = Plan(RollbackType.SCHEMA, cfg.target.name, backup.id, (),
                 leaves_rows_in_backup=leaves, holds_maintenance=keep_maintenance and bool(leaves))
     plan.steps = [
