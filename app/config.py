@@ -105,8 +105,8 @@ def _target(r: Reader, data: dict[str, Any]) -> Target | None:
         else PLATFORM_SCHEMAS
     tools_dir = _tools_dir(r, t)
     migration_at = _migration_at(r, t)
-    if name is None or env is None or dsn is None:
-        return None
+    if name is None or env is None or dsn is None or r.problems:
+        return None   # load raises with the problems
     return Target(
         name=name, environment=env, dsn=dsn, backups_root=backups_root,
         critical_tables=tables, critical_queries=queries,
@@ -115,14 +115,16 @@ def _target(r: Reader, data: dict[str, Any]) -> Target | None:
 
 
 def _target_dsn(r: Reader, t: dict[str, Any]) -> Secret | None:
-    """``target.dsn`` (its form checked) with ``target.password`` put in when it has none."""
+    """``target.dsn`` with ``target.password`` put in when it has none; None when either is
+    missing or the DSN's form is wrong (a problem: it cannot even be parsed for a port)."""
     dsn = r.secret(t, "dsn", "target", required=bool(t))
-    if dsn is not None:
-        problem = dsn_problem(dsn.reveal())
-        if problem:
-            r.problems.append(f"target.dsn: {problem}")
+    problem = None if dsn is None else dsn_problem(dsn.reveal())
+    if problem:
+        r.problems.append(f"target.dsn: {problem}")
     password = r.secret(t, "password", "target")
-    return None if dsn is None else Secret(with_password(dsn.reveal(), password))
+    if dsn is None or problem:
+        return None
+    return Secret(with_password(dsn.reveal(), password))
 
 
 def _queries(r: Reader, table: dict[str, Any], where: str, key: str, limit: str,
