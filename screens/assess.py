@@ -197,7 +197,9 @@ class AssessScreen(ConsoleScreen[None]):
     def _keys(self, decision: Decision) -> str:
         """The verdict's own path, in words (the footer shows the same keys)."""
         if self.console.mode == "assess":
-            return "READ-ONLY session: nothing can be started from here."
+            offered = {Tier.FORWARD_FIX: " f: save the fix · w: watch.",
+                       Tier.MONITOR: " w: watch."}.get(decision.tier, "")
+            return "READ-ONLY session: nothing can be started from here." + offered
         return {
             Tier.IMMEDIATE_ROLLBACK: "shift+y: accept · shift+o: override with a reason",
             Tier.FORWARD_FIX: "f: save the fix to a file · w: watch · escape: back · "
