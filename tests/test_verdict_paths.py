@@ -365,3 +365,26 @@ def test_the_forward_fix_drill_played_with_the_keys_the_screen_names(
     assert done.exists() and done.read_text().strip() == "0", tmux.screen()
     saved = list((tmp_path / "home" / "incidents").glob("*/suggested-fix.sql"))
     assert len(saved) == 1 and "CREATE INDEX CONCURRENTLY" in saved[0].read_text()
+
+
+async def test_a_healthy_verdict_offers_nothing_destructive(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.tui import RollbackConsoleApp
+    from screens.plan import PlanScreen
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    cfg = config.load(console_config)
+    await create_set(cfg, "baseline")
+    app = RollbackConsoleApp(cfg, mode="live")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await _assessed(app, pilot)
+        assert screen.assessment.decision.tier is Tier.HEALTHY, \
+            screen.assessment.decision.to_dict()
+        assert "Nothing to do" in str(screen.query_one("#assess-verdict").render())
+        assert not {"accept", "override", "against", "save_fix", "watch"} & set(_keys(screen))
+        for key in ("Y", "O", "f", "w"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen is screen and not isinstance(app.screen, PlanScreen)
+    assert not list((tmp_path / "home" / "incidents").glob("*/journal.jsonl"))
