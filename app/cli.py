@@ -67,7 +67,7 @@ Exit codes: 0 ok, 1 not ok (validate: an item fails; diff: drift found; backups
 --verify: a problem; the console quit while work ran), 2 bad input (nothing changed),
 3 refused at a gate, 4 failed and returned to the state before, 5 stopped and needs the
 operator; assess: 0 healthy, 10 monitor, 20 forward-fix, 30 immediate rollback,
-40 inconclusive.
+40 inconclusive, 50 database unreachable.
 """
 
 
