@@ -20,11 +20,10 @@ from app.schemadiff.diff.containers import Containers
 from app.schemadiff.diff.dependents import Dependents
 from app.schemadiff.diff.grants import Grants
 from app.schemadiff.diff.phases import Phase
-from app.schemadiff.diff.sql import column_sql
 from app.schemadiff.diff.tables import Tables
 from app.schemamodel.model import SchemaModel
 
-__all__ = ["Change", "Diff", "Phase", "column_sql", "compare", "left_for_data"]
+__all__ = ["Change", "Diff", "Phase", "compare", "left_for_data"]
 
 
 class _Differ(Containers, Tables, Dependents, Grants):
