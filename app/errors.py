@@ -15,6 +15,11 @@ class BadInput(ConsoleError):
     exit_code = 2
 
 
+class TakenAfterMigration(BadInput):
+    """A backup set taken after the migration ran (it holds the broken state): refused unless
+    the operator says otherwise, which the plan screen offers."""
+
+
 class Refused(ConsoleError):
     """Refused by a safety rule (read-only mode, an unfinished incident): nothing was changed."""
 

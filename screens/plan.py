@@ -17,7 +17,7 @@ from textual.worker import Worker, WorkerState
 
 from app.backups.backupset import BackupSet, list_sets
 from app.catalog import qualified
-from app.errors import BadInput, ConsoleError
+from app.errors import ConsoleError, TakenAfterMigration
 from app.events import EventChannel
 from app.journal import Journal, incidents_root, new_incident_id
 from app.rollback.context import (
@@ -160,9 +160,8 @@ class PlanScreen(ConsoleScreen[None]):
         self.refused = None
         try:
             plan = await build_plan(self.console.config, self.kind, backup, options)
-        except BadInput as exc:
-            if "after the migration ran" in str(exc):
-                self.refused = (backup, options)
+        except TakenAfterMigration:
+            self.refused = (backup, options)
             raise
         return plan, backup, options
 

@@ -17,7 +17,7 @@ from app.backups.backupset import (
 from app.catalog import qualified
 from app.config import Config
 from app.db import connect
-from app.errors import BadInput
+from app.errors import BadInput, TakenAfterMigration
 from app.rollback import full, partial
 from app.rollback.context import Options, RollbackType
 from app.rollback.plan import Plan
@@ -50,7 +50,7 @@ async def build_plan(cfg: Config, kind: RollbackType, backup: Any, options: Opti
                 "holds the broken state" if backup.taken_at is not None else
                 f"has no known time ({backup.taken_note or 'unknown'}): it may have been taken "
                 f"after the migration ran {migration} and hold the broken state")
-        raise BadInput(f"backup {backup.id} {when}. Choose a set taken before it "
+        raise TakenAfterMigration(f"backup {backup.id} {when}. Choose a set taken before it "
                        "(`rollback-console backups`), or --allow-after-migration if you are "
                        "sure. Nothing was changed")
     plan = await _build(cfg, kind, backup, options)
