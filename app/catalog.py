@@ -63,11 +63,14 @@ async def one_row(conn: asyncpg.Connection, sql: str, *args: object) -> asyncpg.
     return rows[0]
 
 
-async def table_content(conn: asyncpg.Connection, table: str) -> TableContent:
+async def table_content(conn: asyncpg.Connection, table: str,
+                        columns: list[str] | None = None) -> TableContent:
     """Exact row count and an order-independent checksum of every row's text form
-    (``ROW_CHECKSUM``), in one scan."""
+    (``ROW_CHECKSUM``), in one scan. With ``columns`` (a manifest's, in the backup's order)
+    the row is read by those names, so a column now elsewhere in the table sums the same."""
     name = qualified(table)
-    row = await one_row(conn, f"SELECT count(*) AS n, {ROW_CHECKSUM.format(row='t')} AS sum "
+    value = (f"ROW({', '.join('t.' + quote_ident(c) for c in columns)})" if columns else "t")
+    row = await one_row(conn, f"SELECT count(*) AS n, {ROW_CHECKSUM.format(row=value)} AS sum "
                               f"FROM {name} AS t")
     size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", name)
     return TableContent(table, int(row["n"]), f"{int(row['n'])}:{row['sum']}", int(size or 0))

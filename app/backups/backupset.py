@@ -87,11 +87,13 @@ async def check_target(backup: BackupSet, conn: asyncpg.Connection) -> None:
 MIGRATIONS_TABLE = "supabase_migrations.schema_migrations"
 
 
-async def migration_time(conn: asyncpg.Connection, configured: datetime | None = None
-                         ) -> tuple[datetime | None, str]:
+async def migration_time(conn: asyncpg.Connection, configured: datetime | None = None,
+                         taken: datetime | None = None) -> tuple[datetime | None, str]:
     """When the bad migration ran, and where that comes from: the given time (option or
     target.migration_at), else the newest version in Supabase's migrations table (its
-    versions are YYYYMMDDHHMMSS, UTC); (None, "") when unknown."""
+    versions are YYYYMMDDHHMMSS, UTC) when the set (taken at ``taken``) is older than it:
+    a set newer than every recorded version was taken before an unrecorded migration, which
+    the table cannot date. (None, why or "") when unknown."""
     if configured is not None:
         return configured, "given"
     if await conn.fetchval("SELECT to_regclass($1)", MIGRATIONS_TABLE) is None:
@@ -100,8 +102,12 @@ async def migration_time(conn: asyncpg.Connection, configured: datetime | None =
                                   "WHERE version ~ '^[0-9]{14}$'")
     if not version:
         return None, ""
-    return datetime.strptime(version, "%Y%m%d%H%M%S").replace(tzinfo=UTC), \
-        f"{MIGRATIONS_TABLE} (version {version})"
+    recorded = datetime.strptime(version, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    if taken is not None and taken > recorded:
+        return None, (f"unknown: the newest version in {MIGRATIONS_TABLE} ({version}) is older "
+                      "than the set, so the bad migration is not recorded there; give its "
+                      "time with --migration-time or target.migration_at")
+    return recorded, f"{MIGRATIONS_TABLE} (version {version})"
 
 
 def against_migration(backup: BackupSet, at: datetime | None) -> str:

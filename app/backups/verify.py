@@ -28,9 +28,9 @@ from app.backups.backupset import (
     sha256_file,
     table_dump_name,
 )
-from app.backups.manifest import check_identity, partition_contents
+from app.backups.manifest import Manifest, check_identity, partition_contents
 from app.backups.tools import restore_filtered, run_tool, server_major, tool_output
-from app.catalog import identity, qualified, quote_ident, table_content
+from app.catalog import TableContent, identity, qualified, quote_ident, table_content
 from app.config import Config
 from app.db import connect
 from app.errors import BadInput, ConsoleError
@@ -53,6 +53,21 @@ class Verification:
     def to_dict(self) -> dict[str, object]:
         return {"set": self.set_id, "ok": self.ok, "checked": self.checked,
                 "problems": self.problems, "not_verifiable": self.not_verifiable}
+
+
+async def content_as_recorded(conn: asyncpg.Connection, table: str,
+                              manifest: Manifest | None) -> TableContent:
+    """``table_content`` read by the columns the manifest recorded, in the backup's order: the
+    same rows give the same checksum wherever a column now sits (Type 1 re-adds a dropped
+    column at the end). A recorded column that is gone gives the whole row's figure (which
+    then differs: the table is not as backed up)."""
+    recorded = manifest.state.columns.get(table) if manifest is not None else None
+    if not recorded:
+        return await table_content(conn, table)
+    try:
+        return await table_content(conn, table, [c[0] for c in recorded])
+    except asyncpg.UndefinedColumnError:
+        return await table_content(conn, table)
 
 
 def _sql_dump_problem(path: Path) -> str | None:
@@ -182,7 +197,8 @@ async def _against_migration(cfg: Config, backup: BackupSet, given: datetime | N
     """A set taken after the migration holds the broken state: not a rollback source."""
     conn = await connect(cfg.target)
     try:
-        at, source = await migration_time(conn, given or cfg.target.migration_at)
+        at, source = await migration_time(conn, given or cfg.target.migration_at,
+                                          backup.taken_at)
     finally:
         await conn.close()
     timing = against_migration(backup, at)
@@ -194,8 +210,9 @@ async def _against_migration(cfg: Config, backup: BackupSet, given: datetime | N
     elif timing:
         v.checked.append(f"taken {timing} ({source})")
     else:
-        v.not_verifiable.append("the migration's time is unknown (give --migration-time or "
-                                "target.migration_at): the set's age against it is not checked")
+        v.not_verifiable.append("the migration's time is " + (source or
+                                "unknown (give --migration-time or target.migration_at)")
+                                + ": the set's age against it is not checked")
 
 
 async def _skew(cfg: Config, files: list[Path], v: Verification) -> None:
@@ -269,7 +286,7 @@ async def _compare(cfg: Config, backup: BackupSet, scratch: str, v: Verification
     try:
         for table, expected in backup.manifest.state.tables.items():
             try:
-                got = await table_content(conn, table)
+                got = await content_as_recorded(conn, table, backup.manifest)
             except asyncpg.UndefinedTableError:
                 v.fail(f"{table} is missing after the restore")
                 continue

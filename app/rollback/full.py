@@ -17,11 +17,12 @@ import asyncpg
 
 from app.backups.backupset import check_file, check_target
 from app.backups.tools import restore_filtered, run_tool, server_major, tool_output
-from app.catalog import SQL_IDENT, quote_ident, table_content
+from app.backups.verify import content_as_recorded
+from app.capabilities import FULL, MAINTENANCE_DB, full_reasons, read_facts
+from app.capabilities import decide as decide_capabilities
+from app.catalog import SQL_IDENT, quote_ident
 from app.config import Config
-from app.db import TargetUnreachable, connect
 from app.errors import BadInput, ConsoleError
-from app.lock import TargetLocked
 from app.rollback.context import NeedsOperator, RollbackType, RunContext, StepFailed
 from app.rollback.plan import Plan, Step
 from app.rollback.steps import (
@@ -31,9 +32,14 @@ from app.rollback.steps import (
     safety_dump,
     target_conn,
 )
-from app.rollback.switch import can_rename, database_exists, database_settings, switch
+from app.rollback.switch import (  # noqa: F401  (reopen_interrupted_switch: re-exported)
+    can_rename,
+    database_exists,
+    database_settings,
+    reopen_interrupted_switch,
+    switch,
+)
 
-MAINTENANCE_DB = "postgres"
 # A restore into a database nobody uses yet can sort in memory and skip waiting for WAL flushes:
 # index builds and foreign keys are most of a restore's time.
 RESTORE_SESSION = "-c maintenance_work_mem=512MB -c synchronous_commit=off"
@@ -73,6 +79,7 @@ async def prerequisites(ctx: RunContext) -> str:
     target, restored, aside = names(ctx)
     async with target_conn(ctx) as conn:
         await check_target(ctx.backup, conn)
+        await _refuse_impossible(ctx, conn)
     async with target_conn(ctx, MAINTENANCE_DB) as admin:
         why_not = await can_rename(admin, target)
         if await database_exists(admin, aside):
@@ -86,6 +93,23 @@ async def prerequisites(ctx: RunContext) -> str:
     return f"{dump.name} ({dump.stat().st_size:,} bytes) verified; " + (
         "IN-PLACE restore (second confirmation given)" if why_not else
         f"will restore into {restored} and switch")
+
+
+async def _refuse_impossible(ctx: RunContext, conn: asyncpg.Connection) -> None:
+    """Refuse (exit 2, nothing changed) when this role cannot do a Type 3 here, saying what to
+    do instead. Only a role that may not rename the database, with nothing else in the way, may
+    still restore in place (--allow-in-place)."""
+    facts = await read_facts(conn)
+    capability = decide_capabilities(facts, ctx.backup.taken_at)[FULL]
+    if capability.possible:
+        return
+    in_place_ok = (ctx.options.allow_in_place and facts.database != MAINTENANCE_DB
+                   and not facts.foreign_owners
+                   and (facts.superuser or not facts.event_triggers))
+    if in_place_ok and all(r.startswith(f"role {facts.role} may not") for r in
+                           full_reasons(facts)):
+        return
+    raise BadInput(capability.message())
 
 
 async def assessment(ctx: RunContext) -> str:
@@ -116,14 +140,10 @@ async def restore_new(ctx: RunContext) -> str:
                                      "WHERE datname = $1", dbs["target"])
         await admin.execute(f"CREATE DATABASE {quote_ident(dbs['restored'])} "
                             f"OWNER {quote_ident(owner)} TEMPLATE template0")
-        carried = await database_settings(admin, dbs["target"], dbs["restored"])
-        for statement in carried:   # privileges and settings of the database itself
-            shown, is_set, _ = statement.partition(" SET ")
-            ctx.log(f"{shown} SET <value as on the target>" if is_set else statement)
-            await admin.execute(statement)   # values unlogged: settings may hold secrets
     async with ctx.checked_action("restore_into_new_database", database=dbs["restored"],
                                   dump=str(dump)):
         try:
+            await _carry_settings(ctx, dbs["target"], dbs["restored"])
             await _restore(ctx, dump, dbs["restored"], clean=False)
         except (ConsoleError, asyncpg.PostgresError) as exc:
             dropped = await _drop_half_restored(ctx, dbs["restored"])
@@ -135,6 +155,15 @@ async def restore_new(ctx: RunContext) -> str:
     return f"restored into {dbs['restored']}"
 
 
+async def _carry_settings(ctx: RunContext, target: str, restored: str) -> None:
+    """The privileges and settings of the database itself, onto the restored copy."""
+    async with target_conn(ctx, MAINTENANCE_DB) as admin:
+        for statement in await database_settings(admin, target, restored):
+            shown, is_set, _ = statement.partition(" SET ")
+            ctx.log(f"{shown} SET <value as on the target>" if is_set else statement)
+            await admin.execute(statement)   # values unlogged: settings may hold secrets
+
+
 async def _drop_half_restored(ctx: RunContext, restored: str) -> str:
     """Drop the database a failed restore left behind: ours (``<db>_restored_<incident>``),
     half filled, and of no use to anybody."""
@@ -144,8 +173,8 @@ async def _drop_half_restored(ctx: RunContext, restored: str) -> str:
     except (ConsoleError, asyncpg.PostgresError) as exc:
         ctx.log(f"could not drop {restored}: {exc}", "warning")
         return f"{restored} could not be dropped ({exc}): drop it by hand"
-    ctx.log(f"{restored} (the half-restored copy) was dropped")
-    return f"the half-restored {restored} was dropped"
+    ctx.log(f"{restored} (the restored copy) was dropped")
+    return f"the restored copy {restored} was dropped"
 
 
 async def _restore(ctx: RunContext, dump: Path, database: str, clean: bool) -> None:
@@ -234,7 +263,7 @@ async def _compare(ctx: RunContext, database: str) -> list[str]:
             while pending:
                 table, expected = pending.pop(0)
                 try:
-                    got = await table_content(conn, table)
+                    got = await content_as_recorded(conn, table, manifest)
                 except asyncpg.UndefinedTableError:
                     problems.append(f"{table} is missing")
                     continue
@@ -249,10 +278,12 @@ async def _compare(ctx: RunContext, database: str) -> list[str]:
 
 
 async def validate_new(ctx: RunContext) -> str:
-    problems = await _compare(ctx, ctx.data["databases"]["restored"])
+    restored = ctx.data["databases"]["restored"]
+    problems = await _compare(ctx, restored)
     if problems:
+        dropped = await _drop_half_restored(ctx, restored)
         raise StepFailed("the restored copy does not match the backup's manifest ("
-                         + "; ".join(problems) + "); the target was not touched")
+                         + "; ".join(problems) + f"); {dropped}; the target was not touched")
     return "the restored copy matches the manifest table by table"
 
 
@@ -267,6 +298,8 @@ async def switch_step(ctx: RunContext) -> str:
             with ctx.action("switch_databases", target=dbs["target"], aside=dbs["aside"],
                             restored=dbs["restored"]):
                 await switch(admin, dbs["target"], dbs["restored"], dbs["aside"])
+    except StepFailed as exc:   # nothing switched, the target serves again: no use for the copy
+        raise StepFailed(f"{exc}; {await _drop_half_restored(ctx, dbs['restored'])}") from None
     finally:
         if ctx.lock is not None:
             await ctx.lock.resume_db()
@@ -302,59 +335,6 @@ async def validation(ctx: RunContext) -> str:
     if problems:
         raise NeedsOperator("after the restore: " + "; ".join(problems))
     return "the target matches the backup's manifest"
-
-
-async def reopen_interrupted_switch(cfg: Config) -> str | None:
-    """Let the target accept connections again after a console died inside a Type 3 switch.
-
-    The switch refuses new connections to the target, ends its sessions, then renames in one
-    transaction: a console killed in between leaves the names as they were (all old) or
-    switched (all new), but the target refusing every connection, so resume, validate and
-    the app itself all fail. Through the maintenance database: when the database named like
-    the target has ``datallowconn = false``, allow connections again and say what was found
-    (None: nothing was wrong). Refused (``TargetLocked``) while a live console is switching.
-    Call it before anything connects to the target."""
-    target = cfg.target.database
-    try:
-        admin = await connect(cfg.target, database=MAINTENANCE_DB, server_settings={
-            "application_name": "rollback-console reopen after an interrupted switch"})
-    except TargetUnreachable:
-        return None   # nothing to check from here (no switch could have run without it either)
-    try:
-        allowed = await admin.fetchval(
-            "SELECT datallowconn FROM pg_database WHERE datname = $1", target)
-        if allowed is None or allowed:
-            return None
-        switching = await admin.fetchval(
-            "SELECT string_agg(application_name || ' (server pid ' || pid || ')', ', ') "
-            "FROM pg_stat_activity WHERE application_name LIKE 'rollback-console % switch' "
-            "AND pid <> pg_backend_pid()")
-        if switching:
-            raise TargetLocked(f"{target} refuses connections because a console is switching "
-                               f"databases right now: {switching}; wait for it to finish")
-        others = [r["datname"] for r in await admin.fetch(
-            "SELECT datname FROM pg_database WHERE left(datname, length($1) + 10) = "
-            "$1 || '_restored_' OR left(datname, length($1) + 7) = $1 || '_aside_' "
-            "ORDER BY 1", target)]
-        try:
-            await admin.execute(f"ALTER DATABASE {quote_ident(target)} "
-                                "WITH ALLOW_CONNECTIONS true")
-        except asyncpg.InsufficientPrivilegeError as exc:
-            raise NeedsOperator(
-                f"{target} refuses all connections (a complete restore was stopped inside its "
-                f"switch) and this role may not allow them again ({exc}): run ALTER DATABASE "
-                f"{quote_ident(target)} WITH ALLOW_CONNECTIONS true as its owner or a "
-                "superuser, then resume") from None
-    finally:
-        await admin.close()
-    restored = [n for n in others if n.startswith(f"{target}_restored_")]
-    state = (f"the names are as before the switch (the restored copy {', '.join(restored)} is "
-             "still there, so resume switches again)" if restored else
-             "no restored copy waits under its own name")
-    return (f"{target} refused all connections (ALLOW_CONNECTIONS false): a complete restore "
-            "was stopped inside its switch, after refusing connections and before renaming. "
-            f"The renames are one transaction; {state}. Connections to {target} are allowed "
-            "again")
 
 
 def build(cfg: Config, backup: Any, in_place: bool = False) -> Plan:

@@ -24,7 +24,8 @@ from app.backups.backupset import (
 from app.backups.copydata import FileReader, Reader
 from app.backups.manifest import inheritance_parents, own_content, partition_contents
 from app.backups.tools import private_dir, private_file
-from app.catalog import SQL_IDENT, ForeignKey, TableContent, qualified, split_name, table_content
+from app.backups.verify import content_as_recorded
+from app.catalog import SQL_IDENT, ForeignKey, TableContent, qualified, split_name
 from app.config import Config
 from app.errors import BadInput
 from app.paths import file_part
@@ -260,7 +261,7 @@ async def validation(ctx: RunContext) -> str:
     async with target_conn(ctx) as conn:
         parents = set(await inheritance_parents(conn, tables))
         for table in tables:
-            content = await table_content(conn, table)
+            content = await content_as_recorded(conn, table, manifest)   # by column names
             expected = manifest.state.tables.get(table) if manifest is not None else None
             if table in parents and expected is not None:
                 # the reload replaced its own rows; its inheritance children are their own

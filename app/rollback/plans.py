@@ -39,7 +39,7 @@ async def build_plan(cfg: Config, kind: RollbackType, backup: Any, options: Opti
     conn = await connect(cfg.target)
     try:
         at, source = await migration_time(conn, options.migration_at
-                                          or cfg.target.migration_at)
+                                          or cfg.target.migration_at, backup.taken_at)
     finally:
         await conn.close()
     timing = against_migration(backup, at)

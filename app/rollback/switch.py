@@ -12,7 +12,11 @@ import asyncio
 import asyncpg
 
 from app import faults
+from app.capabilities import MAINTENANCE_DB, sessions_it_cannot_end
 from app.catalog import quote_ident
+from app.config import Config
+from app.db import TargetUnreachable, connect
+from app.lock import TargetLocked
 from app.rollback.context import NeedsOperator, StepFailed
 
 
@@ -116,7 +120,19 @@ async def stop_sessions(admin: asyncpg.Connection, database: str, wait_s: float 
     From the moment connections are refused, any failure (sessions that will not end, a role
     that may not terminate them, a lost admin session, a cancelled task) allows connections
     again before it is raised: production is never left locked out by a switch that did not
-    happen."""
+    happen. Before that, nothing is touched when the admin session is on ``database`` itself
+    or a session this role may not end is connected (a superuser's, another role's)."""
+    if await admin.fetchval("SELECT current_database()") == database:
+        raise StepFailed(f"the console's maintenance connection is on {database} itself: a "
+                         "database cannot refuse connections to the session that asks, nor "
+                         "be renamed from it; nothing was switched")
+    stuck = await sessions_it_cannot_end(admin, database)
+    if stuck:
+        raise StepFailed(
+            f"this role may not end every session on {database} (the sessions of "
+            f"{', '.join(stuck)}; only a superuser may end a superuser's session): nothing was "
+            "switched and connections were never refused. End those sessions (or connect as a "
+            "superuser), then run the rollback again")
     await admin.execute(f"ALTER DATABASE {quote_ident(database)} WITH ALLOW_CONNECTIONS false")
     try:
         faults.point("switch:connections_refused")
@@ -187,3 +203,56 @@ async def switch(admin: asyncpg.Connection, target: str, restored: str, aside: s
         await _allow_again(admin, target)
         raise
     await admin.execute(f"ALTER DATABASE {quote_ident(target)} WITH ALLOW_CONNECTIONS true")
+
+
+async def reopen_interrupted_switch(cfg: Config) -> str | None:
+    """Let the target accept connections again after a console died inside a Type 3 switch.
+
+    The switch refuses new connections to the target, ends its sessions, then renames in one
+    transaction: a console killed in between leaves the names as they were (all old) or
+    switched (all new), but the target refusing every connection, so resume, validate and
+    the app itself all fail. Through the maintenance database: when the database named like
+    the target has ``datallowconn = false``, allow connections again and say what was found
+    (None: nothing was wrong). Refused (``TargetLocked``) while a live console is switching.
+    Call it before anything connects to the target."""
+    target = cfg.target.database
+    try:
+        admin = await connect(cfg.target, database=MAINTENANCE_DB, server_settings={
+            "application_name": "rollback-console reopen after an interrupted switch"})
+    except TargetUnreachable:
+        return None   # nothing to check from here (no switch could have run without it either)
+    try:
+        allowed = await admin.fetchval(
+            "SELECT datallowconn FROM pg_database WHERE datname = $1", target)
+        if allowed is None or allowed:
+            return None
+        switching = await admin.fetchval(
+            "SELECT string_agg(application_name || ' (server pid ' || pid || ')', ', ') "
+            "FROM pg_stat_activity WHERE application_name LIKE 'rollback-console % switch' "
+            "AND pid <> pg_backend_pid()")
+        if switching:
+            raise TargetLocked(f"{target} refuses connections because a console is switching "
+                               f"databases right now: {switching}; wait for it to finish")
+        others = [r["datname"] for r in await admin.fetch(
+            "SELECT datname FROM pg_database WHERE left(datname, length($1) + 10) = "
+            "$1 || '_restored_' OR left(datname, length($1) + 7) = $1 || '_aside_' "
+            "ORDER BY 1", target)]
+        try:
+            await admin.execute(f"ALTER DATABASE {quote_ident(target)} "
+                                "WITH ALLOW_CONNECTIONS true")
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise NeedsOperator(
+                f"{target} refuses all connections (a complete restore was stopped inside its "
+                f"switch) and this role may not allow them again ({exc}): run ALTER DATABASE "
+                f"{quote_ident(target)} WITH ALLOW_CONNECTIONS true as its owner or a "
+                "superuser, then resume") from None
+    finally:
+        await admin.close()
+    restored = [n for n in others if n.startswith(f"{target}_restored_")]
+    state = (f"the names are as before the switch (the restored copy {', '.join(restored)} is "
+             "still there, so resume switches again)" if restored else
+             "no restored copy waits under its own name")
+    return (f"{target} refused all connections (ALLOW_CONNECTIONS false): a complete restore "
+            "was stopped inside its switch, after refusing connections and before renaming. "
+            f"The renames are one transaction; {state}. Connections to {target} are allowed "
+            "again")

@@ -70,20 +70,25 @@ def _allow_traverse(path: Path) -> None:
 
 
 class PgServer:
-    """One PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1 only, password auth."""
+    """One PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1 only, password auth.
+    ``superuser`` is the bootstrap superuser initdb makes (``supabase_admin`` on a cluster
+    shaped like Supabase's, where ``postgres`` is an ordinary role)."""
 
-    def __init__(self, data_dir: Path, port: int, password: str, bins: Path | None = None):
+    def __init__(self, data_dir: Path, port: int, password: str, bins: Path | None = None,
+                 superuser: str = SUPERUSER):
         self.bins = bins or bin_dir()   # another PostgreSQL's binaries (cross-version tests)
         self.data_dir = data_dir
         self.port = port
         self.password = password
+        self.superuser = superuser
         self.process: subprocess.Popen[bytes] | None = None
         self.user = _os_user()
 
     @classmethod
-    def create(cls, data_dir: Path, bins: Path | None = None) -> PgServer:
+    def create(cls, data_dir: Path, bins: Path | None = None,
+               superuser: str = SUPERUSER) -> PgServer:
         """initdb a new cluster with a random superuser password."""
-        server = cls(data_dir, free_port(), secrets.token_urlsafe(18), bins)
+        server = cls(data_dir, free_port(), secrets.token_urlsafe(18), bins, superuser)
         data_dir.mkdir(parents=True, exist_ok=True)
         pwfile = data_dir.parent / ".initdb-pw"
         pwfile.write_text(server.password)
@@ -92,7 +97,7 @@ class PgServer:
                 _allow_traverse(data_dir)
                 os.chown(data_dir, server.user.pw_uid, server.user.pw_gid)
                 os.chown(pwfile, server.user.pw_uid, server.user.pw_gid)
-            server._run([str(server.bins / "initdb"), "-D", str(data_dir), "-U", SUPERUSER,
+            server._run([str(server.bins / "initdb"), "-D", str(data_dir), "-U", superuser,
                          "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
                          "--locale=C", f"--pwfile={pwfile}", "--no-sync"])
         finally:
@@ -154,10 +159,10 @@ class PgServer:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def dsn(self, database: str = "postgres", user: str = SUPERUSER,
+    def dsn(self, database: str = "postgres", user: str | None = None,
             password: str | None = None) -> str:
         pw = self.password if password is None else password
-        return f"postgresql://{user}:{pw}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{user or self.superuser}:{pw}@127.0.0.1:{self.port}/{database}"
 
     def stop(self, timeout: float = 20.0) -> None:
         """Fast shutdown (SIGINT); kill if it does not stop in time."""

@@ -1,0 +1,358 @@
+"""Supabase as it really is (issue 19): the console connected as the platform's non-superuser
+`postgres` role, on a cluster shaped like a Supabase project (tests/supabase.py): platform
+schemas, roles, event triggers and extensions owned by `supabase_admin`, the database named
+`postgres`, and the platform's own sessions on it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app.capabilities import FULL, PARTIAL, SCHEMA, capabilities
+from app.catalog import table_content
+from app.rollback.context import StepFailed
+from app.rollback.switch import stop_sessions
+from app.sandbox.manager import info_app_url, start_demo_app, write_config, write_secrets
+from app.sandbox.server import stop_pid
+from tests.helpers import cli
+from tests.supabase import (
+    PLATFORM_TABLES,
+    SupabaseCluster,
+    SupabaseDb,
+    start_cluster,
+    supabase_database,
+)
+
+
+@pytest.fixture(scope="session")
+def supabase_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SupabaseCluster]:
+    """One Supabase-shaped cluster per test session (per xdist worker)."""
+    cluster = start_cluster(tmp_path_factory.mktemp("supabase") / "pgdata")
+    yield cluster
+    cluster.server.stop()
+
+
+@pytest.fixture
+def sb_postgres(supabase_cluster: SupabaseCluster) -> Iterator[SupabaseDb]:
+    """The project's database under its real name, `postgres`, fresh from the template."""
+    yield from supabase_database(supabase_cluster, "postgres")
+
+
+@pytest.fixture
+def sb_copy(supabase_cluster: SupabaseCluster) -> Iterator[SupabaseDb]:
+    """The same database under a name of its own (what a rename-and-switch could work on)."""
+    yield from supabase_database(supabase_cluster)
+
+
+@dataclass
+class Console:
+    config: Path
+    home: Path
+    db: SupabaseDb
+
+    def run(self, *args: str) -> tuple[int, str]:
+        proc = cli(self.config, self.home, *args)
+        return proc.returncode, proc.stdout + proc.stderr
+
+
+def _console(db: SupabaseDb, tmp_path: Path, with_app: bool = True) -> Iterator[Console]:
+    """A console config connecting as `postgres` with its password (and the real demo app on
+    the database, as the platform's `authenticator`)."""
+    cluster = db.cluster
+    workdir = tmp_path / "console"
+    (workdir / "backups").mkdir(parents=True)
+    token = secrets.token_urlsafe(16)
+    proc, port = start_demo_app(cluster.dsn(db.name, "authenticator"), token,
+                                cluster.facts.test_user_id, tmp_path / "demo-app.log")
+    try:
+        write_secrets(workdir, cluster.server.port, cluster.postgres_password, token,
+                      cluster.facts.test_user_password)
+        path = write_config(workdir, cluster.server.port, db.name, info_app_url(port),
+                            cluster.facts)
+        if not with_app:
+            text = path.read_text()
+            start, end = text.index("[app]"), text.index("[auth]")
+            path.write_text(text[:start] + text[end:])
+        yield Console(path, tmp_path / "home", db)
+    finally:
+        stop_pid(proc.pid, timeout=5, sig=signal.SIGTERM)
+
+
+@pytest.fixture
+def console(sb_postgres: SupabaseDb, tmp_path: Path) -> Iterator[Console]:
+    yield from _console(sb_postgres, tmp_path)
+
+
+@pytest.fixture
+def console_copy(sb_copy: SupabaseDb, tmp_path: Path) -> Iterator[Console]:
+    yield from _console(sb_copy, tmp_path)
+
+
+@pytest.fixture
+async def as_postgres(sb_postgres: SupabaseDb) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(sb_postgres.dsn)
+    yield conn
+    await conn.close()
+
+
+async def platform_state(dsn: str) -> dict[str, object]:
+    """What belongs to the platform and must never change: its tables' contents, roles and
+    their attributes and memberships, default privileges, event triggers, extensions,
+    publications, schema owners."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        state: dict[str, object] = {}
+        for table in PLATFORM_TABLES:
+            content = await table_content(conn, table)
+            state[table] = (content.rows, content.checksum)
+        for name, sql in {
+            "roles": "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolreplication, "
+                     "rolbypassrls, rolcanlogin, rolinherit FROM pg_roles "
+                     "WHERE rolname !~ '^pg_' ORDER BY 1",
+            "members": "SELECT roleid::regrole::text, member::regrole::text, admin_option "
+                       "FROM pg_auth_members ORDER BY 1, 2",
+            "default_acl": "SELECT defaclrole::regrole::text, defaclnamespace::regnamespace"
+                           "::text, defaclobjtype, defaclacl::text FROM pg_default_acl "
+                           "ORDER BY 1, 2, 3",
+            "event_triggers": "SELECT evtname, evtevent, evtowner::regrole::text, evtenabled "
+                              "FROM pg_event_trigger ORDER BY 1",
+            "extensions": "SELECT extname, extowner::regrole::text, "
+                          "extnamespace::regnamespace::text, extversion FROM pg_extension "
+                          "ORDER BY 1",
+            "publications": "SELECT pubname, pubowner::regrole::text FROM pg_publication",
+            "schemas": "SELECT nspname, nspowner::regrole::text FROM pg_namespace "
+                       "WHERE nspname IN ('auth', 'storage', 'extensions') ORDER BY 1",
+            "signup_trigger": "SELECT tgname, tgenabled FROM pg_trigger "
+                              "WHERE tgrelid = 'auth.users'::regclass AND NOT tgisinternal",
+        }.items():
+            state[name] = [tuple(r) for r in await conn.fetch(sql)]
+        return state
+    finally:
+        await conn.close()
+
+
+async def _allows_connections(db: SupabaseDb, name: str | None = None) -> bool:
+    conn = await asyncpg.connect(db.cluster.server.dsn("template1"))
+    try:
+        return bool(await conn.fetchval("SELECT datallowconn FROM pg_database "
+                                        "WHERE datname = $1", name or db.name))
+    finally:
+        await conn.close()
+
+
+async def _databases_like(db: SupabaseDb, prefix: str) -> list[str]:
+    conn = await asyncpg.connect(db.cluster.server.dsn("template1"))
+    try:
+        return [r["datname"] for r in await conn.fetch(
+            "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1", prefix)]
+    finally:
+        await conn.close()
+
+
+# --- 1. the fixture is Supabase-shaped -----------------------------------------------------
+
+async def test_the_fixture_is_shaped_like_a_supabase_project(
+        as_postgres: asyncpg.Connection, sb_postgres: SupabaseDb) -> None:
+    """`postgres` is no superuser, the database is `postgres` owned by supabase_admin, the
+    platform's objects belong to the platform and two platform sessions are held on it."""
+    me = await as_postgres.fetchrow(
+        "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls "
+        "FROM pg_roles WHERE rolname = current_user")
+    assert tuple(me) == (False, True, True, True, True)
+    assert await as_postgres.fetchval(
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+    ) == "supabase_admin"
+    assert await as_postgres.fetchval("SELECT count(*) FROM pg_event_trigger") == 6
+    assert await as_postgres.fetchval(
+        "SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'pg_stat_statements'"
+    ) == "supabase_admin"
+    owners = dict(await as_postgres.fetch(
+        "SELECT relname, relowner::regrole::text FROM pg_class WHERE relname IN "
+        "('users', 'refresh_tokens', 'objects', 'media') AND relkind = 'r' "
+        "AND relnamespace::regnamespace::text IN ('auth', 'storage', 'public') "
+        "AND NOT (relname = 'objects' AND relnamespace = 'public'::regnamespace)"))
+    assert owners == {"users": "supabase_auth_admin", "refresh_tokens": "supabase_auth_admin",
+                      "objects": "supabase_storage_admin", "media": "postgres"}
+    sessions = await as_postgres.fetch(
+        "SELECT usename FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() ORDER BY 1")
+    assert [s["usename"] for s in sessions][:2] == ["authenticator", "supabase_admin"]
+
+
+# --- 2. know the role you are --------------------------------------------------------------
+
+async def test_capabilities_as_supabase_postgres(as_postgres: asyncpg.Connection) -> None:
+    """As `postgres` on the project's database: Type 1 and Type 2 can run, Type 3 cannot, and
+    the reason and the way instead are said before anything starts."""
+    caps = await capabilities(as_postgres)
+    assert caps[SCHEMA].possible and caps[PARTIAL].possible
+    full = caps[FULL]
+    assert not full.possible
+    assert "named postgres" in full.why
+    assert "may not end the sessions of authenticator, supabase_admin" in full.why
+    assert "event triggers" in full.why
+    assert "use Type 1 + Type 2 of every app table (public.accounts" in full.instead
+    assert "point-in-time restore" in full.instead
+    assert "connect as a superuser" not in full.instead   # the platform gives none
+
+
+async def test_capabilities_as_a_superuser_on_a_plain_database(
+        sb_copy: SupabaseDb) -> None:
+    """The same facts read as the cluster's superuser on a database of another name with no
+    session in the way: Type 3 is possible."""
+    conn = await asyncpg.connect(sb_copy.admin_dsn)
+    try:
+        caps = await capabilities(conn)
+        assert caps[FULL].possible, caps[FULL].why
+    finally:
+        await conn.close()
+
+
+def _backup(console: Console) -> str:
+    code, out = console.run("backup", "--label", "before")
+    assert code == 0, out
+    sets = sorted((console.config.parent / "backups").iterdir())
+    assert sets, out
+    return sets[-1].name
+
+
+def test_type3_refuses_before_starting_on_the_postgres_database(console: Console) -> None:
+    """Type 3 as `postgres` on the project's database: refused before anything starts (exit
+    2) with what to do instead; no `postgres_restored_*` database, connections allowed."""
+    _backup(console)
+    code, out = console.run("run", "--type", "full", "--confirm",
+                            "CONFIRM_FULL_RESTORE tea-school-sandbox")
+    assert code == 2, out
+    assert "Instead: use Type 1 + Type 2 of every app table" in out
+    assert "point-in-time restore to" in out
+    db = console.db
+    assert asyncio.run(_databases_like(db, "postgres_restored_")) == []
+    assert asyncio.run(_allows_connections(db)) is True
+
+
+def test_type3_refuses_on_a_copy_the_platform_holds_sessions_on(console_copy: Console) -> None:
+    """Under another name the database still holds a superuser's session and event triggers
+    `postgres` cannot restore: refused, with the way instead, nothing left behind."""
+    _backup(console_copy)
+    code, out = console_copy.run("run", "--type", "full", "--allow-in-place", "--confirm",
+                                 "CONFIRM_FULL_RESTORE tea-school-sandbox")
+    assert code == 2, out
+    assert "may not end the sessions of authenticator, supabase_admin" in out
+    assert "Instead: connect as a superuser" in out
+    db = console_copy.db
+    assert asyncio.run(_databases_like(db, f"{db.name}_restored_")) == []
+    assert asyncio.run(_allows_connections(db)) is True
+
+
+# --- 3. the switch never leaves the database closed ----------------------------------------
+
+async def test_the_switch_refuses_from_a_session_on_the_target_itself(
+        sb_copy: SupabaseDb) -> None:
+    """The admin connection on the target itself: refused before anything is changed (where
+    PostgreSQL said "cannot disallow connections for current database")."""
+    conn = await asyncpg.connect(sb_copy.admin_dsn)
+    try:
+        with pytest.raises(StepFailed, match="maintenance connection is on"):
+            await stop_sessions(conn, sb_copy.name)
+    finally:
+        await conn.close()
+    assert await _allows_connections(sb_copy) is True
+
+
+def test_a_switch_that_may_not_end_a_superusers_session_never_closes_the_database(
+        sb_copy: SupabaseDb, tmp_path: Path) -> None:
+    """The database's owner (not a superuser) switches while the platform's superuser session
+    is on it: the permission is checked first, so a kill at the moment connections would be
+    refused never comes: the database still accepts connections (before, it was left closed
+    by a kill there)."""
+    script = tmp_path / "switch.py"
+    script.write_text(
+        "import asyncio, asyncpg, sys\n"
+        "from app.rollback.switch import stop_sessions\n"
+        "from app.rollback.context import StepFailed\n"
+        "async def main():\n"
+        "    admin = await asyncpg.connect(sys.argv[1])\n"
+        "    try:\n"
+        "        await stop_sessions(admin, sys.argv[2])\n"
+        "    except StepFailed as exc:\n"
+        "        print(exc)\n"
+        "asyncio.run(main())\n")
+    owner_dsn = sb_copy.cluster.dsn("template1")
+
+    async def give() -> None:
+        conn = await asyncpg.connect(sb_copy.cluster.server.dsn("template1"))
+        await conn.execute(f'ALTER DATABASE "{sb_copy.name}" OWNER TO postgres')
+        await conn.close()
+
+    asyncio.run(give())
+    proc = subprocess.run([sys.executable, str(script), owner_dsn, sb_copy.name],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ,
+                               "ROLLBACK_CONSOLE_KILL_AT": "switch:connections_refused"})
+    assert proc.returncode == 0, proc.stderr   # not killed: connections were never refused
+    assert "may not end every session" in proc.stdout
+    assert "connections were never refused" in proc.stdout
+    assert asyncio.run(_allows_connections(sb_copy)) is True
+
+
+# --- the platform is never touched; Types 1 and 2 work as postgres ------------------------
+
+def test_backup_assess_validate_type1_type2_as_postgres_leave_the_platform_alone(
+        console: Console) -> None:
+    """As `postgres` on the project: backup, assess, validate, Type 1 and Type 2 work; the
+    platform's tables, roles, default privileges, event triggers and extensions are identical
+    before and after each."""
+    dsn = console.db.admin_dsn
+    before = asyncio.run(platform_state(dsn))
+    _backup(console)
+    code, out = console.run("assess", "--json")
+    verdict = json.loads(out)
+    # healthy; INCONCLUSIVE only for the login probe assess never runs (it writes)
+    assert (code, verdict["tier"]) in ((0, "HEALTHY"), (40, "INCONCLUSIVE")), out
+    assert [m["check"] for m in verdict["missing"]] in ([], ["auth"]), out
+    assert asyncio.run(platform_state(dsn)) == before
+    code, out = console.run("validate")
+    assert code == 0, out
+    before = asyncio.run(platform_state(dsn))   # its login probe signs the test user in
+    code, out = console.run("run", "--type", "schema", "--confirm",
+                            "ROLLBACK SCHEMA tea-school-sandbox")
+    assert code == 0, out
+    assert asyncio.run(platform_state(dsn)) == before
+    code, out = console.run("run", "--type", "partial", "--tables", "media", "--confirm",
+                            "ROLLBACK tea-school-sandbox")
+    assert code == 0, out
+    assert asyncio.run(platform_state(dsn)) == before
+
+
+# --- 4. checksums by named columns ---------------------------------------------------------
+
+def test_a_dropped_column_type1_then_type2_ends_validated(console: Console) -> None:
+    """The documented path after a migration that dropped a column: Type 1 re-adds it (at the
+    end), Type 2 reloads the table; its validation compares by named columns: exit 0 (it
+    stopped at exit 5, "checksum DIFFERS", with identical data)."""
+    _backup(console)
+
+    async def migrate() -> None:
+        conn = await asyncpg.connect(console.db.dsn)
+        await conn.execute("ALTER TABLE public.local_classes DROP COLUMN school")
+        await conn.close()
+
+    asyncio.run(migrate())
+    code, out = console.run("run", "--type", "schema", "--confirm",
+                            "ROLLBACK SCHEMA tea-school-sandbox")
+    assert code == 0, out
+    code, out = console.run("run", "--type", "partial", "--tables", "local_classes",
+                            "--confirm", "ROLLBACK tea-school-sandbox")
+    assert code == 0, out
+    assert "DIFFERS" not in out
