@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -227,12 +228,18 @@ def _backup(console: Console) -> str:
     return sets[-1].name
 
 
+def _migrated_now() -> str:
+    """--migration-time for a migration that ran just now, after the backup (the operator
+    knows it; these tests are not about the migrations table)."""
+    return (datetime.now(UTC) + timedelta(seconds=1)).isoformat(timespec="seconds")
+
+
 def test_type3_refuses_before_starting_on_the_postgres_database(console: Console) -> None:
     """Type 3 as `postgres` on the project's database: refused before anything starts (exit
     2) with what to do instead; no `postgres_restored_*` database, connections allowed."""
     _backup(console)
-    code, out = console.run("run", "--type", "full", "--confirm",
-                            "CONFIRM_FULL_RESTORE tea-school-sandbox")
+    code, out = console.run("run", "--type", "full", "--migration-time", _migrated_now(),
+                            "--confirm", "CONFIRM_FULL_RESTORE tea-school-sandbox")
     assert code == 2, out
     assert "Instead: use Type 1 + Type 2 of every app table" in out
     assert "point-in-time restore to" in out
@@ -245,7 +252,8 @@ def test_type3_refuses_on_a_copy_the_platform_holds_sessions_on(console_copy: Co
     """Under another name the database still holds a superuser's session and event triggers
     `postgres` cannot restore: refused, with the way instead, nothing left behind."""
     _backup(console_copy)
-    code, out = console_copy.run("run", "--type", "full", "--allow-in-place", "--confirm",
+    code, out = console_copy.run("run", "--type", "full", "--allow-in-place",
+                                 "--migration-time", _migrated_now(), "--confirm",
                                  "CONFIRM_FULL_RESTORE tea-school-sandbox")
     assert code == 2, out
     assert "may not end the sessions of authenticator, supabase_admin" in out
@@ -298,7 +306,7 @@ def test_a_switch_that_may_not_end_a_superusers_session_never_closes_the_databas
     asyncio.run(give())
     proc = subprocess.run([sys.executable, str(script), owner_dsn, sb_copy.name],
                           capture_output=True, text=True, timeout=60,
-                          env={**os.environ,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
                                "ROLLBACK_CONSOLE_KILL_AT": "switch:connections_refused"})
     assert proc.returncode == 0, proc.stderr   # not killed: connections were never refused
     assert "may not end every session" in proc.stdout
@@ -349,10 +357,27 @@ def test_a_dropped_column_type1_then_type2_ends_validated(console: Console) -> N
         await conn.close()
 
     asyncio.run(migrate())
-    code, out = console.run("run", "--type", "schema", "--confirm",
-                            "ROLLBACK SCHEMA tea-school-sandbox")
+    migrated = _migrated_now()
+    code, out = console.run("run", "--type", "schema", "--migration-time", migrated,
+                            "--confirm", "ROLLBACK SCHEMA tea-school-sandbox")
     assert code == 0, out
     code, out = console.run("run", "--type", "partial", "--tables", "local_classes",
-                            "--confirm", "ROLLBACK tea-school-sandbox")
+                            "--migration-time", migrated, "--confirm",
+                            "ROLLBACK tea-school-sandbox")
     assert code == 0, out
     assert "DIFFERS" not in out
+
+
+# --- 6. platform defaults are not findings -------------------------------------------------
+
+def test_a_set_newer_than_every_recorded_migration_is_not_after_the_migration(
+        console: Console) -> None:
+    """Supabase's migrations table records old versions only; the bad migration (unrecorded)
+    ran after the backup. The set is not refused as "taken AFTER the migration": the
+    recorded time is not this migration's, and the dry run says where the time came from."""
+    backup = _backup(console)
+    code, out = console.run("run", "--type", "partial", "--tables", "media", "--dry-run")
+    assert code == 0, out
+    assert "after the migration ran" not in out
+    code, out = console.run("backups", "--verify", backup)
+    assert "is older than the set, so the bad migration is not recorded there" in out, out
