@@ -14,15 +14,13 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from app.backups.backupset import BackupSet, list_sets, resolve
+from app.backups.backupset import list_sets
 from app.errors import ConsoleError
 from app.events import EventChannel
 from app.journal import Incident, Journal
 from app.probe import AppHealth, ServerFacts, app_health, server_facts
-from app.rollback.context import Options, RunContext, expected_phrase
-from app.rollback.plan import Plan
-from app.rollback.plans import build_plan
-from app.rollback.resume import age, describe, resumption, unfinished_incident
+from app.rollback.context import RunContext, expected_phrase
+from app.rollback.resume import Resumption, age, prepare_resume, unfinished_incident
 from screens.assess import AssessScreen
 from screens.backups import BackupsScreen
 from screens.base import ConsoleScreen
@@ -184,32 +182,30 @@ class HomeScreen(ConsoleScreen[None]):
 
     @work(group="plan", name="resume-plan", exit_on_error=False, exclusive=True)
     async def resume(self, journal: Journal) -> None:
-        cfg = self.console.config
-        what = resumption(journal)
-        backup = resolve(cfg.target.backups_root, what.backup_id)
-        plan = await build_plan(cfg, what.kind, backup, what.options)
-        self.post_message(self.ResumeReady(journal, plan, backup, what.options))
+        """The engine's resume (the CLI's too): the plan the first gate approved, again."""
+        self.post_message(self.ResumeReady(await prepare_resume(self.console.config, journal)))
 
     class ResumeReady(Message):
-        def __init__(self, journal: Journal, plan: Plan, backup: BackupSet, options: Options):
+        def __init__(self, what: Resumption):
             super().__init__()
-            self.journal, self.plan, self.backup, self.options = journal, plan, backup, options
+            self.what = what
 
     def on_home_screen_resume_ready(self, message: ResumeReady) -> None:
         """The same gate as a new run: what the resume will do, and the phrase again."""
-        plan = message.plan
+        what = message.what
+        plan = what.plan
         phrase = expected_phrase(plan.kind, plan.target)
 
         def confirmed(ok: bool | None) -> None:
             if not ok:
                 self.notify("Nothing was done.", title="Cancelled")
                 return
-            ctx = RunContext(self.console.config, plan.kind, message.journal, EventChannel(),
-                             message.backup, replace(message.options, confirm=phrase))
+            ctx = RunContext(self.console.config, plan.kind, what.journal, EventChannel(),
+                             what.source, replace(what.options, confirm=phrase))
             self.app.push_screen(RollbackScreen(plan, ctx))
 
-        self.app.push_screen(GateScreen(f"Resume incident {message.journal.incident_id}",
-                                        describe(message.journal, plan), phrase), confirmed)
+        self.app.push_screen(GateScreen(f"Resume incident {what.journal.incident_id}",
+                                        what.describe(), phrase), confirmed)
 
     def action_probe(self) -> None:
         for line in self.query(StatusLine):

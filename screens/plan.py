@@ -289,7 +289,7 @@ class PlanScreen(ConsoleScreen[None]):
                 return
             journal = self.journal or Journal.open(incidents_root() / new_incident_id())
             ctx = RunContext(self.console.config, plan.kind, journal, EventChannel(),
-                             self.backup, Options(tables=self.options.tables, confirm=phrase,
+                             self.backup, replace(self.options, confirm=phrase,
                                                   keep_maintenance=plan.holds_maintenance))
             self.app.push_screen(RollbackScreen(plan, ctx, phase=self.phase))
 

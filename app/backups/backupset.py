@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
-from app.backups.copydata import count_file_rows
+from app.backups.copydata import CopyStream, FileReader, count_file_rows
 from app.backups.manifest import (
     Manifest,
     check_identity,
@@ -36,13 +38,82 @@ def schema_source(backup_path: Path) -> Path:
                    "(schema_only_backup.sql or full_database_backup.dump)")
 
 
+FULL_DUMP_NAMES = ("full_database_backup.dump", "full_database_backup.custom",
+                   "full_database_backup.sql")
+
+
 @dataclass
 class BackupSet:
+    """A backup set folder: the ``RestoreSource`` (app.backups.source) every rollback type
+    reads today. Only this class (and the tools that make and verify sets) knows the folder's
+    layout."""
+
     id: str
     path: Path
     manifest: Manifest | None
     taken_at: datetime | None
     taken_note: str = ""   # where taken_at comes from, when not the set's own record
+
+    kind = "backup_set"
+
+    def tables(self) -> dict[str, int | None]:
+        """The manifest's tables and rows, else the tables named by the dump files."""
+        if self.manifest is not None:
+            return {t: c.rows for t, c in self.manifest.state.tables.items()}
+        out: dict[str, int | None] = {}
+        for path in sorted(self.path.glob("table_*_backup.sql")):
+            name = path.name[len("table_"):-len("_backup.sql")].replace("%2F", "/")
+            schema, dot, table = name.partition(".")
+            out[f"{schema}.{table}" if dot and table else f"public.{name}"] = None
+        return out
+
+    def table_path(self, table: str) -> Path:
+        """The runbook's table_<name>_backup.sql (public tables) or table_<schema>.<name>."""
+        schema, name = split_name(table)
+        plain = self.path / table_dump_name(f"public.{name}")
+        qualified_file = self.path / table_dump_name(table)
+        return plain if schema == "public" or not qualified_file.exists() else qualified_file
+
+    async def table_rows(self, table: str) -> AsyncIterator[bytes]:
+        """The table's COPY rows from its dump file, in chunks (the file read in a thread)."""
+        path = self.table_path(table)
+        if not path.is_file():
+            raise BadInput(f"backup {self.id} has no dump of {table} ({path.name})")
+        reader = FileReader(path)
+        try:
+            stream = CopyStream(reader)
+            wanted = ".".join(split_name(table))
+            while (header := await stream.next_block()) is not None:
+                async for data in stream.rows():
+                    if header.qualified == wanted:
+                        yield data
+        finally:
+            reader.close()
+
+    def database_dump(self) -> Path | None:
+        """The set's full dump: custom format when there is one (parallel restore), else SQL."""
+        return next((self.path / n for n in FULL_DUMP_NAMES if (self.path / n).is_file()), None)
+
+    async def verify(self) -> list[str]:
+        """Each file the manifest lists, missing or not matching its sha256 (read in a thread);
+        no manifest: nothing can be checked, and that is said."""
+        import asyncio
+
+        if self.manifest is None:
+            return [f"backup {self.id} has no manifest: its files cannot be verified"]
+        problems = []
+        for name in sorted(self.manifest.files):
+            path = self.path / name
+            if not path.is_file():
+                problems.append(f"{name} is missing")
+            elif await asyncio.to_thread(check_file, self, path) is False:
+                problems.append(f"{name} does not match its manifest (sha256 differs)")
+        return problems
+
+    def journal_record(self) -> dict[str, Any]:
+        return {"kind": self.kind, "id": self.id, "path": str(self.path),
+                "taken_at": self.taken_at.isoformat() if self.taken_at else None,
+                "taken_note": self.taken_note}
 
 
 def describe_taken(backup: BackupSet) -> str:

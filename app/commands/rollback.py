@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from app.backups.backupset import BackupSet
+    from app.backups.source import RestoreSource
     from app.config import Config
     from app.rollback.context import Options, RollbackType
     from app.rollback.plan import Plan
@@ -170,12 +170,10 @@ def resume(ctx: click.Context, confirm: str, as_json: bool, maintenance_failure:
 
 
 async def _resume(cfg: Config, confirm: str, as_json: bool, maintenance_failure: str) -> int:
-    from app.backups.backupset import resolve
     from app.journal import JournalCorrupt
     from app.lock import TargetLock
     from app.rollback.full import reopen_interrupted_switch
-    from app.rollback.plans import build_plan
-    from app.rollback.resume import describe, resumption, unfinished_incident
+    from app.rollback.resume import prepare_resume, unfinished_incident
 
     reopened = await reopen_interrupted_switch(cfg)   # a Type 3 killed inside its switch
     if reopened is not None:
@@ -190,14 +188,13 @@ async def _resume(cfg: Config, confirm: str, as_json: bool, maintenance_failure:
     journal = incident.journal
     async with TargetLock(cfg.target, journal.incident_id):
         pass   # a live run on it: refused now (exit 3, its holder named), before reading more
-    what = resumption(journal, confirm, maintenance_failure)
-    backup = resolve(cfg.target.backups_root, what.backup_id)
-    plan = await build_plan(cfg, what.kind, backup, what.options)
+    what = await prepare_resume(cfg, journal, confirm, maintenance_failure)
     err = _stderr()
-    for line in describe(journal, plan):
+    for line in what.describe():
         err.print(("WARNING: " if line.startswith("!") else "") + line.lstrip("!"),
                   markup=False)
-    return await _execute(cfg, what.kind, backup, what.options, False, as_json, journal.dir)
+    return await _execute(cfg, what.kind, what.source, what.options, False, as_json,
+                          journal.dir, what.plan)
 
 
 @click.command()
@@ -279,8 +276,9 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options: Options,
-                   dry_run: bool, as_json: bool, incident_dir: Path | None) -> int:
+async def _execute(cfg: Config, rtype: RollbackType, backup: RestoreSource, options: Options,
+                   dry_run: bool, as_json: bool, incident_dir: Path | None,
+                   plan: Plan | None = None) -> int:
     import asyncio
     import json
 
@@ -293,7 +291,7 @@ async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options:
     from app.rollback.runner import execute
     from app.rollback.schema import nothing_to_do
 
-    plan = await build_plan(cfg, rtype, backup, options)
+    plan = plan or await build_plan(cfg, rtype, backup, options)
     out = Console(highlight=False, soft_wrap=True)
     if incident_dir is None and nothing_to_do(plan):
         summary = (f"nothing to do: the schema of {plan.target} already equals backup "
@@ -353,17 +351,16 @@ async def _execute(cfg: Config, rtype: RollbackType, backup: BackupSet, options:
     return EXIT_CODES[outcome]
 
 
-def _dry_run_refusal(plan: Plan, backup: BackupSet, options: Options) -> str | None:
+def _dry_run_refusal(plan: Plan, backup: RestoreSource, options: Options) -> str | None:
     """What the run's prerequisites step would refuse, read from the set and the plan: a
     dry run exits with the code the run would (2: bad input, nothing changed)."""
-    from app.backups.backupset import check_file
+    from app.backups.backupset import BackupSet, check_file
     from app.rollback.context import RollbackType
-    from app.rollback.partial import table_file
 
-    if plan.kind is not RollbackType.PARTIAL:
+    if plan.kind is not RollbackType.PARTIAL or not isinstance(backup, BackupSet):
         return None
     for table in options.tables:
-        path = table_file(backup.path, table)
+        path = backup.table_path(table)
         if not path.is_file():
             return (f"backup {backup.id} has no {path.name} for {table}: choose tables the "
                     "set holds, or another set")

@@ -12,6 +12,7 @@ from app.catalog import DatabaseIdentity, identity
 from app.errors import BadInput, ConsoleError
 from app.events import RunFinished, StepFinished, StepStarted
 from app.journal import Journal, find_unfinished, newest_incident, same_database
+from app.journal_entries import IncidentOpened
 from app.lock import TargetLock
 from app.rollback.context import (
     EXIT_CODES,
@@ -178,15 +179,26 @@ async def _bind(ctx: RunContext, plan: Plan, lock: TargetLock, resuming: bool
                else "") + ": only one incident per database. `rollback-console resume` goes "
             f"on with it, or `rollback-console abandon {other.id} --reason '...'` sets it "
             "aside. Nothing was changed")
-    journal.append("incident_opened", target=plan.target, type=plan.kind.value,
-                   backup=plan.backup_id, tables=list(plan.tables),
-                   steps=[s.id for s in plan.steps], database={
-                       "system_identifier": database.system_identifier, "oid": database.oid,
-                       "name": database.name},
-                   keep_maintenance=plan.holds_maintenance, follows=_held_phase(database),
-                   leaves_rows_in_backup=list(plan.leaves_rows_in_backup))
+    journal.append("incident_opened", **_opening(ctx, plan, database).fields())
     journal.append("gate", ok=True, expected=expected_phrase(plan.kind, plan.target))
     return None
+
+
+def _opening(ctx: RunContext, plan: Plan, database: DatabaseIdentity) -> IncidentOpened:
+    """Everything that shapes the plan, as the gate approved it: a resume builds the same plan
+    from it (``app.rollback.resume.prepare_resume``)."""
+    o = ctx.options
+    record = getattr(ctx.backup, "journal_record", None)
+    return IncidentOpened(
+        type=str(plan.kind), target=plan.target, backup=plan.backup_id,
+        source=record() if record is not None else {"id": plan.backup_id},
+        tables=plan.tables, steps=tuple(s.id for s in plan.steps),
+        database={"system_identifier": database.system_identifier, "oid": database.oid,
+                  "name": database.name},
+        keep_maintenance=plan.holds_maintenance, follows=_held_phase(database),
+        leaves_rows_in_backup=plan.leaves_rows_in_backup, allow_in_place=o.allow_in_place,
+        allow_after_migration=o.allow_after_migration,
+        migration_at=o.migration_at.isoformat() if o.migration_at else None)
 
 
 def _held_phase(database: DatabaseIdentity) -> str | None:
