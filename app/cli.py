@@ -15,6 +15,7 @@ import click
 
 from app.commands import LazyPath, register_all
 from app.errors import BadInput, ConsoleError, Refused
+from app.exits import BAD_INPUT, INTERRUPTED
 from app.helptext import HELP_FILE, HELP_WIDTH
 
 if TYPE_CHECKING:
@@ -349,10 +350,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        sys.exit(BAD_INPUT if isinstance(exc, click.UsageError) else exc.exit_code)
     except click.exceptions.Abort:
         _err().print("aborted")
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except Exception as caught:
         error = caught if isinstance(caught, ConsoleError) else (
             _read_only_violation(caught) or _unexpected(caught))

@@ -17,7 +17,9 @@ from enum import IntEnum
 from typing import Any, Literal
 
 from app.checks.model import CheckResult, Finding, Kind, Status
+from app.exits import ASSESS_EXIT_CODES
 from app.forward_fix import FixStep, fix_for, statements
+from app.rollback.registry import Restores, TypeSpec, all_types
 
 Scope = Literal["data", "schema", "none"]
 
@@ -44,7 +46,7 @@ class Tier(IntEnum):
         own (not steps on the 10-20-30 scale: compare codes for equality): no script takes the
         first for HEALTHY, and none starts a rollback (30) or waits (10) on a database that is
         down."""
-        return {0: 0, 1: 40, 2: 10, 3: 20, 4: 30, 5: 50}[self.value]
+        return ASSESS_EXIT_CODES[self.label]
 
 
 @dataclass(frozen=True)
@@ -93,25 +95,14 @@ assert set(RULE_BY_KIND) == set(Kind), "every finding kind needs a rule"
 FULL_RESTORE_SHARE = 0.5
 
 
-@dataclass(frozen=True)
-class RollbackType:
-    key: str            # schema | partial | full (the runbook script's argument)
-    number: int
-    title: str
-    when: str
-    risk: str
-    downtime: str
+def known_types() -> tuple[TypeSpec, ...]:
+    """The rollback types the matrix can recommend: every registered one."""
+    return all_types()
 
 
-ROLLBACK_TYPES = {
-    "schema": RollbackType("schema", 1, "Schema-only rollback",
-                           "Schema changes causing issues, data remains intact", "Low",
-                           "30-60 minutes"),
-    "partial": RollbackType("partial", 2, "Partial data rollback",
-                            "Specific table data corrupted", "Medium", "1-2 hours"),
-    "full": RollbackType("full", 3, "Complete database restore",
-                         "Complete system failure, widespread corruption", "High", "2-4 hours"),
-}
+def restoring(what: Restores) -> TypeSpec:
+    """The type that restores ``what`` (the lowest-numbered, when several do)."""
+    return next(t for t in known_types() if t.restores == what)
 
 
 @dataclass(frozen=True)
@@ -164,7 +155,7 @@ def _how(check: str, summary: str) -> str:
 class Decision:
     tier: Tier
     reasons: list[Reason]                 # worst first
-    recommended: RollbackType | None
+    recommended: TypeSpec | None
     tables: list[str]                     # Type 2's table list (all tables for Type 3)
     would_lose: dict[str, Any] = field(default_factory=dict)
     not_run: list[str] = field(default_factory=list)
@@ -173,7 +164,7 @@ class Decision:
     fix: list[FixStep] = field(default_factory=list)        # FORWARD-FIX: the fix to make
     # FORWARD-FIX: the type a rollback against the verdict (an override) would start from;
     # never recommended, never in the JSON's recommended_type
-    override_type: RollbackType | None = None
+    override_type: TypeSpec | None = None
 
     @property
     def exit_code(self) -> int:
@@ -206,12 +197,13 @@ class Decision:
         assert self.recommended is not None
         t = self.recommended
         what = f"Type {t.number} {t.title.lower()}"
-        if t.key == "partial":
+        if t.takes_tables:
             what += " of " + ", ".join(self.tables)
         if self.then_partial:
             tables = ", ".join(self.then_partial)
-            what += (f" to bring back {tables} (empty), then Type 2 partial data rollback of "
-                     f"{tables} (the other tables keep their writes)")
+            then = restoring("tables")
+            what += (f" to bring back {tables} (empty), then Type {then.number} "
+                     f"{then.title.lower()} of {tables} (the other tables keep their writes)")
         return (f"Roll back now: {what} (risk {t.risk}, downtime {t.downtime})."
                 + self._missing_note())
 
@@ -225,7 +217,7 @@ class Decision:
         r = self.recommended
         return {
             "tier": self.tier.label, "exit_code": self.exit_code, "action": self.action,
-            "recommended_type": r.key if r else None, "tables": self.tables,
+            "recommended_type": str(r.key) if r else None, "tables": self.tables,
             "rollback": None if r is None else {"type": r.number, "title": r.title,
                                                 "when": r.when, "risk": r.risk,
                                                 "downtime": r.downtime},
@@ -234,19 +226,20 @@ class Decision:
                          "evidence": x.evidence} for x in self.reasons],
             "would_lose": self.would_lose, "not_run": self.not_run,
             "missing": [{"check": m.check, "why": m.why, "how": m.how} for m in self.missing],
-            "then": ({"type": "partial", "tables": self.then_partial} if self.then_partial
-                     else None),
+            "then": ({"type": str(restoring("tables").key), "tables": self.then_partial}
+                     if self.then_partial else None),
             "fix": statements(self.fix) if self.tier is Tier.FORWARD_FIX else None,
         }
 
 
-def _would_lose(kind: str, tables: list[str], results: dict[str, CheckResult]) -> dict[str, Any]:
+def _would_lose(kind: TypeSpec, tables: list[str], results: dict[str, CheckResult]
+                ) -> dict[str, Any]:
     """Writes since the backup on the tables a data rollback reloads; for a schema rollback, the
     objects the migration added (and their contents)."""
-    if kind == "schema":
+    if kind.restores == "schema":
         schema = results.get("schema")
         ev = schema.evidence if schema else {}
-        return {"data": "none: table data stays as it is",
+        return {"data": kind.loses,
                 "added_since_backup": {"tables": ev.get("tables_added", []),
                                        "columns": {t: c.get("added", [])
                                                    for t, c in ev.get("columns", {}).items()
@@ -362,18 +355,21 @@ def _rollback(tier: Tier, reasons: list[Reason], results: list[CheckResult],
     schema = by_name.get("schema")
     gone = set(schema.evidence.get("tables_missing") or []) if schema else set()
     if data_tables and universe and len(data_tables) > FULL_RESTORE_SHARE * len(universe):
-        return Decision(tier, reasons, ROLLBACK_TYPES["full"], sorted(universe),
-                        _would_lose("full", sorted(universe), by_name), not_run,
+        full = restoring("database")
+        return Decision(tier, reasons, full, sorted(universe),
+                        _would_lose(full, sorted(universe), by_name), not_run,
                         missing=missing)
     if gone & set(data_tables):
         # a table that no longer exists: Type 2 reloads rows into existing tables, so Type 1
         # brings it back (empty) first; a complete restore would also throw away every other
         # table's writes since the backup
-        added = _would_lose("schema", [], by_name)["added_since_backup"]
-        would_lose = {**_would_lose("partial", data_tables, by_name),
+        first = restoring("schema")
+        added = _would_lose(first, [], by_name)["added_since_backup"]
+        would_lose = {**_would_lose(restoring("tables"), data_tables, by_name),
                       "added_since_backup": added}
-        return Decision(tier, reasons, ROLLBACK_TYPES["schema"], [], would_lose, not_run,
+        return Decision(tier, reasons, first, [], would_lose, not_run,
                         then_partial=data_tables, missing=missing)
-    key, tables = ("partial", data_tables) if data_tables else ("schema", [])
-    return Decision(tier, reasons, ROLLBACK_TYPES[key], tables,
-                    _would_lose(key, tables, by_name), not_run, missing=missing)
+    kind, tables = (restoring("tables"), data_tables) if data_tables else \
+        (restoring("schema"), [])
+    return Decision(tier, reasons, kind, tables,
+                    _would_lose(kind, tables, by_name), not_run, missing=missing)

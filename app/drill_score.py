@@ -13,6 +13,7 @@ from pathlib import Path
 from app.drills import Scenario
 from app.journal import Entry, Journal, JournalCorrupt, incidents_root
 from app.paths import state_dir
+from app.rollback.registry import rollback_type
 
 
 @dataclass
@@ -156,7 +157,8 @@ def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]])
     else:
         ideal = "assess → accept the recommendation → build the plan → gate → run"
         if scenario.then:
-            ideal += f" → shift+d: Type 2 of {', '.join(scenario.tables)} → gate → run"
+            then = rollback_type(scenario.then).number
+            ideal += f" → shift+d: Type {then} of {', '.join(scenario.tables)} → gate → run"
         ideal += " → validate"
     past = ", ".join(f"{h['points']}" for h in history[-5:])
     return "\n".join([

@@ -334,7 +334,7 @@ class AssessScreen(ConsoleScreen[None]):
             kind = RollbackType(d.override_type.key) if d.override_type else \
                 RollbackType.SCHEMA
             journal = self._journal_decision("override", reason, against=tier,
-                                             type=kind.value)
+                                             type=str(kind))
             self.app.push_screen(PlanScreen(kind, tuple(d.tables), journal=journal,
                                             override=Override(tier, reason)))
 

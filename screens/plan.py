@@ -21,7 +21,6 @@ from app.errors import ConsoleError, TakenAfterMigration
 from app.events import EventChannel
 from app.journal import Journal, incidents_root, new_incident_id
 from app.rollback.context import (
-    RUNBOOK_TYPES,
     Options,
     RollbackType,
     RunContext,
@@ -29,6 +28,7 @@ from app.rollback.context import (
 )
 from app.rollback.plan import Plan
 from app.rollback.plans import build_plan
+from app.rollback.registry import all_types, rollback_type
 from app.rollback.schema import nothing_to_do
 from screens.base import ConsoleScreen
 from screens.gate import GateScreen
@@ -54,7 +54,7 @@ class PlanScreen(ConsoleScreen[None]):
         Binding("O", "use_anyway", "Use a set taken after the migration (shift+o)"),
     ]
 
-    def __init__(self, kind: RollbackType = RollbackType.PARTIAL,
+    def __init__(self, kind: str = RollbackType.PARTIAL,
                  tables: tuple[str, ...] = (), journal: Journal | None = None,
                  phase: tuple[int, int] | None = None, override: Override | None = None):
         super().__init__()
@@ -75,7 +75,7 @@ class PlanScreen(ConsoleScreen[None]):
         yield self.banner()
         with Horizontal(id="plan-body"):
             with Vertical(id="plan-choices"):
-                types = [Option(self._type_label(k), id=k.value) for k in RollbackType]
+                types = [Option(self._type_label(k.key), id=k.key) for k in all_types()]
                 yield OptionList(*types, id="plan-type", classes="panel")
                 tables = [qualified(t).replace('"', "") for t in cfg.target.critical_tables]
                 yield SelectionList[str](*[(t, t, t in self.preselected or
@@ -98,9 +98,9 @@ class PlanScreen(ConsoleScreen[None]):
         tables.border_subtitle = ("selected: " + ", ".join(t.split(".")[-1] for t in chosen)
                                   if chosen else "none selected")
 
-    def _type_label(self, kind: RollbackType) -> str:
-        title, risk, downtime = RUNBOOK_TYPES[kind]
-        return f"{title}: risk {risk}, downtime {downtime}"
+    def _type_label(self, kind: str) -> str:
+        spec = rollback_type(kind)
+        return f"{spec.label}: risk {spec.risk}, downtime {spec.downtime}"
 
     def on_mount(self) -> None:
         self.query_one("#plan-type").border_title = "Rollback type"
@@ -109,8 +109,8 @@ class PlanScreen(ConsoleScreen[None]):
         self._show_selected()
         self.query_one("#plan-preview").border_title = "Plan"
         type_list = self.query_one("#plan-type", OptionList)
-        type_list.highlighted = list(RollbackType).index(self.kind)
-        self.query_one("#plan-tables").display = self.kind is RollbackType.PARTIAL
+        type_list.highlighted = [t.key for t in all_types()].index(self.kind)
+        self.query_one("#plan-tables").display = rollback_type(self.kind).takes_tables
         self.sets = list_sets(self.console.config.target.backups_root)
         backups = self.query_one("#plan-backups", OptionList)
         now = time.time()
@@ -133,8 +133,8 @@ class PlanScreen(ConsoleScreen[None]):
 
     @on(OptionList.OptionSelected, "#plan-type")
     def type_chosen(self, event: OptionList.OptionSelected) -> None:
-        self.kind = RollbackType(str(event.option.id))
-        self.query_one("#plan-tables").display = self.kind is RollbackType.PARTIAL
+        self.kind = rollback_type(str(event.option.id)).key
+        self.query_one("#plan-tables").display = rollback_type(self.kind).takes_tables
 
     def _chosen_backup(self) -> BackupSet | None:
         backups = self.query_one("#plan-backups", OptionList)
@@ -148,7 +148,7 @@ class PlanScreen(ConsoleScreen[None]):
             self.notify("No backup set to roll back from.", severity="error")
             return
         tables = tuple(self.query_one("#plan-tables", SelectionList).selected)
-        if self.kind is RollbackType.PARTIAL and not tables:
+        if rollback_type(self.kind).takes_tables and not tables:
             self.notify("Choose at least one table (space toggles).", severity="warning")
             return
         self.query_one("#plan-text", Static).update("building the plan (read-only)…")
@@ -218,7 +218,7 @@ class PlanScreen(ConsoleScreen[None]):
                         + "\n\n", style="bold")
         if self.phase is not None:
             text.append(f"PHASE {self.phase[0]} OF {self.phase[1]}\n", style="bold reverse")
-        text.append(f"{RUNBOOK_TYPES[plan.kind][0]} from {plan.backup_id}\n", style="bold")
+        text.append(f"{rollback_type(plan.kind).label} from {plan.backup_id}\n", style="bold")
         if nothing_to_do(plan):
             text.append("✔ Nothing to do: the live schema already equals the backup's. No "
                         "maintenance, no gate, nothing is changed.\n", style="bold")
@@ -294,7 +294,7 @@ class PlanScreen(ConsoleScreen[None]):
             self.app.push_screen(RollbackScreen(plan, ctx, phase=self.phase))
 
         override = self._override_lines()
-        title = f"{RUNBOOK_TYPES[plan.kind][0]} of {plan.target}"
+        title = f"{rollback_type(plan.kind).label} of {plan.target}"
         if override:
             title = f"OVERRIDE: {title}, against the verdict {against[0] if against else ''}"
         self.app.push_screen(GateScreen(title, override + plan.blast_radius, phrase),
@@ -307,7 +307,7 @@ class PlanScreen(ConsoleScreen[None]):
                 self.notify("Nothing was done.", title="Cancelled")
                 return
             self.journal.append("decision", choice="override", reason=reason,
-                                against=tier, type=plan.kind.value)
+                                against=tier, type=str(plan.kind))
             self.override = Override(tier, reason)
             self.query_one("#plan-text", Static).update(self._describe(plan))
             self.action_gate()

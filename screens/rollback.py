@@ -70,7 +70,7 @@ class RollbackScreen(MaintenanceControls):
         yield self.banner()
         with Horizontal(id="rb-top"):
             phase = f"PHASE {self.phase[0]} OF {self.phase[1]}: " if self.phase else ""
-            yield Static(f"{phase}{self.plan.kind.value.upper()} rollback from backup "
+            yield Static(f"{phase}{str(self.plan.kind).upper()} rollback from backup "
                          f"{self.plan.backup_id}", id="rb-title")
             yield IncidentClock(id="rb-clock")
         with Horizontal(id="rb-body"):

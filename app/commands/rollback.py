@@ -12,6 +12,8 @@ import click
 
 from app.commands import LazyPath
 from app.errors import BadInput
+from app.exits import NEEDS_OPERATOR
+from app.rollback.registry import all_types, type_keys
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -22,10 +24,13 @@ if TYPE_CHECKING:
 
     from app.backups.source import RestoreSource
     from app.config import Config
-    from app.rollback.context import Options, RollbackType
+    from app.rollback.context import Options
     from app.rollback.plan import Plan
 
-TYPES = ("schema", "partial", "full")
+
+def _types_help() -> str:
+    """Each type's number, title, risk, downtime and phrase: the registry's words."""
+    return "; ".join(f"{t.key} = {t.label} ({t.facts})" for t in all_types()) + "."
 
 
 def _tables(raw: str) -> tuple[str, ...]:
@@ -81,14 +86,12 @@ def report(incident: str | None, output: Path | None) -> None:
 
 
 @click.command()
-@click.option("--type", "kind", type=click.Choice(TYPES), required=True,
-              help="schema: take the schema back, keep the data; partial: reload listed "
-              "tables; full: complete restore (last resort).")
+@click.option("--type", "kind", type=click.Choice(type_keys()), required=True,
+              help=_types_help())
 @click.option("--backup", "backup_id", default=None, help="Backup set id [default: newest].")
 @click.option("--tables", default="", help="Tables for --type partial, comma separated.")
-@click.option("--confirm", default="", help="The typed confirmation: 'ROLLBACK SCHEMA <target>' "
-              "for --type schema, 'ROLLBACK <target>' for partial, 'CONFIRM_FULL_RESTORE "
-              "<target>' for full.")
+@click.option("--confirm", default="", help="The typed confirmation: the type's phrase (see "
+              "--type) with the target's name.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, every statement and command; "
               "change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout.")
@@ -125,7 +128,8 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
     from app import config as config_mod
     from app import logs
     from app.backups.backupset import resolve
-    from app.rollback.context import Options, RollbackType
+    from app.rollback.context import Options
+    from app.rollback.registry import rollback_type
 
     logs.configure()
     if keep_maintenance and kind != "schema":
@@ -138,10 +142,10 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
                       migration_at=given_time(migration_time),
                       allow_after_migration=allow_after_migration,
                       keep_maintenance=keep_maintenance)
-    rtype = RollbackType(kind)
-    if rtype is RollbackType.PARTIAL and not options.tables:
-        raise BadInput("--type partial needs --tables (e.g. --tables objects,media)")
-    sys.exit(_interruptible(_execute(cfg, rtype, backup, options, dry_run, as_json, None)))
+    spec = rollback_type(kind)
+    if spec.takes_tables and not options.tables:
+        raise BadInput(f"--type {kind} needs --tables (e.g. --tables objects,media)")
+    sys.exit(_interruptible(_execute(cfg, spec.key, backup, options, dry_run, as_json, None)))
 
 
 @click.command()
@@ -267,7 +271,7 @@ def _interruptible(run: Coroutine[Any, Any, int]) -> int:
                         "`rollback-console resume` goes on from there; if the app is left in "
                         "maintenance, `rollback-console maintenance off` switches it back",
                         markup=False)
-        return 5
+        return NEEDS_OPERATOR
 
 
 def _stderr() -> Console:
@@ -276,7 +280,7 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-async def _execute(cfg: Config, rtype: RollbackType, backup: RestoreSource, options: Options,
+async def _execute(cfg: Config, rtype: str, backup: RestoreSource, options: Options,
                    dry_run: bool, as_json: bool, incident_dir: Path | None,
                    plan: Plan | None = None) -> int:
     import asyncio
@@ -286,7 +290,7 @@ async def _execute(cfg: Config, rtype: RollbackType, backup: RestoreSource, opti
 
     from app.events import EventChannel, RunFinished, StepFinished, StepLog, StepStarted, to_json
     from app.journal import Journal, incidents_root, new_incident_id
-    from app.rollback.context import EXIT_CODES, Outcome, RunContext
+    from app.rollback.context import RunContext
     from app.rollback.plans import build_plan
     from app.rollback.runner import execute
     from app.rollback.schema import nothing_to_do
@@ -345,10 +349,10 @@ async def _execute(cfg: Config, rtype: RollbackType, backup: RestoreSource, opti
         _stderr().print(f"STOPPED (exit 5): {describe(exc)}; see the journal {journal.path} "
                         "and the log, then `rollback-console resume`", markup=False)
         shown.cancel()
-        return EXIT_CODES[Outcome.NEEDS_OPERATOR]
+        return NEEDS_OPERATOR
     await asyncio.wait({shown}, timeout=5)   # RunFinished ends it; never wait on it forever
     shown.cancel()
-    return EXIT_CODES[outcome]
+    return outcome.exit_code
 
 
 def _dry_run_refusal(plan: Plan, backup: RestoreSource, options: Options) -> str | None:
@@ -376,7 +380,7 @@ def _dry_run_refusal(plan: Plan, backup: RestoreSource, options: Options) -> str
 
 
 def _print_plan(out: Console, plan: Plan) -> None:
-    out.print(f"[bold]Plan: {plan.kind.value} rollback of {plan.target} from backup "
+    out.print(f"[bold]Plan: {plan.kind} rollback of {plan.target} from backup "
               f"{plan.backup_id}[/bold]  (budget {plan.budget_s // 60} min)  "
               "DRY RUN: nothing is changed")
     for line in plan.blast_radius:

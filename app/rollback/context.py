@@ -6,62 +6,37 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from app.config import Config
 from app.errors import ConsoleError
 from app.events import EventChannel, StepLog, StepProgress
+from app.exits import EXIT_CODES, FAILED_RESTORED, NEEDS_OPERATOR, Outcome
 from app.journal import Journal, journaled
+from app.rollback.registry import RollbackType, rollback_type
 
-
-class RollbackType(StrEnum):
-    SCHEMA = "schema"
-    PARTIAL = "partial"
-    FULL = "full"
-
-
-# The runbook's "Rollback Types": risk level and downtime budget.
-RUNBOOK_TYPES = {
-    RollbackType.SCHEMA: ("Type 1: schema-only rollback", "Low", "30-60 minutes"),
-    RollbackType.PARTIAL: ("Type 2: partial data rollback", "Medium", "1-2 hours"),
-    RollbackType.FULL: ("Type 3: complete database restore", "High", "2-4 hours"),
-}
-
-
-class Outcome(StrEnum):
-    DONE = "done"                  # exit 0: done and validated
-    PHASE_VALIDATED = "phase_validated"  # exit 0: phase 1 of 2 validated, maintenance held on
-    BAD_INPUT = "bad_input"        # exit 2: nothing changed
-    REFUSED = "refused"            # exit 3: refused at a gate, nothing changed
-    FAILED_RESTORED = "failed"     # exit 4: failed and returned to the state before
-    NEEDS_OPERATOR = "stopped"     # exit 5: stopped, needs the operator (the journal says where)
-
-
-EXIT_CODES = {Outcome.DONE: 0, Outcome.PHASE_VALIDATED: 0, Outcome.BAD_INPUT: 2, Outcome.REFUSED: 3,
-              Outcome.FAILED_RESTORED: 4, Outcome.NEEDS_OPERATOR: 5}
+# Outcome and EXIT_CODES live in app.exits, RollbackType in app.rollback.registry; named here
+# too for the steps, screens and tests that import them with RunContext.
+__all__ = ["EXIT_CODES", "LockLost", "NeedsOperator", "Options", "Outcome", "RollbackType",
+           "RunContext", "StepFailed", "expected_phrase"]
 
 
 class StepFailed(ConsoleError):
     """The step failed and left the database as it was before the step."""
 
-    exit_code = 4
+    exit_code = FAILED_RESTORED
 
 
 class NeedsOperator(ConsoleError):
     """The step stopped somewhere only a person can decide what comes next."""
 
-    exit_code = 5
+    exit_code = NEEDS_OPERATOR
 
 
-def expected_phrase(kind: RollbackType, target_name: str) -> str:
-    """The phrase the gate asks for; Type 3 is the runbook's CONFIRM_FULL_RESTORE."""
-    if kind is RollbackType.FULL:
-        return f"CONFIRM_FULL_RESTORE {target_name}"
-    if kind is RollbackType.SCHEMA:
-        return f"ROLLBACK SCHEMA {target_name}"
-    return f"ROLLBACK {target_name}"
+def expected_phrase(kind: str, target_name: str) -> str:
+    """The phrase the gate asks for: the type's own (``TypeSpec.phrase``)."""
+    return rollback_type(kind).phrase(target_name)
 
 
 class LockLost(NeedsOperator):
@@ -99,7 +74,7 @@ class RunContext:
     counts); it is journaled with each finished step, so a resumed run gets it back."""
 
     cfg: Config
-    kind: RollbackType
+    kind: str              # the type's key (a RollbackType for the built-in ones)
     journal: Journal
     channel: EventChannel
     backup: Any            # app.backups' set object (id, path, manifest, parts)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from app.rollback.context import RollbackType, RunContext
+from app.rollback.context import RunContext
 
 StepAction = Callable[[RunContext], Awaitable[str]]
 
@@ -26,7 +26,7 @@ class Step:
 
 @dataclass
 class Plan:
-    kind: RollbackType
+    kind: str              # the type's key (app.rollback.registry)
     target: str
     backup_id: str
     tables: tuple[str, ...]
@@ -48,7 +48,7 @@ class Plan:
         return sum(s.budget_s for s in self.steps)
 
     def describe(self) -> dict[str, object]:
-        return {"type": self.kind.value, "target": self.target, "backup": self.backup_id,
+        return {"type": str(self.kind), "target": self.target, "backup": self.backup_id,
                 "tables": list(self.tables), "budget_s": self.budget_s,
                 "blast_radius": self.blast_radius, "phases": self.phases,
                 "leaves_rows_in_backup": list(self.leaves_rows_in_backup),

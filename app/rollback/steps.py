@@ -52,7 +52,7 @@ async def notify(ctx: RunContext, event: str, detail: str = "") -> None:
 
 async def maintenance_on(ctx: RunContext) -> str:
     """The runbook's Step 2: maintenance mode and user communication."""
-    await notify(ctx, "started", f"{ctx.kind.value} rollback, incident {ctx.journal.incident_id}")
+    await notify(ctx, "started", f"{ctx.kind} rollback, incident {ctx.journal.incident_id}")
     if ctx.cfg.app is None:
         ctx.log("no [app] in the config: maintenance mode is not switched", "warning")
         return "skipped: no application configured"

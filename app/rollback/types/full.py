@@ -1,0 +1,42 @@
+"""Type 3, complete database restore: the whole database from the set, by a restored copy
+switched in (the current one kept aside), or in place when renaming is impossible."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from app.rollback.registry import RollbackType, TypeSpec, register
+
+if TYPE_CHECKING:
+    from app.config import Config
+    from app.rollback.context import Options
+    from app.rollback.plan import Plan
+
+
+async def plan(cfg: Config, backup: Any, options: Options) -> Plan:
+    """The restore's steps, and the whole database (its size) as the blast radius."""
+    from app.db import connect
+    from app.rollback import full
+    from app.rollback.switch import can_rename
+
+    conn = await connect(cfg.target)
+    try:
+        in_place = bool(await can_rename(conn, cfg.target.database)) and options.allow_in_place
+        built = full.build(cfg, backup, in_place=in_place)
+        size = await conn.fetchval("SELECT pg_database_size(current_database())")
+    finally:
+        await conn.close()
+    how = ("IN PLACE (a safety dump is taken first)" if in_place else
+           "by a restored copy; the current database is kept aside")
+    built.blast_radius.append(f"!the whole database {cfg.target.database} "
+                              f"({size / 1e6:,.1f} MB) replaced {how}; every change "
+                              "since the backup is lost")
+    return built
+
+
+FULL = register(TypeSpec(
+    key=RollbackType.FULL, number=3, title="Complete database restore",
+    when="Complete system failure, widespread corruption", risk="High",
+    downtime="2-4 hours", phrase=lambda target: f"CONFIRM_FULL_RESTORE {target}",
+    loses="every change since the backup, in every table", restores="database", plan=plan,
+    resume_state=("allow_in_place",)))
