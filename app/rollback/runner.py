@@ -11,6 +11,7 @@ from app import faults, logs
 from app.catalog import DatabaseIdentity, identity
 from app.errors import BadInput, ConsoleError
 from app.events import RunFinished, StepFinished, StepStarted
+from app.exits import outcome_of
 from app.journal import Journal, find_unfinished, newest_incident, same_database
 from app.journal_entries import IncidentOpened
 from app.lock import TargetLock
@@ -117,7 +118,7 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                 ctx.channel.emit(StepFinished(step.id, "done", result, elapsed))
                 faults.point(f"after:{step.id}")
     except Exception as exc:  # the lock refused or lost, the journal or the catalog failed
-        outcome = Outcome(_outcome_for(exc)) if isinstance(exc, ConsoleError) \
+        outcome = outcome_of(exc.exit_code) if isinstance(exc, ConsoleError) \
             else Outcome.NEEDS_OPERATOR
         summary = explain(exc)
         if not ctx.step:   # before the first step: nothing ran, no incident to close
@@ -126,7 +127,7 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
         from app.rollback.schema import phase_one_summary
 
         outcome = Outcome.PHASE_VALIDATED
-        summary = phase_one_summary(ctx.cfg, plan, ctx.data.get("maintenance"))
+        summary = phase_one_summary(ctx.cfg, plan, ctx.maintenance)
     return _close(ctx, outcome, summary)
 
 
@@ -237,7 +238,7 @@ def _refuse(ctx: RunContext, outcome: Outcome, summary: str) -> Outcome:
 def _close(ctx: RunContext, outcome: Outcome, summary: str) -> Outcome:
     journal = ctx.journal
     if outcome not in (Outcome.DONE, Outcome.PHASE_VALIDATED) \
-            and ctx.data.get("maintenance") == "on":
+            and ctx.maintenance == "on":
         summary += ("; the app is still in maintenance mode: "
                     + ("`rollback-console resume` goes on, or " if outcome is
                        Outcome.NEEDS_OPERATOR else "")
@@ -283,8 +284,3 @@ def skip_step(ctx: RunContext, step_id: str, reason: str) -> None:
     if not reason.strip():
         raise ConsoleError("skipping a step needs a reason (it goes into the journal)")
     ctx.journal.append("step_finished", step=step_id, status="skipped", reason=reason.strip())
-
-
-def _outcome_for(exc: ConsoleError) -> str:
-    return {2: Outcome.BAD_INPUT, 3: Outcome.REFUSED}.get(exc.exit_code,
-                                                          Outcome.NEEDS_OPERATOR).value
