@@ -381,3 +381,66 @@ def test_a_set_newer_than_every_recorded_migration_is_not_after_the_migration(
     assert "after the migration ran" not in out
     code, out = console.run("backups", "--verify", backup)
     assert "is older than the set, so the bad migration is not recorded there" in out, out
+
+
+# --- 5. app items without [app] are not configured -----------------------------------------
+
+@pytest.fixture
+def console_without_app(sb_postgres: SupabaseDb, tmp_path: Path) -> Iterator[Console]:
+    yield from _console(sb_postgres, tmp_path, with_app=False)
+
+
+def test_validate_passes_on_a_healthy_database_without_an_app_section(
+        console_without_app: Console) -> None:
+    """No [app] in the config: the app items are "not configured", not failures; validate
+    passes (it could never pass before) and says so."""
+    _backup(console_without_app)
+    code, out = console_without_app.run("validate", "--json")
+    assert code == 0, out
+    items = {i["item"]: i for i in json.loads(out)["items"]}
+    assert items["Application"]["not_configured"] is True
+    assert items["Error Rates"]["summary"].startswith("not configured: no [app] section")
+    assert items["Data Integrity"]["status"] == "pass"
+    code, out = console_without_app.run("validate")
+    assert code == 0, out
+    assert "not configured" in out and "ALL ITEMS PASS" in out
+
+
+# --- 6. platform defaults are not findings (RLS) -------------------------------------------
+
+def _as_postgres(console: Console, sql: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(console.db.dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+    asyncio.run(go())
+
+
+def test_a_table_public_read_by_policy_in_the_backup_too_is_no_exposure(
+        console: Console) -> None:
+    """local_classes is public-read by policy (anon included) at the backup and now: assess
+    finds no exposure (it said IMMEDIATE ROLLBACK, "anon can read private rows")."""
+    _as_postgres(console, 'CREATE POLICY "classes: everyone reads" ON public.local_classes '
+                          "FOR SELECT TO anon, authenticated USING (true)")
+    _backup(console)
+    code, out = console.run("assess", "--json")
+    verdict = json.loads(out)
+    assert code == 40 and verdict["tier"] == "INCONCLUSIVE", out   # only the login probe
+    assert "anon can read" not in out
+    rls = next(f for f in verdict["findings"] if f["check"] == "rls")
+    assert rls["status"] == "pass", rls
+
+
+def test_anon_reading_a_private_table_names_the_setting_that_makes_it_private(
+        console: Console) -> None:
+    """A migration lets anon read accounts (private at the backup): the exposure is found,
+    and the finding says why the table counts as private and names [assess] private_tables."""
+    _backup(console)
+    _as_postgres(console, 'CREATE POLICY "oops" ON public.accounts FOR SELECT TO anon '
+                          "USING (true)")
+    code, out = console.run("assess", "--json")
+    assert code == 30, out
+    assert "anon can read private rows of public.accounts" in out
+    assert "[assess] private_tables" in out
