@@ -7,6 +7,19 @@ from datetime import datetime
 from typing import Any
 
 from app.journal import Entry, Journal
+from app.journal_entries import (
+    Decision,
+    Gate,
+    IncidentEnded,
+    IncidentOpened,
+    IncidentResumed,
+    StepFinished,
+    StepStarted,
+    Typed,
+    decision,
+    opened,
+    typed,
+)
 
 POST_ROLLBACK_ACTIONS = {
     "Immediate (0-2 hours)": [
@@ -46,36 +59,48 @@ def _words(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
+def _typed_line(entry: Typed) -> str | None:
+    """The timeline's words for the typed kinds (None: said from the raw entry)."""
+    if isinstance(entry, IncidentOpened):
+        return (f"incident opened: {entry.type} rollback of {entry.target} from backup "
+                f"{entry.backup}" + (f", tables {', '.join(entry.tables)}" if entry.tables
+                                     else ""))
+    if isinstance(entry, Decision):
+        return f"decision: {_decision_words(entry)} (reason: {entry.reason})"
+    if isinstance(entry, Gate):
+        return "confirmation gate passed" if entry.ok else \
+            f"confirmation gate REFUSED (expected {entry.expected!r})"
+    if isinstance(entry, StepStarted):
+        return f"step started: {entry.step}" + (" (destructive)" if entry.destructive else "")
+    if isinstance(entry, StepFinished):
+        return f"step {entry.status}: {entry.step}" + "".join(
+            f": {text}" for text in (entry.summary, entry.error) if text) + (
+            f" (reason: {entry.reason})" if entry.reason else "")
+    if isinstance(entry, IncidentEnded):
+        return f"{entry.kind.replace('_', ' ')}: {entry.outcome}: {entry.summary}"
+    if isinstance(entry, IncidentResumed):
+        return "resumed from the journal" + (f" (was in {entry.resumed_from})"
+                                             if entry.resumed_from else "")
+    return None
+
+
+def _decision_words(decision: Decision) -> str:
+    return decision.choice + (f", against the verdict {decision.against}" if decision.against
+                              else "") + (f" (backup {decision.backup})" if decision.backup
+                                          else "")
+
+
 def _line(entry: Entry) -> str:
+    said = _typed_line(typed(entry))
+    if said is not None:
+        return said
     d = entry.data
     kind = entry.kind
-    if kind == "incident_opened":
-        return (f"incident opened: {d.get('type')} rollback of {d.get('target')} from backup "
-                f"{d.get('backup')}" + (f", tables {', '.join(d['tables'])}"
-                                        if d.get("tables") else ""))
     if kind == "assessment":
         return f"assessment: **{d.get('tier')}**: {d.get('action')}"
-    if kind == "decision":
-        against = f", against the verdict {d['against']}" if d.get("against") else ""
-        return f"decision: {d.get('choice')}{against} (reason: {d.get('reason')})"
     if kind == "fix_suggested":
         return (f"suggested fix saved to `{d.get('file')}` ({len(d.get('statements') or [])} "
                 "statement(s); the console ran none)")
-    if kind == "gate":
-        return "confirmation gate passed" if d.get("ok") else \
-            f"confirmation gate REFUSED (expected {d.get('expected')!r})"
-    if kind == "step_started":
-        return f"step started: {d.get('step')}" + (" (destructive)" if d.get("destructive")
-                                                    else "")
-    if kind == "step_finished":
-        text = f"step {d.get('status')}: {d.get('step')}"
-        if d.get("summary"):
-            text += f": {d['summary']}"
-        if d.get("error"):
-            text += f": {d['error']}"
-        if d.get("reason"):
-            text += f" (reason: {d['reason']})"
-        return text
     if kind == "action_started":
         return f"action started: {d.get('action')}"
     if kind == "action_finished":
@@ -84,37 +109,31 @@ def _line(entry: Entry) -> str:
     if kind == "notified":
         sent = sum(1 for r in d.get("results", []) if r.get("ok"))
         return f"notification {d.get('event')}: {sent}/{len(d.get('results', []))} delivered"
-    if kind in ("incident_closed", "incident_paused"):
-        return f"{kind.replace('_', ' ')}: {d.get('outcome')}: {d.get('summary')}"
     if kind == "validation":
         failing = [i["item"] for i in d.get("items", []) if i.get("status") != "pass"]
         return ("validation: every item passes" if d.get("passed") else
                 f"validation: NOT passing: {', '.join(failing)}")
-    if kind == "incident_resumed":
-        return "resumed from the journal" + (f" (was in {d['resumed_from']})"
-                                             if d.get("resumed_from") else "")
     return f"{kind.replace('_', ' ')}: {_words(d)}"
 
 
 def step_table(journal: Journal) -> list[dict[str, Any]]:
     """Each step's final status, time taken and summary, in journal order."""
     steps: dict[str, dict[str, Any]] = {}
-    for e in journal.entries:
-        if e.kind == "step_finished" and e.step:
-            steps[e.step] = {"step": e.step, "status": e.data.get("status"),
-                             "elapsed_s": e.data.get("elapsed_s"),
-                             "summary": e.data.get("summary") or e.data.get("error")
-                             or e.data.get("reason") or ""}
+    for e in journal.of_kind("step_finished"):
+        s = StepFinished.read(e)
+        if s.step:
+            steps[s.step] = {"step": s.step, "status": s.status, "elapsed_s": s.elapsed_s,
+                             "summary": s.summary or s.error or s.reason}
     return list(steps.values())
 
 
 def render_markdown(journal: Journal) -> str:
     entries = journal.entries
-    opened = journal.last("incident_opened")
+    first = opened(journal)
     closed = journal.last("incident_closed") or journal.last("incident_paused")
     assessed = journal.last("assessment")
-    if opened:
-        heading = f"rollback of {opened.data.get('target')}"
+    if first:
+        heading = f"rollback of {first.target}"
     elif assessed:
         heading = f"assessment: {assessed.data.get('tier')}, no rollback"
     else:
@@ -124,11 +143,15 @@ def render_markdown(journal: Journal) -> str:
         span = (_at(entries[-1]) - _at(entries[0])).total_seconds()
         lines += [f"- Started: {entries[0].at}", f"- Last entry: {entries[-1].at} "
                   f"(elapsed {_duration(span)})"]
-    if opened:
-        d = opened.data
-        lines += [f"- Rollback type: {d.get('type')}", f"- Backup set: {d.get('backup')}"]
-        if d.get("tables"):
-            lines.append(f"- Tables: {', '.join(d['tables'])}")
+    if first:
+        lines += [f"- Rollback type: {first.type}", f"- Backup set: {first.backup}"]
+        if first.tables:
+            lines.append(f"- Tables: {', '.join(first.tables)}")
+        if first.allow_in_place:
+            lines.append("- Approved at the gate: restore in place (renaming impossible)")
+        if first.allow_after_migration:
+            lines.append("- Approved at the gate: a set taken after the migration (or at an "
+                         "unknown time)")
     if closed:
         lines.append(f"- Outcome: **{closed.data.get('outcome')}**: {closed.data.get('summary')}")
     torn = ("; its last line was torn by a crash mid-write and is left out: the action it "
@@ -136,19 +159,17 @@ def render_markdown(journal: Journal) -> str:
     lines += ["", f"Journal: `{journal.path}` ({len(entries)} entries, keyed hash chain and "
               f"seal verified{torn})", ""]
 
-    assessment, decision = journal.last("assessment"), journal.last("decision")
-    if assessment or decision:
+    assessment, decided = journal.last("assessment"), decision(journal)
+    if assessment or decided:
         lines += ["## Decision and evidence", ""]
         if assessment:
             lines.append(f"Assessment: **{assessment.data.get('tier')}**: "
                          f"{assessment.data.get('action')}")
             for f in assessment.data.get("findings", []):
                 lines.append(f"- [{f.get('tier')}] {f.get('check')}: {f.get('summary')}")
-        if decision:
-            against = (f" (against the verdict {decision.data['against']})"
-                       if decision.data.get("against") else "")
-            lines += ["", f"Operator's decision: {decision.data.get('choice')}{against}; "
-                      f"reason: {decision.data.get('reason')}"]
+        if decided:
+            lines += ["", f"Operator's decision: {_decision_words(decided)}; "
+                      f"reason: {decided.reason}"]
         fix = (assessment.data.get("fix") if assessment else None) or []
         if fix:
             lines += ["", "Suggested fix (nothing was run by the console):", "", "```sql",

@@ -43,8 +43,9 @@ class FloodApp(RollbackConsoleApp):
         self.flood_done = False
         self.deadline = 0.0
         journal = Journal.open(workdir / f"flood-incident-{time.time_ns()}")
-        ctx = RunContext(cfg, RollbackType.PARTIAL, journal,
-                         EventChannel(), None, Options(confirm=f"ROLLBACK {cfg.target.name}"))
+        ctx = RunContext(cfg, RollbackType.PARTIAL, journal, EventChannel(),
+                         None,  # type: ignore[arg-type]  # the flood step reads no source
+                         Options(confirm=f"ROLLBACK {cfg.target.name}"))
         plan = Plan(RollbackType.PARTIAL, cfg.target.name, "bench", ("public.media",),
                     [Step("flood", "Load rows (a log flood)", "streams lines", 600, self.flood)])
         self.rollback = RollbackScreen(plan, ctx)

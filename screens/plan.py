@@ -259,7 +259,7 @@ class PlanScreen(ConsoleScreen[None]):
             if not reason:
                 return
             self.journal = self.journal or Journal.open(incidents_root() / new_incident_id())
-            self.journal.append("decision", decision="use a set taken after the migration",
+            self.journal.append("decision", choice="use a set taken after the migration",
                                 backup=backup.id, reason=reason)
             self.query_one("#plan-text", Static).update("building the plan (read-only)…")
             self.build(backup, replace(options, allow_after_migration=True))
@@ -288,6 +288,7 @@ class PlanScreen(ConsoleScreen[None]):
                 self.notify("Nothing was done.", title="Cancelled")
                 return
             journal = self.journal or Journal.open(incidents_root() / new_incident_id())
+            assert self.backup is not None   # the plan was built from it
             ctx = RunContext(self.console.config, plan.kind, journal, EventChannel(),
                              self.backup, replace(self.options, confirm=phrase,
                                                   keep_maintenance=plan.holds_maintenance))

@@ -8,6 +8,16 @@ from pathlib import Path
 import pytest
 
 from app.journal import Journal, JournalCorrupt, read
+from app.journal_entries import (
+    Decision,
+    IncidentEnded,
+    IncidentOpened,
+    Raw,
+    StepFinished,
+    record_decision,
+    typed,
+)
+from app.report import render_markdown
 
 
 def _journal(tmp_path: Path) -> Journal:
@@ -142,3 +152,40 @@ def test_two_writers_never_fork_the_chain(tmp_path: Path) -> None:
     entries = Journal(j.path).entries
     assert [e.kind for e in entries][-2:] == ["action_started", "incident_resumed"]
     assert [e.seq for e in entries] == list(range(1, 7))
+
+
+def test_one_reader_types_old_and_new_entries_and_keeps_the_rest_raw(tmp_path: Path) -> None:
+    """Entries written before the typed ones (no version) read as their dataclass; a kind
+    nobody types stays readable; the chain is the same (the journal verifies)."""
+    j = _journal(tmp_path)
+    j.append("notified", step="maintenance", event="started", results=[])
+    j.append("incident_closed", outcome="done", exit_code=0, summary="rolled back")
+    kinds = [typed(e) for e in Journal(j.path).entries]
+    first = kinds[0]
+    assert isinstance(first, IncidentOpened) and first.version == 1
+    assert first.type == "partial" and first.allow_in_place is None
+    assert isinstance(kinds[2], StepFinished) and kinds[2].done
+    assert isinstance(kinds[-2], Raw) and kinds[-2].data["event"] == "started"
+    assert isinstance(kinds[-1], IncidentEnded) and kinds[-1].closed and kinds[-1].exit_code == 0
+
+
+def test_the_three_decision_shapes_read_as_one_and_the_report_names_each(
+        tmp_path: Path) -> None:
+    """`decision` was written three ways; the third (``decision=`` instead of ``choice=``, the
+    plan screen's "use a set taken after the migration") showed as "None" in the report."""
+    j = Journal.open(tmp_path / "inc-2")
+    j.append("decision", choice="accept partial", reason="recommendation")
+    j.append("decision", choice="override", reason="in a hurry", against="FORWARD-FIX")
+    j.append("decision", decision="use a set taken after the migration", backup="b7",
+             reason="the migrations table is wrong")
+    record_decision(j, "accept schema", "as advised")
+    read_back = [Decision.read(e) for e in Journal(j.path).of_kind("decision")]
+    assert [d.choice for d in read_back] == [
+        "accept partial", "override", "use a set taken after the migration", "accept schema"]
+    assert read_back[1].against == "FORWARD-FIX" and read_back[2].backup == "b7"
+    assert read_back[3].version == 2 and Journal(j.path).entries[-1].data["choice"] == \
+        "accept schema"
+    report = render_markdown(Journal(j.path))
+    assert "decision: use a set taken after the migration (backup b7) (reason: the " \
+        "migrations table is wrong)" in report
+    assert "None" not in report

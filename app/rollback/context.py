@@ -9,8 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from app.backups.backupset import BackupSet
+from app.backups.source import RestoreSource
 from app.config import Config
-from app.errors import ConsoleError
+from app.errors import BadInput, ConsoleError
 from app.events import EventChannel, StepLog, StepProgress
 from app.exits import EXIT_CODES, FAILED_RESTORED, NEEDS_OPERATOR, Outcome
 from app.journal import Journal, journaled
@@ -77,7 +79,7 @@ class RunContext:
     kind: str              # the type's key (a RollbackType for the built-in ones)
     journal: Journal
     channel: EventChannel
-    backup: Any            # app.backups' set object (id, path, manifest, parts)
+    backup: RestoreSource  # what it restores from (app.backups.source; a backup set today)
     options: Options
     data: dict[str, Any] = field(default_factory=dict)
     step: str = ""
@@ -87,6 +89,48 @@ class RunContext:
     @property
     def incident_dir(self) -> Path:
         return self.journal.dir
+
+    @property
+    def backup_set(self) -> BackupSet:
+        """The source as a backup set folder, for the steps that read its files by name (the
+        dumps, the manifest); another kind of source is refused, saying so."""
+        if not isinstance(self.backup, BackupSet):
+            raise BadInput(f"this {self.kind} rollback reads a backup set's files, and "
+                           f"{self.backup.id} is a {self.backup.kind}: choose a backup set")
+        return self.backup
+
+    # What steps record and a resumed run reads back (``Journal.recorded``), typed. The rest of
+    # ``data`` is each type's own (counts, names), read only by that type's later steps.
+    @property
+    def maintenance(self) -> str | None:
+        """The app's maintenance switch as this run left it: on, off or failed (None: not
+        touched)."""
+        value = self.data.get("maintenance")
+        return str(value) if value is not None else None
+
+    @maintenance.setter
+    def maintenance(self, state: str) -> None:
+        self.data["maintenance"] = state
+
+    @property
+    def safety_snapshot(self) -> Path | None:
+        """The dump of the current state taken before anything was replaced."""
+        value = self.data.get("safety_snapshot")
+        return Path(value) if value else None
+
+    @safety_snapshot.setter
+    def safety_snapshot(self, path: Path) -> None:
+        self.data["safety_snapshot"] = str(path)
+
+    @property
+    def followup_tables(self) -> list[str]:
+        """Tables a Type 1 brought back without their rows: phase 2 reloads them."""
+        return [str(t) for t in self.data.get("followup_tables") or []]
+
+    @property
+    def in_place(self) -> bool:
+        """A Type 3 that restores in place (its prerequisites found renaming impossible)."""
+        return bool(self.data.get("in_place"))
 
     def log(self, line: str, level: str = "info") -> None:
         self.channel.emit(StepLog(self.step, line, level))

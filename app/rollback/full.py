@@ -65,12 +65,12 @@ def names(ctx: RunContext) -> tuple[str, str, str]:
 
 
 async def prerequisites(ctx: RunContext) -> str:
-    dump = full_dump(ctx.backup.path)
+    dump = full_dump(ctx.backup_set.path)
     if dump is None:
         raise BadInput(f"backup {ctx.backup.id} has no full dump ({' or '.join(FULL_DUMP_NAMES)})"
                        ": a complete restore needs one; choose another set")
-    manifest = ctx.backup.manifest
-    if check_file(ctx.backup, dump) is False:
+    manifest = ctx.backup_set.manifest
+    if check_file(ctx.backup_set, dump) is False:
         raise BadInput(f"{dump.name} in backup {ctx.backup.id} does not match its manifest: "
                        "the file is corrupt or was edited; use another set")
     if manifest is None:
@@ -78,7 +78,7 @@ async def prerequisites(ctx: RunContext) -> str:
                 "checked for its tables", "warning")
     target, restored, aside = names(ctx)
     async with target_conn(ctx) as conn:
-        await check_target(ctx.backup, conn)
+        await check_target(ctx.backup_set, conn)
         await _refuse_impossible(ctx, conn)
     async with target_conn(ctx, MAINTENANCE_DB) as admin:
         why_not = await can_rename(admin, target)
@@ -252,7 +252,7 @@ async def validate_deferred_keys(ctx: RunContext) -> None:
 async def _compare(ctx: RunContext, database: str) -> list[str]:
     """Every manifest table's count and checksum in ``database``, on a few connections at once
     (each checksum is one scan, CPU bound on the server)."""
-    manifest = ctx.backup.manifest
+    manifest = ctx.backup_set.manifest
     if manifest is None:
         return []
     problems: list[str] = []

@@ -96,7 +96,7 @@ def table_file(backup_path: Path, table: str) -> Path:
 
 async def prerequisites(ctx: RunContext) -> str:
     """Backups are there and intact, the tables exist on both sides."""
-    backup = ctx.backup
+    backup = ctx.backup_set
     tables = list(ctx.options.tables)
     if not tables:
         raise BadInput("a partial rollback needs the tables to roll back (--tables a,b)")
@@ -219,11 +219,11 @@ async def safety_snapshot(ctx: RunContext) -> str:
 async def restore(ctx: RunContext) -> str:
     """One transaction: the tables get exactly the backup's rows, or nothing changes."""
     tables = list(ctx.options.tables)
-    sizes = {t: table_file(ctx.backup.path, t).stat().st_size for t in tables}
+    sizes = {t: table_file(ctx.backup_set.path, t).stat().st_size for t in tables}
 
     @asynccontextmanager
     async def open_dump(table: str) -> AsyncIterator[Reader]:
-        reader = FileReader(table_file(ctx.backup.path, table))
+        reader = FileReader(table_file(ctx.backup_set.path, table))
         try:
             yield reader
         finally:
@@ -256,7 +256,7 @@ async def restore(ctx: RunContext) -> str:
 async def validation(ctx: RunContext) -> str:
     """Counts and checksums against the manifest (or the rows loaded), keys all valid."""
     tables = list(ctx.options.tables)
-    manifest = ctx.backup.manifest
+    manifest = ctx.backup_set.manifest
     problems = []
     async with target_conn(ctx) as conn:
         parents = set(await inheritance_parents(conn, tables))

@@ -44,20 +44,20 @@ def _exclude(ctx: RunContext) -> tuple[str, ...]:
 
 async def prerequisites(ctx: RunContext) -> str:
     """The set's schema file is there and intact, and the set is this target's."""
-    source = schema_source(ctx.backup.path)
-    if check_file(ctx.backup, source) is False:
+    source = schema_source(ctx.backup_set.path)
+    if check_file(ctx.backup_set, source) is False:
         raise BadInput(f"{source.name} in backup {ctx.backup.id} does not match its manifest "
                        "(sha256 differs): the file is corrupt or was edited; use another set")
     async with target_conn(ctx) as conn:
-        await check_target(ctx.backup, conn)
+        await check_target(ctx.backup_set, conn)
     ctx.log(f"schema source: {source.name} ({source.stat().st_size:,} bytes)")
     return f"backup {ctx.backup.id}: {source.name} present" + (
-        ", sha256 matches the manifest" if ctx.backup.manifest is not None else "")
+        ", sha256 matches the manifest" if ctx.backup_set.manifest is not None else "")
 
 
 async def assessment(ctx: RunContext, approved: tuple[str, ...]) -> str:
     """Compare again now: the plan approved at the gate must still be the way back."""
-    want = await backup_schema(ctx.cfg, ctx.backup, _exclude(ctx), lambda line: ctx.log(line))
+    want = await backup_schema(ctx.cfg, ctx.backup_set, _exclude(ctx), lambda line: ctx.log(line))
     async with target_conn(ctx) as conn:
         diff = compare(await read(conn, _exclude(ctx)), want)
         await measure(conn, diff, annotate=False)
@@ -96,7 +96,7 @@ async def safety_snapshot(ctx: RunContext) -> str:
 async def apply(ctx: RunContext, approved: tuple[str, ...]) -> str:
     """One transaction: the approved statements, then a re-read that must show zero drift
     (save what only data can bring back), then COMMIT; any failure rolls everything back."""
-    want = await backup_schema(ctx.cfg, ctx.backup, _exclude(ctx), lambda line: ctx.log(line))
+    want = await backup_schema(ctx.cfg, ctx.backup_set, _exclude(ctx), lambda line: ctx.log(line))
     async with target_conn(ctx) as conn:
         tx = conn.transaction()
         await tx.start()
@@ -152,7 +152,7 @@ async def _rollback(tx: Any) -> None:
 async def validation(ctx: RunContext) -> str:
     """Prove it on a fresh connection: zero drift against the backup's schema (save what was
     named as left for a data rollback). The data checks are the checklist's (`validate`)."""
-    want = await backup_schema(ctx.cfg, ctx.backup, _exclude(ctx), lambda line: ctx.log(line))
+    want = await backup_schema(ctx.cfg, ctx.backup_set, _exclude(ctx), lambda line: ctx.log(line))
     async with target_conn(ctx) as conn:
         diff = compare(await read(conn, _exclude(ctx)), want)
     left = set(ctx.data.get("residual_objects", []))

@@ -68,13 +68,13 @@ async def maintenance_on(ctx: RunContext) -> str:
         if ctx.options.maintenance_failure == "continue":
             ctx.log(f"maintenance mode failed, going on as --maintenance-failure=continue "
                     f"says: {exc}", "warning")
-            ctx.data["maintenance"] = "failed"
+            ctx.maintenance = "failed"
             return f"maintenance mode FAILED (continuing as asked): {exc}"
         raise NeedsOperator(f"{exc}. Decide: fix the app's maintenance switch and resume, or "
                             "resume with --maintenance-failure=continue") from None
     finally:
         await m.aclose()
-    ctx.data["maintenance"] = "on"
+    ctx.maintenance = "on"
     ctx.log(result.summary)
     return result.summary
 
@@ -92,7 +92,7 @@ async def _found_on(ctx: RunContext, m: Maintenance) -> str | None:
     held_by = opened.data.get("follows") if opened is not None else None
     ctx.journal.append("maintenance_verified", step=ctx.step, on=True, api_status=503,
                        held_by=held_by)
-    ctx.data["maintenance"] = "on"
+    ctx.maintenance = "on"
     summary = ("maintenance mode is already on" + (f" (held by phase 1, incident {held_by})"
                                                    if held_by else "")
                + ": verified, the API answers 503; not switched again")
@@ -104,7 +104,7 @@ async def hold_maintenance(ctx: RunContext) -> str:
     """Phase 1 of 2's last step, instead of the recovery: the database is only half back (rows
     are still in the backup), so the app stays in maintenance for phase 2, which switches it
     off after validating. The app is asked that it is still on; the hold is journaled."""
-    tables = [t.replace('"', "") for t in ctx.data.get("followup_tables") or []]
+    tables = [t.replace('"', "") for t in ctx.followup_tables]
     if ctx.cfg.app is None:
         return "no application configured: no maintenance mode to keep on for phase 2"
     m = Maintenance(ctx.cfg.app)
@@ -118,7 +118,7 @@ async def hold_maintenance(ctx: RunContext) -> str:
     if not on:
         ctx.log("maintenance mode is off (switched off by hand?): phase 2 switches it on "
                 "again before it replaces anything", "warning")
-        ctx.data["maintenance"] = "off"
+        ctx.maintenance = "off"
         return "maintenance mode is OFF (not held): phase 2 switches it on again"
     ctx.log("maintenance stays on for phase 2 (the partial data rollback of "
             f"{', '.join(tables) or 'the tables left empty'}): it switches it off after "
@@ -131,7 +131,7 @@ async def maintenance_back_on(ctx: RunContext) -> None:
     operator may have switched it off by hand after the stop (``maintenance off`` is allowed
     then). The app must not serve while the database is replaced: switch it on again,
     journaled. Does nothing when the run never switched it on, or it is still on."""
-    if ctx.cfg.app is None or ctx.data.get("maintenance") != "on":
+    if ctx.cfg.app is None or ctx.maintenance != "on":
         return
     m = Maintenance(ctx.cfg.app)
     try:
@@ -156,10 +156,10 @@ async def recovery(ctx: RunContext) -> str:
         return "no application configured; nothing to switch back"
     m = Maintenance(ctx.cfg.app)
     try:
-        if ctx.data.get("maintenance") == "on" and not await m.status():
+        if ctx.maintenance == "on" and not await m.status():
             ctx.log("maintenance mode was already switched off (by the operator, "
                     "`rollback-console maintenance off`); checking the app")
-        elif ctx.data.get("maintenance") == "on":
+        elif ctx.maintenance == "on":
             async with ctx.checked_action("maintenance_off",
                                           url=ctx.cfg.app.base_url + ctx.cfg.app.maintenance):
                 result = await m.disable()
@@ -175,7 +175,7 @@ async def recovery(ctx: RunContext) -> str:
             from None
     finally:
         await m.aclose()
-    ctx.data["maintenance"] = "off"
+    ctx.maintenance = "off"
     if failures:
         raise NeedsOperator("the app is out of maintenance but " + "; ".join(failures))
     await notify(ctx, "completed")
@@ -208,7 +208,7 @@ async def safety_dump(ctx: RunContext, path: Path, args: list[str], estimate_byt
             + ("free space, then resume" if nospace else "fix the cause, then resume")) \
             from None
     size = os.stat(path).st_size  # a stat, not I/O worth a thread
-    ctx.data["safety_snapshot"] = str(path)
+    ctx.safety_snapshot = path
     ctx.log(f"safety snapshot: {path} ({size:,} bytes)")
     return size
 
