@@ -238,14 +238,23 @@ def test_type3_refuses_before_starting_on_the_postgres_database(console: Console
     """Type 3 as `postgres` on the project's database: refused before anything starts (exit
     2) with what to do instead; no `postgres_restored_*` database, connections allowed."""
     _backup(console)
-    code, out = console.run("run", "--type", "full", "--migration-time", _migrated_now(),
+    before = asyncio.run(platform_state(console.db.admin_dsn))
+    migrated = _migrated_now()
+    code, out = console.run("run", "--type", "full", "--migration-time", migrated,
                             "--confirm", "CONFIRM_FULL_RESTORE tea-school-sandbox")
     assert code == 2, out
     assert "Instead: use Type 1 + Type 2 of every app table" in out
     assert "point-in-time restore to" in out
+    assert "maintenance mode on" not in out   # refused before anything started
     db = console.db
     assert asyncio.run(_databases_like(db, "postgres_restored_")) == []
     assert asyncio.run(_allows_connections(db)) is True
+    assert asyncio.run(platform_state(db.admin_dsn)) == before
+    # the way instead is open: the refusal left no unfinished incident in its way
+    code, out = console.run("run", "--type", "partial", "--tables", "media",
+                            "--migration-time", migrated, "--confirm",
+                            "ROLLBACK tea-school-sandbox")
+    assert code == 0, out
 
 
 def test_type3_refuses_on_a_copy_the_platform_holds_sessions_on(console_copy: Console) -> None:
@@ -379,5 +388,70 @@ def test_a_set_newer_than_every_recorded_migration_is_not_after_the_migration(
     code, out = console.run("run", "--type", "partial", "--tables", "media", "--dry-run")
     assert code == 0, out
     assert "after the migration ran" not in out
+    assert "the migration's time is unknown: the newest version in " \
+           "supabase_migrations.schema_migrations (20250301000000) is older than the set" in out
     code, out = console.run("backups", "--verify", backup)
     assert "is older than the set, so the bad migration is not recorded there" in out, out
+
+
+# --- 5. app items without [app] are not configured -----------------------------------------
+
+@pytest.fixture
+def console_without_app(sb_postgres: SupabaseDb, tmp_path: Path) -> Iterator[Console]:
+    yield from _console(sb_postgres, tmp_path, with_app=False)
+
+
+def test_validate_passes_on_a_healthy_database_without_an_app_section(
+        console_without_app: Console) -> None:
+    """No [app] in the config: the app items are "not configured", not failures; validate
+    passes (it could never pass before) and says so."""
+    _backup(console_without_app)
+    code, out = console_without_app.run("validate", "--json")
+    assert code == 0, out
+    items = {i["item"]: i for i in json.loads(out)["items"]}
+    assert items["Application"]["not_configured"] is True
+    assert items["Error Rates"]["summary"].startswith("not configured: no [app] section")
+    assert items["Data Integrity"]["status"] == "pass"
+    code, out = console_without_app.run("validate")
+    assert code == 0, out
+    assert "not configured" in out and "ALL ITEMS PASS" in out
+
+
+# --- 6. platform defaults are not findings (RLS) -------------------------------------------
+
+def _as_postgres(console: Console, sql: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(console.db.dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+    asyncio.run(go())
+
+
+def test_a_table_public_read_by_policy_in_the_backup_too_is_no_exposure(
+        console: Console) -> None:
+    """local_classes is public-read by policy (anon included) at the backup and now: assess
+    finds no exposure (it said IMMEDIATE ROLLBACK, "anon can read private rows")."""
+    _as_postgres(console, 'CREATE POLICY "classes: everyone reads" ON public.local_classes '
+                          "FOR SELECT TO anon, authenticated USING (true)")
+    _backup(console)
+    code, out = console.run("assess", "--json")
+    verdict = json.loads(out)
+    assert code == 40 and verdict["tier"] == "INCONCLUSIVE", out   # only the login probe
+    assert "anon can read" not in out
+    rls = next(f for f in verdict["findings"] if f["check"] == "rls")
+    assert rls["status"] == "pass", rls
+
+
+def test_anon_reading_a_private_table_names_the_setting_that_makes_it_private(
+        console: Console) -> None:
+    """A migration lets anon read accounts (private at the backup): the exposure is found,
+    and the finding says why the table counts as private and names [assess] private_tables."""
+    _backup(console)
+    _as_postgres(console, 'CREATE POLICY "oops" ON public.accounts FOR SELECT TO anon '
+                          "USING (true)")
+    code, out = console.run("assess", "--json")
+    assert code == 30, out
+    assert "anon can read private rows of public.accounts" in out
+    assert "[assess] private_tables" in out

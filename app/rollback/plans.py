@@ -39,6 +39,8 @@ async def build_plan(cfg: Config, kind: str, backup: Any, options: Options) -> P
     if timing:
         plan.blast_radius.append(("!" if not_a_source(timing) else "")
                                  + f"backup {backup.id}: {timing} ({source})")
+    elif source:   # why the migration's time is unknown (Supabase's table cannot date it)
+        plan.blast_radius.append(f"backup {backup.id}: the migration's time is {source}")
     return plan
 
 
