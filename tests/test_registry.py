@@ -205,3 +205,19 @@ def test_one_exit_code_mapping_and_the_readme_and_help_agree_with_it() -> None:
         assert f"{code} {meaning.split(',')[0]}" in words, code
     for label, code in exits.ASSESS_EXIT_CODES.items():
         assert f"{code} {label.split()[0].lower()}" in words, label
+
+
+def test_every_types_resume_state_is_an_option_the_incident_records() -> None:
+    """What a type needs back to resume (its resume state) is an option of the run and is
+    written into incident_opened: otherwise a resumed run would build a different plan."""
+    from dataclasses import fields
+
+    from app.journal_entries import IncidentOpened
+    from app.rollback.context import Options
+
+    options = {f.name for f in fields(Options)}
+    recorded = {f.name for f in fields(IncidentOpened)}
+    for t in all_types():
+        assert t.resume_state, t.key
+        for name in t.resume_state:
+            assert name in options and name in recorded, (t.key, name)
