@@ -68,11 +68,7 @@ class BackupSet:
         return out
 
     def table_path(self, table: str) -> Path:
-        """The runbook's table_<name>_backup.sql (public tables) or table_<schema>.<name>."""
-        schema, name = split_name(table)
-        plain = self.path / table_dump_name(f"public.{name}")
-        qualified_file = self.path / table_dump_name(table)
-        return plain if schema == "public" or not qualified_file.exists() else qualified_file
+        return table_file(self.path, table)
 
     async def table_rows(self, table: str) -> AsyncIterator[bytes]:
         """The table's COPY rows from its dump file, in chunks (the file read in a thread)."""
@@ -131,6 +127,14 @@ def table_dump_name(table: str) -> str:
     schema, name = split_name(table)
     return f"table_{file_part(name)}_backup.sql" if schema == "public" else \
         f"table_{file_part(schema)}.{file_part(name)}_backup.sql"
+
+
+def table_file(backup_path: Path, table: str) -> Path:
+    """The runbook's name: table_<name>_backup.sql (public tables) or table_<schema>.<name>."""
+    schema, name = split_name(table)
+    plain = backup_path / table_dump_name(f"public.{name}")
+    qualified_file = backup_path / table_dump_name(table)
+    return plain if schema == "public" or not qualified_file.exists() else qualified_file
 
 
 def sha256_file(path: Path) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from app.backups.backupset import check_file, check_target
+from app.backups.backupset import FULL_DUMP_NAMES, check_file, check_target
 from app.backups.tools import restore_filtered, run_tool, server_major, tool_output
 from app.backups.verify import content_as_recorded
 from app.capabilities import FULL, MAINTENANCE_DB, full_reasons, read_facts
@@ -44,16 +44,6 @@ from app.rollback.switch import (  # noqa: F401  (reopen_interrupted_switch: re-
 # index builds and foreign keys are most of a restore's time.
 RESTORE_SESSION = "-c maintenance_work_mem=512MB -c synchronous_commit=off"
 COMPARE_CONNECTIONS = 2
-FULL_DUMP_NAMES = ("full_database_backup.dump", "full_database_backup.custom",
-                   "full_database_backup.sql")
-
-
-def full_dump(backup_path: Path) -> Path | None:
-    """The set's full dump: custom format when there is one (parallel restore), else SQL."""
-    for name in FULL_DUMP_NAMES:
-        if (backup_path / name).is_file():
-            return backup_path / name
-    return None
 
 
 def names(ctx: RunContext) -> tuple[str, str, str]:
@@ -65,7 +55,7 @@ def names(ctx: RunContext) -> tuple[str, str, str]:
 
 
 async def prerequisites(ctx: RunContext) -> str:
-    dump = full_dump(ctx.backup_set.path)
+    dump = ctx.backup_set.database_dump()
     if dump is None:
         raise BadInput(f"backup {ctx.backup.id} has no full dump ({' or '.join(FULL_DUMP_NAMES)})"
                        ": a complete restore needs one; choose another set")
@@ -339,7 +329,7 @@ async def validation(ctx: RunContext) -> str:
 
 def build(cfg: Config, backup: Any, in_place: bool = False) -> Plan:
     """The Type 3 plan from ``backup`` (in place only when renaming is impossible)."""
-    dump = full_dump(backup.path)
+    dump = backup.database_dump()
     dump_name = dump.name if dump else "full_database_backup.dump"
     target = cfg.target.database
     plan = Plan(RollbackType.FULL, cfg.target.name, backup.id, ())

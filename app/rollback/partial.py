@@ -18,14 +18,14 @@ from app.backups.backupset import (
     check_target,
     dump_problem,
     dumps_children,
-    table_dump_name,
+    table_file,
     table_selection,
 )
 from app.backups.copydata import FileReader, Reader
 from app.backups.manifest import inheritance_parents, own_content, partition_contents
 from app.backups.tools import private_dir, private_file
 from app.backups.verify import content_as_recorded
-from app.catalog import SQL_IDENT, ForeignKey, TableContent, qualified, split_name
+from app.catalog import SQL_IDENT, ForeignKey, TableContent, qualified
 from app.config import Config
 from app.errors import BadInput
 from app.paths import file_part
@@ -85,12 +85,6 @@ async def _dropped_keys(ctx: RunContext, conn: asyncpg.Connection,
     return await dropped_foreign_keys(conn, list(ctx.options.tables), recorded or [])
 
 
-def table_file(backup_path: Path, table: str) -> Path:
-    """The runbook's name: table_<name>_backup.sql (public tables) or table_<schema>.<name>."""
-    schema, name = split_name(table)
-    plain = backup_path / table_dump_name(f"public.{name}")
-    qualified_file = backup_path / table_dump_name(table)
-    return plain if schema == "public" or not qualified_file.exists() else qualified_file
 
 
 
@@ -219,11 +213,11 @@ async def safety_snapshot(ctx: RunContext) -> str:
 async def restore(ctx: RunContext) -> str:
     """One transaction: the tables get exactly the backup's rows, or nothing changes."""
     tables = list(ctx.options.tables)
-    sizes = {t: table_file(ctx.backup_set.path, t).stat().st_size for t in tables}
+    sizes = {t: ctx.backup_set.table_path(t).stat().st_size for t in tables}
 
     @asynccontextmanager
     async def open_dump(table: str) -> AsyncIterator[Reader]:
-        reader = FileReader(table_file(ctx.backup_set.path, table))
+        reader = FileReader(ctx.backup_set.table_path(table))
         try:
             yield reader
         finally:
