@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from app import config
+from app.backups.source import RestoreSource, open_source
 from app.faults import ENV as KILL_ENV
 from app.journal import Journal, incidents_root, new_incident_id
 from app.journal_entries import opened
@@ -190,3 +191,28 @@ def test_an_old_journal_without_recorded_options_resumes_as_before(tmp_path: Pat
     options = options_of(journal, confirm="x")
     assert options.allow_in_place and options.allow_after_migration
     assert options.confirm == "x"
+
+
+async def test_a_backup_set_is_a_restore_source_journaled_and_opened_again(
+        demo_db: DemoDb, conn: asyncpg.Connection, tmp_path: Path) -> None:
+    """What the gate, the plan, the journal and resume ask of a source, answered by a set:
+    its tables and rows, a table's rows streamed, the whole-database dump (none here), a
+    verification that notices an edited file, and the journal record a resume opens again."""
+    root = tmp_path / "backups"
+    backup = await make_set(demo_db, conn, root, ("media",))
+    assert isinstance(backup, RestoreSource)
+    media_rows = await conn.fetchval("SELECT count(*) FROM media")
+    assert backup.tables()["public.media"] == media_rows
+    streamed = b"".join([chunk async for chunk in backup.table_rows("media")])
+    assert streamed.count(b"\n") == media_rows
+    assert backup.database_dump() is None
+    assert await backup.verify() == []
+
+    again = open_source(backup.journal_record(), root)
+    assert again.id == backup.id and again.taken_at is not None
+    assert open_source({"id": backup.id}, root).id == backup.id   # a version 1 journal
+
+    dump = backup.table_path("media")
+    dump.write_bytes(dump.read_bytes().replace(b"\n", b"\n\n", 1))
+    assert await backup.verify() == [f"{dump.name} does not match its manifest (sha256 "
+                                      "differs)"]
