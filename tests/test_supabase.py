@@ -379,19 +379,20 @@ def test_a_dropped_column_type1_then_type2_ends_validated(console: Console) -> N
 
 # --- 6. platform defaults are not findings -------------------------------------------------
 
-def test_a_set_newer_than_every_recorded_migration_is_not_after_the_migration(
+def test_a_set_holding_every_recorded_migration_is_not_after_the_migration(
         console: Console) -> None:
-    """Supabase's migrations table records old versions only; the bad migration (unrecorded)
-    ran after the backup. The set is not refused as "taken AFTER the migration": the
-    recorded time is not this migration's, and the dry run says where the time came from."""
+    """Supabase's migrations table records old versions only, all in the set too; the bad
+    migration (unrecorded) ran after the backup. The set is not refused as "taken AFTER the
+    migration": the recorded time is not this migration's, and the dry run says why the
+    migration's time is unknown."""
     backup = _backup(console)
     code, out = console.run("run", "--type", "partial", "--tables", "media", "--dry-run")
     assert code == 0, out
     assert "after the migration ran" not in out
     assert "the migration's time is unknown: the newest version in " \
-           "supabase_migrations.schema_migrations (20250301000000) is older than the set" in out
+           "supabase_migrations.schema_migrations (20250301000000) is in the set too" in out
     code, out = console.run("backups", "--verify", backup)
-    assert "is older than the set, so the bad migration is not recorded there" in out, out
+    assert "is in the set too, so the bad migration is not recorded there" in out, out
 
 
 # --- 5. app items without [app] are not configured -----------------------------------------
@@ -455,3 +456,16 @@ def test_anon_reading_a_private_table_names_the_setting_that_makes_it_private(
     assert code == 30, out
     assert "anon can read private rows of public.accounts" in out
     assert "[assess] private_tables" in out
+
+
+def test_a_rehearsal_as_postgres_says_why_it_cannot_restore_the_whole_dump(
+        console: Console) -> None:
+    """`backups --verify --rehearse` as `postgres`: the whole dump cannot be restored by this
+    role (platform owners, event triggers); said as not verifiable, with the reason, instead
+    of a failed restore that blames the set; no scratch database is left."""
+    backup = _backup(console)
+    code, out = console.run("backups", "--verify", backup, "--rehearse")
+    assert code == 0, out
+    assert "cannot be rehearsed here: a restore as postgres cannot set the owners" in out
+    assert "did not restore" not in out
+    assert asyncio.run(_databases_like(console.db, "rollback_rehearsal_")) == []
