@@ -26,6 +26,7 @@ from app.rollback.context import StepFailed
 from app.rollback.switch import stop_sessions
 from app.sandbox.manager import info_app_url, start_demo_app, write_config, write_secrets
 from app.sandbox.server import stop_pid
+from tests.conftest import DemoDb
 from tests.helpers import cli
 from tests.supabase import (
     PLATFORM_TABLES,
@@ -469,3 +470,34 @@ def test_a_rehearsal_as_postgres_says_why_it_cannot_restore_the_whole_dump(
     assert "cannot be rehearsed here: a restore as postgres cannot set the owners" in out
     assert "did not restore" not in out
     assert asyncio.run(_databases_like(console.db, "rollback_rehearsal_")) == []
+
+
+def test_a_type3_whose_restored_copy_does_not_match_drops_it(
+        console_config: Path, demo_db: DemoDb, tmp_path: Path) -> None:
+    """A superuser's Type 3 on a plain database whose restored copy does not match the
+    manifest (its recorded checksum of media edited: the copy differs) fails before the
+    switch and drops its `<db>_restored_*` copy (it was left behind), the target untouched."""
+    home = tmp_path / "home"
+    assert cli(console_config, home, "backup", "--label", "before").returncode == 0
+    manifest_path = next((console_config.parent / "backups").glob("*/manifest.json"))
+    manifest = json.loads(manifest_path.read_text())
+    rows = manifest["state"]["tables"]["public.media"]["rows"]
+    manifest["state"]["tables"]["public.media"]["checksum"] = f"{rows}:12345"
+    manifest_path.write_text(json.dumps(manifest))
+    proc = cli(console_config, home, "run", "--type", "full", "--migration-time",
+               _migrated_now(), "--confirm", "CONFIRM_FULL_RESTORE tea-school-sandbox")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out
+    assert "does not match the backup's manifest" in out
+    assert "was dropped" in out
+
+    async def leftovers() -> list[str]:
+        conn = await asyncpg.connect(demo_db.server.dsn())
+        try:
+            return [r["datname"] for r in await conn.fetch(
+                "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1",
+                f"{demo_db.name}_restored_")]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(leftovers()) == []
