@@ -17,13 +17,12 @@ from app.journal_entries import IncidentOpened
 from app.lock import TargetLock
 from app.rollback.context import (
     EXIT_CODES,
-    NeedsOperator,
     Outcome,
     RunContext,
     StepFailed,
     expected_phrase,
 )
-from app.rollback.plan import Plan
+from app.rollback.plan import Plan, Step
 from app.rollback.steps import maintenance_back_on, notify
 
 log = logs.get("runner")
@@ -68,55 +67,10 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
                     outcome = Outcome.NEEDS_OPERATOR
                     summary = f"paused by the operator before {step.title!r}; resume to go on"
                     break
-                ctx.channel.emit(StepStarted(step.id, step.title, index, len(plan.steps),
-                                             step.budget_s, step.destructive,
-                                             step.point_of_no_return))
-                faults.point(f"before:{step.id}")
-                journal.append("step_started", step=step.id, destructive=step.destructive)
-                if step.point_of_no_return:
-                    await notify(ctx, "point_of_no_return", step.title)
-                started = time.monotonic()
-                before = dict(ctx.data)
-                try:
-                    if step.destructive:
-                        await ctx.ensure_lock(step.id)
-                        if resuming:
-                            await maintenance_back_on(ctx)
-                    result = await step.action(ctx)
-                except asyncio.CancelledError:
-                    journal.append("step_finished", step=step.id, status="aborted",
-                                   elapsed_s=round(time.monotonic() - started, 3))
-                    ctx.channel.emit(StepFinished(step.id, "aborted", "aborted by the operator",
-                                                  time.monotonic() - started))
-                    raise
-                except (StepFailed, NeedsOperator) as exc:
-                    outcome = (Outcome.FAILED_RESTORED if isinstance(exc, StepFailed)
-                               else Outcome.NEEDS_OPERATOR)
-                    summary = f"{step.title}: {exc}"
-                    journal.append("step_finished", step=step.id, status="failed",
-                                   error=str(exc), outcome=outcome.value,
-                                   elapsed_s=round(time.monotonic() - started, 3))
-                    ctx.channel.emit(StepFinished(step.id, "failed", str(exc),
-                                                  time.monotonic() - started))
+                ended = await _run_step(ctx, step, index, len(plan.steps), resuming)
+                if ended is not None:
+                    outcome, summary = ended
                     break
-                except Exception as exc:  # any failure ends the run, journaled
-                    outcome = (Outcome.BAD_INPUT if isinstance(exc, BadInput)
-                               else Outcome.NEEDS_OPERATOR)
-                    error = explain(exc)
-                    summary = f"{step.title}: {error}"
-                    _journal_quietly(journal, "step_finished", step=step.id, status="failed",
-                                     error=error, outcome=outcome.value,
-                                     elapsed_s=round(time.monotonic() - started, 3))
-                    ctx.channel.emit(StepFinished(step.id, "failed", error,
-                                                  time.monotonic() - started))
-                    break
-                elapsed = time.monotonic() - started
-                step_result = {k: v for k, v in ctx.data.items()
-                               if k not in before or before[k] != v}
-                journal.append("step_finished", step=step.id, status="done", summary=result,
-                               result=step_result, elapsed_s=round(elapsed, 3))
-                ctx.channel.emit(StepFinished(step.id, "done", result, elapsed))
-                faults.point(f"after:{step.id}")
     except Exception as exc:  # the lock refused or lost, the journal or the catalog failed
         outcome = outcome_of(exc.exit_code) if isinstance(exc, ConsoleError) \
             else Outcome.NEEDS_OPERATOR
@@ -129,6 +83,54 @@ async def execute(plan: Plan, ctx: RunContext) -> Outcome:
         outcome = Outcome.PHASE_VALIDATED
         summary = phase_one_summary(ctx.cfg, plan, ctx.maintenance)
     return _close(ctx, outcome, summary)
+
+
+async def _run_step(ctx: RunContext, step: Step, index: int, total: int, resuming: bool
+                    ) -> tuple[Outcome, str] | None:
+    """One step, journaled before and after: None once it is done, else how the run ends. A
+    cancelled step is journaled as aborted and the cancellation goes on."""
+    journal = ctx.journal
+    ctx.channel.emit(StepStarted(step.id, step.title, index, total, step.budget_s,
+                                 step.destructive, step.point_of_no_return))
+    faults.point(f"before:{step.id}")
+    journal.append("step_started", step=step.id, destructive=step.destructive)
+    if step.point_of_no_return:
+        await notify(ctx, "point_of_no_return", step.title)
+    started = time.monotonic()
+    before = dict(ctx.data)
+    try:
+        if step.destructive:
+            await ctx.ensure_lock(step.id)
+            if resuming:
+                await maintenance_back_on(ctx)
+        result = await step.action(ctx)
+    except asyncio.CancelledError:
+        journal.append("step_finished", step=step.id, status="aborted",
+                       elapsed_s=round(time.monotonic() - started, 3))
+        ctx.channel.emit(StepFinished(step.id, "aborted", "aborted by the operator",
+                                      time.monotonic() - started))
+        raise
+    except Exception as exc:  # any failure ends the run, journaled
+        outcome, error = _failed(exc), explain(exc)
+        _journal_quietly(journal, "step_finished", step=step.id, status="failed", error=error,
+                         outcome=outcome.value, elapsed_s=round(time.monotonic() - started, 3))
+        ctx.channel.emit(StepFinished(step.id, "failed", error, time.monotonic() - started))
+        return outcome, f"{step.title}: {error}"
+    elapsed = time.monotonic() - started
+    step_result = {k: v for k, v in ctx.data.items() if k not in before or before[k] != v}
+    journal.append("step_finished", step=step.id, status="done", summary=result,
+                   result=step_result, elapsed_s=round(elapsed, 3))
+    ctx.channel.emit(StepFinished(step.id, "done", result, elapsed))
+    faults.point(f"after:{step.id}")
+    return None
+
+
+def _failed(exc: Exception) -> Outcome:
+    """A step's failure as the run's outcome: a step that put everything back (StepFailed)
+    exits 4, bad input 2, anything else needs the operator (5)."""
+    if isinstance(exc, StepFailed):
+        return Outcome.FAILED_RESTORED
+    return Outcome.BAD_INPUT if isinstance(exc, BadInput) else Outcome.NEEDS_OPERATOR
 
 
 def _way_on(ctx: RunContext, exc: Exception) -> str:
