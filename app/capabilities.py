@@ -155,6 +155,13 @@ def full_reasons(facts: RoleFacts) -> list[str]:
         reasons.append(f"role {facts.role} may not end the sessions of {', '.join(stuck)} on "
                        f"{facts.database} (a superuser's session can only be ended by a "
                        "superuser)")
+    return reasons + restore_reasons(facts)
+
+
+def restore_reasons(facts: RoleFacts) -> list[str]:
+    """Why this role cannot restore the database's whole dump (empty: it can): owners it may
+    not become, event triggers only a superuser creates (a managed platform's database)."""
+    reasons = []
     if facts.foreign_owners:
         reasons.append(f"a restore as {facts.role} cannot set the owners "
                        f"{', '.join(facts.foreign_owners)} that the dump sets")

@@ -55,6 +55,15 @@ ROW_CHECKSUM = ("coalesce(sum(('x' || left(md5({row}::text), 16))::bit(64)::bigi
                 "0)::text")
 
 
+def row_of(columns: list[str] | None, alias: str = "t") -> str:
+    """The row value ``ROW_CHECKSUM`` hashes: the whole row (``alias``), or these columns by
+    name in this order (its text form is the same as the whole row's when they are all of
+    them in table order)."""
+    if columns is None:
+        return alias
+    return "ROW(" + ", ".join(f"{alias}.{quote_ident(c)}" for c in columns) + ")"
+
+
 async def one_row(conn: asyncpg.Connection, sql: str, *args: object) -> asyncpg.Record:
     """The first row of a query that scans a whole table. ``fetch``, never ``fetchrow``: asyncpg's
     fetchrow and fetchval send Execute with a row limit, and PostgreSQL never runs such a portal
@@ -69,7 +78,7 @@ async def table_content(conn: asyncpg.Connection, table: str,
     (``ROW_CHECKSUM``), in one scan. With ``columns`` (a manifest's, in the backup's order)
     the row is read by those names, so a column now elsewhere in the table sums the same."""
     name = qualified(table)
-    value = (f"ROW({', '.join('t.' + quote_ident(c) for c in columns)})" if columns else "t")
+    value = row_of(columns or None)
     row = await one_row(conn, f"SELECT count(*) AS n, {ROW_CHECKSUM.format(row=value)} AS sum "
                               f"FROM {name} AS t")
     size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", name)

@@ -38,6 +38,13 @@ CHECKLIST: tuple[Item, ...] = (
 )
 
 
+# The items that only the app can answer: without an [app] section they are not configured,
+# which is neither a pass nor a failure of the database.
+APP_ITEMS = ("Application", "Error Rates")
+NOT_CONFIGURED = ("not configured: no [app] section in the config (add app.base_url to "
+                  "check the app's endpoints and error rate)")
+
+
 @dataclass
 class ItemResult:
     name: str
@@ -45,10 +52,17 @@ class ItemResult:
     status: Status
     summary: str
     evidence: dict[str, Any]
+    not_configured: bool = False   # an app item without [app]: not run, and no failure
+
+    @property
+    def ok(self) -> bool:
+        """Passes, or is not configured (which the summary says)."""
+        return self.status.passed or self.not_configured
 
     def to_dict(self) -> dict[str, Any]:
         return {"item": self.name, "runbook": self.runbook, "status": str(self.status),
-                "summary": self.summary, "evidence": self.evidence}
+                "summary": self.summary, "evidence": self.evidence,
+                "not_configured": self.not_configured}
 
 
 @dataclass
@@ -59,7 +73,8 @@ class Checklist:
 
     @property
     def passed(self) -> bool:
-        return all(i.status is Status.PASS for i in self.items)
+        """Every item passes; an app item without [app] is not configured, not a failure."""
+        return all(i.ok for i in self.items)
 
     @property
     def exit_code(self) -> int:
@@ -72,8 +87,8 @@ class Checklist:
     def journal_fields(self) -> dict[str, Any]:
         """What a "validation" journal entry holds (the report and a drill's score read it)."""
         return {"passed": self.passed, "backup": self.backup,
-                "items": [{"item": i.name, "status": str(i.status), "summary": i.summary}
-                          for i in self.items]}
+                "items": [{"item": i.name, "status": str(i.status), "summary": i.summary,
+                           "not_configured": i.not_configured} for i in self.items]}
 
 
 def _data_item(item: Item, results: dict[str, CheckResult]) -> ItemResult:
@@ -113,9 +128,13 @@ def item_result(item: Item, by_name: dict[str, CheckResult]) -> ItemResult:
                       "; ".join(p.summary for p in parts), {p.check: p.evidence for p in parts})
 
 
-def checklist(results: list[CheckResult]) -> list[ItemResult]:
+def checklist(results: list[CheckResult], app_configured: bool = True) -> list[ItemResult]:
     by_name = {r.check: r for r in results}
-    return [item_result(item, by_name) for item in CHECKLIST]
+    items = [item_result(item, by_name) for item in CHECKLIST]
+    if app_configured:
+        return items
+    return [ItemResult(i.name, i.runbook, Status.SKIP, NOT_CONFIGURED, i.evidence, True)
+            if i.name in APP_ITEMS and i.status is Status.SKIP else i for i in items]
 
 
 async def run_validation(config: Config, backup_id: str | None = None, *,
@@ -130,4 +149,5 @@ async def run_validation(config: Config, backup_id: str | None = None, *,
                            f"manifest.json under {config.target.backups_root}: pass --backup ID "
                            "or take one with `rollback-console backup`")
         results = await collect(ctx, specs, on_result)
-        return Checklist(config.target.name, ctx.baseline.set_id, checklist(results))
+        return Checklist(config.target.name, ctx.baseline.set_id,
+                         checklist(results, config.app is not None))

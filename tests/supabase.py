@@ -27,15 +27,20 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 
+from app.catalog import table_content
 from app.sandbox.demo_data import DemoFacts, load_demo
-from app.sandbox.server import PgServer
+from app.sandbox.manager import info_app_url, start_demo_app, write_config, write_secrets
+from app.sandbox.server import PgServer, stop_pid
+from tests.helpers import cli
 
 SUPABASE_ADMIN = "supabase_admin"
 TEMPLATE = "sb_template"
@@ -242,3 +247,117 @@ def supabase_database(cluster: SupabaseCluster, name: str | None = None
     finally:
         loop.run_until_complete(down())
         loop.close()
+
+
+# --- the console on a Supabase database, and what the tests read there -------------------
+
+@dataclass
+class Console:
+    config: Path
+    home: Path
+    db: SupabaseDb
+
+    def run(self, *args: str) -> tuple[int, str]:
+        proc = cli(self.config, self.home, *args)
+        return proc.returncode, proc.stdout + proc.stderr
+
+
+def open_console(db: SupabaseDb, tmp_path: Path, with_app: bool = True) -> Iterator[Console]:
+    """A console config connecting as `postgres` with its password (and the real demo app on
+    the database, as the platform's `authenticator`)."""
+    cluster = db.cluster
+    workdir = tmp_path / "console"
+    (workdir / "backups").mkdir(parents=True)
+    token = secrets.token_urlsafe(16)
+    proc, port = start_demo_app(cluster.dsn(db.name, "authenticator"), token,
+                                cluster.facts.test_user_id, tmp_path / "demo-app.log")
+    try:
+        write_secrets(workdir, cluster.server.port, cluster.postgres_password, token,
+                      cluster.facts.test_user_password)
+        path = write_config(workdir, cluster.server.port, db.name, info_app_url(port),
+                            cluster.facts)
+        if not with_app:
+            text = path.read_text()
+            start, end = text.index("[app]"), text.index("[auth]")
+            path.write_text(text[:start] + text[end:])
+        yield Console(path, tmp_path / "home", db)
+    finally:
+        stop_pid(proc.pid, timeout=5, sig=signal.SIGTERM)
+
+
+async def platform_state(dsn: str) -> dict[str, object]:
+    """What belongs to the platform and must never change: its tables' contents, roles and
+    their attributes and memberships, default privileges, event triggers, extensions,
+    publications, schema owners."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        state: dict[str, object] = {}
+        for table in PLATFORM_TABLES:
+            content = await table_content(conn, table)
+            state[table] = (content.rows, content.checksum)
+        for name, sql in {
+            "roles": "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolreplication, "
+                     "rolbypassrls, rolcanlogin, rolinherit FROM pg_roles "
+                     "WHERE rolname !~ '^pg_' ORDER BY 1",
+            "members": "SELECT roleid::regrole::text, member::regrole::text, admin_option "
+                       "FROM pg_auth_members ORDER BY 1, 2",
+            "default_acl": "SELECT defaclrole::regrole::text, defaclnamespace::regnamespace"
+                           "::text, defaclobjtype, defaclacl::text FROM pg_default_acl "
+                           "ORDER BY 1, 2, 3",
+            "event_triggers": "SELECT evtname, evtevent, evtowner::regrole::text, evtenabled "
+                              "FROM pg_event_trigger ORDER BY 1",
+            "extensions": "SELECT extname, extowner::regrole::text, "
+                          "extnamespace::regnamespace::text, extversion FROM pg_extension "
+                          "ORDER BY 1",
+            "publications": "SELECT pubname, pubowner::regrole::text FROM pg_publication",
+            "schemas": "SELECT nspname, nspowner::regrole::text FROM pg_namespace "
+                       "WHERE nspname IN ('auth', 'storage', 'extensions') ORDER BY 1",
+            "signup_trigger": "SELECT tgname, tgenabled FROM pg_trigger "
+                              "WHERE tgrelid = 'auth.users'::regclass AND NOT tgisinternal",
+        }.items():
+            state[name] = [tuple(r) for r in await conn.fetch(sql)]
+        return state
+    finally:
+        await conn.close()
+
+
+async def allows_connections(db: SupabaseDb, name: str | None = None) -> bool:
+    conn = await asyncpg.connect(db.cluster.server.dsn("template1"))
+    try:
+        return bool(await conn.fetchval("SELECT datallowconn FROM pg_database "
+                                        "WHERE datname = $1", name or db.name))
+    finally:
+        await conn.close()
+
+
+async def databases_like(db: SupabaseDb, prefix: str) -> list[str]:
+    conn = await asyncpg.connect(db.cluster.server.dsn("template1"))
+    try:
+        return [r["datname"] for r in await conn.fetch(
+            "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1", prefix)]
+    finally:
+        await conn.close()
+
+
+def take_backup(console: Console) -> str:
+    code, out = console.run("backup", "--label", "before")
+    assert code == 0, out
+    sets = sorted((console.config.parent / "backups").iterdir())
+    assert sets, out
+    return sets[-1].name
+
+
+def migrated_now() -> str:
+    """--migration-time for a migration that ran just now, after the backup (the operator
+    knows it; these tests are not about the migrations table)."""
+    return (datetime.now(UTC) + timedelta(seconds=1)).isoformat(timespec="seconds")
+
+
+def run_as_postgres(console: Console, sql: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(console.db.dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+    asyncio.run(go())

@@ -8,31 +8,32 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from app.capabilities import FULL, PARTIAL, SCHEMA, capabilities
-from app.catalog import table_content
 from app.rollback.context import StepFailed
 from app.rollback.switch import stop_sessions
-from app.sandbox.manager import info_app_url, start_demo_app, write_config, write_secrets
-from app.sandbox.server import stop_pid
+from tests.conftest import DemoDb
 from tests.helpers import cli
 from tests.supabase import (
-    PLATFORM_TABLES,
+    Console,
     SupabaseCluster,
     SupabaseDb,
+    allows_connections,
+    databases_like,
+    migrated_now,
+    open_console,
+    platform_state,
+    run_as_postgres,
     start_cluster,
     supabase_database,
+    take_backup,
 )
 
 
@@ -56,48 +57,14 @@ def sb_copy(supabase_cluster: SupabaseCluster) -> Iterator[SupabaseDb]:
     yield from supabase_database(supabase_cluster)
 
 
-@dataclass
-class Console:
-    config: Path
-    home: Path
-    db: SupabaseDb
-
-    def run(self, *args: str) -> tuple[int, str]:
-        proc = cli(self.config, self.home, *args)
-        return proc.returncode, proc.stdout + proc.stderr
-
-
-def _console(db: SupabaseDb, tmp_path: Path, with_app: bool = True) -> Iterator[Console]:
-    """A console config connecting as `postgres` with its password (and the real demo app on
-    the database, as the platform's `authenticator`)."""
-    cluster = db.cluster
-    workdir = tmp_path / "console"
-    (workdir / "backups").mkdir(parents=True)
-    token = secrets.token_urlsafe(16)
-    proc, port = start_demo_app(cluster.dsn(db.name, "authenticator"), token,
-                                cluster.facts.test_user_id, tmp_path / "demo-app.log")
-    try:
-        write_secrets(workdir, cluster.server.port, cluster.postgres_password, token,
-                      cluster.facts.test_user_password)
-        path = write_config(workdir, cluster.server.port, db.name, info_app_url(port),
-                            cluster.facts)
-        if not with_app:
-            text = path.read_text()
-            start, end = text.index("[app]"), text.index("[auth]")
-            path.write_text(text[:start] + text[end:])
-        yield Console(path, tmp_path / "home", db)
-    finally:
-        stop_pid(proc.pid, timeout=5, sig=signal.SIGTERM)
-
-
 @pytest.fixture
 def console(sb_postgres: SupabaseDb, tmp_path: Path) -> Iterator[Console]:
-    yield from _console(sb_postgres, tmp_path)
+    yield from open_console(sb_postgres, tmp_path)
 
 
 @pytest.fixture
 def console_copy(sb_copy: SupabaseDb, tmp_path: Path) -> Iterator[Console]:
-    yield from _console(sb_copy, tmp_path)
+    yield from open_console(sb_copy, tmp_path)
 
 
 @pytest.fixture
@@ -105,60 +72,6 @@ async def as_postgres(sb_postgres: SupabaseDb) -> AsyncIterator[asyncpg.Connecti
     conn = await asyncpg.connect(sb_postgres.dsn)
     yield conn
     await conn.close()
-
-
-async def platform_state(dsn: str) -> dict[str, object]:
-    """What belongs to the platform and must never change: its tables' contents, roles and
-    their attributes and memberships, default privileges, event triggers, extensions,
-    publications, schema owners."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        state: dict[str, object] = {}
-        for table in PLATFORM_TABLES:
-            content = await table_content(conn, table)
-            state[table] = (content.rows, content.checksum)
-        for name, sql in {
-            "roles": "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolreplication, "
-                     "rolbypassrls, rolcanlogin, rolinherit FROM pg_roles "
-                     "WHERE rolname !~ '^pg_' ORDER BY 1",
-            "members": "SELECT roleid::regrole::text, member::regrole::text, admin_option "
-                       "FROM pg_auth_members ORDER BY 1, 2",
-            "default_acl": "SELECT defaclrole::regrole::text, defaclnamespace::regnamespace"
-                           "::text, defaclobjtype, defaclacl::text FROM pg_default_acl "
-                           "ORDER BY 1, 2, 3",
-            "event_triggers": "SELECT evtname, evtevent, evtowner::regrole::text, evtenabled "
-                              "FROM pg_event_trigger ORDER BY 1",
-            "extensions": "SELECT extname, extowner::regrole::text, "
-                          "extnamespace::regnamespace::text, extversion FROM pg_extension "
-                          "ORDER BY 1",
-            "publications": "SELECT pubname, pubowner::regrole::text FROM pg_publication",
-            "schemas": "SELECT nspname, nspowner::regrole::text FROM pg_namespace "
-                       "WHERE nspname IN ('auth', 'storage', 'extensions') ORDER BY 1",
-            "signup_trigger": "SELECT tgname, tgenabled FROM pg_trigger "
-                              "WHERE tgrelid = 'auth.users'::regclass AND NOT tgisinternal",
-        }.items():
-            state[name] = [tuple(r) for r in await conn.fetch(sql)]
-        return state
-    finally:
-        await conn.close()
-
-
-async def _allows_connections(db: SupabaseDb, name: str | None = None) -> bool:
-    conn = await asyncpg.connect(db.cluster.server.dsn("template1"))
-    try:
-        return bool(await conn.fetchval("SELECT datallowconn FROM pg_database "
-                                        "WHERE datname = $1", name or db.name))
-    finally:
-        await conn.close()
-
-
-async def _databases_like(db: SupabaseDb, prefix: str) -> list[str]:
-    conn = await asyncpg.connect(db.cluster.server.dsn("template1"))
-    try:
-        return [r["datname"] for r in await conn.fetch(
-            "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1", prefix)]
-    finally:
-        await conn.close()
 
 
 # --- 1. the fixture is Supabase-shaped -----------------------------------------------------
@@ -220,26 +133,12 @@ async def test_capabilities_as_a_superuser_on_a_plain_database(
         await conn.close()
 
 
-def _backup(console: Console) -> str:
-    code, out = console.run("backup", "--label", "before")
-    assert code == 0, out
-    sets = sorted((console.config.parent / "backups").iterdir())
-    assert sets, out
-    return sets[-1].name
-
-
-def _migrated_now() -> str:
-    """--migration-time for a migration that ran just now, after the backup (the operator
-    knows it; these tests are not about the migrations table)."""
-    return (datetime.now(UTC) + timedelta(seconds=1)).isoformat(timespec="seconds")
-
-
 def test_type3_refuses_before_starting_on_the_postgres_database(console: Console) -> None:
     """Type 3 as `postgres` on the project's database: refused before anything starts (exit
     2) with what to do instead; no `postgres_restored_*` database, connections allowed."""
-    _backup(console)
+    take_backup(console)
     before = asyncio.run(platform_state(console.db.admin_dsn))
-    migrated = _migrated_now()
+    migrated = migrated_now()
     code, out = console.run("run", "--type", "full", "--migration-time", migrated,
                             "--confirm", "CONFIRM_FULL_RESTORE tea-school-sandbox")
     assert code == 2, out
@@ -247,8 +146,8 @@ def test_type3_refuses_before_starting_on_the_postgres_database(console: Console
     assert "point-in-time restore to" in out
     assert "maintenance mode on" not in out   # refused before anything started
     db = console.db
-    assert asyncio.run(_databases_like(db, "postgres_restored_")) == []
-    assert asyncio.run(_allows_connections(db)) is True
+    assert asyncio.run(databases_like(db, "postgres_restored_")) == []
+    assert asyncio.run(allows_connections(db)) is True
     assert asyncio.run(platform_state(db.admin_dsn)) == before
     # the way instead is open: the refusal left no unfinished incident in its way
     code, out = console.run("run", "--type", "partial", "--tables", "media",
@@ -260,16 +159,16 @@ def test_type3_refuses_before_starting_on_the_postgres_database(console: Console
 def test_type3_refuses_on_a_copy_the_platform_holds_sessions_on(console_copy: Console) -> None:
     """Under another name the database still holds a superuser's session and event triggers
     `postgres` cannot restore: refused, with the way instead, nothing left behind."""
-    _backup(console_copy)
+    take_backup(console_copy)
     code, out = console_copy.run("run", "--type", "full", "--allow-in-place",
-                                 "--migration-time", _migrated_now(), "--confirm",
+                                 "--migration-time", migrated_now(), "--confirm",
                                  "CONFIRM_FULL_RESTORE tea-school-sandbox")
     assert code == 2, out
     assert "may not end the sessions of authenticator, supabase_admin" in out
     assert "Instead: connect as a superuser" in out
     db = console_copy.db
-    assert asyncio.run(_databases_like(db, f"{db.name}_restored_")) == []
-    assert asyncio.run(_allows_connections(db)) is True
+    assert asyncio.run(databases_like(db, f"{db.name}_restored_")) == []
+    assert asyncio.run(allows_connections(db)) is True
 
 
 # --- 3. the switch never leaves the database closed ----------------------------------------
@@ -284,7 +183,7 @@ async def test_the_switch_refuses_from_a_session_on_the_target_itself(
             await stop_sessions(conn, sb_copy.name)
     finally:
         await conn.close()
-    assert await _allows_connections(sb_copy) is True
+    assert await allows_connections(sb_copy) is True
 
 
 def test_a_switch_that_may_not_end_a_superusers_session_never_closes_the_database(
@@ -320,7 +219,7 @@ def test_a_switch_that_may_not_end_a_superusers_session_never_closes_the_databas
     assert proc.returncode == 0, proc.stderr   # not killed: connections were never refused
     assert "may not end every session" in proc.stdout
     assert "connections were never refused" in proc.stdout
-    assert asyncio.run(_allows_connections(sb_copy)) is True
+    assert asyncio.run(allows_connections(sb_copy)) is True
 
 
 # --- the platform is never touched; Types 1 and 2 work as postgres ------------------------
@@ -332,7 +231,7 @@ def test_backup_assess_validate_type1_type2_as_postgres_leave_the_platform_alone
     before and after each."""
     dsn = console.db.admin_dsn
     before = asyncio.run(platform_state(dsn))
-    _backup(console)
+    take_backup(console)
     code, out = console.run("assess", "--json")
     verdict = json.loads(out)
     # healthy; INCONCLUSIVE only for the login probe assess never runs (it writes)
@@ -358,7 +257,7 @@ def test_a_dropped_column_type1_then_type2_ends_validated(console: Console) -> N
     """The documented path after a migration that dropped a column: Type 1 re-adds it (at the
     end), Type 2 reloads the table; its validation compares by named columns: exit 0 (it
     stopped at exit 5, "checksum DIFFERS", with identical data)."""
-    _backup(console)
+    take_backup(console)
 
     async def migrate() -> None:
         conn = await asyncpg.connect(console.db.dsn)
@@ -366,7 +265,7 @@ def test_a_dropped_column_type1_then_type2_ends_validated(console: Console) -> N
         await conn.close()
 
     asyncio.run(migrate())
-    migrated = _migrated_now()
+    migrated = migrated_now()
     code, out = console.run("run", "--type", "schema", "--migration-time", migrated,
                             "--confirm", "ROLLBACK SCHEMA tea-school-sandbox")
     assert code == 0, out
@@ -375,37 +274,40 @@ def test_a_dropped_column_type1_then_type2_ends_validated(console: Console) -> N
                             "ROLLBACK tea-school-sandbox")
     assert code == 0, out
     assert "DIFFERS" not in out
+    code, out = console.run("validate")   # the column at its new place is no difference
+    assert code == 0, out
 
 
 # --- 6. platform defaults are not findings -------------------------------------------------
 
-def test_a_set_newer_than_every_recorded_migration_is_not_after_the_migration(
+def test_a_set_holding_every_recorded_migration_is_not_after_the_migration(
         console: Console) -> None:
-    """Supabase's migrations table records old versions only; the bad migration (unrecorded)
-    ran after the backup. The set is not refused as "taken AFTER the migration": the
-    recorded time is not this migration's, and the dry run says where the time came from."""
-    backup = _backup(console)
+    """Supabase's migrations table records old versions only, all in the set too; the bad
+    migration (unrecorded) ran after the backup. The set is not refused as "taken AFTER the
+    migration": the recorded time is not this migration's, and the dry run says why the
+    migration's time is unknown."""
+    backup = take_backup(console)
     code, out = console.run("run", "--type", "partial", "--tables", "media", "--dry-run")
     assert code == 0, out
     assert "after the migration ran" not in out
     assert "the migration's time is unknown: the newest version in " \
-           "supabase_migrations.schema_migrations (20250301000000) is older than the set" in out
+           "supabase_migrations.schema_migrations (20250301000000) is in the set too" in out
     code, out = console.run("backups", "--verify", backup)
-    assert "is older than the set, so the bad migration is not recorded there" in out, out
+    assert "is in the set too, so the bad migration is not recorded there" in out, out
 
 
 # --- 5. app items without [app] are not configured -----------------------------------------
 
 @pytest.fixture
 def console_without_app(sb_postgres: SupabaseDb, tmp_path: Path) -> Iterator[Console]:
-    yield from _console(sb_postgres, tmp_path, with_app=False)
+    yield from open_console(sb_postgres, tmp_path, with_app=False)
 
 
 def test_validate_passes_on_a_healthy_database_without_an_app_section(
         console_without_app: Console) -> None:
     """No [app] in the config: the app items are "not configured", not failures; validate
     passes (it could never pass before) and says so."""
-    _backup(console_without_app)
+    take_backup(console_without_app)
     code, out = console_without_app.run("validate", "--json")
     assert code == 0, out
     items = {i["item"]: i for i in json.loads(out)["items"]}
@@ -419,23 +321,13 @@ def test_validate_passes_on_a_healthy_database_without_an_app_section(
 
 # --- 6. platform defaults are not findings (RLS) -------------------------------------------
 
-def _as_postgres(console: Console, sql: str) -> None:
-    async def go() -> None:
-        conn = await asyncpg.connect(console.db.dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-    asyncio.run(go())
-
-
 def test_a_table_public_read_by_policy_in_the_backup_too_is_no_exposure(
         console: Console) -> None:
     """local_classes is public-read by policy (anon included) at the backup and now: assess
     finds no exposure (it said IMMEDIATE ROLLBACK, "anon can read private rows")."""
-    _as_postgres(console, 'CREATE POLICY "classes: everyone reads" ON public.local_classes '
+    run_as_postgres(console, 'CREATE POLICY "classes: everyone reads" ON public.local_classes '
                           "FOR SELECT TO anon, authenticated USING (true)")
-    _backup(console)
+    take_backup(console)
     code, out = console.run("assess", "--json")
     verdict = json.loads(out)
     assert code == 40 and verdict["tier"] == "INCONCLUSIVE", out   # only the login probe
@@ -448,10 +340,54 @@ def test_anon_reading_a_private_table_names_the_setting_that_makes_it_private(
         console: Console) -> None:
     """A migration lets anon read accounts (private at the backup): the exposure is found,
     and the finding says why the table counts as private and names [assess] private_tables."""
-    _backup(console)
-    _as_postgres(console, 'CREATE POLICY "oops" ON public.accounts FOR SELECT TO anon '
+    take_backup(console)
+    run_as_postgres(console, 'CREATE POLICY "oops" ON public.accounts FOR SELECT TO anon '
                           "USING (true)")
     code, out = console.run("assess", "--json")
     assert code == 30, out
     assert "anon can read private rows of public.accounts" in out
     assert "[assess] private_tables" in out
+
+
+def test_a_rehearsal_as_postgres_says_why_it_cannot_restore_the_whole_dump(
+        console: Console) -> None:
+    """`backups --verify --rehearse` as `postgres`: the whole dump cannot be restored by this
+    role (platform owners, event triggers); said as not verifiable, with the reason, instead
+    of a failed restore that blames the set; no scratch database is left."""
+    backup = take_backup(console)
+    code, out = console.run("backups", "--verify", backup, "--rehearse")
+    assert code == 0, out
+    assert "cannot be rehearsed here: a restore as postgres cannot set the owners" in out
+    assert "did not restore" not in out
+    assert asyncio.run(databases_like(console.db, "rollback_rehearsal_")) == []
+
+
+def test_a_type3_whose_restored_copy_does_not_match_drops_it(
+        console_config: Path, demo_db: DemoDb, tmp_path: Path) -> None:
+    """A superuser's Type 3 on a plain database whose restored copy does not match the
+    manifest (its recorded checksum of media edited: the copy differs) fails before the
+    switch and drops its `<db>_restored_*` copy (it was left behind), the target untouched."""
+    home = tmp_path / "home"
+    assert cli(console_config, home, "backup", "--label", "before").returncode == 0
+    manifest_path = next((console_config.parent / "backups").glob("*/manifest.json"))
+    manifest = json.loads(manifest_path.read_text())
+    rows = manifest["state"]["tables"]["public.media"]["rows"]
+    manifest["state"]["tables"]["public.media"]["checksum"] = f"{rows}:12345"
+    manifest_path.write_text(json.dumps(manifest))
+    proc = cli(console_config, home, "run", "--type", "full", "--migration-time",
+               migrated_now(), "--confirm", "CONFIRM_FULL_RESTORE tea-school-sandbox")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out
+    assert "does not match the backup's manifest" in out
+    assert "was dropped" in out
+
+    async def leftovers() -> list[str]:
+        conn = await asyncpg.connect(demo_db.server.dsn())
+        try:
+            return [r["datname"] for r in await conn.fetch(
+                "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1",
+                f"{demo_db.name}_restored_")]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(leftovers()) == []

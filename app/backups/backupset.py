@@ -20,7 +20,7 @@ from app.backups.manifest import (
     inheritance_parents,
 )
 from app.backups.store import store_at
-from app.backups.taken import taken_at
+from app.backups.taken import MIGRATIONS_TABLE, recorded_migrations, taken_at
 from app.backups.tools import tool_output
 from app.catalog import identity, one_row, qualified, split_name
 from app.errors import BadInput
@@ -162,16 +162,15 @@ async def check_target(backup: BackupSet, conn: asyncpg.Connection) -> None:
         check_identity(backup.id, backup.manifest, await identity(conn))
 
 
-MIGRATIONS_TABLE = "supabase_migrations.schema_migrations"
-
-
 async def migration_time(conn: asyncpg.Connection, configured: datetime | None = None,
-                         taken: datetime | None = None) -> tuple[datetime | None, str]:
+                         set_path: Path | None = None, tools_dir: Path | None = None,
+                         ) -> tuple[datetime | None, str]:
     """When the bad migration ran, and where that comes from: the given time (option or
     target.migration_at), else the newest version in Supabase's migrations table (its
-    versions are YYYYMMDDHHMMSS, UTC) when the set (taken at ``taken``) is older than it:
-    a set newer than every recorded version was taken before an unrecorded migration, which
-    the table cannot date. (None, why or "") when unknown."""
+    versions are YYYYMMDDHHMMSS, UTC) when the set (its folder ``set_path``) is older than
+    it: a set whose dump holds that version too was taken after every recorded migration,
+    so the bad one (since the set) is not recorded there and the table cannot date it.
+    (None, why or "") when unknown."""
     if configured is not None:
         return configured, "given"
     if await conn.fetchval("SELECT to_regclass($1)", MIGRATIONS_TABLE) is None:
@@ -180,12 +179,13 @@ async def migration_time(conn: asyncpg.Connection, configured: datetime | None =
                                   "WHERE version ~ '^[0-9]{14}$'")
     if not version:
         return None, ""
-    recorded = datetime.strptime(version, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-    if taken is not None and taken > recorded:
-        return None, (f"unknown: the newest version in {MIGRATIONS_TABLE} ({version}) is older "
-                      "than the set, so the bad migration is not recorded there; give its "
+    in_set = await recorded_migrations(set_path, tools_dir) if set_path is not None else None
+    if in_set is not None and version in in_set:
+        return None, (f"unknown: the newest version in {MIGRATIONS_TABLE} ({version}) is in "
+                      "the set too, so the bad migration is not recorded there; give its "
                       "time with --migration-time or target.migration_at")
-    return recorded, f"{MIGRATIONS_TABLE} (version {version})"
+    return datetime.strptime(version, "%Y%m%d%H%M%S").replace(tzinfo=UTC), \
+        f"{MIGRATIONS_TABLE} (version {version})"
 
 
 def against_migration(backup: RestoreSource, at: datetime | None) -> str:

@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from app.backups.manifest import Manifest
+from app.backups.tools import tool_output
+from app.errors import ConsoleError
+
+# Supabase's record of the migrations applied (the CLI's), versions YYYYMMDDHHMMSS in UTC.
+MIGRATIONS_TABLE = "supabase_migrations.schema_migrations"
+_COPY_MIGRATIONS = f"COPY {MIGRATIONS_TABLE} "
 
 _COMPLETED = re.compile(r"^[ \t]*Backup completed(?:[ \t]+(?:at|on))?:?[ \t]*"
                         r"(?P<text>.*?)[ \t\r]*$", re.MULTILINE | re.IGNORECASE)
@@ -87,3 +95,41 @@ def taken_at(path: Path, manifest: Manifest | None) -> tuple[datetime | None, st
         return None, f"{why}, and no dump files to date it by"
     newest = max(p.stat().st_mtime for p in dumps)
     return datetime.fromtimestamp(newest, UTC), f"from file times: {why}"
+
+
+def _versions(lines: Iterable[str]) -> set[str]:
+    """The first column of the migrations table's COPY block in dump text."""
+    out: set[str] = set()
+    inside = False
+    for line in lines:
+        if not inside:
+            inside = line.startswith(_COPY_MIGRATIONS)
+        elif line.startswith("\\."):
+            break
+        else:
+            out.add(line.split("\t", 1)[0].strip())
+    return out
+
+
+async def recorded_migrations(path: Path, tools_dir: Path | None = None) -> set[str] | None:
+    """The migration versions the set's full dump holds in Supabase's migrations table (empty:
+    the dump has no such table); None when the set has no full dump to read them from."""
+    custom = next((path / n for n in ("full_database_backup.dump", "full_database_backup.custom")
+                   if (path / n).is_file()), None)
+    if custom is not None:
+        try:
+            text = await tool_output("pg_restore", [
+                "--data-only", "--schema=supabase_migrations", "--table=schema_migrations",
+                "--file=-", str(custom)], tools_dir)
+        except ConsoleError:
+            return None
+        return _versions(text.splitlines())
+    plain = path / "full_database_backup.sql"
+    if not plain.is_file():
+        return None
+
+    def scan() -> set[str]:
+        with plain.open(encoding="utf-8", errors="replace") as f:
+            return _versions(f)
+
+    return await asyncio.to_thread(scan)

@@ -30,6 +30,7 @@ from app.backups.backupset import (
 )
 from app.backups.manifest import Manifest, check_identity, partition_contents
 from app.backups.tools import restore_filtered, run_tool, server_major, tool_output
+from app.capabilities import read_facts, restore_reasons
 from app.catalog import TableContent, identity, qualified, quote_ident, table_content
 from app.config import Config
 from app.db import connect
@@ -198,7 +199,7 @@ async def _against_migration(cfg: Config, backup: BackupSet, given: datetime | N
     conn = await connect(cfg.target)
     try:
         at, source = await migration_time(conn, given or cfg.target.migration_at,
-                                          backup.taken_at)
+                                          backup.path, cfg.target.tools_dir)
     finally:
         await conn.close()
     timing = against_migration(backup, at)
@@ -236,6 +237,15 @@ async def _skew(cfg: Config, files: list[Path], v: Verification) -> None:
                 "`psql < file`; the console's restores filter it out")
 
 
+async def _cannot_restore_whole(cfg: Config) -> str:
+    """Why this role cannot restore the target's whole dump ('' when it can)."""
+    conn = await connect(cfg.target)
+    try:
+        return "; ".join(restore_reasons(await read_facts(conn)))
+    finally:
+        await conn.close()
+
+
 async def rehearse(cfg: Config, backup: BackupSet, keep: bool = False,
                    on_line: Callable[[str], None] = lambda _l: None) -> Verification:
     """Restore the full dump into a scratch database and compare with the manifest."""
@@ -245,6 +255,13 @@ async def rehearse(cfg: Config, backup: BackupSet, keep: bool = False,
                  if (backup.path / n).is_file()), None)
     if dump is None:
         v.fail("no full dump (full_database_backup.dump or .sql) to rehearse with")
+        return v
+    why_not = await _cannot_restore_whole(cfg)
+    if why_not:
+        v.not_verifiable.append(f"{dump.name} cannot be rehearsed here: {why_not}. "
+                                "A complete restore (Type 3) is refused here for the same "
+                                "reason; rehearse as a superuser, or rely on the platform's "
+                                "own backups for a complete restore")
         return v
     scratch = f"rollback_rehearsal_{re.sub(r'[^a-z0-9]', '_', backup.id.lower())}"[:50] \
         + f"_{secrets.token_hex(3)}"

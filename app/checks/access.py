@@ -30,14 +30,34 @@ def probe_queries(ctx: CheckContext) -> list[tuple[ProbeQuery, str | None]]:
              t if "." in t else f"public.{t}") for t in ctx.config.target.critical_tables]
 
 
+def anon_readable_by_policy(policies: list[catalog.Policy]) -> set[str]:
+    """Tables a permissive SELECT (or ALL) policy lets anon (or PUBLIC) read: public-read by
+    design, as many a Supabase project's reference tables are."""
+    return {p.table for p in policies if p.permissive and p.command in ("SELECT", "ALL")
+            and {"anon", "public"} & set(p.roles)}
+
+
 def private_tables(ctx: CheckContext) -> list[str]:
+    """Tables anon must not read: ``[assess] private_tables``, else the critical tables that had
+    RLS on at the backup and no policy there letting anon read them (a table public-read by
+    policy in the backup too is no exposure)."""
     if ctx.settings.private_tables:
         return list(ctx.settings.private_tables)
     full = [t if "." in t else f"public.{t}" for t in ctx.config.target.critical_tables]
     if ctx.baseline is None:
         return full
-    rls = ctx.baseline.manifest.state.rls
-    return [t for t in full if rls.get(t, True)]
+    state = ctx.baseline.manifest.state
+    public_read = anon_readable_by_policy(state.policies)
+    return [t for t in full if state.rls.get(t, True) and t not in public_read]
+
+
+def _exposure(ctx: CheckContext, table: str) -> str:
+    """anon reads a private table: the finding, saying why the table counts as private."""
+    why = ("it is named in [assess] private_tables" if ctx.settings.private_tables else
+           "it is a critical table that had RLS on and no policy letting anon read it at the "
+           "backup; if it is public by design, list the private ones in "
+           "[assess] private_tables")
+    return f"anon can read private rows of {table} ({why})"
 
 
 async def _as_role(conn: asyncpg.Connection, role: str, claims: dict[str, Any],
@@ -154,7 +174,7 @@ async def _anon_probes(ctx: CheckContext, conn: asyncpg.Connection, present: set
             entry["denied"] = type(exc).__name__
         else:
             if entry["rows"]:
-                findings.append(Finding(Kind.RLS_EXPOSURE, f"anon can read private rows of {t}"))
+                findings.append(Finding(Kind.RLS_EXPOSURE, _exposure(ctx, t)))
     return anon, findings
 
 

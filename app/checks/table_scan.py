@@ -50,8 +50,7 @@ async def scan_table(conn: asyncpg.Connection, table: str, since: str | None,
     "" when not ``hashed``. The writes are ``written_since``'s, None without a timestamp column.
     One scan instead of three: the table is read once, as plain ``count(*)`` + a hash would."""
     col = await timestamp_column(conn, table)
-    row_value = "t" if cols is None else \
-        "ROW(" + ", ".join(f"t.{catalog.quote_ident(c)}" for c in cols) + ")"
+    row_value = catalog.row_of(cols)
     parts = ["count(*) AS n"]
     if hashed:
         parts.append(f"{catalog.ROW_CHECKSUM.format(row=row_value)} AS sum")

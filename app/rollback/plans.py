@@ -20,7 +20,8 @@ async def build_plan(cfg: Config, kind: str, backup: Any, options: Options) -> P
     conn = await connect(cfg.target)
     try:
         at, source = await migration_time(conn, options.migration_at
-                                          or cfg.target.migration_at, backup.taken_at)
+                                          or cfg.target.migration_at,
+                                          getattr(backup, "path", None), cfg.target.tools_dir)
     finally:
         await conn.close()
     timing = against_migration(backup, at)
