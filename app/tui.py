@@ -17,13 +17,13 @@ from app.db import read_only_sessions, sessions_read_only
 from app.drill_score import debrief_text, record, score
 from app.drills import Scenario
 from app.paths import stylesheet
+from app.rollback.context import RollbackType
 from screens.confirm import ConfirmScreen
 from screens.debrief import DebriefScreen
 from screens.help import HelpScreen
 from screens.home import HomeScreen
-
-# Worker groups that do real work: quitting while one runs asks first.
-WORK_GROUPS = frozenset({"rollback", "assess", "backup", "validate", "watch"})
+from screens.plan import PlanScreen
+from screens.work import WORK_GROUPS
 
 MODE_INTRO = {
     "live": "Live mode: the console can change the target after a typed confirmation.",
@@ -95,6 +95,12 @@ class RollbackConsoleApp(App[int]):
         return any(w.group in WORK_GROUPS and w.state in (WorkerState.PENDING,
                                                           WorkerState.RUNNING)
                    for w in self.workers)
+
+    def open_plan(self, kind: RollbackType, tables: tuple[str, ...] = (),
+                  phase: tuple[int, int] | None = None) -> None:
+        """The plan screen for a screen it imports (the rollback's phase 2 follow-up): the
+        app opens it, so screens.rollback does not import screens.plan back."""
+        self.push_screen(PlanScreen(kind, tables, phase=phase))
 
     def _debrief(self) -> None:
         assert self.drill is not None

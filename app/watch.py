@@ -38,7 +38,7 @@ class Round:
 
     @property
     def passing(self) -> int:
-        return sum(1 for i in self.checklist.items if str(i.status) == "pass")
+        return sum(1 for i in self.checklist.items if i.status.passed)
 
 
 async def watch(cfg: Config, backup_id: str | None, duration_s: float, interval_s: float,
@@ -50,9 +50,9 @@ async def watch(cfg: Config, backup_id: str | None, duration_s: float, interval_
         checklist = await run_validation(cfg, backup_id)
         current = Round(time.time(), checklist)
         if rounds:
-            before = {i.name: str(i.status) for i in rounds[-1].checklist.items}
+            before = {i.name: i.status.passed for i in rounds[-1].checklist.items}
             current.regressed = [f"{i.name}: {i.summary}" for i in checklist.items
-                                 if before.get(i.name) == "pass" and str(i.status) != "pass"]
+                                 if before.get(i.name) and not i.status.passed]
         rounds.append(current)
         if current.regressed:
             notifier = Notifier(cfg.notifications, cfg.target.name)

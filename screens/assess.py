@@ -7,27 +7,27 @@ is journaled. In assess mode nothing past this screen can be started."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from rich.text import Text
-from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.coordinate import Coordinate
-from textual.message import Message
-from textual.widgets import DataTable, Footer, Static
-from textual.worker import Worker, WorkerState
+from textual.widgets import Footer, Static
 
 from app.checks import ASSESS_CHECKS, Assessment, CheckResult, run_assessment
 from app.decision import Decision, Tier
-from app.errors import ConsoleError
 from app.forward_fix import script, statements
 from app.journal import Journal, incidents_root, new_incident_id
 from app.rollback.context import RollbackType
-from screens.base import CHANGES_SOMETHING, ConsoleScreen
-from screens.finding import FindingScreen, FixScreen
+from screens.base import CHANGES_SOMETHING
+from screens.checks_screen import ChecksScreen, Evidence
+from screens.finding import FixScreen
 from screens.plan import Override, PlanScreen
 from screens.reason import ReasonScreen
 from screens.watch import WatchScreen
+from screens.work import Group
 from widgets.check_list import CheckList
 
 TIER_WORDS = {Tier.HEALTHY: "✔ HEALTHY", Tier.INCONCLUSIVE: "? INCONCLUSIVE",
@@ -45,13 +45,7 @@ OFFERS = {"accept": {Tier.IMMEDIATE_ROLLBACK}, "override": {Tier.IMMEDIATE_ROLLB
 FIX_FILE = "suggested-fix.sql"
 
 
-class CheckCompleted(Message):
-    def __init__(self, result: CheckResult):
-        super().__init__()
-        self.result = result
-
-
-class AssessScreen(ConsoleScreen[None]):
+class AssessScreen(ChecksScreen[None]):
     WRITES = CHANGES_SOMETHING | {"against"}
     BINDINGS = [
         Binding("enter", "evidence", "Evidence"),
@@ -65,10 +59,15 @@ class AssessScreen(ConsoleScreen[None]):
         Binding("j", "cursor('down')", "Down", show=False),
         Binding("k", "cursor('up')", "Up", show=False),
     ]
+    GROUP = Group.ASSESS
+    WORKER = "assessment"
+    VERDICT = "#assess-verdict"
+    WAITING = "assessing (read-only)…"
+    STOPPED = "stopped: see Recommendation"
+    NOT_YET = "That check has not finished yet."
 
     def __init__(self) -> None:
         super().__init__()
-        self.results: dict[str, CheckResult] = {}
         self.assessment: Assessment | None = None
         self.journal: Journal | None = None   # this assessment's incident, once journaled
 
@@ -80,14 +79,13 @@ class AssessScreen(ConsoleScreen[None]):
             return True
         return self.assessment is not None and self.assessment.decision.tier in OFFERS[action]
 
-
     def compose(self) -> ComposeResult:
         yield self.banner()
         with Horizontal(id="assess-body"):
             yield CheckList([(c.name, c.name.replace("_", " ")) for c in ASSESS_CHECKS],
                             id="assess-checks", classes="panel")
             with Vertical(id="assess-side"):
-                yield Static("assessing (read-only)…", id="assess-verdict", classes="panel")
+                yield Static(self.WAITING, id="assess-verdict", classes="panel")
                 with VerticalScroll(id="assess-reasons", classes="panel"):
                     yield Static("", id="assess-reasons-text")
         yield Footer()
@@ -96,8 +94,6 @@ class AssessScreen(ConsoleScreen[None]):
         self.query_one("#assess-checks").border_title = "Checks (enter: evidence)"
         self.query_one("#assess-verdict").border_title = "Recommendation"
         self.query_one("#assess-reasons").border_title = "Findings by tier"
-        self.query_one(CheckList).focus()
-        self.assess()
 
     def action_capital(self, key: str) -> None:
         """y where the verdict offers no Y: say why, never nothing (a tired operator presses y
@@ -109,47 +105,24 @@ class AssessScreen(ConsoleScreen[None]):
         self.notify(f"shift+y (capital Y) accepts a rollback recommendation; the verdict "
                     f"{d.tier.label} recommends none. {self._keys(d)}", title="y is not Y")
 
-    def action_rerun(self) -> None:
-        if any(w.group == "assess" and w.is_running for w in self.workers):
-            return
-        self.results.clear()
+    def reset(self) -> None:
         self.assessment = None
         self.journal = None
+
+    def run_checks(self, on_result: Callable[[CheckResult], None]) -> Awaitable[Assessment]:
+        return run_assessment(self.console.config, on_result=on_result)
+
+    def record(self, result: CheckResult) -> None:
+        self.query_one(CheckList).set_result(result.check, str(result.status), result.summary)
+
+    def finished(self, result: Any) -> None:
+        self.assessment = assessment = result
+        for r in assessment.results:
+            self.results[r.check] = r
+            self.record(r)
+        self.console.seen_tier = assessment.decision.tier.label   # the drill's call
+        self._show(assessment.decision)
         self.refresh_bindings()
-        checks = self.query_one(CheckList)
-        for key in list(checks.statuses):
-            checks.set_result(key, "pending", "")
-        self.query_one("#assess-verdict", Static).update("assessing (read-only)…")
-        self.assess()
-
-    @work(group="assess", name="assessment", exit_on_error=False)
-    async def assess(self) -> Assessment:
-        def on_result(result: CheckResult) -> None:
-            self.post_message(CheckCompleted(result))
-
-        return await run_assessment(self.console.config, on_result=on_result)
-
-    def on_check_completed(self, message: CheckCompleted) -> None:
-        r = message.result
-        self.results[r.check] = r
-        self.query_one(CheckList).set_result(r.check, str(r.status), r.summary)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "assess":
-            return
-        if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            text = str(error) if isinstance(error, ConsoleError) else repr(error)
-            self.query_one("#assess-verdict", Static).update(
-                Text(f"✖ the assessment could not run: {text}", style="bold"))
-            self.query_one(CheckList).stop_pending("stopped: see Recommendation")
-        elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
-            self.assessment = event.worker.result
-            for r in self.assessment.results:
-                self.on_check_completed(CheckCompleted(r))
-            self.console.seen_tier = self.assessment.decision.tier.label   # the drill's call
-            self._show(self.assessment.decision)
-            self.refresh_bindings()
 
     def _show(self, decision: Decision) -> None:
         verdict = Text()
@@ -216,21 +189,12 @@ class AssessScreen(ConsoleScreen[None]):
         table = self.query_one(CheckList)
         table.action_cursor_down() if direction == "down" else table.action_cursor_up()
 
-    @on(DataTable.RowSelected, "#assess-checks")
-    def row_selected(self, _event: DataTable.RowSelected) -> None:
-        self.action_evidence()
-
-    def action_evidence(self) -> None:
-        table = self.query_one(CheckList)
-        if table.cursor_row is None or not table.row_count:
-            return
-        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-        result = self.results.get(str(key))
+    def evidence_of(self, key: str) -> Evidence | None:
+        result = self.results.get(key)
         if result is None:
-            self.notify("That check has not finished yet.")
-            return
-        self.app.push_screen(FindingScreen(f"{result.check}: {result.status.upper()}",
-                                           result.symptom, result.summary, result.evidence))
+            return None
+        return (f"{result.check}: {result.status.upper()}", result.symptom, result.summary,
+                result.evidence)
 
     def _incident(self) -> Journal:
         """This assessment's incident journal, opened (with the assessment) on first use."""

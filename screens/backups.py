@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -11,12 +12,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Static
-from textual.worker import Worker, WorkerState
 
 from app.backups.backupset import BackupSet, list_sets
 from app.backups.verify import Verification, rehearse, verify
-from app.errors import ConsoleError
 from screens.base import ConsoleScreen
+from screens.work import Group
 
 
 class BackupsScreen(ConsoleScreen[None]):
@@ -57,14 +57,14 @@ class BackupsScreen(ConsoleScreen[None]):
 
     def action_verify(self, with_rehearsal: bool) -> None:
         table = self.query_one("#sets", DataTable)
-        if not self.sets or any(w.group == "backup" and w.is_running for w in self.workers):
+        if not self.sets or self.working(Group.BACKUP):
             return
         key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         chosen = next(s for s in self.sets if s.id == key)
         self.query_one("#set-text", Static).update(f"verifying {chosen.id}…")
         self.check(chosen, with_rehearsal)
 
-    @work(group="backup", name="verify-set", exit_on_error=False)
+    @work(group=Group.BACKUP, name="verify-set", exit_on_error=False)
     async def check(self, chosen: BackupSet, with_rehearsal: bool) -> Verification:
         cfg = self.console.config
         result = await verify(cfg, chosen)
@@ -76,16 +76,15 @@ class BackupsScreen(ConsoleScreen[None]):
             result.ok = result.ok and more.ok
         return result
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "backup":
+    def work_failed(self, group: Group, line: str) -> None:
+        if group is not Group.BACKUP:
+            super().work_failed(group, line)
             return
-        text = self.query_one("#set-text", Static)
-        if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            shown = str(error) if isinstance(error, ConsoleError) else repr(error)
-            text.update(f"✖ could not verify: {shown}")
-        elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
-            r: Verification = event.worker.result
+        self.query_one("#set-text", Static).update(f"✖ {line}")
+
+    def work_done(self, group: Group, result: Any) -> None:
+        if group is Group.BACKUP and result is not None:
+            r: Verification = result
             out = Text()
             out.append("✔ VERIFIED\n" if r.ok else "✖ NOT VERIFIED\n", style="bold reverse")
             for line in r.checked:
@@ -94,4 +93,4 @@ class BackupsScreen(ConsoleScreen[None]):
                 out.append(f"– NOT VERIFIABLE: {line}\n", style="italic")
             for line in r.problems:
                 out.append(f"✖ PROBLEM: {line}\n", style="bold")
-            text.update(out)
+            self.query_one("#set-text", Static).update(out)

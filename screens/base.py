@@ -1,14 +1,18 @@
-"""What every full screen of the console shares: the app it belongs to and the target banner."""
+"""What every full screen of the console shares: the app it belongs to, the target banner, and
+the one hook through which its engine work (screens/work.py) ends."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
 
+from app.failure import failure_line
+from screens.work import DOING, Group
 from widgets.banner import TargetBanner
 from widgets.footer import ConsoleFooter
 
@@ -70,6 +74,39 @@ class ConsoleScreen(Screen[ResultT]):
                 action in self.WRITES or (action == "open" and parameters == ("rollback",))):
             return False
         return True
+
+    # --- engine work: one hook for how it ended ---------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every screen's workers end here: a failure becomes the one line (logged with its
+        traceback) and goes to ``work_failed``; the others to ``work_done`` and
+        ``work_cancelled``."""
+        worker = event.worker
+        if worker.group not in DOING:
+            return
+        group = Group(worker.group)
+        if event.state == WorkerState.ERROR:
+            self.work_failed(group, failure_line(DOING[group], worker.error,
+                                                 self.console.log_path))
+        elif event.state == WorkerState.SUCCESS:
+            self.work_done(group, worker.result)
+        elif event.state == WorkerState.CANCELLED:
+            self.work_cancelled(group)
+
+    def work_failed(self, group: Group, line: str) -> None:
+        """Where a screen shows a failure of its work; by default a notification."""
+        self.notify(line, title="Failed", severity="error")
+
+    def work_done(self, group: Group, result: Any) -> None:
+        """A worker of ``group`` finished; ``result`` is what it returned."""
+
+    def work_cancelled(self, group: Group) -> None:
+        """A worker of ``group`` was cancelled (the operator stopped it, or left)."""
+
+    def working(self, group: Group) -> bool:
+        """Whether work of ``group`` is pending or running on this screen."""
+        return any(w.group == group and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                   for w in self.workers)
 
     @property
     def console(self) -> RollbackConsoleApp:

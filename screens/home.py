@@ -12,7 +12,6 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
-from textual.worker import Worker, WorkerState
 
 from app.backups.backupset import list_sets
 from app.errors import ConsoleError
@@ -30,6 +29,7 @@ from screens.gate import GateScreen
 from screens.plan import PlanScreen
 from screens.rollback import RollbackScreen
 from screens.watch import WatchScreen
+from screens.work import Group
 from widgets.banner import TargetBanner
 from widgets.contacts import ContactsPanel
 from widgets.status_line import StatusLine
@@ -124,7 +124,7 @@ class HomeScreen(ConsoleScreen[None]):
         line.summary = (f"{len(sets)} set(s); newest {newest.id}{age}, "
                         + ("with manifest" if newest.manifest else "NO manifest: unverifiable"))
 
-    @work(group="incident", name="home-incident", exit_on_error=False)
+    @work(group=Group.INCIDENT, name="home-incident", exit_on_error=False)
     async def _offer_resume(self) -> None:
         """The unfinished incident on the target's database (bound to its identity)."""
         try:
@@ -180,7 +180,7 @@ class HomeScreen(ConsoleScreen[None]):
             return
         self.resume(self.unfinished)
 
-    @work(group="plan", name="resume-plan", exit_on_error=False, exclusive=True)
+    @work(group=Group.RESUME, name="resume-plan", exit_on_error=False, exclusive=True)
     async def resume(self, journal: Journal) -> None:
         """The engine's resume (the CLI's too): the plan the first gate approved, again."""
         self.post_message(self.ResumeReady(await prepare_resume(self.console.config, journal)))
@@ -212,7 +212,7 @@ class HomeScreen(ConsoleScreen[None]):
             line.status, line.summary = "pending", "probing…"
         self.probe()
 
-    @work(group="probe", name="home-probe", exit_on_error=False, exclusive=True)
+    @work(group=Group.PROBE, name="home-probe", exit_on_error=False, exclusive=True)
     async def probe(self) -> None:
         cfg = self.console.config
         try:
@@ -222,15 +222,14 @@ class HomeScreen(ConsoleScreen[None]):
         health = await app_health(cfg.app) if cfg.app else None
         self.post_message(self.Probed(facts, health))
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR and event.worker.group == "plan":
-            self.notify(f"cannot resume: {event.worker.error}", severity="error")
-        if event.state == WorkerState.ERROR and event.worker.group == "incident":
-            line = self.query_one("#probe-incident", StatusLine)
-            line.status, line.summary = "error", f"incident lookup failed: {event.worker.error}"
-        if event.state == WorkerState.ERROR and event.worker.group == "probe":
-            db = self.query_one("#probe-db", StatusLine)
-            db.status, db.summary = "error", f"probe failed: {event.worker.error}"
+    def work_failed(self, group: Group, line: str) -> None:
+        """A probe or the incident lookup that failed says so on its own line."""
+        where = {Group.INCIDENT: "#probe-incident", Group.PROBE: "#probe-db"}.get(group)
+        if where is None:
+            super().work_failed(group, line)
+            return
+        status = self.query_one(where, StatusLine)
+        status.status, status.summary = "error", line
 
     def on_home_screen_probed(self, message: Probed) -> None:
         db = self.query_one("#probe-db", StatusLine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -13,11 +14,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
-from textual.worker import Worker, WorkerState
 
 from app.backups.backupset import BackupSet, list_sets
 from app.catalog import qualified
-from app.errors import ConsoleError, TakenAfterMigration
+from app.errors import TakenAfterMigration
 from app.events import EventChannel
 from app.journal import Journal, incidents_root, new_incident_id
 from app.rollback.context import (
@@ -34,6 +34,7 @@ from screens.base import ConsoleScreen
 from screens.gate import GateScreen
 from screens.reason import ReasonScreen
 from screens.rollback import RollbackScreen
+from screens.work import Group
 
 ROLLBACK_TIER = "IMMEDIATE ROLLBACK"
 
@@ -154,7 +155,7 @@ class PlanScreen(ConsoleScreen[None]):
         self.query_one("#plan-text", Static).update("building the plan (read-only)…")
         self.build(backup, Options(tables=tables, keep_maintenance=True))  # one plan, 2 phases
 
-    @work(group="plan", name="build-plan", exit_on_error=False, exclusive=True)
+    @work(group=Group.PLAN, name="build-plan", exit_on_error=False, exclusive=True)
     async def build(self, backup: BackupSet, options: Options) -> tuple[Plan, BackupSet,
                                                                          Options]:
         self.refused = None
@@ -165,18 +166,17 @@ class PlanScreen(ConsoleScreen[None]):
             raise
         return plan, backup, options
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "plan":
+    def work_failed(self, group: Group, line: str) -> None:
+        if group is not Group.PLAN:
+            super().work_failed(group, line)
             return
-        if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            message = str(error) if isinstance(error, ConsoleError) else repr(error)
-            hint = ("\n\nshift+o: use this set anyway (asks why; the reason is journaled)"
-                    if self.refused else "")
-            self.query_one("#plan-text", Static).update(
-                f"✖ could not build the plan: {message}{hint}")
-        elif event.state == WorkerState.SUCCESS and event.worker.result is not None:
-            self.plan, self.backup, self.options = event.worker.result
+        hint = ("\n\nshift+o: use this set anyway (asks why; the reason is journaled)"
+                if self.refused else "")
+        self.query_one("#plan-text", Static).update(f"✖ {line}{hint}")
+
+    def work_done(self, group: Group, result: Any) -> None:
+        if group is Group.PLAN and result is not None:
+            self.plan, self.backup, self.options = result
             self.query_one("#plan-text", Static).update(self._describe(self.plan))
 
     def against_verdict(self) -> tuple[str, str] | None:

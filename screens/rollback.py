@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Input, OptionList, ProgressBar, Static
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
 from app.events import Event, RunFinished, StepFinished, StepLog, StepProgress, StepStarted
 from app.rollback.context import Outcome, RollbackType, RunContext
@@ -23,8 +23,15 @@ from screens.log_lines import LogLinesScreen
 from screens.reason import ReasonScreen
 from screens.report import ReportScreen
 from screens.rollback_maintenance import MaintenanceControls
-from screens.run_events import PROGRESS_EVERY_S, TOOL_PROGRESS, RunnerEvents, thin
+from screens.run_events import (
+    PROGRESS_EVERY_S,
+    TOOL_PROGRESS,
+    RunnerEvents,
+    thin,
+    until_finished,
+)
 from screens.validation import ValidationScreen
+from screens.work import Group
 from widgets.incident_clock import IncidentClock
 from widgets.live_log import LiveLog
 from widgets.step_list import StepList, StepRow
@@ -131,8 +138,8 @@ class RollbackScreen(MaintenanceControls):
     def start_run(self) -> None:
         self.outcome = None
         self.query_one("#rb-outcome", Static).update("running… (p pauses after this step)")
-        self.worker = self.run_worker(self._run(), group="rollback", name="rollback-runner",
-                                      exit_on_error=False)
+        self.worker = self.run_worker(self._run(), group=Group.ROLLBACK,
+                                      name="rollback-runner", exit_on_error=False)
         self.refresh_bindings()
 
     async def _run(self) -> Outcome:
@@ -140,7 +147,7 @@ class RollbackScreen(MaintenanceControls):
         pending: list[Event] = []
         last_post = 0.0
         try:
-            async for event in self.ctx.channel:
+            async for event in until_finished(self.ctx.channel, task):
                 pending.append(event)
                 now = time.monotonic()
                 urgent = not isinstance(event, StepLog | StepProgress)
@@ -154,13 +161,14 @@ class RollbackScreen(MaintenanceControls):
                 task.cancel()
         return await task
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "rollback":
-            return
-        if event.state == WorkerState.ERROR:
-            self._finish(Outcome.NEEDS_OPERATOR,
-                         f"the runner stopped unexpectedly: {event.worker.error}")
-        elif event.state == WorkerState.CANCELLED:
+    def work_failed(self, group: Group, line: str) -> None:
+        if group is Group.ROLLBACK:
+            self._finish(Outcome.NEEDS_OPERATOR, line)
+        else:
+            super().work_failed(group, line)
+
+    def work_cancelled(self, group: Group) -> None:
+        if group is Group.ROLLBACK:
             self._finish(Outcome.NEEDS_OPERATOR, "aborted by the operator; the journal "
                                                  "records where; resume or retry")
 
@@ -254,11 +262,8 @@ class RollbackScreen(MaintenanceControls):
         if self.outcome not in (Outcome.DONE, Outcome.PHASE_VALIDATED) or not self._followup():
             self.notify("Nothing to follow with: no table lost its rows to this rollback.")
             return
-        from screens.plan import PlanScreen
-
         phase = (self.phase[0] + 1, self.phase[1]) if self.phase else (2, 2)
-        self.app.push_screen(PlanScreen(RollbackType.PARTIAL, tuple(self._followup()),
-                                        phase=phase))
+        self.console.open_plan(RollbackType.PARTIAL, tuple(self._followup()), phase=phase)
 
     def action_pause(self) -> None:
         if self.running:

@@ -16,6 +16,7 @@ from app.rollback.schema import way_out
 from app.rollback.steps import operator_maintenance
 from screens.base import ConsoleScreen
 from screens.confirm import ConfirmScreen
+from screens.work import Group
 from widgets.live_log import LiveLog
 
 
@@ -106,7 +107,7 @@ class MaintenanceControls(ConsoleScreen[Outcome | None]):
         else:
             self.ask_maintenance()   # what the run remembers may be wrong: ask the app
 
-    @work(group="maintenance", exit_on_error=False)
+    @work(group=Group.MAINTENANCE, name="ask-maintenance", exit_on_error=False)
     async def ask_maintenance(self) -> None:
         """Ask the app itself, not what this run remembers: a run that stopped before it
         recorded the switch, or an operator elsewhere, may have left it on."""
@@ -145,7 +146,7 @@ class MaintenanceControls(ConsoleScreen[Outcome | None]):
             "The app is in maintenance mode. Turn it off? "
             + why.get(self.outcome or Outcome.DONE, ""), yes_label="Maintenance off"), answered)
 
-    @work(group="maintenance", exit_on_error=False)
+    @work(group=Group.MAINTENANCE, name="maintenance-off", exit_on_error=False)
     async def maintenance_off(self) -> None:
         assert self.ctx.cfg.app is not None
         log = self.query_one(LiveLog)

@@ -3,11 +3,14 @@ in bursts), a flood thinned, and a dump tool's per-object lines recognised for c
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
+from typing import Any
 
 from textual.message import Message
 
-from app.events import Event, StepLog
+from app.events import Event, EventChannel, RunFinished, StepLog
 
 PROGRESS_EVERY_S = 0.1
 # A dump tool's per-object progress (pg_restore --verbose prints a line per object: ~370 for
@@ -35,3 +38,29 @@ class RunnerEvents(Message):
     def __init__(self, events: list[Event]):
         super().__init__()
         self.events = events
+
+
+async def until_finished(channel: EventChannel, runner: asyncio.Task[Any]
+                         ) -> AsyncIterator[Event]:
+    """The run's events up to RunFinished, or until the runner ends without one (an
+    unexpected error in it): the screen then hears that error instead of waiting forever."""
+    queue = channel.queue
+    while True:
+        if queue.empty():
+            waiting = asyncio.ensure_future(queue.get())
+            try:
+                await asyncio.wait({waiting, runner}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                got = waiting.done()
+                if not got:
+                    waiting.cancel()   # stopped, or the runner ended: no getter left behind
+            if not got:
+                while not queue.empty():
+                    yield queue.get_nowait()
+                return
+            event = waiting.result()
+        else:
+            event = queue.get_nowait()
+        yield event
+        if isinstance(event, RunFinished):
+            return

@@ -6,6 +6,7 @@ and an ALERT when something that passed regresses (a notification goes to the ch
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import work
@@ -13,13 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
-from textual.worker import Worker, WorkerState
 
-from app.errors import ConsoleError
 from app.journal import Journal
 from app.validation import CHECKLIST
 from app.watch import Round, sparkline, watch
 from screens.base import ConsoleScreen
+from screens.work import Group
 from widgets.check_list import status_text
 
 HISTORY = 30   # rounds shown in each item's trend
@@ -76,7 +76,7 @@ class WatchScreen(ConsoleScreen[None]):
         table.focus()
         self.run_watch()
 
-    @work(group="watch", name="watch", exit_on_error=False, exclusive=True)
+    @work(group=Group.WATCH, name="watch", exit_on_error=False, exclusive=True)
     async def run_watch(self) -> list[Round]:
         def on_round(current: Round, rounds: list[Round]) -> None:
             self.post_message(WatchRound(current, list(rounds)))
@@ -89,7 +89,7 @@ class WatchScreen(ConsoleScreen[None]):
         self.next_at = time.monotonic() + self.interval_s
         table = self.query_one("#watch-items", DataTable)
         for item in message.current.checklist.items:
-            history = [1 if any(i.name == item.name and str(i.status) == "pass"
+            history = [1 if any(i.name == item.name and i.status.passed
                                 for i in r.checklist.items) else 0
                        for r in self.rounds[-HISTORY:]]
             table.update_cell(item.name, "now", status_text(str(item.status)))
@@ -123,24 +123,26 @@ class WatchScreen(ConsoleScreen[None]):
             f"round {len(self.rounds)} · {passing}/{total} items pass {trend} · every "
             f"{_span(self.interval_s)} for {_span(self.duration_s)} · {state}")
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "watch":
+    def work_failed(self, group: Group, line: str) -> None:
+        if group is not Group.WATCH:
+            super().work_failed(group, line)
             return
-        if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            reason = str(error) if isinstance(error, ConsoleError) else repr(error)
-            self.finished = "✖ could not watch: " + reason
-            self._stop_pending("not watched: see the status above")
-        elif event.state == WorkerState.SUCCESS:
+        self.finished = f"✖ {line}"
+        self._stop_pending("not watched: see the status above")
+        self._tick()
+
+    def work_done(self, group: Group, result: Any) -> None:
+        if group is Group.WATCH:
             self.finished = (f"■ FINISHED after {len(self.rounds)} round(s)"
                              + (f", {len(self.alerts)} regression(s)" if self.alerts else
                                 ", no regression"))
-        elif event.state == WorkerState.CANCELLED:
+            self._tick()
+
+    def work_cancelled(self, group: Group) -> None:
+        if group is Group.WATCH:
             self.finished = f"■ STOPPED by the operator after {len(self.rounds)} round(s)"
             self._stop_pending("stopped before this item was checked")
-        else:
-            return
-        self._tick()
+            self._tick()
 
     def _stop_pending(self, summary: str) -> None:
         """Nothing runs any more: no row may go on saying RUNNING."""
@@ -154,12 +156,11 @@ class WatchScreen(ConsoleScreen[None]):
 
     @property
     def watching(self) -> bool:
-        return any(w.group == "watch" and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
-                   for w in self.workers)
+        return self.working(Group.WATCH)
 
     def action_stop(self) -> None:
         if self.watching:
-            self.workers.cancel_group(self, "watch")
+            self.workers.cancel_group(self, Group.WATCH)
 
     def action_back(self) -> None:
         self.action_stop()

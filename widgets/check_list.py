@@ -6,15 +6,14 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-STATUS = {"pending": ("…", "RUNNING", "dim"), "pass": ("✔", "PASS", "green"),
-          "warn": ("▲", "WARN", "yellow"), "fail": ("✖", "FAIL", "red"),
-          "error": ("✖", "ERROR", "red"), "skip": ("–", "SKIPPED", "dim"),
-          "notrun": ("■", "NOT RUN", "dim")}
+from app.checks.model import mark
 
 
 def status_text(status: str) -> Text:
-    icon, word, style = STATUS.get(status, ("?", status.upper(), ""))
-    return Text(f"{icon} {word}", style=style)
+    """A check's status in the one table's icon and word; a check not back yet is running
+    (every check of a list starts at once)."""
+    shown = mark("running" if status == "pending" else status)
+    return Text(shown.text, style=shown.style)
 
 
 class CheckList(DataTable[Text | str]):

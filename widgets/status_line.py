@@ -7,13 +7,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-STATUS_STYLE = {
-    "pending": ("…", "PENDING", "dim"),
-    "pass": ("✔", "PASS", "green"),
-    "warn": ("▲", "WARN", "yellow"),
-    "fail": ("✖", "FAIL", "red"),
-    "error": ("✖", "ERROR", "red"),
-}
+from app.checks.model import mark
 
 
 class _Row(Table):
@@ -38,11 +32,11 @@ class StatusLine(Static):
     def render(self) -> Table:
         """Label and status in fixed columns; a long summary wraps under itself (hanging
         indent), so a path or an ID is never cut and the columns stay readable."""
-        icon, word, style = STATUS_STYLE.get(self.status, ("?", self.status.upper(), ""))
+        shown = mark(self.status)
         grid = _Row.grid(expand=True)
         grid.add_column(width=12, no_wrap=True)
         grid.add_column(width=9, no_wrap=True)
         grid.add_column(ratio=1, overflow="fold")
-        grid.add_row(Text(self.label, style="bold"), Text(f"{icon} {word}", style=style),
+        grid.add_row(Text(self.label, style="bold"), Text(shown.text, style=shown.style),
                      Text(self.summary))
         return grid

@@ -10,11 +10,8 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from app.checks.model import mark
 from widgets.incident_clock import hms
-
-ICONS = {"pending": ("·", "PENDING", "dim"), "running": ("▶", "RUNNING", "bold"),
-         "done": ("✔", "DONE", "green"), "failed": ("✖", "FAILED", "red"),
-         "skipped": ("↷", "SKIPPED", "yellow"), "aborted": ("■", "ABORTED", "red")}
 
 
 @dataclass
@@ -58,9 +55,9 @@ class StepList(OptionList):
         self.redraw()
 
     def line(self, row: StepRow) -> Text:
-        icon, word, style = ICONS.get(row.status, ("?", row.status.upper(), ""))
+        shown = mark(row.status)
         text = Text()
-        text.append(f"{icon} {word:<7} ", style=style)
+        text.append(f"{shown.icon} {shown.word:<7} ", style=shown.style)
         text.append(row.title)
         if row.point_of_no_return:
             text.append(" ⚠ NO RETURN", style="bold")

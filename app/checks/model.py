@@ -15,6 +15,11 @@ class Status(StrEnum):
     ERROR = "error"   # the check could not finish (timeout, lock, unexpected error)
     SKIP = "skip"     # not run: not configured, no baseline, or the role lacks a privilege
 
+    @property
+    def passed(self) -> bool:
+        """The one way a status counts as passing (a skip is not a pass)."""
+        return self is Status.PASS
+
 
 class Kind(StrEnum):
     """A symptom, in the runbook's words where it has them. The decision table maps these."""
@@ -78,3 +83,42 @@ class Skip(Exception):
 def worst(statuses: list[Status]) -> Status:
     order = [Status.PASS, Status.SKIP, Status.WARN, Status.ERROR, Status.FAIL]
     return max(statuses, key=order.index, default=Status.PASS)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A status as the screen and the terminal show it: an icon and a word, so the colour is
+    never the only carrier (under NO_COLOR both renderers, Textual's App and Rich's Console,
+    drop the colour and the words still say everything)."""
+
+    icon: str
+    word: str
+    style: str = ""   # a rich style: its colour is extra, never the meaning
+
+    @property
+    def text(self) -> str:
+        return f"{self.icon} {self.word}"
+
+
+# Every status the console shows, checks and steps alike: the one table the widgets and the
+# CLI read. A check that could not run is "skip"; a step the operator skipped is "skipped".
+MARKS: dict[str, Mark] = {
+    "pending": Mark("·", "PENDING", "dim"),   # not started, or not answered yet
+    "running": Mark("▶", "RUNNING", "bold"),
+    "pass": Mark("✔", "PASS", "green"),
+    "done": Mark("✔", "DONE", "green"),
+    "warn": Mark("▲", "WARN", "yellow"),
+    "fail": Mark("✖", "FAIL", "red"),
+    "failed": Mark("✖", "FAILED", "red"),
+    "error": Mark("✖", "ERROR", "red"),
+    "skip": Mark("–", "SKIPPED", "dim"),
+    "skipped": Mark("↷", "SKIPPED", "yellow"),
+    "notrun": Mark("■", "NOT RUN", "dim"),
+    "aborted": Mark("■", "ABORTED", "red"),
+}
+
+
+def mark(status: str) -> Mark:
+    """The mark of ``status`` (a ``Status`` or a step's status word); an unknown one is
+    shown as its own word, never as nothing."""
+    return MARKS.get(str(status), Mark("?", str(status).upper()))

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from app.config import Config
     from app.validation import Checklist
 
-STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "red", "skip": "dim"}
 TIER_STYLE = {"HEALTHY": "bold green", "INCONCLUSIVE": "bold magenta",
               "MONITOR AND ASSESS": "bold yellow",
               "FORWARD-FIX": "bold dark_orange", "IMMEDIATE ROLLBACK": "bold white on red",
@@ -27,6 +26,13 @@ TIER_STYLE = {"HEALTHY": "bold green", "INCONCLUSIVE": "bold magenta",
 FIX_HEADING = "Suggested fix (run or copy; nothing was run):"
 WATCH_HINT = ("Watch: `rollback-console validate --watch 1h` runs the checklist again and again "
               "and alerts on a regression; assess again after.")
+
+
+def _style(status: Any) -> str:
+    """A check's colour, from the one table of marks the console's widgets read too."""
+    from app.checks.model import mark
+
+    return mark(str(status)).style
 
 
 def _console(stderr: bool = False) -> Console:
@@ -38,7 +44,7 @@ def _console(stderr: bool = False) -> Console:
 def _progress(console: Console) -> Any:
     """Print each check as it completes (stderr), so a long assessment is not a silent one."""
     def show(result: Any) -> None:
-        console.print(f"  [{STYLE[str(result.status)]}]{result.status:>5}[/] {result.check}",
+        console.print(f"  [{_style(result.status)}]{result.status:>5}[/] {result.check}",
                       markup=True)
     return show
 
@@ -56,7 +62,7 @@ def _render_assessment(a: Assessment) -> None:
     table.add_column("status", no_wrap=True)
     table.add_column("summary (runbook symptom)")
     for r in a.results:   # summaries hold names like [app]: text, never markup
-        table.add_row(escape(r.check), f"[{STYLE[str(r.status)]}]{r.status}[/]",
+        table.add_row(escape(r.check), f"[{_style(r.status)}]{r.status}[/]",
                       f"{escape(r.summary)}\n[dim]{escape(r.symptom)}[/dim]")
     out.print(table)
 
@@ -115,11 +121,11 @@ def _render_checklist(c: Checklist) -> None:
     table.add_column("evidence")
     for i in c.items:
         table.add_row(f"{escape(i.name)}\n[dim]{escape(i.runbook)}[/dim]",
-                      f"[{STYLE[str(i.status)]}]{i.status}[/]", escape(i.summary))
+                      f"[{_style(i.status)}]{i.status}[/]", escape(i.summary))
     out.print(table)
     out.print("[bold green]ALL ITEMS PASS[/]" if c.passed else
               "[bold red]VALIDATION FAILED[/]: items not passing: " +
-              ", ".join(i.name for i in c.items if i.status.value != "pass"), markup=True)
+              ", ".join(i.name for i in c.items if not i.status.passed), markup=True)
 
 
 def register(group: click.Group) -> None:
