@@ -5,7 +5,7 @@ incidents live on the target's database."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from app.backups.source import RestoreSource, open_source
@@ -77,7 +77,9 @@ async def prepare_resume(cfg: Config, journal: Journal, confirm: str = "",
     options = options_of(journal, confirm, maintenance_failure)
     source = open_source(first.source or {"id": first.backup}, cfg.target.backups_root)
     kind = RollbackType(first.type)
-    plan = await build_plan(cfg, kind, source, options)
+    # The set's age was judged at the first gate: a resume never refuses it again, even when
+    # the migration's time reads differently now (the blast radius still says AFTER).
+    plan = await build_plan(cfg, kind, source, replace(options, allow_after_migration=True))
     return Resumption(journal, kind, source, options, plan, first)
 
 
