@@ -25,6 +25,7 @@ from app.catalog import user_tables
 # target can never be it (and a platform's project database is named so).
 MAINTENANCE_DB = "postgres"
 SCHEMA, PARTIAL, FULL = "schema", "partial", "full"
+SWAP, IN_PLACE_BY_SCHEMA, WHOLE_DUMP_IN_PLACE = "swap", "in_place_by_schema", "in_place"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class Capability:
     possible: bool
     why: str
     instead: str = ""
+    # Type 3 only: how it runs here. "swap": restore into a new database and switch names;
+    # "in_place_by_schema": every schema the app owns restored in place (Type 1's catalog diff,
+    # then Type 2's reload of every app table), the platform's schemas left alone.
+    how: str = ""
 
     def message(self) -> str:
         """One line for a refusal: why not, then what to do instead."""
@@ -158,6 +163,15 @@ def full_reasons(facts: RoleFacts) -> list[str]:
     return reasons + restore_reasons(facts)
 
 
+def whole_dump_in_place(facts: RoleFacts) -> bool:
+    """The old in-place Type 3 (the whole dump restored over the target, with
+    --allow-in-place) is possible: renaming is the one obstacle, and the role may restore
+    every owner and event trigger in the dump."""
+    return (facts.database != MAINTENANCE_DB and not facts.foreign_owners
+            and (facts.superuser or not facts.event_triggers)
+            and all(r.startswith(f"role {facts.role} may not") for r in full_reasons(facts)))
+
+
 def restore_reasons(facts: RoleFacts) -> list[str]:
     """Why this role cannot restore the database's whole dump (empty: it can): owners it may
     not become, event triggers only a superuser creates (a managed platform's database)."""
@@ -192,18 +206,38 @@ def decide(facts: RoleFacts, taken_at: datetime | None = None) -> dict[str, Capa
     reasons = full_reasons(facts)
     if not reasons:
         out[FULL] = Capability(FULL, True, f"role {facts.role} may restore into a new "
-                               f"database and switch it with {facts.database}")
+                               f"database and switch it with {facts.database}", how=SWAP)
+        return out
+    if out[SCHEMA].possible and out[PARTIAL].possible:
+        out[FULL] = Capability(
+            FULL, True, "Type 3 restores IN PLACE, schema by schema: every schema the app "
+            "owns from the backup (Type 1's catalog diff, then Type 2's reload of every app "
+            "table); the platform's schemas, roles, event triggers and extensions are left "
+            "alone. A swap (restore into a new database and switch) is impossible here: "
+            + "; ".join(reasons), how=IN_PLACE_BY_SCHEMA)
         return out
     instead = []
     only_role = facts.database != MAINTENANCE_DB and not facts.superuser
     if only_role:
         instead.append("connect as a superuser")
-    tables = ", ".join(facts.app_tables) or "the app's tables"
-    instead.append(f"use Type 1 + Type 2 of every app table ({tables})")
     instead.append(platform)
-    out[FULL] = Capability(FULL, False, "Type 3 (restore into a new database and switch) is "
-                           "impossible here: " + "; ".join(reasons), "; or ".join(instead))
+    blocked = [c.why for c in (out[SCHEMA], out[PARTIAL]) if not c.possible]
+    out[FULL] = Capability(FULL, False, "Type 3 is impossible here: neither a swap ("
+                           + "; ".join(reasons) + ") nor in place by schema ("
+                           + "; ".join(blocked) + ")", "; or ".join(instead))
     return out
+
+
+async def full_capability(conn: asyncpg.Connection, taken_at: datetime | None,
+                          allow_in_place: bool) -> Capability:
+    """How Type 3 runs here: a swap; the whole dump in place (--allow-in-place, where renaming
+    is the one obstacle); in place schema by schema; or impossible (with what to do)."""
+    facts = await read_facts(conn)
+    cap = decide(facts, taken_at)[FULL]
+    if cap.possible and cap.how != SWAP and allow_in_place and whole_dump_in_place(facts):
+        return Capability(FULL, True, "the whole dump restored in place (--allow-in-place): "
+                          + "; ".join(full_reasons(facts)), how=WHOLE_DUMP_IN_PLACE)
+    return cap
 
 
 async def capabilities(conn: asyncpg.Connection,

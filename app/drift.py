@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +50,41 @@ async def measure(conn: asyncpg.Connection, diff: Diff, annotate: bool = True) -
                 change.note = f"{change.note}; {said}" if change.note else said
         if change.fails_if_count and n:
             change.blocker = change.fails_if_count.format(n=n)
+    for change in diff.changes:
+        if change.kind == "add foreign key" and not change.if_rows_sql:
+            await _orphans(conn, change)
+
+
+_ADD_FK = re.compile(r"ALTER TABLE (?P<table>.+?) ADD CONSTRAINT \S+ FOREIGN KEY "
+                     r"\((?P<cols>[^)]*)\) REFERENCES (?P<ref>[^(]+)\((?P<refcols>[^)]*)\)")
+
+
+async def _orphans(conn: asyncpg.Connection, change: Change) -> None:
+    """A foreign key the plan adds back over rows whose parent is gone (the migration deleted
+    it): the ADD would fail on them. Counted read-only; with orphans the key is added NOT
+    VALID (it guards new writes at once) and the parent's rows are left for a data rollback
+    (Type 2 of the parent, phase 2), which validates it."""
+    m = _ADD_FK.match(change.sql[0]) if change.sql else None
+    if m is None or change.sql[0].endswith("NOT VALID"):
+        return
+    cols = [c.strip() for c in m.group("cols").split(",")]
+    refcols = [c.strip() for c in m.group("refcols").split(",")]
+    table, ref = m.group("table"), m.group("ref").strip()
+    match = " AND ".join(f"p.{r} = c.{c}" for c, r in zip(cols, refcols, strict=False))
+    filled = " AND ".join(f"c.{c} IS NOT NULL" for c in cols)
+    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS "
+                               "NOT NULL", table, ref):
+        return   # a table the plan creates first: no rows to orphan
+    n = int(await conn.fetchval(f"SELECT count(*) FROM {table} c WHERE {filled} AND NOT "
+                                f"EXISTS (SELECT 1 FROM {ref} p WHERE {match})"))
+    if not n:
+        return
+    parent = ref if "." in ref else f"public.{ref}"
+    change.sql = (change.sql[0] + " NOT VALID", *change.sql[1:])
+    change.residual = (f"{n:,} rows of {table} have no parent in {ref}: added NOT VALID; "
+                       f"reloading {ref} (Type 2, phase 2) brings the parents back and "
+                       "validates it")
+    change.data_tables = (*change.data_tables, parent)
 
 
 ESTIMATE_ABOVE_ROWS = 200_000        # larger tables are not scanned to annotate a plan

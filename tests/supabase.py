@@ -361,3 +361,17 @@ def run_as_postgres(console: Console, sql: str) -> None:
         finally:
             await conn.close()
     asyncio.run(go())
+
+
+# A migration that damages schema, data, policies, grants and the app's trigger on auth.users.
+DAMAGE = """
+ALTER TABLE public.local_classes DROP COLUMN school;
+UPDATE public.media SET caption = 'broken';
+DROP POLICY "media: owner reads" ON public.media;
+REVOKE ALL ON public.chakai FROM anon;
+DROP TRIGGER on_auth_user_created ON auth.users;
+"""
+
+
+def damage(console: Console) -> None:
+    run_as_postgres(console, DAMAGE)

@@ -26,6 +26,7 @@ from tests.supabase import (
     SupabaseCluster,
     SupabaseDb,
     allows_connections,
+    damage,
     databases_like,
     migrated_now,
     open_console,
@@ -107,18 +108,32 @@ async def test_the_fixture_is_shaped_like_a_supabase_project(
 # --- 2. know the role you are --------------------------------------------------------------
 
 async def test_capabilities_as_supabase_postgres(as_postgres: asyncpg.Connection) -> None:
-    """As `postgres` on the project's database: Type 1 and Type 2 can run, Type 3 cannot, and
-    the reason and the way instead are said before anything starts."""
+    """As `postgres` on the project's database: Type 1 and Type 2 can run; Type 3 cannot swap
+    databases, so it runs in place, schema by schema, and says why (it was refused)."""
     caps = await capabilities(as_postgres)
     assert caps[SCHEMA].possible and caps[PARTIAL].possible
     full = caps[FULL]
-    assert not full.possible
+    assert full.possible and full.how == "in_place_by_schema", full.why
     assert "named postgres" in full.why
     assert "may not end the sessions of authenticator, supabase_admin" in full.why
     assert "event triggers" in full.why
-    assert "use Type 1 + Type 2 of every app table (public.accounts" in full.instead
-    assert "point-in-time restore" in full.instead
-    assert "connect as a superuser" not in full.instead   # the platform gives none
+
+
+async def test_type3_is_impossible_without_createdb_and_names_the_platform_restore(
+        as_postgres: asyncpg.Connection) -> None:
+    """A role that can neither swap nor compare schemas (no CREATEDB): Type 3 is impossible,
+    said before starting, naming the platform's restore with the exact time to ask for."""
+    from datetime import UTC, datetime
+
+    from app.capabilities import decide, read_facts
+
+    facts = await read_facts(as_postgres)
+    from dataclasses import replace
+    taken = datetime(2026, 12, 2, 1, 44, 59, tzinfo=UTC)
+    full = decide(replace(facts, createdb=False), taken)[FULL]
+    assert not full.possible
+    assert "no CREATEDB" in full.why
+    assert "point-in-time restore to 2026-12-02 01:44:59 UTC" in full.instead
 
 
 async def test_capabilities_as_a_superuser_on_a_plain_database(
@@ -133,42 +148,34 @@ async def test_capabilities_as_a_superuser_on_a_plain_database(
         await conn.close()
 
 
-def test_type3_refuses_before_starting_on_the_postgres_database(console: Console) -> None:
-    """Type 3 as `postgres` on the project's database: refused before anything starts (exit
-    2) with what to do instead; no `postgres_restored_*` database, connections allowed."""
+def test_type3_in_place_by_schema_as_postgres_restores_the_app_and_leaves_the_platform(
+        console: Console) -> None:
+    """Type 3 as `postgres` on the project's database (no swap possible): the dry run says it
+    goes in place by schema and why, and lists what the platform owns as not restored; the
+    run restores schema, data, policies, grants and the sign-up trigger on auth.users (exit
+    0), validate passes, the platform is identical, no `postgres_restored_*` is made (it was
+    refused, exit 2)."""
     take_backup(console)
     before = asyncio.run(platform_state(console.db.admin_dsn))
+    damage(console)
     migrated = migrated_now()
     code, out = console.run("run", "--type", "full", "--migration-time", migrated,
+                            "--dry-run")
+    assert code == 0, out
+    assert "IN PLACE, schema by schema (no swap: the database is named postgres" in out
+    assert "not restored: owned by the platform: schemas and their rows auth " \
+           "(supabase_auth_admin)" in out
+    assert "event triggers issue_graphql_placeholder" in out
+    assert "on_auth_user_created" in out
+    code, out = console.run("run", "--type", "full", "--migration-time", migrated,
                             "--confirm", "CONFIRM_FULL_RESTORE tea-school-sandbox")
-    assert code == 2, out
-    assert "Instead: use Type 1 + Type 2 of every app table" in out
-    assert "point-in-time restore to" in out
-    assert "maintenance mode on" not in out   # refused before anything started
+    assert code == 0, out
     db = console.db
     assert asyncio.run(databases_like(db, "postgres_restored_")) == []
     assert asyncio.run(allows_connections(db)) is True
     assert asyncio.run(platform_state(db.admin_dsn)) == before
-    # the way instead is open: the refusal left no unfinished incident in its way
-    code, out = console.run("run", "--type", "partial", "--tables", "media",
-                            "--migration-time", migrated, "--confirm",
-                            "ROLLBACK tea-school-sandbox")
+    code, out = console.run("validate")
     assert code == 0, out
-
-
-def test_type3_refuses_on_a_copy_the_platform_holds_sessions_on(console_copy: Console) -> None:
-    """Under another name the database still holds a superuser's session and event triggers
-    `postgres` cannot restore: refused, with the way instead, nothing left behind."""
-    take_backup(console_copy)
-    code, out = console_copy.run("run", "--type", "full", "--allow-in-place",
-                                 "--migration-time", migrated_now(), "--confirm",
-                                 "CONFIRM_FULL_RESTORE tea-school-sandbox")
-    assert code == 2, out
-    assert "may not end the sessions of authenticator, supabase_admin" in out
-    assert "Instead: connect as a superuser" in out
-    db = console_copy.db
-    assert asyncio.run(databases_like(db, f"{db.name}_restored_")) == []
-    assert asyncio.run(allows_connections(db)) is True
 
 
 # --- 3. the switch never leaves the database closed ----------------------------------------

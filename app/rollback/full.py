@@ -18,8 +18,7 @@ import asyncpg
 from app.backups.backupset import FULL_DUMP_NAMES, check_file, check_target
 from app.backups.tools import restore_filtered, run_tool, server_major, tool_output
 from app.backups.verify import content_as_recorded
-from app.capabilities import FULL, MAINTENANCE_DB, full_reasons, read_facts
-from app.capabilities import decide as decide_capabilities
+from app.capabilities import MAINTENANCE_DB, SWAP, WHOLE_DUMP_IN_PLACE, full_capability
 from app.catalog import SQL_IDENT, quote_ident
 from app.config import Config
 from app.errors import BadInput, ConsoleError
@@ -86,20 +85,16 @@ async def prerequisites(ctx: RunContext) -> str:
 
 
 async def _refuse_impossible(ctx: RunContext, conn: asyncpg.Connection) -> None:
-    """Refuse (exit 2, nothing changed) when this role cannot do a Type 3 here, saying what to
-    do instead. Only a role that may not rename the database, with nothing else in the way, may
-    still restore in place (--allow-in-place)."""
-    facts = await read_facts(conn)
-    capability = decide_capabilities(facts, ctx.backup.taken_at)[FULL]
-    if capability.possible:
+    """Refuse (exit 2, nothing changed) when this role cannot do this Type 3 here, saying what
+    to do instead. Only a role that may not rename the database, with nothing else in the way,
+    may still restore the whole dump in place (--allow-in-place)."""
+    cap = await full_capability(conn, ctx.backup.taken_at, ctx.options.allow_in_place)
+    if cap.possible and cap.how in (SWAP, WHOLE_DUMP_IN_PLACE):
         return
-    in_place_ok = (ctx.options.allow_in_place and facts.database != MAINTENANCE_DB
-                   and not facts.foreign_owners
-                   and (facts.superuser or not facts.event_triggers))
-    if in_place_ok and all(r.startswith(f"role {facts.role} may not") for r in
-                           full_reasons(facts)):
-        return
-    raise BadInput(capability.message())
+    if cap.possible:
+        raise BadInput(f"{cap.why}: run the plan this gives (rollback-console run --type full "
+                       "--dry-run shows it)")
+    raise BadInput(cap.message())
 
 
 async def assessment(ctx: RunContext) -> str:

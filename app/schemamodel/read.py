@@ -80,6 +80,7 @@ async def _read(conn: asyncpg.Connection, out: tuple[str, ...]) -> SchemaModel:
     await _read_types(conn, m, excluded)
     await _read_relations(conn, m, excluded)
     await _read_functions(conn, m, excluded)
+    await _read_user_objects_in_managed(conn, m)
     await _read_managed_acls(conn, m)
     grantees = await conn.fetch(
         "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE "
@@ -308,3 +309,59 @@ async def _read_managed_acls(conn: asyncpg.Connection, m: SchemaModel) -> None:
             "ORDER BY 1", managed):
         m.managed_acls[r["k"]] = frozenset(r["acl"])
 
+
+
+# Platform roles: superusers and the owners of the managed schemas, except the connected role
+# when it is no superuser (the app's role: on Supabase ``postgres`` owns supabase_migrations).
+_PLATFORM_ROLE = ("(SELECT r.rolsuper OR (r.oid IN (SELECT nspowner FROM pg_namespace "
+                  "WHERE nspname = ANY($1::text[])) AND r.rolname <> current_user) "
+                  "FROM pg_roles r WHERE r.oid = {owner})")
+
+
+async def _read_user_objects_in_managed(conn: asyncpg.Connection, m: SchemaModel) -> None:
+    """The app's own objects inside managed (platform) schemas: functions not owned by a
+    platform role, triggers on platform tables calling such a function (or one outside the
+    managed schemas), and policies on platform tables (the platform ships none: the app's
+    migrations add them). The sign-up trigger on auth.users is one."""
+    managed = sorted(m.managed)
+    if not managed:
+        return
+    for r in await conn.fetch(
+            "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid) AS args, "
+            "p.prokind::text AS prokind, quote_ident(pg_get_userbyid(p.proowner)) AS owner, "
+            "CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END AS def, "
+            "pg_get_function_result(p.oid) AS result, "
+            f"{_acl('p.proacl', 'f', 'p.proowner')} AS acl "
+            "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = ANY($1::text[]) "
+            f"AND {_not_extension_member('pg_proc', 'p.oid')} "
+            f"AND NOT {_PLATFORM_ROLE.format(owner='p.proowner')} ORDER BY 1, 2, 3", managed):
+        sig = f"{qname(r['nspname'], r['proname'])}({r['args']})"
+        m.functions[sig] = Function(sig, r["prokind"], r["owner"],
+                                    r["def"].strip() if r["def"] else None, r["result"] or "",
+                                    frozenset(r["acl"]))
+    for r in await conn.fetch(
+            "SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid) AS def, "
+            "t.tgenabled::text AS tgenabled FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_proc f ON f.oid = t.tgfoid JOIN pg_namespace fn ON fn.oid = f.pronamespace "
+            "WHERE n.nspname = ANY($1::text[]) AND NOT t.tgisinternal AND t.tgparentid = 0 "
+            f"AND {_not_extension_member('pg_class', 'c.oid')} "
+            "AND (fn.nspname <> ALL($1::text[]) OR NOT "
+            f"{_PLATFORM_ROLE.format(owner='f.proowner')}) ORDER BY 1, 2, 3", managed):
+        table = qname(r["nspname"], r["relname"])
+        m.triggers[(table, r["tgname"])] = Trigger(table, r["tgname"], r["def"],
+                                                   r["tgenabled"])
+    commands = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+    for r in await conn.fetch(
+            "SELECT n.nspname, c.relname, p.polname, p.polcmd::text AS polcmd, "
+            "p.polpermissive, ARRAY(SELECT CASE WHEN x = 0 THEN 'public' ELSE "
+            "quote_ident(pg_get_userbyid(x)) END FROM unnest(p.polroles) x ORDER BY 1) AS roles, "
+            "pg_get_expr(p.polqual, p.polrelid) AS qual, "
+            "pg_get_expr(p.polwithcheck, p.polrelid) AS chk FROM pg_policy p "
+            "JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ANY($1::text[]) ORDER BY 1, 2, 3", managed):
+        table = qname(r["nspname"], r["relname"])
+        m.policies[(table, r["polname"])] = Policy(
+            table, r["polname"], commands[r["polcmd"]], r["polpermissive"], tuple(r["roles"]),
+            r["qual"], r["chk"], frozenset())

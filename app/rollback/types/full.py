@@ -15,12 +15,19 @@ if TYPE_CHECKING:
 
 async def plan(cfg: Config, backup: Any, options: Options) -> Plan:
     """The restore's steps, and the whole database (its size) as the blast radius."""
+    from app.capabilities import IN_PLACE_BY_SCHEMA, full_capability
     from app.db import connect
+    from app.errors import BadInput
     from app.rollback import full
     from app.rollback.switch import can_rename
 
     conn = await connect(cfg.target)
     try:
+        cap = await full_capability(conn, backup.taken_at, options.allow_in_place)
+        if not cap.possible:
+            raise BadInput(cap.message())
+        if cap.how == IN_PLACE_BY_SCHEMA:
+            return await _in_place_by_schema(cfg, backup, conn, cap.why)
         in_place = bool(await can_rename(conn, cfg.target.database)) and options.allow_in_place
         built = full.build(cfg, backup, in_place=in_place)
         size = await conn.fetchval("SELECT pg_database_size(current_database())")
@@ -32,6 +39,18 @@ async def plan(cfg: Config, backup: Any, options: Options) -> Plan:
                               f"({size / 1e6:,.1f} MB) replaced {how}; every change "
                               "since the backup is lost")
     return built
+
+
+async def _in_place_by_schema(cfg: Config, backup: Any, conn: Any, why: str) -> Plan:
+    """Type 3 where no swap is possible: the app's schemas restored in place (Type 1's diff,
+    measured read-only, then Type 2's reload of every app table)."""
+    from app.drift import drift
+    from app.rollback import full_by_schema
+
+    found = await drift(cfg, backup, cfg.target.platform_schemas)
+    left_alone = await full_by_schema.platform_left_alone(conn, cfg.target.platform_schemas)
+    no_swap = why.split("impossible here: ", 1)[-1]
+    return full_by_schema.build(cfg, backup, found.diff, no_swap, left_alone)
 
 
 FULL = register(TypeSpec(
