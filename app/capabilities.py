@@ -234,7 +234,7 @@ async def full_capability(conn: asyncpg.Connection, taken_at: datetime | None,
     is the one obstacle); in place schema by schema; or impossible (with what to do)."""
     facts = await read_facts(conn)
     cap = decide(facts, taken_at)[FULL]
-    if cap.possible and cap.how != SWAP and allow_in_place and whole_dump_in_place(facts):
+    if cap.how != SWAP and allow_in_place and whole_dump_in_place(facts):
         return Capability(FULL, True, "the whole dump restored in place (--allow-in-place): "
                           + "; ".join(full_reasons(facts)), how=WHOLE_DUMP_IN_PLACE)
     return cap
