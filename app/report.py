@@ -127,6 +127,76 @@ def step_table(journal: Journal) -> list[dict[str, Any]]:
     return list(steps.values())
 
 
+def _decision_section(journal: Journal) -> list[str]:
+    """The assessment, the operator's decision and the suggested fix."""
+    lines: list[str] = []
+    assessment, decided = journal.last("assessment"), decision(journal)
+    if assessment or decided:
+        lines += ["## Decision and evidence", ""]
+        if assessment:
+            lines.append(f"Assessment: **{assessment.data.get('tier')}**: "
+                         f"{assessment.data.get('action')}")
+            for f in assessment.data.get("findings", []):
+                lines.append(f"- [{f.get('tier')}] {f.get('check')}: {f.get('summary')}")
+        if decided:
+            lines += ["", f"Operator's decision: {_decision_words(decided)}; "
+                      f"reason: {decided.reason}"]
+        fix = (assessment.data.get("fix") if assessment else None) or []
+        if fix:
+            lines += ["", "Suggested fix (nothing was run by the console):", "", "```sql",
+                      *fix, "```"]
+        lines.append("")
+    return lines
+
+
+def _saved_section(journal: Journal) -> list[str]:
+    """What the run kept: safety snapshots, the database set aside, rows written since the
+    backup."""
+    lines: list[str] = []
+    saved = [e for e in journal.of_kind("step_finished") if e.data.get("result")]
+    kept = []
+    for e in saved:
+        result = e.data["result"]
+        for key in ("safety_snapshot", "aside_database"):
+            if result.get(key):
+                kept.append(f"- {key.replace('_', ' ')}: `{result[key]}`")
+        for path in result.get("exported_since_backup", []):
+            kept.append(f"- rows written since the backup: `{path}`")
+    if kept:
+        lines += ["## What was saved where", "", *kept, ""]
+    return lines
+
+
+def _actions_section(journal: Journal) -> list[str]:
+    """Each destructive action with what it ran."""
+    lines: list[str] = []
+    actions = journal.of_kind("action_started")
+    if actions:
+        lines += ["## Destructive actions and statements", ""]
+        for e in actions:
+            details = {k: v for k, v in e.data.items() if k not in ("step", "action")}
+            lines.append(f"- {e.at} {e.data.get('action')} ({e.data.get('step')}): "
+                         f"{_words(details)}")
+        lines.append("")
+    return lines
+
+
+def _validation_section(journal: Journal) -> list[str]:
+    """Each validation checklist, item by item."""
+    lines: list[str] = []
+    validations = journal.of_kind("validation")
+    if validations:
+        lines += ["## Validation", ""]
+        for v in validations:
+            lines.append(f"Against backup {v.data.get('backup')} at {v.at}: "
+                         + ("**every item passes**" if v.data.get("passed") else
+                            "**not passing**"))
+            lines += [f"- [{'x' if i.get('status') == 'pass' else ' '}] {i.get('item')}: "
+                      f"{i.get('status')}: {i.get('summary')}" for i in v.data.get("items", [])]
+            lines.append("")
+    return lines
+
+
 def render_markdown(journal: Journal) -> str:
     entries = journal.entries
     first = opened(journal)
@@ -159,22 +229,7 @@ def render_markdown(journal: Journal) -> str:
     lines += ["", f"Journal: `{journal.path}` ({len(entries)} entries, keyed hash chain and "
               f"seal verified{torn})", ""]
 
-    assessment, decided = journal.last("assessment"), decision(journal)
-    if assessment or decided:
-        lines += ["## Decision and evidence", ""]
-        if assessment:
-            lines.append(f"Assessment: **{assessment.data.get('tier')}**: "
-                         f"{assessment.data.get('action')}")
-            for f in assessment.data.get("findings", []):
-                lines.append(f"- [{f.get('tier')}] {f.get('check')}: {f.get('summary')}")
-        if decided:
-            lines += ["", f"Operator's decision: {_decision_words(decided)}; "
-                      f"reason: {decided.reason}"]
-        fix = (assessment.data.get("fix") if assessment else None) or []
-        if fix:
-            lines += ["", "Suggested fix (nothing was run by the console):", "", "```sql",
-                      *fix, "```"]
-        lines.append("")
+    lines += _decision_section(journal)
 
     steps = step_table(journal)
     if steps:
@@ -186,37 +241,7 @@ def render_markdown(journal: Journal) -> str:
             lines.append(f"| {s['step']} | {s['status']} | {t} | {summary} |")
         lines.append("")
 
-    saved = [e for e in journal.of_kind("step_finished") if e.data.get("result")]
-    kept = []
-    for e in saved:
-        result = e.data["result"]
-        for key in ("safety_snapshot", "aside_database"):
-            if result.get(key):
-                kept.append(f"- {key.replace('_', ' ')}: `{result[key]}`")
-        for path in result.get("exported_since_backup", []):
-            kept.append(f"- rows written since the backup: `{path}`")
-    if kept:
-        lines += ["## What was saved where", "", *kept, ""]
-
-    actions = journal.of_kind("action_started")
-    if actions:
-        lines += ["## Destructive actions and statements", ""]
-        for e in actions:
-            details = {k: v for k, v in e.data.items() if k not in ("step", "action")}
-            lines.append(f"- {e.at} {e.data.get('action')} ({e.data.get('step')}): "
-                         f"{_words(details)}")
-        lines.append("")
-
-    validations = journal.of_kind("validation")
-    if validations:
-        lines += ["## Validation", ""]
-        for v in validations:
-            lines.append(f"Against backup {v.data.get('backup')} at {v.at}: "
-                         + ("**every item passes**" if v.data.get("passed") else
-                            "**not passing**"))
-            lines += [f"- [{'x' if i.get('status') == 'pass' else ' '}] {i.get('item')}: "
-                      f"{i.get('status')}: {i.get('summary')}" for i in v.data.get("items", [])]
-            lines.append("")
+    lines += _saved_section(journal) + _actions_section(journal) + _validation_section(journal)
 
     lines += ["## Timeline", ""]
     for e in entries:

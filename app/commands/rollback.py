@@ -284,7 +284,6 @@ async def _execute(cfg: Config, rtype: str, backup: RestoreSource, options: Opti
                    dry_run: bool, as_json: bool, incident_dir: Path | None,
                    plan: Plan | None = None) -> int:
     import asyncio
-    import json
 
     from rich.console import Console
 
@@ -308,18 +307,7 @@ async def _execute(cfg: Config, rtype: str, backup: RestoreSource, options: Opti
             out.print(f"[bold]NOTHING TO DO[/bold] (exit 0): {summary}")
         return 0
     if dry_run:
-        refusal = _dry_run_refusal(plan, backup, options)
-        if as_json:
-            print(json.dumps({"dry_run": True, **plan.describe(),
-                              "exit_code": 2 if refusal else 0, "refused": refusal},
-                             default=str))
-        else:
-            _print_plan(out, plan)
-        if refusal:
-            _stderr().print(f"DRY RUN: the run would be refused (exit 2): {refusal}",
-                            markup=False)
-            return 2
-        return 0
+        return _dry_run(out, plan, backup, options, as_json)
     journal = Journal.open(incident_dir or incidents_root() / new_incident_id())
     ctx = RunContext(cfg, rtype, journal, EventChannel(), backup, options)
 
@@ -353,6 +341,20 @@ async def _execute(cfg: Config, rtype: str, backup: RestoreSource, options: Opti
     await asyncio.wait({shown}, timeout=5)   # RunFinished ends it; never wait on it forever
     shown.cancel()
     return outcome.exit_code
+
+
+def _dry_run(out: Console, plan: Plan, backup: RestoreSource, options: Options,
+             as_json: bool) -> int:
+    """The plan, every statement and command; exit 2 when the run would be refused."""
+    import json
+
+    refusal = _dry_run_refusal(plan, backup, options)
+    print(json.dumps({"dry_run": True, **plan.describe(), "exit_code": 2 if refusal else 0,
+                      "refused": refusal}, default=str)) if as_json else _print_plan(out, plan)
+    if refusal:
+        _stderr().print(f"DRY RUN: the run would be refused (exit 2): {refusal}", markup=False)
+        return 2
+    return 0
 
 
 def _dry_run_refusal(plan: Plan, backup: RestoreSource, options: Options) -> str | None:
