@@ -16,8 +16,6 @@ Secrets are scrubbed before anything is written.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -30,45 +28,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.errors import ConsoleError
+from app.journal_chain import (
+    GENESIS,
+    SEAL,
+    Entry,
+    JournalCorrupt,
+    cut_torn_tail,
+    digest,
+    key_path,
+    new_key,
+    private_dir,
+    read_key,
+    seal_mac,
+    verify,
+)
 from app.paths import state_dir
 from app.secrets import scrub
 
 if TYPE_CHECKING:
     from app.catalog import DatabaseIdentity
-
-GENESIS = "0" * 64
-SEAL = "journal.seal"
-
-
-class JournalCorrupt(ConsoleError):
-    """The journal fails verification: edited, cut, reordered, or its key or seal is gone."""
-
-    exit_code = 5
-
-
-@dataclass(frozen=True)
-class Entry:
-    seq: int
-    at: str
-    kind: str
-    data: dict[str, Any]
-    prev: str
-    hash: str
-
-    @property
-    def step(self) -> str | None:
-        value = self.data.get("step")
-        return str(value) if value is not None else None
-
-
-def _digest(key: bytes, seq: int, at: str, kind: str, data: dict[str, Any], prev: str) -> str:
-    body = json.dumps({"seq": seq, "at": at, "kind": kind, "data": data, "prev": prev},
-                      sort_keys=True, separators=(",", ":"), default=str)
-    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
-
-
-def _seal_mac(key: bytes, count: int, last: str) -> str:
-    return hmac.new(key, f"seal:{count}:{last}".encode(), hashlib.sha256).hexdigest()
 
 
 def _clean(value: Any) -> Any:
@@ -83,45 +61,12 @@ def _clean(value: Any) -> Any:
     return scrub(str(value))
 
 
-def _private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
-
-
 def incidents_root() -> Path:
-    return _private_dir(state_dir() / "incidents")
+    return private_dir(state_dir() / "incidents")
 
 
 def new_incident_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
-def _key_path(incident_dir: Path) -> Path:
-    """Where an incident's key lives: beside the incidents, not in the incident's folder (what
-    is copied or sent as evidence), named after the folder's place (a journal copied or moved
-    elsewhere is not trusted)."""
-    where = hashlib.sha256(str(incident_dir.resolve()).encode()).hexdigest()[:16]
-    return incident_dir.parent / ".keys" / f"{incident_dir.name}-{where}.key"
-
-
-def _read_key(incident_dir: Path) -> bytes | None:
-    try:
-        return bytes.fromhex(_key_path(incident_dir).read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _new_key(incident_dir: Path) -> bytes:
-    key = secrets.token_bytes(32)
-    path = _key_path(incident_dir)
-    _private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, key.hex().encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return key
 
 
 class Journal:
@@ -138,13 +83,13 @@ class Journal:
         self._size = 0         # the file's size as last read or written by this object
         if path.exists():
             self._size = path.stat().st_size
-            self._key = _read_key(self.dir)
+            self._key = read_key(self.dir)
             if self._key is None:
                 raise JournalCorrupt(
-                    f"{path}: its key ({_key_path(self.dir)}) is missing, so the journal "
+                    f"{path}: its key ({key_path(self.dir)}) is missing, so the journal "
                     "cannot be verified; keep the folder as evidence and start a new incident "
                     f"(`rollback-console abandon {self.incident_id} --reason ...`)")
-            self.entries, self.torn = _verify(path, self._key)
+            self.entries, self.torn = verify(path, self._key)
 
     def reload(self) -> None:
         """Read the file again (another process may have appended since), verifying it."""
@@ -171,16 +116,16 @@ class Journal:
         if self.path.exists() and self.path.stat().st_size != self._size:
             self.reload()
         if self._key is None:
-            _private_dir(self.dir)
-            self._key = _new_key(self.dir)
+            private_dir(self.dir)
+            self._key = new_key(self.dir)
         if self.torn:
-            _cut_torn_tail(self.path)
+            cut_torn_tail(self.path)
             self.torn = False
         prev = self.entries[-1].hash if self.entries else GENESIS
         seq = len(self.entries) + 1
         at = datetime.now(UTC).isoformat(timespec="milliseconds")
         clean = _clean(data)
-        entry = Entry(seq, at, kind, clean, prev, _digest(self._key, seq, at, kind, clean, prev))
+        entry = Entry(seq, at, kind, clean, prev, digest(self._key, seq, at, kind, clean, prev))
         line = json.dumps({"seq": seq, "at": at, "kind": kind, "data": clean, "prev": prev,
                            "hash": entry.hash}, sort_keys=True, default=str)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -198,7 +143,7 @@ class Journal:
         assert self._key is not None
         last = self.entries[-1].hash
         body = json.dumps({"count": len(self.entries), "last": last,
-                           "mac": _seal_mac(self._key, len(self.entries), last)})
+                           "mac": seal_mac(self._key, len(self.entries), last)})
         tmp = self.dir / (SEAL + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -253,80 +198,6 @@ class Journal:
         return open_step
 
 
-def _cut_torn_tail(path: Path) -> None:
-    """Cut a partial last line so appends stay valid (writers only)."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _verify(path: Path, key: bytes) -> tuple[list[Entry], bool]:
-    """The entries of ``path``, checked line by line against the chain and as a whole against
-    the seal; and whether a torn last line was ignored."""
-    raw_text = path.read_bytes().decode("utf-8", errors="replace")
-    lines = raw_text.split("\n")
-    torn = lines[-1] != ""
-    if torn:
-        try:
-            json.loads(lines[-1])
-        except json.JSONDecodeError:
-            pass
-        else:  # a whole entry without its newline: a crash between the two writes
-            torn = False
-            lines.append("")
-    complete = lines[:-1]
-    entries: list[Entry] = []
-    prev = GENESIS
-    for number, line in enumerate(complete, start=1):
-        try:
-            raw = json.loads(line)
-            seq, at, kind, data = raw["seq"], raw["at"], raw["kind"], raw["data"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise JournalCorrupt(f"{path}:{number}: not a journal entry; the journal was "
-                                 "edited. " + _KEEP) from None
-        if raw.get("prev") != prev or seq != number or \
-                not hmac.compare_digest(_digest(key, seq, at, kind, data, prev),
-                                        str(raw.get("hash"))):
-            raise JournalCorrupt(f"{path}:{number}: the hash chain is broken (entry edited, "
-                                 "removed or reordered). " + _KEEP)
-        entry = Entry(seq, at, kind, data, prev, raw["hash"])
-        prev = entry.hash
-        entries.append(entry)
-    _check_seal(path, key, entries)
-    return entries, torn
-
-
-_KEEP = ("Keep the folder as evidence, check the database by hand, and set the incident aside "
-         "with `rollback-console abandon INCIDENT --reason ...`")
-
-
-def _check_seal(path: Path, key: bytes, entries: list[Entry]) -> None:
-    """The seal says how many entries were confirmed: fewer in the file means it was cut. One
-    more is a crash between writing an entry and resealing."""
-    seal_path = path.parent / SEAL
-    try:
-        seal = json.loads(seal_path.read_text(encoding="utf-8"))
-        count, last, mac = int(seal["count"]), str(seal["last"]), str(seal["mac"])
-    except FileNotFoundError:
-        if not entries:
-            return
-        raise JournalCorrupt(f"{path}: its seal ({SEAL}) is missing, so a cut cannot be ruled "
-                             "out. " + _KEEP) from None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise JournalCorrupt(f"{seal_path}: the seal is unreadable. " + _KEEP) from None
-    if not hmac.compare_digest(_seal_mac(key, count, last), mac):
-        raise JournalCorrupt(f"{seal_path}: the seal does not verify (edited). " + _KEEP)
-    if count > len(entries):
-        raise JournalCorrupt(f"{path}: the journal was cut: its seal records {count} entries, "
-                             f"the file holds {len(entries)}. " + _KEEP)
-    if count < len(entries) - 1 or entries[count - 1].hash != last:
-        raise JournalCorrupt(f"{path}: entries after the seal's {count} were added outside "
-                             "the console. " + _KEEP)
-
-
 def read(path: Path) -> Iterator[Entry]:
     """Entries of ``path``, verified (``JournalCorrupt`` naming the problem otherwise)."""
     yield from Journal(path).entries
@@ -336,6 +207,8 @@ ABANDONED = "abandoned.json"
 
 
 @dataclass(frozen=True)
+
+
 class Incident:
     """An incident folder as the lookups see it: its journal when it verifies, else the
     problem; what ``incident_opened`` recorded; whether it ended (closed or abandoned)."""
@@ -437,6 +310,8 @@ def abandon(incident: Incident, reason: str, by: str) -> None:
 
 
 @contextmanager
+
+
 def journaled(journal: Journal, action: str, tags: dict[str, Any] | None = None,
               **details: Any) -> Iterator[None]:
     """Journal an action before it runs and after it ends, whatever the end; ``tags`` (the
