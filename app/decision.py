@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Literal
 
+from app.capabilities import IN_PLACE_BY_SCHEMA, Capability
 from app.checks.model import CheckResult, Finding, Kind, Status
 from app.exits import ASSESS_EXIT_CODES
 from app.forward_fix import FixStep, fix_for, statements
@@ -96,12 +97,11 @@ FULL_RESTORE_SHARE = 0.5
 
 
 def known_types() -> tuple[TypeSpec, ...]:
-    """The rollback types the matrix can recommend: every registered one."""
-    return all_types()
+    return all_types()   # the rollback types the matrix can recommend: every registered one
 
 
 def restoring(what: Restores) -> TypeSpec:
-    """The type that restores ``what`` (the lowest-numbered, when several do)."""
+    """The type that restores ``what`` (the lowest-numbered when several do)."""
     return next(t for t in known_types() if t.restores == what)
 
 
@@ -165,6 +165,9 @@ class Decision:
     # FORWARD-FIX: the type a rollback against the verdict (an override) would start from;
     # never recommended, never in the JSON's recommended_type
     override_type: TypeSpec | None = None
+    # Type 3 as this role (app.capabilities): how it runs here, or why not and the way instead
+    full_how: str = ""
+    instead: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -194,7 +197,9 @@ class Decision:
             return ("Do not roll back: fix forward. The suggested fix below repairs the "
                     "findings (nothing was run: read it, then run or copy it), then watch."
                     + self._missing_note())
-        assert self.recommended is not None
+        if self.recommended is None:
+            return (f"Roll back now: a complete restore is needed, but {self.instead}."
+                    + self._missing_note())
         t = self.recommended
         what = f"Type {t.number} {t.title.lower()}"
         if t.takes_tables:
@@ -204,6 +209,8 @@ class Decision:
             then = restoring("tables")
             what += (f" to bring back {tables} (empty), then Type {then.number} "
                      f"{then.title.lower()} of {tables} (the other tables keep their writes)")
+        if self.full_how and t.restores == "database":
+            what += f" ({self.full_how})"
         return (f"Roll back now: {what} (risk {t.risk}, downtime {t.downtime})."
                 + self._missing_note())
 
@@ -229,6 +236,7 @@ class Decision:
             "then": ({"type": str(restoring("tables").key), "tables": self.then_partial}
                      if self.then_partial else None),
             "fix": statements(self.fix) if self.tier is Tier.FORWARD_FIX else None,
+            "instead": self.instead or None,
         }
 
 
@@ -313,10 +321,12 @@ def unreachable_results(checks: list[tuple[str, str]], why: str) -> list[CheckRe
     return out
 
 
-def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -> Decision:
+def decide(results: list[CheckResult], backup_tables: list[str] | None = None,
+           full: Capability | None = None) -> Decision:
     """Place the findings in the runbook's tiers and give the tier's path: a rollback type for
     IMMEDIATE ROLLBACK, the fix for FORWARD-FIX. HEALTHY only when every check ran: otherwise
-    INCONCLUSIVE, naming what is missing, unless a finding reaches a tier above it."""
+    INCONCLUSIVE, naming what is missing, unless a finding reaches a tier above it. ``full``:
+    Type 3 as the connected role (see ``_as_role``)."""
     reasons = sorted(
         (Reason(RULE_BY_KIND[f.kind].tier, f.kind, RULE_BY_KIND[f.kind].runbook, r.check,
                 f.summary, f.tables, f.evidence) for r in results for f in r.findings),
@@ -332,12 +342,24 @@ def decide(results: list[CheckResult], backup_tables: list[str] | None = None) -
                    for m in missing]
     if tier < Tier.FORWARD_FIX or tier is Tier.UNREACHABLE:
         return Decision(tier, reasons, None, [], {}, not_run, missing=missing)
-    chosen = _rollback(tier, reasons, results, backup_tables, not_run, missing)
+    chosen = _as_role(_rollback(tier, reasons, results, backup_tables, not_run, missing), full)
     if tier is Tier.FORWARD_FIX:
         fix = fix_for((x.kind, x.summary, x.evidence) for x in reasons
                       if x.tier is Tier.FORWARD_FIX)
         return Decision(tier, reasons, None, [], {}, not_run, missing=missing, fix=fix,
                         override_type=chosen.recommended)
+    return chosen
+
+
+def _as_role(chosen: Decision, full: Capability | None) -> Decision:
+    """A recommended Type 3 as this role runs it: in place by schema, or not (the way instead)."""
+    if full is None or chosen.recommended is None or chosen.recommended.restores != "database":
+        return chosen
+    if not full.possible:
+        chosen.instead = "Type 3 is impossible as this role: " + full.message()
+        chosen.recommended = None
+    elif full.how == IN_PLACE_BY_SCHEMA:
+        chosen.full_how = "in place, schema by schema: no swap is possible as this role"
     return chosen
 
 
@@ -353,16 +375,19 @@ def _rollback(tier: Tier, reasons: list[Reason], results: list[CheckResult],
     by_name = {r.check: r for r in results}
     universe = backup_tables or []
     schema = by_name.get("schema")
-    gone = set(schema.evidence.get("tables_missing") or []) if schema else set()
+    seen = schema.evidence if schema else {}
+    gone = set(seen.get("tables_missing") or []) | {
+        t for t, c in (seen.get("columns") or {}).items() if c.get("dropped")}
+    type1_repairs = any(x.check == "schema" and any(w in str(x.evidence.get("change", ""))
+                        for w in ("policy", "trigger", "grant")) for x in acting)
     if data_tables and universe and len(data_tables) > FULL_RESTORE_SHARE * len(universe):
         full = restoring("database")
         return Decision(tier, reasons, full, sorted(universe),
                         _would_lose(full, sorted(universe), by_name), not_run,
                         missing=missing)
-    if gone & set(data_tables):
-        # a table that no longer exists: Type 2 reloads rows into existing tables, so Type 1
-        # brings it back (empty) first; a complete restore would also throw away every other
-        # table's writes since the backup
+    if data_tables and (gone & set(data_tables) or type1_repairs):
+        # a table or column that no longer exists (Type 2 reloads rows into what exists), or
+        # schema damage besides: Type 1 first, then Type 2 (not a complete restore)
         first = restoring("schema")
         added = _would_lose(first, [], by_name)["added_since_backup"]
         would_lose = {**_would_lose(restoring("tables"), data_tables, by_name),

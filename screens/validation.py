@@ -67,7 +67,7 @@ class ValidationScreen(ChecksScreen[bool | None]):
         for item in checklist.items:
             self.items[item.name] = item
             self.query_one(CheckList).set_result(item.name, str(item.status), item.summary)
-        failed = [i.name for i in checklist.items if not i.status.passed]
+        failed = [i.name for i in checklist.items if not i.ok]
         text = Text()
         if not failed:
             text.append("✔ ALL ITEMS PASS", style="bold reverse")

@@ -102,8 +102,8 @@ INCIDENTS = [
     pytest.param(
         "ALTER TABLE objects DISABLE TRIGGER objects_updated_at; "
         "UPDATE objects SET era = 'unknown' WHERE id % 3 = 0; "
-        "UPDATE objects SET updated_at = created_at WHERE id % 3 = 0",
-        "IMMEDIATE ROLLBACK", "partial", ["public.objects"], "data_corruption",
+        "UPDATE objects SET updated_at = created_at WHERE id % 3 = 0",   # the disabled
+        "IMMEDIATE ROLLBACK", "schema", [], "data_corruption",   # trigger: Type 1, then Type 2
         id="values-changed-without-a-recorded-write"),
     pytest.param(
         "DELETE FROM chakai WHERE id % 2 = 0",

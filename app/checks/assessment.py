@@ -13,6 +13,7 @@ import httpx
 
 from app import catalog
 from app import decision as decision_mod  # a module: app.decision imports app.checks.model
+from app.capabilities import FULL, capabilities
 from app.checks.access import authentication, rls
 from app.checks.context import (
     WOULD_WRITE,
@@ -167,5 +168,7 @@ async def _assess(config: Config, backup_id: str | None, specs: list[CheckSpec],
             set_id = ctx.rows_from.set_id
         else:
             tables, set_id = None, None
-    decision = decision_mod.decide(results, tables)
+        async with ctx.pool.acquire() as conn:   # Type 3 as this role (issue 19)
+            full = (await capabilities(conn))[FULL]
+    decision = decision_mod.decide(results, tables, full)
     return Assessment(config.target.name, set_id, started, results, decision)

@@ -78,6 +78,8 @@ def _render_assessment(a: Assessment) -> None:
             lines.append("Tables: " + escape(", ".join(d.tables)))
         lines.append("Would lose:")
         lines += [escape(line) for line in _readable(d.would_lose, "  ")]
+    elif d.instead:   # a complete restore is needed but Type 3 is impossible as this role
+        lines += ["", "Recommended instead: " + escape(d.instead)]
     if d.offers_watch:
         lines += ["", escape(WATCH_HINT)]
     for m in d.missing:
@@ -125,7 +127,7 @@ def _render_checklist(c: Checklist) -> None:
     out.print(table)
     out.print("[bold green]ALL ITEMS PASS[/]" if c.passed else
               "[bold red]VALIDATION FAILED[/]: items not passing: " +
-              ", ".join(i.name for i in c.items if not i.status.passed), markup=True)
+              ", ".join(i.name for i in c.items if not i.ok), markup=True)
 
 
 def register(group: click.Group) -> None:

@@ -12,15 +12,17 @@ from app.commands.rollback import given_time
 from app.errors import BadInput, ConsoleError
 
 
-async def _facts(cfg: Any, given: Any) -> dict[str, Any]:
-    """The migration's time, the dump tools and the server's version; a target that does not
-    answer does not stop the listing."""
+async def _facts(cfg: Any, given: Any, sets: list[Any]) -> dict[str, Any]:
+    """The migration's time (per set too, as the plan judges each: a set whose dump holds the
+    newest recorded migration cannot be dated by it), the dump tools and the server's version;
+    a target that does not answer does not stop the listing."""
     from app.backups.backupset import migration_time
     from app.backups.tools import tool_versions
     from app.db import connect
 
     facts: dict[str, Any] = {"tools": await tool_versions(cfg.target.tools_dir),
-                             "migration_at": given, "migration_source": "--migration-time"}
+                             "migration_at": given, "migration_source": "--migration-time",
+                             "per_set": {}}
     try:
         conn = await connect(cfg.target)
     except ConsoleError as exc:
@@ -35,6 +37,9 @@ async def _facts(cfg: Any, given: Any) -> dict[str, Any]:
             at, source = await migration_time(conn, cfg.target.migration_at)
             facts.update(migration_at=at, migration_source="target.migration_at"
                          if cfg.target.migration_at else source)
+            for s in sets:
+                facts["per_set"][s.id] = await migration_time(
+                    conn, cfg.target.migration_at, s.path, cfg.target.tools_dir)
     finally:
         await conn.close()
     return facts
@@ -113,10 +118,11 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
     out = Console(highlight=False, soft_wrap=True)
     if verify_id is None:
         sets = list_sets(root)
-        facts = asyncio.run(_facts(cfg, given_time(migration_time)))
-        at = facts["migration_at"]
+        facts = asyncio.run(_facts(cfg, given_time(migration_time), sets))
+        per_set = facts.pop("per_set")
         rows: list[dict[str, Any]] = []
         for s in sets:
+            at, why = per_set.get(s.id, (facts["migration_at"], ""))
             files = [p for p in s.path.iterdir() if p.is_file()]
             parts = [part for part, present in (
                 ("schema", (s.path / "schema_only_backup.sql").is_file()),
@@ -131,9 +137,11 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
                          "age_hours": age, "parts": parts,
                          "size_bytes": sum(p.stat().st_size for p in files),
                          "manifest": s.manifest is not None, "verified": "not yet (--verify)",
-                         "against_migration": against_migration(s, at) or None,
+                         "against_migration": against_migration(s, at) or (
+                             f"vs the migration: {why}" if why.startswith("unknown") else None),
                          "after_migration": None if at is None or s.taken_at is None
                          else s.taken_at > at})
+        at = facts["migration_at"]
         if as_json:
             click.echo(json.dumps({**facts, "migration_at": at.isoformat() if at else None,
                                    "sets": rows}, indent=2))
