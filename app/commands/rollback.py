@@ -291,7 +291,7 @@ async def _execute(cfg: Config, rtype: str, backup: RestoreSource, options: Opti
     from app.journal import Journal, incidents_root, new_incident_id
     from app.rollback.context import RunContext
     from app.rollback.plans import build_plan
-    from app.rollback.runner import execute
+    from app.rollback.runner import describe, execute
     from app.rollback.schema import nothing_to_do
 
     plan = plan or await build_plan(cfg, rtype, backup, options)
@@ -301,10 +301,10 @@ async def _execute(cfg: Config, rtype: str, backup: RestoreSource, options: Opti
                    f"{plan.backup_id}'s; no maintenance, nothing was changed")
         if as_json:
             print(to_json(RunFinished("nothing_to_do", 0, summary, "")), flush=True)
-        else:
-            if dry_run:
-                _print_plan(out, plan)
-            out.print(f"[bold]NOTHING TO DO[/bold] (exit 0): {summary}")
+            return 0
+        if dry_run:
+            _print_plan(out, plan)
+        out.print(f"[bold]NOTHING TO DO[/bold] (exit 0): {summary}")
         return 0
     if dry_run:
         return _dry_run(out, plan, backup, options, as_json)
@@ -331,15 +331,13 @@ async def _execute(cfg: Config, rtype: str, backup: RestoreSource, options: Opti
     shown = asyncio.create_task(show())
     try:
         outcome = await execute(plan, ctx)
+        await asyncio.wait({shown}, timeout=5)   # RunFinished ends it; never wait forever
     except Exception as exc:  # execute ends every failure itself; this is the last net
-        from app.rollback.runner import describe
-
         _stderr().print(f"STOPPED (exit 5): {describe(exc)}; see the journal {journal.path} "
                         "and the log, then `rollback-console resume`", markup=False)
-        shown.cancel()
         return NEEDS_OPERATOR
-    await asyncio.wait({shown}, timeout=5)   # RunFinished ends it; never wait on it forever
-    shown.cancel()
+    finally:
+        shown.cancel()
     return outcome.exit_code
 
 
