@@ -46,6 +46,25 @@ def _not_extension_member(classid: str, oid: str) -> str:
             f"AND e.objid = {oid} AND e.deptype = 'e')")
 
 
+_FUNCTION_COLUMNS = (
+    "n.nspname, p.proname, pg_get_function_identity_arguments(p.oid) AS args, "
+    "p.prokind::text AS prokind, quote_ident(pg_get_userbyid(p.proowner)) AS owner, "
+    "CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END AS def, "
+    "pg_get_function_result(p.oid) AS result, "
+    f"{_acl('p.proacl', 'f', 'p.proowner')} AS acl")
+_POLICY_COLUMNS = (
+    "p.polname, p.polcmd::text AS polcmd, p.polpermissive, ARRAY(SELECT CASE WHEN x = 0 THEN "
+    "'public' ELSE quote_ident(pg_get_userbyid(x)) END FROM unnest(p.polroles) x ORDER BY 1) "
+    "AS roles, pg_get_expr(p.polqual, p.polrelid) AS qual, "
+    "pg_get_expr(p.polwithcheck, p.polrelid) AS chk")
+_COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+
+
+def _policy(table: str, r: asyncpg.Record, depends: frozenset[str]) -> Policy:
+    return Policy(table, r["polname"], _COMMANDS[r["polcmd"]], r["polpermissive"],
+                  tuple(r["roles"]), r["qual"], r["chk"], depends)
+
+
 _IN_SCOPE = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> ALL($1::text[])"
 
 
@@ -208,19 +227,13 @@ async def _read_attached(conn: asyncpg.Connection, m: SchemaModel, names: dict[i
         table = names[r["tgrelid"]]
         m.triggers[(table, r["tgname"])] = Trigger(table, r["tgname"], r["def"],
                                                    r["tgenabled"])
-    commands = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
     for r in await conn.fetch(
-            "SELECT p.oid, p.polrelid, p.polname, p.polcmd::text AS polcmd, p.polpermissive, "
-            "ARRAY(SELECT CASE WHEN x = 0 THEN 'public' ELSE quote_ident(pg_get_userbyid(x)) "
-            "END FROM unnest(p.polroles) x ORDER BY 1) AS roles, "
-            "pg_get_expr(p.polqual, p.polrelid) AS qual, "
-            "pg_get_expr(p.polwithcheck, p.polrelid) AS chk FROM pg_policy p "
+            f"SELECT p.oid, p.polrelid, {_POLICY_COLUMNS} FROM pg_policy p "
             "WHERE p.polrelid = ANY($1::oid[]) ORDER BY p.polrelid::regclass::text, p.polname",
             rel_oids):
         table = names[r["polrelid"]]
-        m.policies[(table, r["polname"])] = Policy(
-            table, r["polname"], commands[r["polcmd"]], r["polpermissive"], tuple(r["roles"]),
-            r["qual"], r["chk"], frozenset(depends.get(("p", r["oid"]), ())))
+        m.policies[(table, r["polname"])] = _policy(
+            table, r, frozenset(depends.get(("p", r["oid"]), ())))
 
 
 async def _dependencies(conn: asyncpg.Connection, names: dict[int, str]
@@ -276,18 +289,18 @@ async def _read_sequences(conn: asyncpg.Connection, m: SchemaModel, names: dict[
 
 async def _read_functions(conn: asyncpg.Connection, m: SchemaModel, excluded: list[str]) -> None:
     for r in await conn.fetch(
-            "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid) AS args, "
-            "p.prokind::text AS prokind, quote_ident(pg_get_userbyid(p.proowner)) AS owner, "
-            "CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END AS def, "
-            "pg_get_function_result(p.oid) AS result, "
-            f"{_acl('p.proacl', 'f', 'p.proowner')} AS acl "
+            f"SELECT {_FUNCTION_COLUMNS} "
             "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
             f"WHERE {_IN_SCOPE} AND {_not_extension_member('pg_proc', 'p.oid')} "
             "ORDER BY 1, 2, 3", excluded):
-        sig = f"{qname(r['nspname'], r['proname'])}({r['args']})"
-        m.functions[sig] = Function(sig, r["prokind"], r["owner"],
-                                    r["def"].strip() if r["def"] else None, r["result"] or "",
-                                    frozenset(r["acl"]))
+        _add_function(m, r)
+
+
+def _add_function(m: SchemaModel, r: asyncpg.Record) -> None:
+    sig = f"{qname(r['nspname'], r['proname'])}({r['args']})"
+    m.functions[sig] = Function(sig, r["prokind"], r["owner"],
+                                r["def"].strip() if r["def"] else None, r["result"] or "",
+                                frozenset(r["acl"]))
 
 
 async def _read_managed_acls(conn: asyncpg.Connection, m: SchemaModel) -> None:
@@ -327,19 +340,12 @@ async def _read_user_objects_in_managed(conn: asyncpg.Connection, m: SchemaModel
     if not managed:
         return
     for r in await conn.fetch(
-            "SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid) AS args, "
-            "p.prokind::text AS prokind, quote_ident(pg_get_userbyid(p.proowner)) AS owner, "
-            "CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END AS def, "
-            "pg_get_function_result(p.oid) AS result, "
-            f"{_acl('p.proacl', 'f', 'p.proowner')} AS acl "
+            f"SELECT {_FUNCTION_COLUMNS} "
             "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
             "WHERE n.nspname = ANY($1::text[]) "
             f"AND {_not_extension_member('pg_proc', 'p.oid')} "
             f"AND NOT {_PLATFORM_ROLE.format(owner='p.proowner')} ORDER BY 1, 2, 3", managed):
-        sig = f"{qname(r['nspname'], r['proname'])}({r['args']})"
-        m.functions[sig] = Function(sig, r["prokind"], r["owner"],
-                                    r["def"].strip() if r["def"] else None, r["result"] or "",
-                                    frozenset(r["acl"]))
+        _add_function(m, r)
     for r in await conn.fetch(
             "SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid) AS def, "
             "t.tgenabled::text AS tgenabled FROM pg_trigger t "
@@ -352,16 +358,9 @@ async def _read_user_objects_in_managed(conn: asyncpg.Connection, m: SchemaModel
         table = qname(r["nspname"], r["relname"])
         m.triggers[(table, r["tgname"])] = Trigger(table, r["tgname"], r["def"],
                                                    r["tgenabled"])
-    commands = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
     for r in await conn.fetch(
-            "SELECT n.nspname, c.relname, p.polname, p.polcmd::text AS polcmd, "
-            "p.polpermissive, ARRAY(SELECT CASE WHEN x = 0 THEN 'public' ELSE "
-            "quote_ident(pg_get_userbyid(x)) END FROM unnest(p.polroles) x ORDER BY 1) AS roles, "
-            "pg_get_expr(p.polqual, p.polrelid) AS qual, "
-            "pg_get_expr(p.polwithcheck, p.polrelid) AS chk FROM pg_policy p "
+            f"SELECT n.nspname, c.relname, {_POLICY_COLUMNS} FROM pg_policy p "
             "JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = ANY($1::text[]) ORDER BY 1, 2, 3", managed):
         table = qname(r["nspname"], r["relname"])
-        m.policies[(table, r["polname"])] = Policy(
-            table, r["polname"], commands[r["polcmd"]], r["polpermissive"], tuple(r["roles"]),
-            r["qual"], r["chk"], frozenset())
+        m.policies[(table, r["polname"])] = _policy(table, r, frozenset())

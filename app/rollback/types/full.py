@@ -38,6 +38,7 @@ async def plan(cfg: Config, backup: Any, options: Options) -> Plan:
     built.blast_radius.append(f"!the whole database {cfg.target.database} "
                               f"({size / 1e6:,.1f} MB) replaced {how}; every change "
                               "since the backup is lost")
+    built.blast_radius.append(f"why this way: {cap.why}")
     return built
 
 
