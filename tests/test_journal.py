@@ -177,7 +177,7 @@ def test_the_three_decision_shapes_read_as_one_and_the_report_names_each(
     j.append("decision", choice="accept partial", reason="recommendation")
     j.append("decision", choice="override", reason="in a hurry", against="FORWARD-FIX")
     j.append("decision", decision="use a set taken after the migration", backup="b7",
-             reason="the migrations table is wrong")
+             reason="the migrations table is stale")
     record_decision(j, "accept schema", "as advised")
     read_back = [Decision.read(e) for e in Journal(j.path).of_kind("decision")]
     assert [d.choice for d in read_back] == [
@@ -187,5 +187,5 @@ def test_the_three_decision_shapes_read_as_one_and_the_report_names_each(
         "accept schema"
     report = render_markdown(Journal(j.path))
     assert "decision: use a set taken after the migration (backup b7) (reason: the " \
-        "migrations table is wrong)" in report
+        "migrations table is stale)" in report
     assert "None" not in report
