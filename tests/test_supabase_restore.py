@@ -12,6 +12,9 @@ import json
 
 import pytest
 
+from app.capabilities import FULL, IN_PLACE_BY_SCHEMA, Capability
+from app.checks.model import CheckResult, Finding, Kind, Status
+from app.decision import decide
 from tests.supabase import (
     Console,
     allows_connections,
@@ -171,3 +174,29 @@ def test_type3_in_place_over_orphans_killed_before_the_reload_resumes_to_validat
     assert asyncio.run(platform_state(console.db.admin_dsn)) == before
     code, out = console.run("validate")
     assert code == 0, out
+
+
+def _most_tables_corrupted() -> tuple[list[CheckResult], list[str]]:
+    tables = ["public.a", "public.b", "public.c"]
+    return [CheckResult("data_integrity", Status.FAIL, "rows differ", "data corruption",
+                        findings=[Finding(Kind.DATA_CORRUPTION, f"{t} differs", (t,))
+                                  for t in tables])], tables
+
+
+def test_a_recommended_type3_follows_the_roles_capability() -> None:
+    """Most tables corrupted: the matrix recommends Type 3. As a role that can only restore in
+    place by schema the action says so; as one that cannot at all, nothing is recommended
+    and the action gives the capability's way instead and why (it recommended the impossible
+    Type 3)."""
+    results, tables = _most_tables_corrupted()
+    in_place = Capability(FULL, True, "no swap", how=IN_PLACE_BY_SCHEMA)
+    d = decide(results, tables, in_place)
+    assert d.recommended is not None and d.recommended.key == "full"
+    assert "in place, schema by schema" in d.action
+    impossible = Capability(FULL, False, "Type 3 is impossible here: role x has no CREATEDB",
+                            "restore through the platform: point-in-time restore to T")
+    d = decide(results, tables, impossible)
+    assert d.recommended is None and d.tier.label == "IMMEDIATE ROLLBACK"
+    assert "Type 3 is impossible as this role" in d.action
+    assert "Instead: restore through the platform: point-in-time restore to T" in d.action
+    assert d.to_dict()["instead"].startswith("Type 3 is impossible as this role")
