@@ -45,6 +45,63 @@ async def _facts(cfg: Any, given: Any, sets: list[Any]) -> dict[str, Any]:
     return facts
 
 
+def _list(cfg: Any, root: Any, as_json: bool, given: Any, out: Any) -> None:
+    """The listing: each set, its parts and age against the migration (judged per set, as
+    the plan judges it), then the migration's time, the dump tools and the server."""
+    import asyncio
+    import json
+    import time
+
+    from app.backups.backupset import against_migration, describe_taken, list_sets
+
+    sets = list_sets(root)
+    facts = asyncio.run(_facts(cfg, given, sets))
+    per_set = facts.pop("per_set")
+    rows: list[dict[str, Any]] = []
+    for s in sets:
+        at, why = per_set.get(s.id, (facts["migration_at"], ""))
+        files = [p for p in s.path.iterdir() if p.is_file()]
+        parts = [part for part, present in (
+            ("schema", (s.path / "schema_only_backup.sql").is_file()),
+            (f"{sum(1 for p in files if p.name.startswith('table_'))} tables",
+             any(p.name.startswith("table_") for p in files)),
+            ("full SQL", (s.path / "full_database_backup.sql").is_file()),
+            ("full custom", (s.path / "full_database_backup.dump").is_file())) if present]
+        age = None if s.taken_at is None else round((time.time()
+                                                     - s.taken_at.timestamp()) / 3600, 1)
+        rows.append({"id": s.id, "taken_at": s.taken_at.isoformat() if s.taken_at else None,
+                     "taken_from": s.taken_note or None, "taken": describe_taken(s),
+                     "age_hours": age, "parts": parts,
+                     "size_bytes": sum(p.stat().st_size for p in files),
+                     "manifest": s.manifest is not None, "verified": "not yet (--verify)",
+                     "against_migration": against_migration(s, at) or (
+                         f"vs the migration: {why}" if why.startswith("unknown") else None),
+                     "after_migration": None if at is None or s.taken_at is None
+                     else s.taken_at > at})
+    at = facts["migration_at"]
+    if as_json:
+        click.echo(json.dumps({**facts, "migration_at": at.isoformat() if at else None,
+                               "sets": rows}, indent=2))
+        return
+    if not rows:
+        out.print(f"no backup sets under {root}: take one with `rollback-console backup`")
+    for r in rows:
+        # the id is what --backup takes: on its own line, whole, at any terminal width
+        old = f"{r['age_hours']} h old" if r["age_hours"] is not None else "age unknown"
+        out.print(r["id"], style="bold", markup=False, overflow="ignore", crop=False)
+        vs = r["against_migration"] or "vs the migration: ?"
+        manifest = "yes" if r["manifest"] else "NO"
+        out.print(f"    taken {r['taken']} ({old}); {vs}; {', '.join(r['parts'])}; "
+                  f"{r['size_bytes'] / 1e6:,.1f} MB; manifest {manifest}", markup=False)
+    out.print(f"migration: {at:%Y-%m-%d %H:%M %Z} ({facts['migration_source']})" if at else
+              "migration time unknown: give --migration-time or target.migration_at",
+              markup=False)
+    for name, tool in facts["tools"].items():
+        out.print(f"{name}: {tool['version']} ({tool['path']})" if tool["path"] else
+                  f"{name}: MISSING: {tool['problem']}", markup=False)
+    out.print(f"server: {facts['server_version']}", markup=False)
+
+
 def register(group: click.Group) -> None:
     group.add_command(backup)
     group.add_command(backups)
@@ -97,13 +154,12 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
     migration, and the dump tools and server versions), or verify one."""
     import asyncio
     import json
-    import time
 
     from rich.console import Console
 
     from app import config as config_mod
     from app import logs
-    from app.backups.backupset import against_migration, describe_taken, list_sets, resolve
+    from app.backups.backupset import resolve
     from app.backups.verify import rehearse as rehearse_set
     from app.backups.verify import verify
 
@@ -117,52 +173,7 @@ def backups(ctx: click.Context, as_json: bool, verify_id: str | None, rehearse: 
         raise BadInput("--rehearse and --keep go with --verify ID")
     out = Console(highlight=False, soft_wrap=True)
     if verify_id is None:
-        sets = list_sets(root)
-        facts = asyncio.run(_facts(cfg, given_time(migration_time), sets))
-        per_set = facts.pop("per_set")
-        rows: list[dict[str, Any]] = []
-        for s in sets:
-            at, why = per_set.get(s.id, (facts["migration_at"], ""))
-            files = [p for p in s.path.iterdir() if p.is_file()]
-            parts = [part for part, present in (
-                ("schema", (s.path / "schema_only_backup.sql").is_file()),
-                (f"{sum(1 for p in files if p.name.startswith('table_'))} tables",
-                 any(p.name.startswith("table_") for p in files)),
-                ("full SQL", (s.path / "full_database_backup.sql").is_file()),
-                ("full custom", (s.path / "full_database_backup.dump").is_file())) if present]
-            age = None if s.taken_at is None else round((time.time()
-                                                         - s.taken_at.timestamp()) / 3600, 1)
-            rows.append({"id": s.id, "taken_at": s.taken_at.isoformat() if s.taken_at else None,
-                         "taken_from": s.taken_note or None, "taken": describe_taken(s),
-                         "age_hours": age, "parts": parts,
-                         "size_bytes": sum(p.stat().st_size for p in files),
-                         "manifest": s.manifest is not None, "verified": "not yet (--verify)",
-                         "against_migration": against_migration(s, at) or (
-                             f"vs the migration: {why}" if why.startswith("unknown") else None),
-                         "after_migration": None if at is None or s.taken_at is None
-                         else s.taken_at > at})
-        at = facts["migration_at"]
-        if as_json:
-            click.echo(json.dumps({**facts, "migration_at": at.isoformat() if at else None,
-                                   "sets": rows}, indent=2))
-            return
-        if not rows:
-            out.print(f"no backup sets under {root}: take one with `rollback-console backup`")
-        for r in rows:
-            # the id is what --backup takes: on its own line, whole, at any terminal width
-            old = f"{r['age_hours']} h old" if r["age_hours"] is not None else "age unknown"
-            out.print(r["id"], style="bold", markup=False, overflow="ignore", crop=False)
-            vs = r["against_migration"] or "vs the migration: ?"
-            manifest = "yes" if r["manifest"] else "NO"
-            out.print(f"    taken {r['taken']} ({old}); {vs}; {', '.join(r['parts'])}; "
-                      f"{r['size_bytes'] / 1e6:,.1f} MB; manifest {manifest}", markup=False)
-        out.print(f"migration: {at:%Y-%m-%d %H:%M %Z} ({facts['migration_source']})" if at else
-                  "migration time unknown: give --migration-time or target.migration_at",
-                  markup=False)
-        for name, tool in facts["tools"].items():
-            out.print(f"{name}: {tool['version']} ({tool['path']})" if tool["path"] else
-                      f"{name}: MISSING: {tool['problem']}", markup=False)
-        out.print(f"server: {facts['server_version']}", markup=False)
+        _list(cfg, root, as_json, given_time(migration_time), out)
         return
 
     chosen = resolve(root, verify_id)
