@@ -102,6 +102,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         debrief="The runbook lists cosmetic problems under forward-fix: no rollback.",
         fix="keep the column, or drop it with the suggested fix once nothing uses it"),
     Scenario(
+        "double-backfill", "A backfill that ran twice", "medium",
+        "Some teachers see each of their autumn gatherings listed twice; everything else "
+        "works.",
+        "INSERT INTO public.chakai (host_id, local_class_id, title, held_on, season, guests) "
+        "SELECT host_id, local_class_id, title, held_on, season, guests FROM public.chakai "
+        "WHERE season = 'autumn';",
+        "MONITOR AND ASSESS", None,
+        debrief="Rows were added, none lost or changed: more rows than expected, no integrity "
+                "issue. The runbook says monitor and assess: a rollback would throw away every "
+                "write since the backup for duplicates a query can remove. Watch, find the "
+                "duplicates, and remove them forward."),
+    Scenario(
         "rls-blocks-users", "A policy that locks users out", "medium",
         "Logged-in users see empty collections; the data is there for admins.",
         'DROP POLICY "objects: owner reads" ON public.objects;'

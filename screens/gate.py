@@ -41,12 +41,15 @@ class GateScreen(ModalScreen[bool]):
         self.query_one("#cancel", Button).focus()
 
     def on_key(self, event: events.Key) -> None:
+        # The field stops every printable key it gets: one that reaches the screen was sent
+        # to another widget (keys typed fast, before the field's focus lands, were queued for
+        # Cancel), so it belongs in the field whoever has the focus now (asking "is the field
+        # focused?" dropped every key queued before the focus moved: "ROLLBA")
         field = self.query_one("#gate-input", Input)
-        if self.focused is field or not event.character or not event.is_printable:
+        if not event.character or not event.is_printable:
             return
         if event.character.isspace() and not field.value:
             return   # a phrase never starts with a space; once typing has begun, spaces count
-        # (focus moves on the next refresh: keys typed before it lands come through here too)
         field.focus()
         field.insert_text_at_cursor(event.character)
         event.stop()

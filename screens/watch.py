@@ -94,7 +94,7 @@ class WatchScreen(ConsoleScreen[None]):
                        for r in self.rounds[-HISTORY:]]
             table.update_cell(item.name, "now", status_text(str(item.status)))
             table.update_cell(item.name, "trend", sparkline(history, 1))
-            table.update_cell(item.name, "summary", item.summary)
+            table.update_cell(item.name, "summary", item.summary, update_width=True)
         if message.current.regressed:
             stamp = time.strftime("%H:%M:%S", time.localtime(message.current.at))
             self.alerts += [f"{stamp} {line}" for line in message.current.regressed]

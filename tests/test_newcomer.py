@@ -161,7 +161,7 @@ async def test_help_and_quit_stay_on_the_footer_at_80_columns(console_config: Pa
         await app.workers.wait_for_complete()
         await pilot.pause()
         footer = app.screen.query_one(ConsoleFooter)
-        pinned = footer.query_one("#footer-pinned")
+        pinned = footer.query(".footer-pinned").last()
         shown = [k.description for k in pinned.children]  # type: ignore[attr-defined]
         assert shown == ["Help", "Quit"]                            # home has no escape
         assert pinned.region.right <= 80 and pinned.region.width > 0

@@ -14,7 +14,7 @@ PINNED = ("escape", "help", "request_quit")   # escape by key: its action differ
 
 class ConsoleFooter(Footer):
     DEFAULT_CSS = """
-    ConsoleFooter #footer-pinned {
+    ConsoleFooter .footer-pinned {
         dock: right;
         width: auto;
         height: 1;
@@ -46,4 +46,5 @@ class ConsoleFooter(Footer):
         yield from keys
         if pinned:
             yield HorizontalGroup(*[pinned[a] for a in PINNED if a in pinned],
-                                  id="footer-pinned")
+                                  classes="footer-pinned")   # (an id clashed when two
+            # recomposes overlapped: DuplicateIds on a screen whose work failed at once)
