@@ -23,14 +23,8 @@ read-only (no temporary tables).
 """
 
 from app.rowdiff.compare import RowDiff, compare, prebuild
-from app.rowdiff.index import (
-    BackupIndex,
-    _dump_rows,
-    build_index,
-    dump_columns,
-    dump_table,
-    index_for,
-)
+from app.rowdiff.dumpfile import dump_columns, dump_rows, dump_table
+from app.rowdiff.index import BackupIndex, build_index, index_for
 from app.rowdiff.record import (
     ROWS_PER_BUCKET,
     copy_fields,
@@ -42,6 +36,23 @@ from app.rowdiff.record import (
 )
 from app.rowdiff.shape import Shape, shape_for
 
-__all__ = ["ROWS_PER_BUCKET", "BackupIndex", "RowDiff", "Shape", "_dump_rows", "build_index",
-           "compare", "copy_fields", "dump_columns", "dump_table", "index_for", "key_range",
-           "nhex_for", "parse_record", "prebuild", "record_text", "shape_for", "tdiv"]
+__all__ = [
+    "ROWS_PER_BUCKET",
+    "BackupIndex",
+    "RowDiff",
+    "Shape",
+    "build_index",
+    "compare",
+    "copy_fields",
+    "dump_columns",
+    "dump_rows",
+    "dump_table",
+    "index_for",
+    "key_range",
+    "nhex_for",
+    "parse_record",
+    "prebuild",
+    "record_text",
+    "shape_for",
+    "tdiv",
+]

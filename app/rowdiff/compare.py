@@ -15,11 +15,8 @@ from typing import Any
 import asyncpg
 
 from app import catalog
-from app.rowdiff.index import (
-    BackupIndex,
-    dump_columns,
-    index_for,
-)
+from app.rowdiff.dumpfile import dump_columns
+from app.rowdiff.index import BackupIndex, index_for
 from app.rowdiff.record import (
     EXAMINE,
     INDEX_LOOKUPS,

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from app import catalog
 from app.backups.tools import die_with_parent
 from app.paths import file_part
+from app.rowdiff.dumpfile import block_ranges, split_ranges
 from app.rowdiff.record import (
     FORMAT,
     PREFIX_BITS,
@@ -37,115 +36,6 @@ from app.rowdiff.shape import (
 )
 
 # --- the backup's side: an index built from the dump ---------------------------------------------
-
-_COPY_START = b"COPY "
-
-
-def _copy_header(line: bytes) -> tuple[tuple[str, str], list[str]] | None:
-    from app.backups.copydata import _COPY, parse_name, split_identifiers
-
-    m = _COPY.match(line.rstrip(b"\n"))
-    if not m:
-        return None
-    return (parse_name(m.group("name").decode()),
-            split_identifiers(m.group("cols").decode()))
-
-
-def dump_table(path: Path) -> str | None:
-    """``schema.table`` of the first COPY block of a dump (None: no data in it). Reads lines up
-    to that block only (a data-only dump has a few dozen lines of settings before it)."""
-    with path.open("rb") as f:
-        for line in f:
-            if line.startswith(_COPY_START):
-                head = _copy_header(line)
-                if head is not None:
-                    return f"{head[0][0]}.{head[0][1]}"
-    return None
-
-
-def dump_columns(path: Path, table: str) -> list[str] | None:
-    """The column list of ``table``'s COPY block in the dump; None when it has none."""
-    want = catalog.split_name(table)
-    with path.open("rb") as f:
-        for line in f:
-            if line.startswith(_COPY_START):
-                head = _copy_header(line)
-                if head is not None and head[0] == want:
-                    return head[1]
-    return None
-
-
-def _dump_rows(path: Path, table: str) -> Iterator[tuple[int, bytes]]:
-    """(offset, line without newline) of each row of ``table``'s COPY block."""
-    want = catalog.split_name(table)
-    with path.open("rb") as f:
-        offset = 0
-        inside = False
-        for line in f:
-            start = offset
-            offset += len(line)
-            if not inside:
-                if line.startswith(_COPY_START):
-                    head = _copy_header(line)
-                    inside = head is not None and head[0] == want
-                continue
-            if line == b"\\.\n" or line == b"\\.":
-                inside = False   # more blocks may name it (--load-via-partition-root)
-                continue
-            yield start, line[:-1] if line.endswith(b"\n") else line
-    if inside:
-        raise ValueError(f"{path.name}: the dump ends inside the COPY block of {table}: the "
-                         "file is truncated")
-
-
-def _block_ranges(path: Path, table: str) -> list[tuple[int, int]]:
-    """Byte ranges of the rows of ``table``'s COPY blocks in the dump: [first row, end line)."""
-    want = catalog.split_name(table)
-    out: list[tuple[int, int]] = []
-    with path.open("rb") as f:
-        offset = 0
-        for line in f:
-            offset += len(line)
-            if not line.startswith(_COPY_START):
-                continue
-            head = _copy_header(line)
-            if head is None or head[0] != want:
-                continue
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                end = offset if m[offset:offset + 3] in (b"\\.\n", b"\\.") else \
-                    m.find(b"\n\\.\n", offset - 1) + 1
-                if end <= 0 and m[-3:] == b"\n\\.":
-                    end = len(m) - 2
-            if end <= 0:
-                raise ValueError(f"{path.name}: the dump ends inside the COPY block of "
-                                 f"{table}: the file is truncated")
-            out.append((offset, end))
-            f.seek(end)
-            offset = end
-    return out
-
-
-def _split(path: Path, ranges: list[tuple[int, int]], parts: int) -> list[list[tuple[int, int]]]:
-    """The ranges cut into about ``parts`` pieces of equal size, at line boundaries."""
-    total = sum(e - s for s, e in ranges)
-    size = max(1, total // parts)
-    pieces: list[list[tuple[int, int]]] = [[]]
-    with path.open("rb") as f:
-        for start, end in ranges:
-            at = start
-            while at < end:
-                room = size - sum(e - s for s, e in pieces[-1])
-                cut = min(end, at + max(room, 1))
-                if cut < end:
-                    f.seek(cut)
-                    f.readline()
-                    cut = min(end, f.tell())
-                pieces[-1].append((at, cut))
-                at = cut
-                if sum(e - s for s, e in pieces[-1]) >= size and len(pieces) < parts:
-                    pieces.append([])
-    return [p for p in pieces if p]
-
 
 def _index_part(dump: str, ranges: list[tuple[int, int]], shape: Shape, part: str,
                 lo: int = 0, width: int = 1) -> dict[int, list[int]]:
@@ -276,6 +166,41 @@ def _part_main() -> None:
     sys.stdout.write(json.dumps(sums))
 
 
+def _write_index(tmp: str, parts: list[str], sums: dict[int, list[int]], shape: Shape,
+                 lo: int, width: int) -> None:
+    """The rows of every part in one SQLite file, with the per-bucket sums and the meta data."""
+    db = sqlite3.connect(tmp)
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("PRAGMA synchronous = OFF")
+    db.execute("CREATE TABLE IF NOT EXISTS rows (p INTEGER, k BLOB, h BLOB, off INTEGER)")
+    for part in parts:
+        db.execute("ATTACH DATABASE ? AS part", (part,))
+        db.execute("INSERT INTO rows SELECT * FROM part.rows")
+        db.commit()
+        db.execute("DETACH DATABASE part")
+    total = sum(n for n, _ in sums.values())
+    nhex = nhex_for(total)
+    int_key = shape.int_key
+    shift = PREFIX_BITS - 4 * nhex
+    buckets: dict[int, list[int]] = {}
+    for prefix, (n, h) in sums.items():
+        acc = buckets.setdefault(prefix if int_key else prefix >> shift, [0, 0])
+        acc[0] += n
+        acc[1] += h
+    db.execute(f"CREATE INDEX rows_b ON rows ({bucket_expr(int_key, nhex)})")
+    db.execute("CREATE TABLE buckets (b INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
+    db.executemany("INSERT INTO buckets VALUES (?, ?, ?)",
+                   [(b, n, str(h)) for b, (n, h) in buckets.items()])
+    db.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT)")
+    db.executemany("INSERT INTO meta VALUES (?, ?)",
+                   [("format", str(FORMAT)), ("rows", str(total)), ("nhex", str(nhex)),
+                    ("int_key", "1" if int_key else ""), ("lo", str(lo)),
+                    ("width", str(width)),
+                    ("shape", json.dumps([shape.columns, shape.key]))])
+    db.commit()
+    db.close()
+
+
 def build_index(dump: Path, shape: Shape, target: Path) -> None:
     """Read the dump once and write the index (an SQLite file) atomically to ``target``: per
     row its key, row md5, bucket prefix and offset in the dump; per bucket the count and the
@@ -286,7 +211,7 @@ def build_index(dump: Path, shape: Shape, target: Path) -> None:
     os.close(fd)
     parts: list[str] = []
     try:
-        ranges = _block_ranges(dump, shape.table)
+        ranges = block_ranges(dump, shape.table)
         size = sum(e - s for s, e in ranges)
         workers = min(os.cpu_count() or 1, 4) if size > PARALLEL_BYTES else 1
         lo, width, _rows = _key_span(dump, ranges, shape) if shape.int_key else (0, 1, 0)
@@ -294,7 +219,7 @@ def build_index(dump: Path, shape: Shape, target: Path) -> None:
         if workers == 1:
             sums = _index_part(str(dump), ranges, shape, tmp, lo, width)
         else:
-            pieces = _split(dump, ranges, workers)
+            pieces = split_ranges(dump, ranges, workers)
             for _ in pieces:
                 pfd, part = tempfile.mkstemp(dir=target.parent, prefix=".part-",
                                              suffix=".sqlite")
@@ -305,36 +230,7 @@ def build_index(dump: Path, shape: Shape, target: Path) -> None:
                     acc = sums.setdefault(prefix, [0, 0])
                     acc[0] += n
                     acc[1] += h
-        db = sqlite3.connect(tmp)
-        db.execute("PRAGMA journal_mode = OFF")
-        db.execute("PRAGMA synchronous = OFF")
-        db.execute("CREATE TABLE IF NOT EXISTS rows (p INTEGER, k BLOB, h BLOB, off INTEGER)")
-        for part in parts:
-            db.execute("ATTACH DATABASE ? AS part", (part,))
-            db.execute("INSERT INTO rows SELECT * FROM part.rows")
-            db.commit()
-            db.execute("DETACH DATABASE part")
-        total = sum(n for n, _ in sums.values())
-        nhex = nhex_for(total)
-        int_key = shape.int_key
-        shift = PREFIX_BITS - 4 * nhex
-        buckets: dict[int, list[int]] = {}
-        for prefix, (n, h) in sums.items():
-            acc = buckets.setdefault(prefix if int_key else prefix >> shift, [0, 0])
-            acc[0] += n
-            acc[1] += h
-        db.execute(f"CREATE INDEX rows_b ON rows ({bucket_expr(int_key, nhex)})")
-        db.execute("CREATE TABLE buckets (b INTEGER PRIMARY KEY, n INTEGER, s TEXT)")
-        db.executemany("INSERT INTO buckets VALUES (?, ?, ?)",
-                       [(b, n, str(h)) for b, (n, h) in buckets.items()])
-        db.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT)")
-        db.executemany("INSERT INTO meta VALUES (?, ?)",
-                       [("format", str(FORMAT)), ("rows", str(total)), ("nhex", str(nhex)),
-                        ("int_key", "1" if int_key else ""), ("lo", str(lo)),
-                        ("width", str(width)),
-                        ("shape", json.dumps([shape.columns, shape.key]))])
-        db.commit()
-        db.close()
+        _write_index(tmp, parts, sums, shape, lo, width)
         os.chmod(tmp, 0o600)
         os.replace(tmp, target)
     finally:
