@@ -245,16 +245,7 @@ async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: 
             await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
             await conn.execute("SET LOCAL statement_timeout = 0")
             await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
-            names = ", ".join(qualified(t) for t in tables)
-            try:
-                await conn.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
-            except asyncpg.LockNotAvailableError:
-                who = (await describe_blockers(blocker_conn, tables) if blocker_conn
-                       else "another session")
-                raise StepFailed(
-                    f"could not lock {', '.join(tables)} within {lock_timeout_s:g}s: held by "
-                    f"{who}. Nothing was changed; end that session or wait, then retry"
-                ) from None
+            await _lock(conn, tables, lock_timeout_s, blocker_conn)
 
             fks = await touching_foreign_keys(conn, tables)
             for fk in fks:
@@ -272,32 +263,57 @@ async def reload_tables(conn: asyncpg.Connection, tables: list[str], open_dump: 
             for _, definition in indexes:
                 await conn.execute(definition)
             result.indexes_rebuilt = len(indexes)
-            for fk in [*fks, *(restore_fks or [])]:
-                try:
-                    await conn.execute(f"ALTER TABLE {qualified(fk.table)} ADD CONSTRAINT "
-                                       f"{quote_ident(fk.name)} {readd(fk, valid_in_backup)}")
-                except asyncpg.ForeignKeyViolationError as exc:
-                    raise StepFailed(
-                        f"after the reload, {fk.table} has rows whose {', '.join(fk.columns)} "
-                        f"point at {fk.referenced} rows that the backup does not have "
-                        f"({exc.detail or exc}). Nothing was changed. Roll back {fk.table} too "
-                        f"(add it to the tables), or fix those rows first") from None
-            for mv in await dependent_matviews(conn, tables):
-                await conn.execute(f"REFRESH MATERIALIZED VIEW {mv}")
+            await _readd_keys(conn, [*fks, *(restore_fks or [])], valid_in_backup)
             result.foreign_keys_readded = len(fks)
             result.foreign_keys_restored = len(restore_fks or [])
-            for table in tables:
-                for column, sequence in await _sequences(conn, table):
-                    await conn.execute(
-                        f"SELECT setval($1::regclass, greatest((SELECT max({quote_ident(column)})"
-                        f" FROM {qualified(table)}), (SELECT last_value FROM "
-                        f"{sequence})), true)", sequence)
-                await conn.execute(f"ANALYZE {qualified(table)}")
+            await _after_load(conn, tables)
     except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError) as exc:
         raise StepFailed(f"the connection was lost during the reload ({type(exc).__name__}); "
                          "the server rolled the transaction back: nothing was changed") from None
     result.seconds = time.monotonic() - started
     return result
+
+
+async def _lock(conn: asyncpg.Connection, tables: list[str], lock_timeout_s: float,
+                blocker_conn: asyncpg.Connection | None) -> None:
+    """Every table locked at once, or ``StepFailed`` naming who holds a lock."""
+    names = ", ".join(qualified(t) for t in tables)
+    try:
+        await conn.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
+    except asyncpg.LockNotAvailableError:
+        who = (await describe_blockers(blocker_conn, tables) if blocker_conn
+               else "another session")
+        raise StepFailed(
+            f"could not lock {', '.join(tables)} within {lock_timeout_s:g}s: held by "
+            f"{who}. Nothing was changed; end that session or wait, then retry") from None
+
+
+async def _readd_keys(conn: asyncpg.Connection, fks: list[ForeignKey],
+                      valid_in_backup: Collection[tuple[str, str]]) -> None:
+    for fk in fks:
+        try:
+            await conn.execute(f"ALTER TABLE {qualified(fk.table)} ADD CONSTRAINT "
+                               f"{quote_ident(fk.name)} {readd(fk, valid_in_backup)}")
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise StepFailed(
+                f"after the reload, {fk.table} has rows whose {', '.join(fk.columns)} "
+                f"point at {fk.referenced} rows that the backup does not have "
+                f"({exc.detail or exc}). Nothing was changed. Roll back {fk.table} too "
+                f"(add it to the tables), or fix those rows first") from None
+
+
+async def _after_load(conn: asyncpg.Connection, tables: list[str]) -> None:
+    """Materialized views over the tables refreshed, sequences past the loaded keys, and fresh
+    statistics."""
+    for mv in await dependent_matviews(conn, tables):
+        await conn.execute(f"REFRESH MATERIALIZED VIEW {mv}")
+    for table in tables:
+        for column, sequence in await _sequences(conn, table):
+            await conn.execute(
+                f"SELECT setval($1::regclass, greatest((SELECT max({quote_ident(column)})"
+                f" FROM {qualified(table)}), (SELECT last_value FROM "
+                f"{sequence})), true)", sequence)
+        await conn.execute(f"ANALYZE {qualified(table)}")
 
 
 async def _load(conn: asyncpg.Connection, table: str, open_dump: OpenDump, report: Progress,
