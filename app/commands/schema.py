@@ -5,8 +5,14 @@ input."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from app.backups.backupset import BackupSet
+    from app.config import Config
+    from app.drift import Drift
 
 
 def register(group: click.Group) -> None:
@@ -38,7 +44,6 @@ def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool,
     Exit codes: 0 no drift, 1 drift, 2 bad input, 4 the rehearsal failed.
     """
     import asyncio
-    import json
     import tempfile
     from pathlib import Path
 
@@ -57,6 +62,16 @@ def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool,
     if rehearse and not d.empty:
         with tempfile.TemporaryDirectory(prefix="rollback-rehearsal-") as work:
             problems = asyncio.run(rehearse_plan(cfg, backup, d, Path(work)))
+    _show(cfg, backup, found, problems, as_json, as_sql)
+    sys.exit(4 if problems else 1 if not d.empty else 0)
+
+
+def _show(cfg: Config, backup: BackupSet, found: Drift, problems: list[str] | None, as_json: bool,
+          as_sql: bool) -> None:
+    """The drift as JSON, as the SQL script, or in words, and the rehearsal's result."""
+    import json
+
+    d = found.diff
     if as_json:
         print(json.dumps({
             "target": cfg.target.name, "backup": backup.id, "drift": not d.empty,
@@ -86,4 +101,3 @@ def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool,
               if problems else "\nrehearsal: on a scratch copy of the target's schema the plan "
               "ran in one transaction and left zero drift from the backup's schema",
               file=sys.stderr if as_sql else sys.stdout)
-    sys.exit(4 if problems else 1 if not d.empty else 0)
