@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import asyncpg
 import pytest
 
 from app.capabilities import FULL, IN_PLACE_BY_SCHEMA, Capability
@@ -147,12 +148,14 @@ def test_backups_dates_each_set_as_the_plan_does(console: Console) -> None:  # n
     assert "is in the set too" in out, out
 
 
-def test_type3_in_place_over_orphans_killed_before_the_reload_resumes_to_validated(
+def test_type3_in_place_over_orphans_killed_inside_its_transaction_resumes_to_validated(
         console: Console, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """The in-place Type 3 where a migration dropped a key and orphaned its rows: the dry run
-    counts the orphans (the key comes back NOT VALID, the reload validates it); the console
-    killed between the schema and the reload, `resume` finishes it: exit 0, validate passes,
-    the platform identical."""
+    counts the orphans (the key comes back NOT VALID, the reload in the same transaction
+    validates it). The console killed (a real SIGKILL) after the schema statements, before the
+    reload: the server rolls the ONE transaction back, so the schema is as the migration left
+    it (not half restored); `resume` runs it again: exit 0, validate passes, the platform
+    identical."""
     take_backup(console)
     before = asyncio.run(platform_state(console.db.admin_dsn))
     damage(console)
@@ -164,16 +167,28 @@ def test_type3_in_place_over_orphans_killed_before_the_reload_resumes_to_validat
     assert code == 0, out
     assert "have no parent in public.objects: added NOT VALID" in out, out
     phrase = "CONFIRM_FULL_RESTORE tea-school-sandbox"
-    monkeypatch.setenv("ROLLBACK_CONSOLE_KILL_AT", "before:reload")
+    monkeypatch.setenv("ROLLBACK_CONSOLE_KILL_AT", "in_place:schema_applied")
     code, out = console.run("run", "--type", "full", "--migration-time", migrated,
                             "--confirm", phrase)
     monkeypatch.delenv("ROLLBACK_CONSOLE_KILL_AT")
-    assert code == -9, out   # killed by the test's hook, the schema committed
+    assert code == -9, out   # killed inside the transaction, the schema statements run
+    assert "school" not in asyncio.run(_columns(console, "local_classes"))   # rolled back
     code, out = console.run("resume", "--confirm", phrase)
     assert code == 0, out
+    assert "school" in asyncio.run(_columns(console, "local_classes"))
     assert asyncio.run(platform_state(console.db.admin_dsn)) == before
     code, out = console.run("validate")
     assert code == 0, out
+
+
+async def _columns(on: Console, table: str) -> list[str]:
+    conn = await asyncpg.connect(on.db.dsn)
+    try:
+        return [r[0] for r in await conn.fetch(
+            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
+            "AND NOT attisdropped", f"public.{table}")]
+    finally:
+        await conn.close()
 
 
 def _most_tables_corrupted() -> tuple[list[CheckResult], list[str]]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from app import faults
 from app.backups.backupset import check_file, schema_source, table_file
 from app.backups.copydata import parse_name
 from app.backups.tools import private_dir
@@ -32,7 +33,7 @@ from app.rollback import partial as type2
 from app.rollback import schema as type1
 from app.rollback.context import RollbackType, RunContext
 from app.rollback.plan import Plan, Step
-from app.rollback.steps import recovery, safety_dump, target_conn
+from app.rollback.steps import STEP_TIMEOUTS, recovery, safety_dump, target_conn
 from app.schemadiff import Diff
 
 
@@ -81,11 +82,24 @@ async def safety_snapshot(ctx: RunContext) -> str:
     return f"saved the app's schemas and rows to {path} ({size:,} bytes)"
 
 
-async def reload_all(ctx: RunContext, tables: tuple[str, ...]) -> str:
-    """Type 2's reload of every app table (one transaction), now that the schema is back."""
+async def restore(ctx: RunContext, approved: tuple[str, ...], tables: tuple[str, ...]) -> str:
+    """ONE transaction: Type 1's approved statements (every app-owned object back), the
+    re-read that must show no drift, then Type 2's reload of every app table, then COMMIT; any
+    failure rolls everything back."""
     with _as_reload_of(ctx, tables):
-        await type2.assessment(ctx)
-        return await type2.restore(ctx)
+        async with target_conn(ctx) as conn, target_conn(ctx) as watcher:
+            reloaded: list[str] = []
+
+            async def reload() -> None:   # a reload's COPY has no statement budget (Type 2's)
+                faults.point("in_place:schema_applied")   # tests: a kill inside the transaction
+                await conn.execute(f"SET LOCAL statement_timeout = "
+                                   f"'{STEP_TIMEOUTS['statement_timeout']}'")
+                reloaded.append(await type2.reload_on(ctx, conn, watcher))
+
+            diff = await type1.in_one_transaction(ctx, conn, approved, then=reload)
+    type1.committed(ctx, diff)
+    return (f"{len(diff.changes)} schema change(s) and the reload of {len(tables)} tables "
+            f"committed in one transaction ({reloaded[0] if reloaded else ''})")
 
 
 async def validation(ctx: RunContext, tables: tuple[str, ...]) -> str:
@@ -144,12 +158,14 @@ def build(cfg: Config, backup: Any, diff: Diff, why: str,
              "platform's schemas left out).", 1800, safety_snapshot,
              statements=("pg_dump --format=custom " + " ".join(
                  f"--exclude-schema={s}" for s in cfg.target.platform_schemas),)),
-        replace(by_id["restore"], id="restore", title="Restore the app's schemas in place",
-                action=partial(type1.apply, approved=approved), destructive=True,
-                point_of_no_return=True, undo="restore the safety snapshot"),
-        replace(reload_step, id="reload", title="Reload every app table from the backup",
-                action=partial(reload_all, tables=tables), point_of_no_return=False,
-                undo="restore the safety snapshot"),
+        replace(by_id["restore"], title="Restore the app's schemas and rows in place",
+                description="ONE transaction with lock_timeout: every statement of the "
+                "schema plan, the schema read again (zero drift, or ROLLBACK), then every app "
+                "table reloaded from the backup (TRUNCATE without CASCADE, COPY, indexes, "
+                "foreign keys validated), then COMMIT. Any failure rolls everything back.",
+                budget_s=7200, action=partial(restore, approved=approved, tables=tables),
+                destructive=True, point_of_no_return=True, undo="restore the safety snapshot",
+                statements=(*by_id["restore"].statements[:-1], *reload_step.statements[1:])),
         Step("validation", "Validation",
              "On a fresh connection: zero drift from the backup's schema; every app table's "
              "count and checksum against the manifest; every foreign key valid.", 1800,

@@ -212,6 +212,14 @@ async def safety_snapshot(ctx: RunContext) -> str:
 
 async def restore(ctx: RunContext) -> str:
     """One transaction: the tables get exactly the backup's rows, or nothing changes."""
+    async with target_conn(ctx) as conn, target_conn(ctx) as watcher:
+        return await reload_on(ctx, conn, watcher)
+
+
+async def reload_on(ctx: RunContext, conn: asyncpg.Connection,
+                    watcher: asyncpg.Connection) -> str:
+    """The reload on ``conn`` (its own transaction, or a savepoint inside the caller's: the
+    in-place Type 3 runs it in the schema plan's transaction); ``watcher`` names blockers."""
     tables = list(ctx.options.tables)
     sizes = {t: ctx.backup_set.table_path(t).stat().st_size for t in tables}
 
@@ -226,14 +234,13 @@ async def restore(ctx: RunContext) -> str:
     def progress(table: str, done: int, rows: int) -> None:
         ctx.progress(done, sizes[table], "bytes", f"{table}: {rows:,} rows")
 
-    async with target_conn(ctx) as conn, target_conn(ctx) as watcher:
-        recorded = recorded_foreign_keys(ctx.backup)
-        restore_fks = await _dropped_keys(ctx, conn, recorded)
-        with ctx.action("reload_tables", tables=tables, backup=ctx.backup.id,
-                        foreign_keys_added_back=[fk.name for fk in restore_fks]):
-            result = await reload_tables(conn, tables, open_dump, progress,
-                                         blocker_conn=watcher, restore_fks=restore_fks,
-                                         valid_in_backup=valid_keys(recorded))
+    recorded = recorded_foreign_keys(ctx.backup)
+    restore_fks = await _dropped_keys(ctx, conn, recorded)
+    with ctx.action("reload_tables", tables=tables, backup=ctx.backup.id,
+                    foreign_keys_added_back=[fk.name for fk in restore_fks]):
+        result = await reload_tables(conn, tables, open_dump, progress,
+                                     blocker_conn=watcher, restore_fks=restore_fks,
+                                     valid_in_backup=valid_keys(recorded))
     for table in tables:
         ctx.log(f"{table}: {result.rows.get(table, 0):,} rows, "
                 f"{result.bytes.get(table, 0):,} bytes loaded")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -96,50 +97,71 @@ async def safety_snapshot(ctx: RunContext) -> str:
 async def apply(ctx: RunContext, approved: tuple[str, ...]) -> str:
     """One transaction: the approved statements, then a re-read that must show zero drift
     (save what only data can bring back), then COMMIT; any failure rolls everything back."""
-    want = await backup_schema(ctx.cfg, ctx.backup_set, _exclude(ctx), lambda line: ctx.log(line))
     async with target_conn(ctx) as conn:
-        tx = conn.transaction()
-        await tx.start()
-        try:
-            await conn.execute(f"SET LOCAL lock_timeout = '{APPLY_LOCK_TIMEOUT}'; "
-                               f"SET LOCAL statement_timeout = '{APPLY_STATEMENT_TIMEOUT}'; "
-                               "SET LOCAL check_function_bodies = off")
-            diff = compare(await read(conn, _exclude(ctx)), want)
-            await measure(conn, diff, annotate=False)
-            _same_as_approved(diff, approved)
-            _refuse_blocked(diff)
-            total = len(diff.statements)
-            done = 0
-            with ctx.action("apply_schema_plan", statements=total, backup=ctx.backup.id):
-                for change in diff.changes:
-                    ctx.log(f"-- {change.describe()}")
-                    for statement in change.sql:
-                        ctx.log(statement + ";")
-                        await conn.execute(statement)
-                        done += 1
-                        ctx.progress(done, total, "statements", change.object)
-                left = compare(await read(conn, _exclude(ctx)), want)
-                unexpected = [c for c in left.changes if not left_for_data(c, diff)]
-                if unexpected or left.unsupported:
-                    raise StepFailed(
-                        f"after the plan, {len(unexpected) + len(left.unsupported)} "
-                        "difference(s) from the backup remain: "
-                        + "; ".join([c.describe() for c in unexpected][:5] + left.unsupported)
-                        + ". Rolled back: nothing was changed")
-                await tx.commit()
-        except BaseException as exc:
-            await _rollback(tx)
-            if isinstance(exc, Exception) and not isinstance(exc, (StepFailed, NeedsOperator)):
-                raise StepFailed(f"{type(exc).__name__}: {exc}. The transaction was rolled "
-                                 "back: the schema is exactly as it was") from None
-            raise
+        diff = await in_one_transaction(ctx, conn, approved)
+    return committed(ctx, diff)
+
+
+async def in_one_transaction(ctx: RunContext, conn: Any, approved: tuple[str, ...],
+                             then: Callable[[], Awaitable[object]] | None = None) -> Diff:
+    """The approved statements and the re-read in one transaction on ``conn``; ``then`` (the
+    in-place Type 3's reload of every app table) runs in the same transaction before COMMIT.
+    Any failure rolls everything back and says so."""
+    want = await backup_schema(ctx.cfg, ctx.backup_set, _exclude(ctx), lambda line: ctx.log(line))
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.execute(f"SET LOCAL lock_timeout = '{APPLY_LOCK_TIMEOUT}'; "
+                           f"SET LOCAL statement_timeout = '{APPLY_STATEMENT_TIMEOUT}'; "
+                           "SET LOCAL check_function_bodies = off")
+        diff = compare(await read(conn, _exclude(ctx)), want)
+        await measure(conn, diff, annotate=False)
+        _same_as_approved(diff, approved)
+        _refuse_blocked(diff)
+        with ctx.action("apply_schema_plan", statements=len(diff.statements),
+                        backup=ctx.backup.id):
+            await _run_statements(ctx, conn, diff)
+            left = compare(await read(conn, _exclude(ctx)), want)
+            unexpected = [c for c in left.changes if not left_for_data(c, diff)]
+            if unexpected or left.unsupported:
+                raise StepFailed(
+                    f"after the plan, {len(unexpected) + len(left.unsupported)} "
+                    "difference(s) from the backup remain: "
+                    + "; ".join([c.describe() for c in unexpected][:5] + left.unsupported)
+                    + ". Rolled back: nothing was changed")
+            if then is not None:
+                await then()
+            await tx.commit()
+    except BaseException as exc:
+        await _rollback(tx)
+        if isinstance(exc, Exception) and not isinstance(exc, (StepFailed, NeedsOperator)):
+            raise StepFailed(f"{type(exc).__name__}: {exc}. The transaction was rolled "
+                             "back: the schema is exactly as it was") from None
+        raise
+    return diff
+
+
+async def _run_statements(ctx: RunContext, conn: Any, diff: Diff) -> None:
+    total, done = len(diff.statements), 0
+    for change in diff.changes:
+        ctx.log(f"-- {change.describe()}")
+        for statement in change.sql:
+            ctx.log(statement + ";")
+            await conn.execute(statement)
+            done += 1
+            ctx.progress(done, total, "statements", change.object)
+
+
+def committed(ctx: RunContext, diff: Diff) -> str:
+    """What a committed schema plan leaves for the data rollback, logged and recorded."""
     residual = [c.residual for c in diff.changes if c.residual]
     ctx.data["residual"] = residual
     ctx.data["residual_objects"] = sorted({c.object for c in diff.changes if c.residual})
-    ctx.log(f"committed {total} statement(s); re-read inside the transaction: no differences "
-            "from the backup's schema" + (f" except {len(residual)} left for a data rollback"
-                                          if residual else ""))
-    return f"applied {len(diff.changes)} change(s) ({total} statements) in one transaction"
+    ctx.log(f"committed {len(diff.statements)} statement(s); re-read inside the transaction: "
+            "no differences from the backup's schema"
+            + (f" except {len(residual)} left for a data rollback" if residual else ""))
+    return (f"applied {len(diff.changes)} change(s) ({len(diff.statements)} statements) in "
+            "one transaction")
 
 
 async def _rollback(tx: Any) -> None:
