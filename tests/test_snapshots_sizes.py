@@ -61,6 +61,9 @@ class FrozenTime:
 def console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             ) -> Iterator[Callable[[str], RollbackConsoleApp]]:
     monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path / "home"))
+    # no log file: a failure line names the log's path, which an earlier test on the same
+    # worker may have set (the SVG would then depend on test order)
+    monkeypatch.setattr("app.logs._log_path", None)
     for module in ("widgets.incident_clock", "widgets.step_list", "screens.home",
                    "screens.plan", "screens.backups", "screens.watch"):
         monkeypatch.setattr(f"{module}.time", FrozenTime())
