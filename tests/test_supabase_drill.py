@@ -102,3 +102,46 @@ def test_a_headless_drill_on_the_supabase_shape_scores_as_on_the_plain_sandbox(
     assert "Score: 100/100 for trainee" in out, out
     assert f"The right answer: IMMEDIATE ROLLBACK / {kind}" in out
     assert not list((tmp_path / "box").rglob("postmaster.pid"))        # the sandbox stopped
+
+
+def test_sandbox_up_shape_supabase_connects_as_postgres_and_down_leaves_nothing(
+        tmp_path: Path) -> None:
+    """`sandbox up --shape supabase`: the printed DSN (psql's) is the non-superuser `postgres`
+    on the database `postgres`, owned by `supabase_admin`, with the platform's session held;
+    `sandbox down` stops it all."""
+    from app.sandbox.manager import read_info
+    from app.sandbox.server import bin_dir
+    from tests.test_sandbox import _gone
+
+    box = tmp_path / "sbx"
+    proc = subprocess.Popen([*CONSOLE, "sandbox", "up", "--shape", "supabase", "--rows", "100",
+                             "--dir", str(box)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    try:
+        printed: dict[str, str] = {}
+        for line in proc.stdout:
+            m = re.match(r"\s+(\w[\w ]*):\s+(.*)$", line)
+            if m:
+                printed[m.group(1).strip()] = m.group(2).strip()
+            if "psql" in printed:
+                break
+        assert printed.get("shape", "").startswith("supabase"), printed
+        query = ("SELECT current_user, r.rolsuper, current_database(), "
+                 "pg_get_userbyid(d.datdba), (SELECT count(*) FROM pg_stat_activity a WHERE "
+                 "a.datname = current_database() AND a.usename = 'supabase_admin') "
+                 "FROM pg_roles r, pg_database d WHERE r.rolname = current_user "
+                 "AND d.datname = current_database()")
+        out = subprocess.run([str(bin_dir() / "psql"), printed["database"], "-Atc", query],
+                             capture_output=True, text=True, timeout=30)
+        assert out.stdout.strip() == "postgres|f|postgres|supabase_admin|1", out.stderr
+        info = read_info(box)
+        assert info is not None and info.shape == "supabase"
+        down = subprocess.run([*CONSOLE, "sandbox", "down", "--dir", str(box)],
+                              capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0, down.stderr
+        assert proc.wait(timeout=30) == 0
+        assert _gone(info.postgres_pid) and _gone(info.app_pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
