@@ -74,7 +74,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "IMMEDIATE ROLLBACK", "full",
         debrief="Most tables are corrupted: the runbook's last resort, a complete restore. The "
                 "console restores into a new database, validates it, switches, and keeps the "
-                "broken one aside."),
+                "broken one aside; where the database cannot be swapped (Supabase's postgres), "
+                "it restores the app's schemas in place, in one transaction."),
     Scenario(
         "dropped-table", "A table dropped by the consolidation", "hard",
         "The gatherings page answers errors for everyone.",
