@@ -35,25 +35,25 @@ class MaintenanceControls(ConsoleScreen[Outcome | None]):
 
     def _followup(self) -> list[str]:
         """Tables a schema rollback brought back without their rows (or columns' values)."""
-        return [t.replace('"', "") for t in self.ctx.data.get("followup_tables")
+        return [t.replace('"', "") for t in self.ctx.followup_tables
                 or self.plan.leaves_rows_in_backup]
 
     def _left_in_maintenance(self) -> bool:
         """For the outcome line's hint only: the key itself asks the app."""
         return (self.outcome not in (None, Outcome.DONE) and self.ctx.cfg.app is not None
-                and self.ctx.data.get("maintenance") == "on")
+                and self.ctx.maintenance == "on")
 
     # --- between phases -------------------------------------------------------------------
 
     def _between_phases(self) -> bool:
         """Phase 1 of 2 validated, the app held in maintenance, and no phase 2 taken up."""
         return (self.outcome is Outcome.PHASE_VALIDATED
-                and self.ctx.data.get("maintenance") == "on"
+                and self.ctx.maintenance == "on"
                 and followed_by(self.ctx.journal) is None)
 
     def _maintenance_between_phases(self) -> str:
         """The app's state after phase 1, in the outcome line: held down on purpose, or not."""
-        if self.ctx.data.get("maintenance") != "on":
+        if self.ctx.maintenance != "on":
             return "Maintenance mode is off: phase 2 switches it on before it replaces anything"
         off = way_out(self.ctx.cfg, self.plan.leaves_rows_in_backup)[1]
         return ("The app stays in MAINTENANCE mode until phase 2 validates (to serve the "
@@ -102,7 +102,7 @@ class MaintenanceControls(ConsoleScreen[Outcome | None]):
             self.notify("The run is still going: its recovery step switches maintenance off "
                         "(pause it first, or let it finish).")
             return
-        if self.ctx.data.get("maintenance") == "on":
+        if self.ctx.maintenance == "on":
             self._confirm_maintenance_off()   # this run left it on: the switch verifies it
         else:
             self.ask_maintenance()   # what the run remembers may be wrong: ask the app
@@ -121,7 +121,7 @@ class MaintenanceControls(ConsoleScreen[Outcome | None]):
         finally:
             await m.aclose()
         if on:
-            self.ctx.data["maintenance"] = "on"
+            self.ctx.maintenance = "on"
             if self.outcome is not None:
                 self._finish(self.outcome, self.summary)
             self._confirm_maintenance_off()
@@ -157,7 +157,7 @@ class MaintenanceControls(ConsoleScreen[Outcome | None]):
             log.append(f"✖ maintenance off failed: {exc}")
             self.notify(str(exc), title="Maintenance off failed", severity="error")
             return
-        self.ctx.data["maintenance"] = "off"
+        self.ctx.maintenance = "off"
         log.append(f"✔ {summary}")
         if self.outcome is not None:
             self._finish(self.outcome, self.summary)   # the hint no longer offers it

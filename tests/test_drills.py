@@ -87,13 +87,13 @@ async def test_each_scenario_plays_to_its_answer(scenario: str, console_config: 
                          backup, options)
         assert await execute(plan, ctx) is Outcome.DONE, ctx.journal.entries[-1].data
         if s.then:   # Type 1 says which tables came back without their rows
-            assert [t.replace('"', "") for t in ctx.data.get("followup_tables") or []] == \
+            assert [t.replace('"', "") for t in ctx.followup_tables] == \
                    (list(s.tables) if kind is RollbackType.SCHEMA else [])
     checklist = await run_validation(cfg, backup.id)
     assert checklist.passed, [(i.name, str(i.status), i.summary) for i in checklist.items]
     if kind is RollbackType.FULL:
         admin = await asyncpg.connect(demo_db.server.dsn())
-        await admin.execute(f'DROP DATABASE "{ctx.data["aside_database"]}" WITH (FORCE)')
+        await admin.execute(f'DROP DATABASE "{ctx.full.aside_database}" WITH (FORCE)')
         await admin.close()
 
 

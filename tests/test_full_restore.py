@@ -53,8 +53,8 @@ async def test_complete_restore_switches_and_keeps_the_old_database(
     assert "sekrit-jwt-value" not in ctx.journal.path.read_text()
     assert backup.manifest is not None
     assert await matches_manifest(demo_db.dsn, backup.manifest)
-    assert len(ctx.data["deferred_foreign_keys"]) == 7  # added NOT VALID, validated after
-    aside = ctx.data["aside_database"]
+    assert len(ctx.full.deferred_foreign_keys or []) == 7  # added NOT VALID, validated after
+    aside = ctx.full.aside_database
     admin = await asyncpg.connect(demo_db.server.dsn())
     try:
         assert await admin.fetchval("SELECT NOT datallowconn FROM pg_database WHERE datname=$1",
@@ -86,7 +86,8 @@ async def test_in_place_restore_with_a_safety_snapshot(
     assert outcome is Outcome.DONE, ctx.journal.entries[-1].data
     assert backup.manifest is not None
     assert await matches_manifest(demo_db.dsn, backup.manifest)
-    assert Path(ctx.data["safety_snapshot"]).stat().st_size > 0
+    snapshot = ctx.safety_snapshot
+    assert snapshot is not None and snapshot.stat().st_size > 0
 
 
 async def test_the_gate_needs_the_target_name(console_config: Path, demo_db: DemoDb,

@@ -89,9 +89,9 @@ async def test_partial_rollback_restores_the_backup_exactly(
     assert await checksums(conn, *tables) == [backup.manifest.state.tables[t].checksum
                                               for t in tables]
     assert httpx.get(f"{demo_app.url}/api/objects?limit=1").status_code == 200
-    snapshot = Path(ctx.data["safety_snapshot"])
-    assert snapshot.is_file() and snapshot.stat().st_size > 0
-    exported = [Path(p) for p in ctx.data["exported_since_backup"]]
+    snapshot = ctx.safety_snapshot
+    assert snapshot is not None and snapshot.is_file() and snapshot.stat().st_size > 0
+    exported = [Path(p) for p in ctx.partial.exported_since_backup or []]
     assert len(exported) == 2 and all(p.read_text().count("\n") > 1 for p in exported)
     kinds = [e.kind for e in ctx.journal.entries]
     assert kinds.count("step_started") == kinds.count("step_finished") == 7

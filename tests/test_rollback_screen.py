@@ -172,7 +172,7 @@ async def test_after_a_failed_run_shift_m_turns_maintenance_off(
         assert isinstance(app.screen, ConfirmScreen)
         assert app.screen.focused is not None and app.screen.focused.id == "no"  # safe default
         await pilot.click("#yes")
-        await wait_until(lambda: ctx.data.get("maintenance") == "off", pilot)
+        await wait_until(lambda: ctx.maintenance == "off", pilot)
         assert "M: maintenance off" not in str(outcome.render())
     assert httpx.get(f"{demo_app.url}/api/health").status_code == 200
     done = [e for e in ctx.journal.of_kind("action_finished")

@@ -3,6 +3,7 @@ right outcome, a resumed run does not redo finished work, and a held lock refuse
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -12,8 +13,16 @@ from app.lock import TargetLock
 from app.rollback.context import NeedsOperator, Outcome, RollbackType, RunContext
 from app.rollback.plan import Plan, Step
 from app.rollback.runner import execute, skip_step
+from app.rollback.state import StepState
 from tests.helpers import run_context
 from tests.test_partial_rollback import last_event
+
+
+@dataclass
+class Marker(StepState):
+    """A toy type's own step state (as a new type declares it): journaled, read back."""
+
+    marker_written: bool | None = None
 
 
 def marker_plan(dsn: str, fail_once: list[bool]) -> Plan:
@@ -24,14 +33,14 @@ def marker_plan(dsn: str, fail_once: list[bool]) -> Plan:
             await conn.execute("INSERT INTO runner_marker VALUES (1)")
         finally:
             await conn.close()
-        ctx.data["marker_written"] = True
+        ctx.state(Marker).marker_written = True
         ctx.log("marker written")
         return "marker written"
 
     async def flaky(ctx: RunContext) -> str:
         if fail_once and fail_once.pop():
             raise NeedsOperator("the app did not answer; check it, then resume")
-        assert ctx.data.get("marker_written") is True  # a resumed run gets earlier results back
+        assert ctx.state(Marker).marker_written is True  # a resumed run gets it back
         return "ok"
 
     async def last(_ctx: RunContext) -> str:

@@ -77,7 +77,7 @@ async def test_the_maintenance_key_after_a_stop_asks_the_app(
 
     async def on_but_not_recorded(ctx: RunContext) -> str:
         summary = await maintenance_on(ctx)
-        ctx.data.pop("maintenance", None)
+        ctx.run.maintenance = None
         return summary
 
     app, screen, ctx = screen_for(console_config, tmp_path, [
@@ -92,7 +92,7 @@ async def test_the_maintenance_key_after_a_stop_asks_the_app(
         await wait_until(lambda: isinstance(app.screen, ConfirmScreen), pilot)
         assert app.screen.focused is not None and app.screen.focused.id == "no"
         await pilot.click("#yes")
-        await wait_until(lambda: ctx.data.get("maintenance") == "off", pilot)
+        await wait_until(lambda: ctx.maintenance == "off", pilot)
     assert httpx.get(f"{demo_app.url}/api/health").status_code == 200
     assert ctx.cfg.app is not None
     m = Maintenance(ctx.cfg.app)

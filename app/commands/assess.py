@@ -149,28 +149,7 @@ def register(group: click.Group) -> None:
         unreachable (refused or timed out: check the server, network and pooler),
         2 bad input (config, wrong password or database name, unknown --backup),
         1 unexpected error (the traceback is in the log file)."""
-        import asyncio
-        import json
-
-        from app import config as config_mod
-        from app import logs
-        from app.checks import run_assessment
-        from app.checks.context import read_only_checks
-        from app.db import read_only_sessions
-
-        read_only_sessions(True)   # read-only by nature, whatever --mode says
-        read_only_checks(True)
-        logs.configure()
-        cfg = config_mod.load(ctx.obj["config_path"])
-        on_result = None if as_json else _progress(_console(stderr=True))
-        result = asyncio.run(run_assessment(cfg, backup_id, on_result=on_result))
-        logs.get("assess").info("assessment", tier=result.decision.tier.label,
-                                backup=result.backup)
-        if as_json:
-            click.echo(json.dumps(result.to_dict(), indent=2, default=str))
-        else:
-            _render_assessment(result)
-        sys.exit(result.decision.exit_code)
+        sys.exit(_assess(ctx.obj["config_path"], backup_id, as_json))
 
     @group.command("validate")
     @click.option("--backup", "backup_id", default=None, metavar="ID",
@@ -189,29 +168,62 @@ def register(group: click.Group) -> None:
         \b
         Exit codes: 0 every item passes, 1 some item does not, 2 bad input;
         with --watch: 1 when anything regressed or the last run does not pass."""
-        import asyncio
-        import json
+        sys.exit(_validate(ctx.obj["config_path"], backup_id, as_json, watch_for, interval))
 
-        from app import config as config_mod
-        from app import logs
-        from app.db import read_only_sessions
-        from app.validation import run_validation
 
-        read_only_sessions(True)   # read-only by nature (the login probe runs in live mode)
-        logs.configure()
-        cfg = config_mod.load(ctx.obj["config_path"])
-        if watch_for is not None:
-            sys.exit(_watch(cfg, backup_id, watch_for, interval, as_json))
-        on_result = None if as_json else _progress(_console(stderr=True))
-        result = asyncio.run(run_validation(cfg, backup_id, on_result=on_result))
-        journal = asyncio.run(_journal_validation(cfg, result))
-        if journal is not None:
-            click.echo(f"(journaled in incident {journal})", err=True)
-        if as_json:
-            click.echo(json.dumps(result.to_dict(), indent=2, default=str))
-        else:
-            _render_checklist(result)
-        sys.exit(result.exit_code)
+def _assess(config_path: str, backup_id: str | None, as_json: bool) -> int:
+    """The ``assess`` command's work: the checks, the verdict shown; its exit code."""
+    import asyncio
+    import json
+
+    from app import config as config_mod
+    from app import logs
+    from app.checks import run_assessment
+    from app.checks.context import read_only_checks
+    from app.db import read_only_sessions
+
+    read_only_sessions(True)   # read-only by nature, whatever --mode says
+    read_only_checks(True)
+    logs.configure()
+    cfg = config_mod.load(config_path)
+    on_result = None if as_json else _progress(_console(stderr=True))
+    result = asyncio.run(run_assessment(cfg, backup_id, on_result=on_result))
+    logs.get("assess").info("assessment", tier=result.decision.tier.label,
+                            backup=result.backup)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        _render_assessment(result)
+    return result.decision.exit_code
+
+
+def _validate(config_path: str, backup_id: str | None, as_json: bool, watch_for: str | None,
+              interval: float) -> int:
+    """The ``validate`` command's work: the checklist once (journaled), or watched; its exit
+    code."""
+    import asyncio
+    import json
+
+    from app import config as config_mod
+    from app import logs
+    from app.db import read_only_sessions
+    from app.validation import run_validation
+
+    read_only_sessions(True)   # read-only by nature (the login probe runs in live mode)
+    logs.configure()
+    cfg = config_mod.load(config_path)
+    if watch_for is not None:
+        return _watch(cfg, backup_id, watch_for, interval, as_json)
+    on_result = None if as_json else _progress(_console(stderr=True))
+    result = asyncio.run(run_validation(cfg, backup_id, on_result=on_result))
+    journal = asyncio.run(_journal_validation(cfg, result))
+    if journal is not None:
+        click.echo(f"(journaled in incident {journal})", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        _render_checklist(result)
+    return result.exit_code
 
 
 async def _journal_validation(cfg: Config, result: Any) -> str | None:

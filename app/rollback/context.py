@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app.backups.backupset import BackupSet
 from app.backups.source import RestoreSource
@@ -17,6 +17,9 @@ from app.events import EventChannel, StepLog, StepProgress
 from app.exits import EXIT_CODES, FAILED_RESTORED, NEEDS_OPERATOR, Outcome
 from app.journal import Journal, journaled
 from app.rollback.registry import RollbackType, rollback_type
+from app.rollback.state import FullState, PartialState, RunState, SchemaState, StepState
+
+S = TypeVar("S", bound=StepState)
 
 # Outcome and EXIT_CODES live in app.exits, RollbackType in app.rollback.registry; named here
 # too for the steps, screens and tests that import them with RunContext.
@@ -72,8 +75,10 @@ class Options:
 
 @dataclass
 class RunContext:
-    """Shared by the steps of one run. ``data`` holds what steps found or made (paths, names,
-    counts); it is journaled with each finished step, so a resumed run gets it back."""
+    """Shared by the steps of one run. What steps find or make (paths, names, counts) is in
+    typed states (``app.rollback.state``): ``run`` for every type, ``schema``, ``partial``
+    and ``full`` for each type's own; journaled with each finished step, so a resumed run gets
+    it back (``restore``)."""
 
     cfg: Config
     kind: str              # the type's key (a RollbackType for the built-in ones)
@@ -81,10 +86,12 @@ class RunContext:
     channel: EventChannel
     backup: RestoreSource  # what it restores from (app.backups.source; a backup set today)
     options: Options
-    data: dict[str, Any] = field(default_factory=dict)
     step: str = ""
     pause_requested: bool = False   # set by the operator: stop cleanly after the current step
     lock: Any = None                # the runner's TargetLock (a database switch suspends it)
+    _found: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _states: dict[type[StepState], StepState] = field(default_factory=dict, init=False,
+                                                      repr=False)
 
     @property
     def incident_dir(self) -> Path:
@@ -99,38 +106,73 @@ class RunContext:
                            f"{self.backup.id} is a {self.backup.kind}: choose a backup set")
         return self.backup
 
-    # What steps record and a resumed run reads back (``Journal.recorded``), typed. The rest of
-    # ``data`` is each type's own (counts, names), read only by that type's later steps.
+    # --- what steps record, and a resumed run reads back ------------------------------------
+
+    def state(self, kind: type[S]) -> S:
+        """This run's ``kind`` of state, made on first use from what the journal recorded."""
+        found = self._states.get(kind)
+        if not isinstance(found, kind):
+            found = self._states[kind] = kind.load(self._found)
+        return found
+
+    def restore(self, found: dict[str, Any]) -> None:
+        """A resumed run: what earlier steps recorded (``Journal.recorded``)."""
+        self._found = dict(found)
+        self._states.clear()
+
+    def recorded(self) -> dict[str, Any]:
+        """Everything recorded so far, under the journal's names (the runner journals what a
+        step changed in it)."""
+        found = dict(self._found)
+        for state in self._states.values():
+            found.update(state.record())
+        return found
+
+    @property
+    def run(self) -> RunState:
+        return self.state(RunState)
+
+    @property
+    def schema(self) -> SchemaState:
+        return self.state(SchemaState)
+
+    @property
+    def partial(self) -> PartialState:
+        return self.state(PartialState)
+
+    @property
+    def full(self) -> FullState:
+        return self.state(FullState)
+
     @property
     def maintenance(self) -> str | None:
         """The app's maintenance switch as this run left it: on, off or failed (None: not
         touched)."""
-        value = self.data.get("maintenance")
-        return str(value) if value is not None else None
+        return self.run.maintenance
 
     @maintenance.setter
     def maintenance(self, state: str) -> None:
-        self.data["maintenance"] = state
+        self.run.maintenance = state
 
     @property
     def safety_snapshot(self) -> Path | None:
         """The dump of the current state taken before anything was replaced."""
-        value = self.data.get("safety_snapshot")
+        value = self.run.safety_snapshot
         return Path(value) if value else None
 
     @safety_snapshot.setter
     def safety_snapshot(self, path: Path) -> None:
-        self.data["safety_snapshot"] = str(path)
+        self.run.safety_snapshot = str(path)
 
     @property
     def followup_tables(self) -> list[str]:
         """Tables a Type 1 brought back without their rows: phase 2 reloads them."""
-        return [str(t) for t in self.data.get("followup_tables") or []]
+        return [str(t) for t in self.schema.followup_tables or []]
 
     @property
     def in_place(self) -> bool:
         """A Type 3 that restores in place (its prerequisites found renaming impossible)."""
-        return bool(self.data.get("in_place"))
+        return bool(self.full.in_place)
 
     def log(self, line: str, level: str = "info") -> None:
         self.channel.emit(StepLog(self.step, line, level))

@@ -52,7 +52,6 @@ def names(ctx: RunContext) -> tuple[str, str, str]:
     return target, f"{target}_restored_{suffix}"[:63], f"{target}_aside_{suffix}"[:63]
 
 
-
 async def prerequisites(ctx: RunContext) -> str:
     dump = ctx.backup_set.database_dump()
     if dump is None:
@@ -76,9 +75,9 @@ async def prerequisites(ctx: RunContext) -> str:
     if why_not and not ctx.options.allow_in_place:
         raise BadInput(f"{why_not}. The switch is impossible here; an in-place restore is the "
                        "only way and needs a second confirmation (--allow-in-place)")
-    ctx.data["full_dump"] = str(dump)
-    ctx.data["in_place"] = bool(why_not)
-    ctx.data["databases"] = {"target": target, "restored": restored, "aside": aside}
+    ctx.full.full_dump = str(dump)
+    ctx.full.in_place = bool(why_not)
+    ctx.full.databases = {"target": target, "restored": restored, "aside": aside}
     return f"{dump.name} ({dump.stat().st_size:,} bytes) verified; " + (
         "IN-PLACE restore (second confirmation given)" if why_not else
         f"will restore into {restored} and switch")
@@ -114,8 +113,7 @@ async def assessment(ctx: RunContext) -> str:
 
 async def restore_new(ctx: RunContext) -> str:
     """pg_restore into a fresh database, in parallel, the target still online."""
-    dbs = ctx.data["databases"]
-    dump = Path(ctx.data["full_dump"])
+    dbs, dump = ctx.full.names, ctx.full.dump
     async with target_conn(ctx, MAINTENANCE_DB) as admin:
         if await database_exists(admin, dbs["restored"]):
             ctx.log(f"{dbs['restored']} exists from an interrupted run: dropping it and "
@@ -211,7 +209,7 @@ async def _restore(ctx: RunContext, dump: Path, database: str, clean: bool) -> N
                 statement += " NOT VALID"
                 deferred.append([m.group("table"), m.group("name")])
             await conn.execute(statement)
-    ctx.data["deferred_foreign_keys"] = deferred
+    ctx.full.deferred_foreign_keys = deferred
     ctx.log(f"{len(deferred)} foreign keys added NOT VALID; validated after the switch")
 
 
@@ -221,7 +219,7 @@ _FK = re.compile(rf"ALTER TABLE (?:ONLY )?(?P<table>{SQL_IDENT}(?:\.{SQL_IDENT})
 
 async def validate_deferred_keys(ctx: RunContext) -> None:
     """VALIDATE each foreign key the restore added NOT VALID (one anti-join each, online)."""
-    keys = ctx.data.get("deferred_foreign_keys") or []
+    keys = ctx.full.deferred_foreign_keys or []
     if not keys:
         return
     async with target_conn(ctx) as conn:
@@ -263,7 +261,7 @@ async def _compare(ctx: RunContext, database: str) -> list[str]:
 
 
 async def validate_new(ctx: RunContext) -> str:
-    restored = ctx.data["databases"]["restored"]
+    restored = ctx.full.names["restored"]
     problems = await _compare(ctx, restored)
     if problems:
         dropped = await _drop_half_restored(ctx, restored)
@@ -273,7 +271,7 @@ async def validate_new(ctx: RunContext) -> str:
 
 
 async def switch_step(ctx: RunContext) -> str:
-    dbs = ctx.data["databases"]
+    dbs = ctx.full.names
     await maintenance_back_on(ctx)   # a resume after the operator switched it off by hand
     await ctx.ensure_lock("switch_databases")
     if ctx.lock is not None:
@@ -288,7 +286,7 @@ async def switch_step(ctx: RunContext) -> str:
     finally:
         if ctx.lock is not None:
             await ctx.lock.resume_db()
-    ctx.data["aside_database"] = dbs["aside"]
+    ctx.full.aside_database = dbs["aside"]
     ctx.log(f"the database as it was is kept as {dbs['aside']} (connections disabled); "
             f"undo: rename it back")
     return f"{dbs['restored']} is now {dbs['target']}; the old one is {dbs['aside']}"
@@ -303,7 +301,7 @@ async def in_place_snapshot(ctx: RunContext) -> str:
 
 
 async def restore_in_place(ctx: RunContext) -> str:
-    dump = Path(ctx.data["full_dump"])
+    dump = ctx.full.dump
     await maintenance_back_on(ctx)
     async with ctx.checked_action("restore_in_place", dump=str(dump)):
         try:
@@ -339,42 +337,7 @@ def build(cfg: Config, backup: Any, in_place: bool = False) -> Plan:
              "Maintenance mode on and verified; notify: extended downtime expected.", 120,
              maintenance_on),
     ]
-    if in_place:
-        middle = [
-            Step("safety_snapshot", "Safety snapshot of the whole database",
-                 "pg_dump --format=custom of the current database.", 1800, in_place_snapshot,
-                 statements=("pg_dump --format=custom",)),
-            Step("restore", "Restore in place",
-                 "pg_restore --clean --if-exists --single-transaction into the target.", 7200,
-                 restore_in_place, destructive=True, point_of_no_return=True,
-                 undo="restore the safety snapshot the same way",
-                 statements=(f"pg_restore --clean --if-exists --single-transaction "
-                             f"--dbname={target} {dump_name}",)),
-        ]
-    else:
-        middle = [
-            Step("restore_new", "Restore into a new database",
-                 "CREATE DATABASE <target>_restored_<incident> with the target's owner, "
-                 "privileges and ALTER DATABASE/ROLE … SET settings (a dump without --create "
-                 "and a rename carry neither); pg_restore --jobs=2 into it. The target stays "
-                 "online.", 7200, restore_new,
-                 statements=(f"CREATE DATABASE {target}_restored_<incident> TEMPLATE template0",
-                             "GRANT/REVOKE … ON DATABASE, ALTER DATABASE/ROLE … SET, "
-                             "CONNECTION LIMIT, COMMENT: as on the target",
-                             f"pg_restore --jobs=2 --exit-on-error {dump_name}")),
-            Step("validate_new", "Validate the restored copy",
-                 "Row counts and checksums of every table against the manifest, before the "
-                 "target is touched.", 1800, validate_new),
-            Step("switch", "Switch databases",
-                 "Refuse new connections, end the sessions on the target, then in one "
-                 "transaction rename the target aside and the restored copy into place.", 300,
-                 switch_step, destructive=True, point_of_no_return=True,
-                 undo="rename the aside database back (its name is in the journal)",
-                 statements=(f"ALTER DATABASE {target} WITH ALLOW_CONNECTIONS false",
-                             "SELECT pg_terminate_backend(pid) ...",
-                             f"ALTER DATABASE {target} RENAME TO {target}_aside_<incident>",
-                             f"ALTER DATABASE {target}_restored_<incident> RENAME TO {target}")),
-        ]
+    middle = _in_place_steps(target, dump_name) if in_place else _switch_steps(target, dump_name)
     last = [
         Step("validation", "Data validation", "The target, after the restore, against the "
              "manifest.", 1800, validation),
@@ -384,3 +347,45 @@ def build(cfg: Config, backup: Any, in_place: bool = False) -> Plan:
     ]
     plan.steps = first + middle + last
     return plan
+
+
+def _in_place_steps(target: str, dump_name: str) -> list[Step]:
+    """A safety dump of the whole database, then the restore over it in one transaction."""
+    return [
+        Step("safety_snapshot", "Safety snapshot of the whole database",
+             "pg_dump --format=custom of the current database.", 1800, in_place_snapshot,
+             statements=("pg_dump --format=custom",)),
+        Step("restore", "Restore in place",
+             "pg_restore --clean --if-exists --single-transaction into the target.", 7200,
+             restore_in_place, destructive=True, point_of_no_return=True,
+             undo="restore the safety snapshot the same way",
+             statements=(f"pg_restore --clean --if-exists --single-transaction "
+                         f"--dbname={target} {dump_name}",)),
+    ]
+
+
+def _switch_steps(target: str, dump_name: str) -> list[Step]:
+    """Restore into a new database, validate it there, then switch names."""
+    return [
+        Step("restore_new", "Restore into a new database",
+             "CREATE DATABASE <target>_restored_<incident> with the target's owner, "
+             "privileges and ALTER DATABASE/ROLE … SET settings (a dump without --create "
+             "and a rename carry neither); pg_restore --jobs=2 into it. The target stays "
+             "online.", 7200, restore_new,
+             statements=(f"CREATE DATABASE {target}_restored_<incident> TEMPLATE template0",
+                         "GRANT/REVOKE … ON DATABASE, ALTER DATABASE/ROLE … SET, "
+                         "CONNECTION LIMIT, COMMENT: as on the target",
+                         f"pg_restore --jobs=2 --exit-on-error {dump_name}")),
+        Step("validate_new", "Validate the restored copy",
+             "Row counts and checksums of every table against the manifest, before the "
+             "target is touched.", 1800, validate_new),
+        Step("switch", "Switch databases",
+             "Refuse new connections, end the sessions on the target, then in one "
+             "transaction rename the target aside and the restored copy into place.", 300,
+             switch_step, destructive=True, point_of_no_return=True,
+             undo="rename the aside database back (its name is in the journal)",
+             statements=(f"ALTER DATABASE {target} WITH ALLOW_CONNECTIONS false",
+                         "SELECT pg_terminate_backend(pid) ...",
+                         f"ALTER DATABASE {target} RENAME TO {target}_aside_<incident>",
+                         f"ALTER DATABASE {target}_restored_<incident> RENAME TO {target}")),
+    ]

@@ -68,7 +68,7 @@ async def prerequisites(ctx: RunContext, tables: tuple[str, ...]) -> str:
         cap = (await capabilities(conn, ctx.backup.taken_at))[FULL]
     if not cap.possible:
         raise BadInput(cap.message())
-    ctx.data["in_place_by_schema"] = True
+    ctx.full.in_place_by_schema = True
     return f"{said}; {len(tables)} table dump(s) present"
 
 
@@ -104,8 +104,8 @@ async def restore(ctx: RunContext, approved: tuple[str, ...], tables: tuple[str,
 
 async def validation(ctx: RunContext, tables: tuple[str, ...]) -> str:
     """Zero drift from the backup's schema, then every app table's count and checksum."""
-    ctx.data["residual_objects"] = []    # the reload brought back what the schema left
-    ctx.data["followup_tables"] = []
+    ctx.schema.residual_objects = []    # the reload brought back what the schema left
+    ctx.schema.followup_tables = []
     schema = await type1.validation(ctx)
     with _as_reload_of(ctx, tables):
         data = await type2.validation(ctx)

@@ -166,8 +166,8 @@ async def assessment(ctx: RunContext) -> str:
                         f"SELECT count(*) FROM {qualified(table)} WHERE {cond}", since))
                     ctx.log(f"{table}: {changed[table]:,} rows written since the backup "
                             f"({since:%Y-%m-%d %H:%M %Z}); they are exported before the reload")
-    ctx.data["counts_before"] = counts
-    ctx.data["changed_since_backup"] = changed
+    ctx.partial.counts_before = counts
+    ctx.partial.changed_since_backup = changed
     return ", ".join(f"{t} {n:,} rows" for t, n in counts.items())
 
 
@@ -198,7 +198,7 @@ async def safety_snapshot(ctx: RunContext) -> str:
         async with target_conn(ctx) as conn:
             for table in tables:
                 cols = await _time_columns(conn, table)
-                if not cols or not ctx.data.get("changed_since_backup", {}).get(table):
+                if not cols or not (ctx.partial.changed_since_backup or {}).get(table):
                     continue
                 out = private_file(safety / f"written-since-backup.{file_part(table)}.csv")
                 cond = " OR ".join(f"{c} > $1" for c in cols)
@@ -206,7 +206,7 @@ async def safety_snapshot(ctx: RunContext) -> str:
                                            since, output=str(out), format="csv", header=True)
                 exported.append(str(out))
                 ctx.log(f"exported rows written since the backup: {out}")
-    ctx.data["exported_since_backup"] = exported
+    ctx.partial.exported_since_backup = exported
     return f"saved to {dump}" + (f"; {len(exported)} CSV export(s)" if exported else "")
 
 
@@ -249,7 +249,7 @@ async def reload_on(ctx: RunContext, conn: asyncpg.Connection,
     if result.foreign_keys_restored:
         ctx.log(f"{result.foreign_keys_restored} foreign key(s) dropped since the backup added "
                 "back: " + ", ".join(fk.name for fk in restore_fks))
-    ctx.data["rows_loaded"] = result.rows
+    ctx.partial.rows_loaded = result.rows
     return (f"reloaded {', '.join(tables)} ({sum(result.rows.values()):,} rows) in "
             f"{result.seconds:.1f}s; committed")
 
@@ -284,7 +284,7 @@ async def validation(ctx: RunContext) -> str:
                 if ok and recorded:
                     await _partitions_against(ctx, conn, table, recorded)
             else:
-                loaded = ctx.data.get("rows_loaded", {}).get(table)
+                loaded = (ctx.partial.rows_loaded or {}).get(table)
                 own = await own_count(conn, table)   # not an inheritance parent's children
                 ctx.log(f"{table}: {own:,} rows (loaded {loaded}); no manifest: "
                         "checksum not compared")

@@ -30,7 +30,7 @@ log = logs.get("runner")
 
 def restore_data(ctx: RunContext) -> None:
     """A resumed run gets back what earlier steps recorded."""
-    ctx.data.update(ctx.journal.recorded())
+    ctx.restore(ctx.journal.recorded())
 
 
 async def execute(plan: Plan, ctx: RunContext) -> Outcome:
@@ -97,7 +97,7 @@ async def _run_step(ctx: RunContext, step: Step, index: int, total: int, resumin
     if step.point_of_no_return:
         await notify(ctx, "point_of_no_return", step.title)
     started = time.monotonic()
-    before = dict(ctx.data)
+    before = ctx.recorded()
     try:
         if step.destructive:
             await ctx.ensure_lock(step.id)
@@ -117,7 +117,8 @@ async def _run_step(ctx: RunContext, step: Step, index: int, total: int, resumin
         ctx.channel.emit(StepFinished(step.id, "failed", error, time.monotonic() - started))
         return outcome, f"{step.title}: {error}"
     elapsed = time.monotonic() - started
-    step_result = {k: v for k, v in ctx.data.items() if k not in before or before[k] != v}
+    step_result = {k: v for k, v in ctx.recorded().items()
+                   if k not in before or before[k] != v}
     journal.append("step_finished", step=step.id, status="done", summary=result,
                    result=step_result, elapsed_s=round(elapsed, 3))
     ctx.channel.emit(StepFinished(step.id, "done", result, elapsed))

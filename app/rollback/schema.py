@@ -66,8 +66,8 @@ async def assessment(ctx: RunContext, approved: tuple[str, ...]) -> str:
         ctx.log(change.describe())
     _same_as_approved(diff, approved)
     _refuse_blocked(diff)
-    ctx.data["schema_changes"] = len(diff.changes)
-    ctx.data["followup_tables"] = diff.data_tables
+    ctx.schema.schema_changes = len(diff.changes)
+    ctx.schema.followup_tables = diff.data_tables
     return f"{len(diff.changes)} change(s) take the schema back to backup {ctx.backup.id}" \
         if diff.changes else "no drift: the schema already equals the backup's"
 
@@ -155,8 +155,8 @@ async def _run_statements(ctx: RunContext, conn: Any, diff: Diff) -> None:
 def committed(ctx: RunContext, diff: Diff) -> str:
     """What a committed schema plan leaves for the data rollback, logged and recorded."""
     residual = [c.residual for c in diff.changes if c.residual]
-    ctx.data["residual"] = residual
-    ctx.data["residual_objects"] = sorted({c.object for c in diff.changes if c.residual})
+    ctx.schema.residual = residual
+    ctx.schema.residual_objects = sorted({c.object for c in diff.changes if c.residual})
     ctx.log(f"committed {len(diff.statements)} statement(s); re-read inside the transaction: "
             "no differences from the backup's schema"
             + (f" except {len(residual)} left for a data rollback" if residual else ""))
@@ -177,7 +177,7 @@ async def validation(ctx: RunContext) -> str:
     want = await backup_schema(ctx.cfg, ctx.backup_set, _exclude(ctx), lambda line: ctx.log(line))
     async with target_conn(ctx) as conn:
         diff = compare(await read(conn, _exclude(ctx)), want)
-    left = set(ctx.data.get("residual_objects", []))
+    left = set(ctx.schema.residual_objects or [])
     drift = [c.describe() for c in diff.changes if c.object not in left]
     for line in drift:
         ctx.log(f"drift: {line}", "warning")
@@ -187,7 +187,7 @@ async def validation(ctx: RunContext) -> str:
     if diff.unsupported or drift:
         raise NeedsOperator("after the schema rollback: " + "; ".join(drift + diff.unsupported))
     ctx.log(f"zero drift: {want.object_count()} objects compared with backup {ctx.backup.id}")
-    followup = ctx.data.get("followup_tables") or []
+    followup = ctx.followup_tables
     if followup:
         ctx.log("rows of " + ", ".join(followup) + " are only in the backup: follow with "
                 f"`rollback-console run --type partial --tables {tables_option(followup)}`",
@@ -228,11 +228,16 @@ def phase_one_summary(cfg: Config, plan: Plan, maintenance: str | None) -> str:
             f"in the backup; {held}")
 
 
+def _endpoints(cfg: Config) -> tuple[str, str, str]:
+    """The app's base URL, maintenance path and health path, as the plan's statements show."""
+    if cfg.app is None:
+        return "(no app configured)", "", ""
+    return cfg.app.base_url, cfg.app.maintenance, cfg.app.health
+
+
 def _finish_step(cfg: Config, leaves: tuple[str, ...], keep: bool) -> Step:
     """The last step: the runbook's recovery, or for phase 1 of 2 the hold."""
-    app = cfg.app.base_url if cfg.app else "(no app configured)"
-    maint = cfg.app.maintenance if cfg.app else ""
-    health = cfg.app.health if cfg.app else ""
+    app, maint, health = _endpoints(cfg)
     if not (keep and leaves):
         return Step("recovery", "Application recovery",
                     "Maintenance mode off, health and critical endpoints answer 200, channels "
@@ -252,14 +257,20 @@ def build(cfg: Config, backup: Any, diff: Diff, keep_maintenance: bool = False,
     With ``keep_maintenance`` a plan that leaves rows in the backup is phase 1 of 2: its last
     step keeps the app in maintenance for phase 2. ``recorded_leaves``: what a resumed
     incident's plan left there (the diff no longer shows it once the apply ran)."""
-    approved = tuple(diff.statements)
-    app = cfg.app.base_url if cfg.app else "(no app configured)"
-    maint = cfg.app.maintenance if cfg.app else ""
-    health = cfg.app.health if cfg.app else ""
     leaves = tuple(diff.data_tables) or recorded_leaves
     plan = Plan(RollbackType.SCHEMA, cfg.target.name, backup.id, (),
                 leaves_rows_in_backup=leaves, holds_maintenance=keep_maintenance and bool(leaves))
-    plan.steps = [
+    plan.steps = [*_steps(cfg, backup, diff), _finish_step(cfg, leaves, keep_maintenance)]
+    plan.blast_radius.extend(_blast_radius(diff, plan.holds_maintenance))
+    return plan
+
+
+def _steps(cfg: Config, backup: Any, diff: Diff) -> list[Step]:
+    """Every step but the last: check, compare again, maintenance on, snapshot, apply,
+    validate."""
+    approved = tuple(diff.statements)
+    app, maint, health = _endpoints(cfg)
+    return [
         Step("prerequisites", "Prerequisites check",
              "The set's schema dump is present and matches its manifest; the set was taken "
              "from this target.", 300, prerequisites,
@@ -292,36 +303,35 @@ def build(cfg: Config, backup: Any, diff: Diff, keep_maintenance: bool = False,
                          "-- read the schema again: zero differences, or ROLLBACK", "COMMIT")),
         Step("validation", "Schema validation",
              "On a fresh connection: zero drift from the backup's schema.", 600, validation),
-        _finish_step(cfg, leaves, keep_maintenance),
     ]
+
+
+def _blast_radius(diff: Diff, holds_maintenance: bool) -> list[str]:
+    """What the gate shows: every change that destroys something and the first ``MAX_LISTED``
+    others, the rows left in the backup, what blocks the plan, and its size."""
+    lines: list[str] = []
     shown = 0
     for c in diff.changes:
         if c.destroys:
-            plan.blast_radius.append(f"!{c.kind} {c.object}: destroys {c.destroys}")
+            lines.append(f"!{c.kind} {c.object}: destroys {c.destroys}")
         elif shown < MAX_LISTED:
-            plan.blast_radius.append(f"{c.kind} {c.object}")
+            lines.append(f"{c.kind} {c.object}")
             shown += 1
     hidden = sum(1 for c in diff.changes if not c.destroys) - shown
     if hidden:
-        plan.blast_radius.append(f"… and {hidden} more change(s): the plan lists every "
-                                 "statement")
-    for table in diff.data_tables:
-        plan.blast_radius.append(f"!{table}: its rows (or dropped columns' values) are only "
-                                 "in the backup; phase 2, a partial data rollback, brings them "
-                                 "back")
-    if plan.holds_maintenance:
-        plan.blast_radius.append("phase 1 of 2: the app stays in maintenance until phase 2 "
-                                 "validates")
-    for line in diff.blockers:
-        plan.blast_radius.append(f"!BLOCKS THE PLAN: {line}")
-    for line in diff.unsupported:
-        plan.blast_radius.append(f"!UNSUPPORTED, by hand: {line}")
+        lines.append(f"… and {hidden} more change(s): the plan lists every statement")
+    lines += [f"!{table}: its rows (or dropped columns' values) are only in the backup; "
+              "phase 2, a partial data rollback, brings them back" for table in diff.data_tables]
+    if holds_maintenance:
+        lines.append("phase 1 of 2: the app stays in maintenance until phase 2 validates")
+    lines += [f"!BLOCKS THE PLAN: {line}" for line in diff.blockers]
+    lines += [f"!UNSUPPORTED, by hand: {line}" for line in diff.unsupported]
     if diff.changes:
-        plan.blast_radius.append(f"{len(diff.changes)} schema change(s), {len(approved)} "
-                                 "statement(s), in one transaction")
+        lines.append(f"{len(diff.changes)} schema change(s), {len(diff.statements)} "
+                     "statement(s), in one transaction")
     elif not diff.blockers and not diff.unsupported:
-        plan.blast_radius.append(NOTHING_TO_DO)
-    return plan
+        lines.append(NOTHING_TO_DO)
+    return lines
 
 
 def nothing_to_do(plan: Plan) -> bool:
