@@ -55,7 +55,7 @@ async def _ours(cfg: config.Config, backup: BackupSet, workdir: Path, run: int,
     validated = time.perf_counter()
     await full.switch_step(ctx)
     switched = time.perf_counter()
-    aside = ctx.data["aside_database"]
+    aside = ctx.full.aside_database
     await _admin(cfg.target.dsn.reveal().rsplit("/", 1)[0] + "/postgres",
                  f'DROP DATABASE "{aside}" WITH (FORCE)')
     return (restored - started) + (switched - validated), validated - restored
