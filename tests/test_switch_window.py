@@ -5,7 +5,6 @@ failure it sees (a role that may not end a superuser's session)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -39,10 +38,12 @@ async def _allows(admin: asyncpg.Connection, name: str) -> bool | None:
     return None if value is None else bool(value)
 
 
-@pytest.mark.parametrize("how", ["poll", "kill_point"])
+# (a "poll" variant, the test killing the console the moment it saw ALLOW_CONNECTIONS false,
+# raced the switch: the window is a few milliseconds since the switch checks its rights first,
+# and it failed in CI when the poll missed it; the kill point dies exactly there, every time)
 async def test_a_console_killed_while_the_target_refuses_connections_is_reopened(
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
-        tmp_path: Path, how: str) -> None:
+        tmp_path: Path) -> None:
     backup = await make_full_set(demo_db, conn, console_config.parent / "backups")
     assert backup.manifest is not None
     tables = sorted(backup.manifest.state.tables)
@@ -53,8 +54,8 @@ async def test_a_console_killed_while_the_target_refuses_connections_is_reopened
     assert before != expected
 
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(tmp_path)}
-    if how == "kill_point":   # dies right after ALTER DATABASE … ALLOW_CONNECTIONS false
-        env["ROLLBACK_CONSOLE_KILL_AT"] = "switch:connections_refused"
+    # dies right after ALTER DATABASE … ALLOW_CONNECTIONS false
+    env["ROLLBACK_CONSOLE_KILL_AT"] = "switch:connections_refused"
     admin = await asyncpg.connect(demo_db.server.dsn())
     held = await demo_db.connect()   # a session on the target: the switch must end it
     output = (tmp_path / "run.out").open("w")
@@ -64,20 +65,13 @@ async def test_a_console_killed_while_the_target_refuses_connections_is_reopened
         stdout=output, stderr=subprocess.STDOUT, text=True, env=env,
         stdin=subprocess.DEVNULL)
     try:
-        if how == "poll":   # the test's own kill, the moment production is locked out
-            while await _allows(admin, demo_db.name) is not False:
-                assert proc.poll() is None, "the run ended without ever refusing connections: " \
-                    + (tmp_path / "run.out").read_text()
-                await asyncio.sleep(0.002)
-            proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=300)
         assert proc.returncode == -signal.SIGKILL, (tmp_path / "run.out").read_text()
         await held.close()
 
         # what a crash in the window leaves: production refuses every connection
         locked_out = await _allows(admin, demo_db.name) is False
-        if how == "kill_point":
-            assert locked_out
+        assert locked_out
         if locked_out:
             with pytest.raises(asyncpg.PostgresError, match="not currently accepting connections"):
                 await (await asyncpg.connect(demo_db.dsn)).close()
