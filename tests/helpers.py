@@ -78,3 +78,14 @@ async def matches_manifest(dsn: str, manifest: Manifest) -> bool:
     finally:
         await conn.close()
     return True
+
+
+def read_until_enter(proc: subprocess.Popen[str]) -> str:
+    """What a headless drill prints up to its "Press Enter" prompt (the trainee's turn)."""
+    assert proc.stdout is not None
+    printed = ""
+    while "Press Enter" not in printed:
+        line = proc.stdout.readline()
+        assert line, f"the drill ended early: {printed}"
+        printed += line
+    return printed

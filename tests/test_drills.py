@@ -22,6 +22,7 @@ from app.rollback.plans import build_plan
 from app.rollback.runner import execute
 from app.validation import run_validation
 from tests.conftest import DemoApp, DemoDb
+from tests.helpers import read_until_enter
 
 
 def test_list_shows_every_scenario_but_keeps_the_answers_for_the_debrief() -> None:
@@ -206,11 +207,7 @@ def test_a_headless_drill_is_played_with_the_commands_and_scored(tmp_path: Path)
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     try:
-        printed = ""
-        while "Press Enter" not in printed:
-            line = proc.stdout.readline()
-            assert line, f"the drill ended early: {printed}"
-            printed += line
+        printed = read_until_enter(proc)
         assert "DRILL INCIDENT" in printed and "blank captions" in printed
         found = re.search(r"assess:\s+rollback-console -c (\S+) assess", printed)
         assert found, printed

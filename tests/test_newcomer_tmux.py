@@ -5,7 +5,6 @@ journaled'); following the screen into a rollback meets AGAINST THE VERDICT on t
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ import pytest
 from tests.test_tmux import COMMAND, Tmux, tmux  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.tmux
-
-
-def _end(tmux: Tmux, done: Path) -> None:  # noqa: F811
-    deadline = time.monotonic() + 30
-    while not done.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert done.exists(), f"the console did not exit:\n{tmux.screen()}"
 
 
 def test_forward_fix_drill_read_the_verdict_go_back_scores_100(
@@ -40,5 +32,4 @@ def test_forward_fix_drill_read_the_verdict_go_back_scores_100(
     assert "Score: 100/100" in screen, screen
     assert "tier: FORWARD-FIX" in screen
     tmux.run("send-keys", "-t", "console", "q")
-    _end(tmux, done)
-    assert done.read_text().strip() == "0"
+    assert tmux.exit_code(done) == "0"

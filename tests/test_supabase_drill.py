@@ -18,7 +18,7 @@ import pytest
 from app import config, drills
 from app.db import connect
 from app.rollback.context import expected_phrase
-from tests.helpers import CONSOLE
+from tests.helpers import CONSOLE, read_until_enter
 from tests.supabase import platform_state_of
 
 
@@ -58,11 +58,7 @@ def test_a_headless_drill_on_the_supabase_shape_scores_as_on_the_plain_sandbox(
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     try:
-        printed = ""
-        while "Press Enter" not in printed:
-            line = proc.stdout.readline()
-            assert line, f"the drill ended early: {printed}"
-            printed += line
+        printed = read_until_enter(proc)
         found = re.search(r"assess:\s+rollback-console -c (\S+) assess", printed)
         assert found, printed
         config_path = Path(found.group(1))

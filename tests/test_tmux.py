@@ -45,6 +45,14 @@ class Tmux:
         raise AssertionError(f"{text!r} did not appear on the screen:\n{screen}")
 
 
+    def exit_code(self, done: Path, timeout: float = 30.0) -> str:
+        """The exit code the shell wrote to ``done`` once the console quit."""
+        deadline = time.monotonic() + timeout
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert done.exists(), f"the console did not exit:\n{self.screen()}"
+        return done.read_text().strip()
+
     def wait_gone(self, text: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while text in self.screen():
@@ -85,11 +93,7 @@ def test_drill_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     tmux.wait_for("Drill debrief")  # a drill ends with its score
     tmux.run("send-keys", "-t", "console", "q")
 
-    deadline = time.monotonic() + 30
-    while not done.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert done.exists(), f"the console did not exit:\n{tmux.screen()}"
-    assert done.read_text().strip() == "0"
+    assert tmux.exit_code(done) == "0"
     assert not pid_alive(info.postgres_pid), "postgres outlived the console"
     assert not pid_alive(info.app_pid), "the demo app outlived the console"
 
@@ -121,10 +125,7 @@ async def test_assess_to_rollback_walkthrough_in_a_real_terminal(
     tmux.run("send-keys", "-t", "console", "v")
     tmux.wait_for("ALL ITEMS PASS", timeout=120)
     tmux.run("send-keys", "-t", "console", "q")
-    deadline = time.monotonic() + 30
-    while not done.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert done.exists() and done.read_text().strip() == "0", tmux.screen()
+    assert tmux.exit_code(done) == "0", tmux.screen()
     assert backup.manifest is not None
     assert await checksums(conn, "public.media") == \
         [backup.manifest.state.tables["public.media"].checksum]
