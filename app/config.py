@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from app.config_reader import Reader, dsn_problem, with_password
 from app.config_schema import (
     ENVIRONMENTS,
+    PITR_ENGINES,
     PLATFORM_SCHEMAS,
     AppEndpoints,
     AssessSettings,
@@ -26,6 +27,7 @@ from app.config_schema import (
     Contact,
     CriticalQuery,
     Notifications,
+    PitrSettings,
     ProbeQuery,
     Target,
     parse_time,
@@ -34,7 +36,7 @@ from app.errors import ConfigError
 from app.secrets import Secret
 
 __all__ = ["ENVIRONMENTS", "PG_MAX_MS", "PLATFORM_SCHEMAS", "AppEndpoints", "AssessSettings",
-           "AuthProbe", "Config", "Contact", "CriticalQuery", "Notifications", "ProbeQuery",
+           "AuthProbe", "Config", "Contact", "CriticalQuery", "Notifications", "PitrSettings", "ProbeQuery",
            "Target", "dsn_problem", "load", "parse_time"]
 
 PG_MAX_MS = 2_147_483_647   # PostgreSQL's largest lock_timeout / statement_timeout
@@ -66,7 +68,7 @@ def load(path: str | os.PathLike[str]) -> Config:
 
     r = Reader(path, data)
     r.known(data, "(top level)", {"target", "app", "auth", "notifications", "contacts",
-                                  "channels", "assess"})
+                                  "channels", "assess", "pitr"})
     target = _target(r, data)
     app_cfg = _app(r, data)
     auth_cfg = _auth(r, data)
@@ -74,12 +76,13 @@ def load(path: str | os.PathLike[str]) -> Config:
     contacts = _contacts(r, data)
     channels = _channels(r, data)
     assess = _assess_settings(r, data)
+    pitr = _pitr(r, data)
     if r.problems:
         raise ConfigError(shown, r.problems)
     assert target is not None
     return Config(path=path, target=target, app=app_cfg, auth=auth_cfg,
                   notifications=notifications, contacts=contacts, channels=channels,
-                  assess=assess)
+                  assess=assess, pitr=pitr)
 
 
 def _target(r: Reader, data: dict[str, Any]) -> Target | None:
@@ -168,6 +171,48 @@ def _migration_at(r: Reader, t: dict[str, Any]) -> datetime | None:
                           f"2026-11-24T02:00:00Z, got {raw!r}")
         return None
     return migration_at
+
+
+def _pitr(r: Reader, data: dict[str, Any]) -> PitrSettings | None:
+    """The optional ``[pitr]`` table: the WAL archive point-in-time rollbacks restore from."""
+    p = r.table(data, "pitr", "pitr", required=False)
+    if not p:
+        return None
+    r.known(p, "pitr", {"engine", "archive_dir", "base_dir", "stanza", "pgbackrest_config",
+                        "bin_dir", "aside_dir", "keep_aside"})
+    engine = r.get(p, "engine", "pitr", str, required=True)
+    if engine is not None and engine not in PITR_ENGINES:
+        r.problems.append(f"pitr.engine: expected one of {', '.join(PITR_ENGINES)}, "
+                          f"got {engine!r}")
+        return None
+
+    def folder(key: str, needed: bool, holds: str) -> Path | None:
+        raw = r.get(p, key, "pitr", str, required=needed)
+        if raw is None:
+            return None
+        path = r.resolve(raw)
+        if not path.is_dir():
+            r.problems.append(f"pitr.{key}: {path} is not a folder (it should hold {holds})")
+        return path
+
+    native = engine == "native"
+    archive_dir = folder("archive_dir", native, "the WAL segments archive_command copies")
+    base_dir = folder("base_dir", native, "one pg_basebackup folder per base backup")
+    stanza = r.get(p, "stanza", "pitr", str, required=engine == "pgbackrest") or ""
+    conf = r.get(p, "pgbackrest_config", "pitr", str)
+    conf_path = r.resolve(conf) if conf else None
+    if conf_path is not None and not conf_path.is_file():
+        r.problems.append(f"pitr.pgbackrest_config: {conf_path} is not a file")
+    bin_dir = folder("bin_dir", False, "postgres, pg_ctl and pg_waldump")
+    if bin_dir is not None and bin_dir.is_dir() and not (bin_dir / "postgres").is_file():
+        r.problems.append(f"pitr.bin_dir: {bin_dir} has no postgres server binary (point it "
+                          "at the bin folder of the target's major version)")
+    aside = r.get(p, "aside_dir", "pitr", str)
+    return PitrSettings(
+        engine=engine or "native", archive_dir=archive_dir, base_dir=base_dir, stanza=stanza,
+        pgbackrest_config=conf_path, bin_dir=bin_dir,
+        aside_dir=r.resolve(aside) if aside else None,
+        keep_aside=bool(r.get(p, "keep_aside", "pitr", bool, default=False)))
 
 
 def _app(r: Reader, data: dict[str, Any]) -> AppEndpoints | None:

@@ -114,6 +114,26 @@ class AssessSettings:
     private_tables: tuple[str, ...] = ()         # anon must see none; default: critical tables
 
 
+PITR_ENGINES = ("native", "pgbackrest")
+
+
+@dataclass(frozen=True)
+class PitrSettings:
+    """Optional ``[pitr]`` table: where the target's WAL archive is and how to restore from it
+    (docs/SCALE.md). ``native``: PostgreSQL's own (``archive_dir`` filled by archive_command,
+    ``base_dir`` holding pg_basebackup folders); ``pgbackrest``: a stanza of the real tool.
+    The aside cluster runs with ``bin_dir``'s server (the target's major version)."""
+
+    engine: str
+    archive_dir: Path | None = None       # native: the folder archive_command copies WAL into
+    base_dir: Path | None = None          # native: one pg_basebackup folder per base backup
+    stanza: str = ""                      # pgbackrest
+    pgbackrest_config: Path | None = None  # pgbackrest: its config file (default: its own)
+    bin_dir: Path | None = None           # postgres, pg_ctl, pg_waldump, ... (default: bundled)
+    aside_dir: Path | None = None         # where aside clusters are made (default: state dir)
+    keep_aside: bool = False              # leave the aside cluster's folder after a rollback
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -124,3 +144,4 @@ class Config:
     contacts: tuple[Contact, ...]
     channels: dict[str, str] = field(default_factory=dict)
     assess: AssessSettings = field(default_factory=AssessSettings)
+    pitr: PitrSettings | None = None
