@@ -25,6 +25,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	@command -v tmux >/dev/null 2>&1 || sh .ci/install-tmux.sh
+	@command -v pgbackrest >/dev/null 2>&1 && test -x /usr/lib/postgresql/15/bin/postgres || sh .ci/install-pgbackrest.sh
 	$(BIN)/python -m pytest -n 2 --durations=15
 
 bench: $(STAMP)
