@@ -113,13 +113,14 @@ def _run_tui(cfg: config_mod.Config, mode: str, briefing: str = "",
 # before anything connects: run (but run --dry-run), resume, abandon, maintenance on|off (but
 # status), drill, and any command added later until it is listed here.
 READ_ONLY_COMMANDS = frozenset({"assess", "validate", "backup", "backups", "diff", "report",
-                                "sandbox"})
+                                "sandbox", "pitr"})
 WHY_REFUSED = {
     "run": "run changes the target (run --dry-run only reads: it is allowed)",
     "resume": "resume goes on changing the target",
     "abandon": "abandon closes an incident and can leave the app's maintenance switch to you",
     "maintenance": "maintenance on|off switches the app (maintenance status is allowed)",
     "drill": "a drill applies a bad migration and rolls back",
+    "mark": "mark writes a restore point into the target's WAL and switches segments",
     "backups": "backups --rehearse creates a scratch database on the target's server",
     "diff": "diff --rehearse creates a scratch database on the target's server",
 }

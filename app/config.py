@@ -36,8 +36,8 @@ from app.errors import ConfigError
 from app.secrets import Secret
 
 __all__ = ["ENVIRONMENTS", "PG_MAX_MS", "PLATFORM_SCHEMAS", "AppEndpoints", "AssessSettings",
-           "AuthProbe", "Config", "Contact", "CriticalQuery", "Notifications", "PitrSettings", "ProbeQuery",
-           "Target", "dsn_problem", "load", "parse_time"]
+           "AuthProbe", "Config", "Contact", "CriticalQuery", "Notifications", "PitrSettings",
+           "ProbeQuery", "Target", "dsn_problem", "load", "parse_time"]
 
 PG_MAX_MS = 2_147_483_647   # PostgreSQL's largest lock_timeout / statement_timeout
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from app.backups.backupset import (
     MODEL_FILE,
@@ -32,13 +33,16 @@ from app.schemamodel import to_json as model_to_json
 
 async def create_set(cfg: Config, label: str = "",
                      on_line: Callable[[str], None] = lambda _line: None,
-                     only_tables: tuple[str, ...] = ()) -> BackupSet:
+                     only_tables: tuple[str, ...] = (), full: bool = True,
+                     point_in_time: dict[str, Any] | None = None) -> BackupSet:
     """Take a backup set in the runbook's layout, every part from ONE snapshot, with a manifest.
 
     Written into a hidden folder and renamed when complete, so a half-written set is never
     listed; a failure removes it. The set's folder is 0700 and its files 0600: they hold every
-    row. ``only_tables`` limits the per-table dumps (the schema and
-    full dumps always cover the whole database)."""
+    row. ``only_tables`` limits the per-table dumps (the schema dump always covers the whole
+    database); ``full`` False leaves out the whole-database dumps (a set only a Type 1 or 2
+    reads). ``point_in_time``: the set is captured from a cluster restored aside to that
+    moment (app.pitr.source), recorded in the manifest."""
     root = cfg.target.backups_root
     store = store_at(root)
     now = datetime.now(UTC)
@@ -49,7 +53,7 @@ async def create_set(cfg: Config, label: str = "",
         private_dir(root)
     work = private_dir(store.staging(name))   # dumps hold every row: the owner's eyes only
     try:
-        tables, state, snapshot, dumps = await _dump_all(cfg, work, on_line, only_tables)
+        tables, state, snapshot, dumps = await _dump_all(cfg, work, on_line, only_tables, full)
     except BaseException as exc:
         store.discard(work)
         text = str(exc)
@@ -62,7 +66,10 @@ async def create_set(cfg: Config, label: str = "",
                                "kept: free space or point target.backups_root elsewhere") \
                 from None
         raise
+    if point_in_time is not None and point_in_time.get("at"):
+        state.captured_at = str(point_in_time["at"])
     manifest = new_manifest(label or name, state, snapshot)
+    manifest.point_in_time = point_in_time
     for filename, _ in dumps:
         path = work / filename
         manifest.files[filename] = FileEntry(sha256_file(path), path.stat().st_size)
@@ -94,8 +101,8 @@ async def _index_rows(cfg: Config, work: Path, tables: list[str],
 
 
 async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
-                    only_tables: tuple[str, ...]) -> tuple[list[str], DatabaseState, str,
-                                                           list[tuple[str, list[str]]]]:
+                    only_tables: tuple[str, ...], full: bool = True,
+                    ) -> tuple[list[str], DatabaseState, str, list[tuple[str, list[str]]]]:
     conn = await connect(cfg.target)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -117,8 +124,9 @@ async def _dump_all(cfg: Config, work: Path, on_line: Callable[[str], None],
                 "--data-only", *table_dump_args(
                     t, t in partitioned, None if children else
                     sorted(set(partitioned.get(t, [])) - {t}))]) for t in tables]
-            dumps += [("full_database_backup.dump", ["--format=custom"]),
-                      ("full_database_backup.sql", [])]
+            if full:
+                dumps += [("full_database_backup.dump", ["--format=custom"]),
+                          ("full_database_backup.sql", [])]
             for filename, args in dumps:
                 on_line(f"pg_dump {filename}")
                 await run_tool("pg_dump", [*args, f"--snapshot={snapshot}",

@@ -58,6 +58,10 @@ class Manifest:
     files: dict[str, FileEntry] = field(default_factory=dict)
     snapshot: str | None = None
     format: int = MANIFEST_FORMAT
+    # a set captured from a cluster restored aside to a point in time (app.pitr.source): the
+    # target (kind, value, said, at, lsn), the engine and the base backup; its state's
+    # captured_at is that moment, not when the files were written
+    point_in_time: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -86,7 +90,8 @@ class Manifest:
         return cls(label=data["label"], created_at=data["created_at"],
                    console_version=data["console_version"], state=state,
                    files={k: FileEntry(**v) for k, v in data.get("files", {}).items()},
-                   snapshot=data.get("snapshot"), format=data.get("format", MANIFEST_FORMAT))
+                   snapshot=data.get("snapshot"), format=data.get("format", MANIFEST_FORMAT),
+                   point_in_time=data.get("point_in_time"))
 
     @classmethod
     def load(cls, path: Path) -> Manifest:

@@ -76,6 +76,12 @@ def taken_at(path: Path, manifest: Manifest | None) -> tuple[datetime | None, st
     from: the manifest, else backup_info.txt's 'Backup completed' line, else the newest dump
     file's modification time (a copied file is newer than its dump, never older: the guess
     errs towards 'after the migration', which is refused)."""
+    if manifest is not None and manifest.point_in_time is not None:
+        pit = manifest.point_in_time
+        note = f"point in time: {pit.get('said', '?')}, {pit.get('engine', '?')} WAL archive"
+        at = pit.get("at")
+        return (datetime.fromisoformat(at), note) if at else \
+            (None, note + "; the moment's time is not known")
     if manifest is not None:
         return datetime.fromisoformat(manifest.state.captured_at), ""
     info = path / "backup_info.txt"

@@ -23,7 +23,7 @@ class LazyPath:
         return Path(value)
 
 # Add a module's name here when it defines register(group).
-COMMAND_MODULES: list[str] = ["rollback", "assess", "backupsets", "schema", "maintenance"]
+COMMAND_MODULES: list[str] = ["rollback", "assess", "backupsets", "schema", "maintenance", "pitr"]
 
 
 def register_all(group: click.Group) -> None:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from app.commands.pitr import at_option, set_at
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -134,9 +136,11 @@ def register(group: click.Group) -> None:
     @group.command("assess")
     @click.option("--backup", "backup_id", default=None, metavar="ID",
                   help="Compare with this backup set [default: the newest with a manifest].")
+    @at_option
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
     @click.pass_context
-    def assess(ctx: click.Context, backup_id: str | None, as_json: bool) -> None:
+    def assess(ctx: click.Context, backup_id: str | None, at: str | None,
+               as_json: bool) -> None:
         """Read-only assessment: run the checks and place the incident in the runbook's decision
         matrix. Changes nothing: read-only database sessions and GET requests only (the login
         probe, which makes the app record a sign-in, is not run: `validate` runs it).
@@ -149,11 +153,12 @@ def register(group: click.Group) -> None:
         unreachable (refused or timed out: check the server, network and pooler),
         2 bad input (config, wrong password or database name, unknown --backup),
         1 unexpected error (the traceback is in the log file)."""
-        sys.exit(_assess(ctx.obj["config_path"], backup_id, as_json))
+        sys.exit(_assess(ctx.obj["config_path"], backup_id, as_json, at))
 
     @group.command("validate")
     @click.option("--backup", "backup_id", default=None, metavar="ID",
                   help="Validate against this backup set [default: the newest].")
+    @at_option
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
     @click.option("--watch", "watch_for", default=None, metavar="DURATION",
                   help="Extended monitoring: run the checklist again and again for DURATION "
@@ -161,17 +166,18 @@ def register(group: click.Group) -> None:
     @click.option("--interval", type=click.FloatRange(min=1), default=60.0, show_default=True,
                   help="Seconds between runs with --watch.")
     @click.pass_context
-    def validate(ctx: click.Context, backup_id: str | None, as_json: bool,
+    def validate(ctx: click.Context, backup_id: str | None, at: str | None, as_json: bool,
                  watch_for: str | None, interval: float) -> None:
         """The runbook's post-rollback validation checklist, each item a real check.
 
         \b
         Exit codes: 0 every item passes, 1 some item does not, 2 bad input;
         with --watch: 1 when anything regressed or the last run does not pass."""
-        sys.exit(_validate(ctx.obj["config_path"], backup_id, as_json, watch_for, interval))
+        sys.exit(_validate(ctx.obj["config_path"], backup_id, as_json, watch_for, interval, at))
 
 
-def _assess(config_path: str, backup_id: str | None, as_json: bool) -> int:
+def _assess(config_path: str, backup_id: str | None, as_json: bool,
+            at: str | None = None) -> int:
     """The ``assess`` command's work: the checks, the verdict shown; its exit code."""
     import asyncio
     import json
@@ -186,6 +192,7 @@ def _assess(config_path: str, backup_id: str | None, as_json: bool) -> int:
     read_only_checks(True)
     logs.configure()
     cfg = config_mod.load(config_path)
+    backup_id = set_at(cfg, backup_id, at)
     on_result = None if as_json else _progress(_console(stderr=True))
     result = asyncio.run(run_assessment(cfg, backup_id, on_result=on_result))
     logs.get("assess").info("assessment", tier=result.decision.tier.label,
@@ -198,7 +205,7 @@ def _assess(config_path: str, backup_id: str | None, as_json: bool) -> int:
 
 
 def _validate(config_path: str, backup_id: str | None, as_json: bool, watch_for: str | None,
-              interval: float) -> int:
+              interval: float, at: str | None = None) -> int:
     """The ``validate`` command's work: the checklist once (journaled), or watched; its exit
     code."""
     import asyncio
@@ -212,6 +219,7 @@ def _validate(config_path: str, backup_id: str | None, as_json: bool, watch_for:
     read_only_sessions(True)   # read-only by nature (the login probe runs in live mode)
     logs.configure()
     cfg = config_mod.load(config_path)
+    backup_id = set_at(cfg, backup_id, at)
     if watch_for is not None:
         return _watch(cfg, backup_id, watch_for, interval, as_json)
     on_result = None if as_json else _progress(_console(stderr=True))

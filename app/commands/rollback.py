@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from app.commands import LazyPath
+from app.commands.pitr import at_option
 from app.errors import BadInput
 from app.exits import NEEDS_OPERATOR
 from app.rollback.registry import all_types, type_keys
@@ -89,6 +90,7 @@ def report(incident: str | None, output: Path | None) -> None:
 @click.option("--type", "kind", type=click.Choice(type_keys()), required=True,
               help=_types_help())
 @click.option("--backup", "backup_id", default=None, help="Backup set id [default: newest].")
+@at_option
 @click.option("--tables", default="", help="Tables for --type partial, comma separated.")
 @click.option("--confirm", default="", help="The typed confirmation: the type's phrase (see "
               "--type) with the target's name.")
@@ -109,7 +111,8 @@ def report(incident: str | None, output: Path | None) -> None:
               "phase 1 of 2, the app stays in maintenance for the `run --type partial` that "
               "follows, which switches it off after validating.")
 @click.pass_context
-def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confirm: str,
+def run(ctx: click.Context, kind: str, backup_id: str | None, at: str | None, tables: str,
+        confirm: str,
         dry_run: bool, as_json: bool, maintenance_failure: str, allow_in_place: bool,
         migration_time: str | None, allow_after_migration: bool,
         keep_maintenance: bool) -> None:
@@ -123,6 +126,8 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
       rollback-console run --type partial --tables objects,media --dry-run
       rollback-console run --type partial --tables media --confirm 'ROLLBACK shop'
       rollback-console run --type full --confirm 'CONFIRM_FULL_RESTORE shop' --json
+      rollback-console run --type partial --tables media --at before-deploy --dry-run
+      rollback-console run --type full --at 2026-12-02T04:31:07Z --dry-run
     """
 
     from app import config as config_mod
@@ -136,7 +141,8 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
         raise BadInput("--keep-maintenance is for --type schema (phase 1 of 2); the partial "
                        "run that follows switches maintenance off")
     cfg = config_mod.load(ctx.obj["config_path"])
-    backup = resolve(cfg.target.backups_root, backup_id)
+    if at is not None and backup_id is not None:
+        raise BadInput("give --backup or --at, not both")
     options = Options(tables=_tables(tables), confirm=confirm,
                       maintenance_failure=maintenance_failure, allow_in_place=allow_in_place,
                       migration_at=given_time(migration_time),
@@ -145,6 +151,16 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, tables: str, confi
     spec = rollback_type(kind)
     if spec.takes_tables and not options.tables:
         raise BadInput(f"--type {kind} needs --tables (e.g. --tables objects,media)")
+    if at is not None:
+        import asyncio
+
+        from app.commands.pitr import point_in_time_set
+
+        backup: RestoreSource = asyncio.run(point_in_time_set(
+            cfg, at, options.tables if spec.takes_tables else (), full=kind == "full",
+            migration_at=options.migration_at))
+    else:
+        backup = resolve(cfg.target.backups_root, backup_id)
     sys.exit(_interruptible(_execute(cfg, spec.key, backup, options, dry_run, as_json, None)))
 
 

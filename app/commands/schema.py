@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from app.commands.pitr import at_option, set_at
+
 if TYPE_CHECKING:
     from app.backups.backupset import BackupSet
     from app.config import Config
@@ -21,13 +23,14 @@ def register(group: click.Group) -> None:
 
 @click.command()
 @click.option("--backup", "backup_id", default=None, help="Backup set id [default: newest].")
+@at_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--sql", "as_sql", is_flag=True, help="Only the SQL plan, annotated in comments.")
 @click.option("--rehearse", is_flag=True, help="Also apply the plan to a scratch copy of the "
               "target's schema (no rows) and check it reaches zero drift; exit 4 if not.")
 @click.pass_context
-def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool,
-         rehearse: bool) -> None:
+def diff(ctx: click.Context, backup_id: str | None, at: str | None, as_json: bool,
+         as_sql: bool, rehearse: bool) -> None:
     """Show how the target's schema differs from a backup's (changes nothing).
 
     The backup's schema is restored into a scratch database on the same server (dropped
@@ -55,6 +58,7 @@ def diff(ctx: click.Context, backup_id: str | None, as_json: bool, as_sql: bool,
 
     logs.configure()
     cfg = config_mod.load(ctx.obj["config_path"])
+    backup_id = set_at(cfg, backup_id, at)
     backup = resolve(cfg.target.backups_root, backup_id)
     found = asyncio.run(drift(cfg, backup, cfg.target.platform_schemas))
     d = found.diff
