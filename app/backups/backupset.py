@@ -110,9 +110,12 @@ class BackupSet:
         return problems
 
     def journal_record(self) -> dict[str, Any]:
-        return {"kind": self.kind, "id": self.id, "path": str(self.path),
-                "taken_at": self.taken_at.isoformat() if self.taken_at else None,
-                "taken_note": self.taken_note}
+        record: dict[str, Any] = {"kind": self.kind, "id": self.id, "path": str(self.path),
+                  "taken_at": self.taken_at.isoformat() if self.taken_at else None,
+                  "taken_note": self.taken_note}
+        if self.manifest is not None and self.manifest.point_in_time is not None:
+            record["point_in_time"] = self.manifest.point_in_time   # the moment restored aside
+        return record
 
 
 def describe_taken(backup: RestoreSource) -> str:

@@ -198,8 +198,15 @@ async def _resume(cfg: Config, confirm: str, as_json: bool, maintenance_failure:
     reopened = await reopen_interrupted_switch(cfg)   # a Type 3 killed inside its switch
     if reopened is not None:
         _stderr().print(reopened, markup=False)
+    from app.pitr.source import sweep
+
+    cleaned = sweep(cfg, lambda line: _stderr().print(line, markup=False))
     incident = await unfinished_incident(cfg)
     if incident is None:
+        if cleaned:   # killed while restoring a point in time aside, before the gate
+            _stderr().print("nothing else to resume: the run had not reached its gate, so "
+                            "nothing was changed; run it again", markup=False)
+            return 0
         raise BadInput(f"no unfinished incident on {cfg.target.name}'s database: nothing to "
                        "resume")
     if incident.journal is None:
