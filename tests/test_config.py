@@ -68,6 +68,17 @@ def test_minimal_config_defaults(tmp_path: Path) -> None:
     (MINIMAL + "[[contacts.people]]\nrole = \"DBA\"\n", "contacts.people[0].name is missing"),
     (MINIMAL + 'password_file = "nope.txt"\n', "target.password_file: cannot read"),
     ("[target\n", "not valid TOML"),
+    (MINIMAL + '[pitr]\nengine = "walg"\n',
+     "pitr.engine: expected one of native, pgbackrest, got 'walg'"),
+    (MINIMAL + '[pitr]\nengine = "native"\nbase_dir = "."\n',
+     "pitr.archive_dir is missing: a string is required"),
+    (MINIMAL + '[pitr]\nengine = "native"\narchive_dir = "no-such-archive"\nbase_dir = "."\n',
+     "pitr.archive_dir: "),
+    (MINIMAL + '[pitr]\nengine = "pgbackrest"\n', "pitr.stanza is missing"),
+    (MINIMAL + '[pitr]\nengine = "pgbackrest"\nstanza = "main"\nbin_dir = "."\n',
+     "pitr.bin_dir: "),
+    (MINIMAL + '[pitr]\nengine = "native"\narchive_dir = "."\nbase_dir = "."\nkeep = 1\n',
+     "pitr.keep: unknown key"),
 ])
 def test_each_bad_config_has_its_own_message(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
@@ -76,6 +87,16 @@ def test_each_bad_config_has_its_own_message(tmp_path: Path, text: str, expected
     message = str(info.value)
     assert expected in message
     assert str(path) in message
+
+
+def test_pitr_section_loads(tmp_path: Path) -> None:
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "base").mkdir()
+    cfg = config.load(write(tmp_path, MINIMAL + '[pitr]\nengine = "native"\n'
+                            'archive_dir = "archive"\nbase_dir = "base"\nkeep_aside = true\n'))
+    assert cfg.pitr is not None and cfg.pitr.engine == "native"
+    assert cfg.pitr.archive_dir == tmp_path / "archive" and cfg.pitr.keep_aside is True
+    assert config.load(write(tmp_path, MINIMAL)).pitr is None
 
 
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
