@@ -12,6 +12,7 @@ import importlib.util
 import os
 import pwd
 import secrets
+import shlex
 import signal
 import socket
 import stat
@@ -49,8 +50,9 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
         pass
 
 
-def _os_user() -> pwd.struct_passwd | None:
-    """The user the server runs as: ourselves, or a dedicated unprivileged user when root."""
+def os_user() -> pwd.struct_passwd | None:
+    """The user the server runs as: ourselves (None), or a dedicated unprivileged user when
+    root (PostgreSQL refuses to run as root)."""
     if os.geteuid() != 0:
         return None
     try:
@@ -61,12 +63,27 @@ def _os_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(SANDBOX_OS_USER)
 
 
-def _allow_traverse(path: Path) -> None:
+def allow_traverse(path: Path) -> None:
     """As root: let the sandbox user reach ``path`` (adds only o+x on the way down)."""
     for parent in reversed(path.resolve().parents):
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)
+
+
+def chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
+    """Give ``path`` and everything under it to ``user`` (nothing to do when None)."""
+    if user is None:
+        return
+    os.chown(path, user.pw_uid, user.pw_gid)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+
+def as_user(user: pwd.struct_passwd | None) -> dict[str, int]:
+    """subprocess keyword arguments that run a child as ``user`` (none when None)."""
+    return {"user": user.pw_uid, "group": user.pw_gid} if user else {}
 
 
 class PgServer:
@@ -82,19 +99,26 @@ class PgServer:
         self.password = password
         self.superuser = superuser
         self.process: subprocess.Popen[bytes] | None = None
-        self.user = _os_user()
+        self.user = os_user()
 
     @classmethod
     def create(cls, data_dir: Path, bins: Path | None = None,
-               superuser: str = SUPERUSER) -> PgServer:
-        """initdb a new cluster with a random superuser password."""
+               superuser: str = SUPERUSER, archive_dir: Path | None = None) -> PgServer:
+        """initdb a new cluster with a random superuser password. ``archive_dir``: archive
+        every WAL segment there (wal_level=replica, archive_command never overwriting a file),
+        so point-in-time recovery has a WAL archive (app/pitr)."""
         server = cls(data_dir, free_port(), secrets.token_urlsafe(18), bins, superuser)
         data_dir.mkdir(parents=True, exist_ok=True)
+        if archive_dir is not None:
+            archive_dir.mkdir(parents=True, exist_ok=True)
+            if server.user:
+                allow_traverse(archive_dir)
+                os.chown(archive_dir, server.user.pw_uid, server.user.pw_gid)
         pwfile = data_dir.parent / ".initdb-pw"
         pwfile.write_text(server.password)
         try:
             if server.user:
-                _allow_traverse(data_dir)
+                allow_traverse(data_dir)
                 os.chown(data_dir, server.user.pw_uid, server.user.pw_gid)
                 os.chown(pwfile, server.user.pw_uid, server.user.pw_gid)
             server._run([str(server.bins / "initdb"), "-D", str(data_dir), "-U", superuser,
@@ -110,29 +134,51 @@ class PgServer:
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                 "max_connections = 100\nshared_buffers = 128MB\nmax_wal_size = 2GB\n"
                 "logging_collector = off\nlog_min_messages = warning\n")
+            if archive_dir is not None:
+                target = shlex.quote(str(archive_dir.resolve()))
+                command = f"test ! -f {target}/%f && cp %p {target}/%f".replace("'", "''")
+                conf.write(f"wal_level = replica\narchive_mode = on\n"
+                           f"archive_command = '{command}'\n")
         return server
 
-    def _run(self, argv: list[str]) -> None:
-        kwargs: dict[str, object] = {}
+    def base_backup(self, base_dir: Path) -> Path:
+        """A plain-format base backup with its WAL and a SHA-256 manifest in a new folder of
+        ``base_dir`` named by the UTC time (what the native point-in-time engine restores
+        from), then a WAL switch so the archive holds the backup's last segment."""
+        base_dir.mkdir(parents=True, exist_ok=True)
         if self.user:
-            kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid}
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False,
-                              **kwargs)  # type: ignore[call-overload]
+            allow_traverse(base_dir)
+            os.chown(base_dir, self.user.pw_uid, self.user.pw_gid)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest, n = base_dir / stamp, 1
+        while dest.exists():
+            n += 1
+            dest = base_dir / f"{stamp}-{n}"
+        self._run([str(self.bins / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port),
+                   "-U", self.superuser, "-D", str(dest), "-Fp", "-X", "stream",
+                   "--checkpoint=fast", "--manifest-checksums=SHA256", "--no-sync"],
+                  env={**os.environ, "PGPASSWORD": self.password})
+        self._run([str(self.bins / "psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                   "-U", self.superuser, "-d", "postgres", "-Atqc", "SELECT pg_switch_wal()"],
+                  env={**os.environ, "PGPASSWORD": self.password})
+        return dest
+
+    def _run(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env,
+                              **as_user(self.user))  # type: ignore[call-overload]
         if proc.returncode != 0:
             raise SandboxError(f"{Path(argv[0]).name} failed: {proc.stderr.strip()[-2000:]}")
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the postmaster as our child and wait until it accepts connections."""
         log = (self.data_dir.parent / "postgres.log").open("ab")
-        kwargs: dict[str, object] = {}
         if self.user:
-            kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid}
             os.chown(log.name, self.user.pw_uid, self.user.pw_gid)
         self.process = subprocess.Popen(  # type: ignore[call-overload]
             [str(self.bins / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=lambda: set_parent_death_signal(signal.SIGINT), start_new_session=True,
-            **kwargs)
+            **as_user(self.user))
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
