@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from app.config import Config
 from app.drills import Scenario
+
+if TYPE_CHECKING:
+    import asyncpg
 
 TIERS = ("IMMEDIATE ROLLBACK", "FORWARD-FIX", "MONITOR AND ASSESS", "HEALTHY")
 
@@ -23,17 +27,31 @@ def headless_drill(config_path: Path, scenario: Scenario, operator: str) -> int:
 
     from rich.console import Console
 
-    from app.drill_score import debrief_text, record, score
+    from app.drill_score import debrief_text, facts_for, record, score
     from app.journal import Journal, incidents_root, new_incident_id
 
     started = time.time()
     out = Console(highlight=False, soft_wrap=True)
     base = f"rollback-console -c {config_path}"
     out.print(f"[bold]DRILL INCIDENT[/bold]  {scenario.title}: {scenario.briefing}")
-    out.print(f"  assess:    {base} assess\n"
-              f"  plan:      {base} run --type TYPE [--tables T] --dry-run\n"
-              f"  roll back: {base} run --type TYPE [--tables T] --confirm PHRASE\n"
-              f"  validate:  {base} validate")
+    facts = facts_for(scenario) if scenario.point_in_time else None
+    if facts is not None and facts.mark != scenario.mark:
+        out.print(f"  (on this sandbox the mark is named {facts.mark})", markup=False)
+    if scenario.point_in_time:
+        out.print(f"  assess:    {base} assess [--at WHEN]\n"
+                  f"  window:    {base} pitr   (the WAL archive: the moments that can be "
+                  "restored, and the marks)\n"
+                  f"  plan:      {base} run --type TYPE [--tables T] [--at WHEN] --dry-run\n"
+                  f"  roll back: {base} run --type TYPE [--tables T] [--at WHEN] --confirm "
+                  "PHRASE\n"
+                  f"  validate:  {base} validate\n"
+                  "  (WHEN: a mark's label, an ISO time or an LSN; without --at, the newest "
+                  "backup set)", markup=False)
+    else:
+        out.print(f"  assess:    {base} assess\n"
+                  f"  plan:      {base} run --type TYPE [--tables T] --dry-run\n"
+                  f"  roll back: {base} run --type TYPE [--tables T] --confirm PHRASE\n"
+                  f"  validate:  {base} validate")
     out.print("Press Enter when you are done (Ctrl-C stops without a score).", style="dim")
     sys.stdout.flush()
     sys.stdin.readline()
@@ -49,13 +67,85 @@ def headless_drill(config_path: Path, scenario: Scenario, operator: str) -> int:
     return 0
 
 
-async def prepare_drill(cfg: Config, migration: str) -> None:
+async def prepare_drill(cfg: Config, migration: str | Scenario) -> None:
+    """The baseline backup, then the bad migration. A point-in-time scenario (``mark``) has
+    users writing between the two, a mark made just before the migration, and more writes
+    after it; what a Type 2 from the dump would lose is counted and kept for the debrief
+    (``app.drill_score.save_facts``). ``migration``: the scenario, or its migration's SQL
+    (then the scenario with that migration, when there is one)."""
     from app.backups.create import create_set
     from app.db import connect
+    from app.drills import SCENARIOS
 
+    scenario = migration if isinstance(migration, Scenario) else \
+        next((s for s in SCENARIOS if s.migration == migration), None)
+    sql = scenario.migration if scenario is not None else str(migration)
+    if scenario is not None and scenario.mark:
+        await _prepare_point_in_time(cfg, scenario)
+        return
     await create_set(cfg, "before-drill")
     conn = await connect(cfg.target)
     try:
-        await conn.execute(migration)
+        await conn.execute(sql)
     finally:
         await conn.close()
+
+
+async def _prepare_point_in_time(cfg: Config, scenario: Scenario) -> None:
+    """Dump, users' writes, the mark, the migration, more writes: the facts recorded."""
+    from datetime import UTC, datetime
+
+    from app.backups.create import create_set
+    from app.db import connect
+    from app.drill_score import DrillFacts, save_facts
+    from app.errors import BadInput
+    from app.pitr.marks import create_mark
+
+    if cfg.pitr is None:
+        raise BadInput(f"drill {scenario.name!r} restores from a point in time and the "
+                       f"sandbox's config ({cfg.path}) has no [pitr] section: its server "
+                       "does not archive WAL")
+    dump = await create_set(cfg, "before-drill")
+    conn = await connect(cfg.target)
+    try:
+        for n, table in enumerate(scenario.tables):   # the damaged tables as dumped
+            await conn.execute(f"CREATE TEMP TABLE drill_dumped_{n} AS TABLE {table}")
+        await conn.execute(scenario.before_mark)
+        lost: dict[str, dict[str, object]] = {}
+        for n, table in enumerate(scenario.tables):
+            lost[table] = await _written(conn, table, f"drill_dumped_{n}")
+            await conn.execute(f"DROP TABLE drill_dumped_{n}")
+    finally:
+        await conn.close()
+    label = scenario.mark
+    try:
+        mark = await create_mark(cfg, label, "drill")
+    except BadInput:   # a sandbox reused: the label is taken on this database
+        label = f"{scenario.mark}-{datetime.now(UTC):%H%M%S}"
+        mark = await create_mark(cfg, label, "drill")
+    conn = await connect(cfg.target)
+    try:
+        migration_at = await conn.fetchval("SELECT clock_timestamp()")
+        await conn.execute(scenario.migration)
+        if scenario.after:
+            await conn.execute(scenario.after)
+    finally:
+        await conn.close()
+    save_facts(DrillFacts(
+        scenario=scenario.name, dump_id=dump.id,
+        dump_at=(dump.taken_at or datetime.now(UTC)).astimezone(UTC).isoformat(),
+        mark=mark.label, mark_at=mark.at.isoformat(), mark_lsn=mark.lsn,
+        migration_at=migration_at.astimezone(UTC).isoformat(), lost=lost))
+
+
+async def _written(conn: asyncpg.Connection, table: str, dumped: str) -> dict[str, object]:
+    """The rows of ``table`` users wrote since ``dumped`` (its copy at the dump): new ones,
+    edited ones, and a few of their keys (the demo's tables are keyed by ``id``)."""
+    new = await conn.fetch(f"SELECT t.id::text AS key FROM {table} t WHERE t.id NOT IN "
+                           f"(SELECT id FROM {dumped}) ORDER BY t.id")
+    edited = await conn.fetch(f"SELECT w.id::text AS key FROM (TABLE {table} EXCEPT TABLE "
+                              f"{dumped}) AS w WHERE w.id IN (SELECT id FROM {dumped}) "
+                              "ORDER BY w.id")
+    return {"new": len(new), "edited": len(edited),
+            "new_keys": [r["key"] for r in new[:5]],
+            "edited_keys": [r["key"] for r in edited[:5]]}

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from app.drills import Scenario
 from app.journal import Entry, Journal, JournalCorrupt, incidents_root
@@ -27,6 +28,68 @@ class Score:
     machine_s: float = 0.0
     think_s: float | None = None
     at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class DrillFacts:
+    """What a point-in-time drill's setup did (app.drill_run.prepare_drill): the baseline
+    dump, the mark made before the migration, the migration's time, and, per damaged table,
+    the rows users wrote between the dump and the mark (what a Type 2 from the dump loses)."""
+
+    scenario: str
+    dump_id: str
+    dump_at: str
+    mark: str
+    mark_at: str
+    mark_lsn: str
+    migration_at: str
+    lost: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prepared_at: float = field(default_factory=time.time)
+
+    @property
+    def lost_rows(self) -> int:
+        return sum(int(w.get("new", 0)) + int(w.get("edited", 0)) for w in self.lost.values())
+
+    def dump_time(self) -> str:
+        return datetime.fromisoformat(self.dump_at).astimezone(UTC).strftime("%H:%M:%S UTC")
+
+    def lost_text(self) -> str:
+        """'12 rows users wrote before the migration (7 new, 5 edited in public.media: ...)'"""
+        parts = []
+        for table, w in self.lost.items():
+            keys = [*w.get("new_keys", []), *w.get("edited_keys", [])][:6]
+            parts.append(f"{w.get('new', 0)} new and {w.get('edited', 0)} edited in {table}"
+                         + (f", e.g. id {', '.join(map(str, keys))}" if keys else ""))
+        return (f"{self.lost_rows} rows users wrote before the migration ("
+                + "; ".join(parts) + ")")
+
+
+def facts_path() -> Path:
+    return state_dir() / "drill-facts.json"
+
+
+def save_facts(facts: DrillFacts) -> None:
+    """Keep the facts of the drill just prepared (the newest per scenario is what counts)."""
+    path = facts_path()
+    kept: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    kept = [k for k in kept if k.get("scenario") != facts.scenario][-20:]
+    path.write_text(json.dumps([*kept, asdict(facts)], indent=2))
+
+
+def facts_for(scenario: Scenario, started: float | None = None) -> DrillFacts | None:
+    """The facts of the newest preparation of ``scenario`` (before ``started``), if any."""
+    path = facts_path()
+    if not scenario.point_in_time or not path.exists():
+        return None
+    try:
+        kept = json.loads(path.read_text())
+    except ValueError:
+        return None
+    found = [k for k in kept if k.get("scenario") == scenario.name
+             and (started is None or float(k.get("prepared_at", 0)) <= started + 1)]
+    if not found:
+        return None
+    return DrillFacts(**found[-1])
 
 
 def journals_since(started: float) -> list[Journal]:
@@ -66,11 +129,14 @@ def score(scenario: Scenario, started: float, operator: str,
         return _times(s, journals, started)
     want = " then ".join(scenario.types)
     got = " then ".join(str(e.data.get("type")) for e in opened[-len(scenario.types):])
+    type_points = 10 if scenario.point_in_time else 25   # the source has the other 15
     if got == want:
-        s.points += 25
-        s.lines.append(f"✔ +25 type: {want}")
+        s.points += type_points
+        s.lines.append(f"✔ +{type_points} type: {want}")
     else:
         s.lines.append(f"✖ +0 type: expected {want}, got {got or 'no rollback run'}")
+    if scenario.point_in_time:
+        _source(s, scenario, opened, started)
     closed = [e for e in entries if e.kind == "incident_closed"]
     if closed and closed[-1].data.get("outcome") == "done":
         s.points += 20
@@ -91,6 +157,80 @@ def score(scenario: Scenario, started: float, operator: str,
     else:
         s.lines.append(f"✖ +0 {len(skipped)} step(s) skipped")
     return _times(s, journals, started)
+
+
+SOURCE_POINTS = 15
+
+
+def point_in_time_of(opened: Entry) -> dict[str, Any] | None:
+    """The moment an incident's source was restored to (a point-in-time set), else None: the
+    journal's source record, or the set's manifest.json at the path it records."""
+    source = opened.data.get("source")
+    if not isinstance(source, dict):
+        return None
+    if isinstance(source.get("point_in_time"), dict):
+        return source["point_in_time"]
+    path = source.get("path")
+    if not path:
+        return None
+    try:
+        manifest = json.loads((Path(str(path)) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    pit = manifest.get("point_in_time") if isinstance(manifest, dict) else None
+    return pit if isinstance(pit, dict) else None
+
+
+def _source(s: Score, scenario: Scenario, opened: list[Entry], started: float) -> None:
+    """A point-in-time drill: the right source is the moment of the mark (or any moment from
+    it to the migration); a backup set from before it loses what users wrote since."""
+    facts = facts_for(scenario, started)
+    label = facts.mark if facts else scenario.mark
+    if not opened:
+        s.lines.append(f"✖ +0 source: no rollback run (the right one: the point in time of "
+                       f"the mark {label})")
+        return
+    pit = point_in_time_of(opened[-1])
+    lost = (f"; it lost {facts.lost_text()}" if facts else "")
+    if pit is None:
+        dump = f"the {facts.dump_time()} dump" if facts else "the dump"
+        s.lines.append(f"✖ +0 source: a backup set ({opened[-1].data.get('backup')}), "
+                       f"{dump}: a Type 2 from it put {', '.join(scenario.tables)} back as "
+                       f"they were at the dump{lost}. `--at {label}` restores them as they "
+                       "were at the mark, just before the migration")
+        return
+    said = str(pit.get("said") or pit.get("value") or "a point in time")
+    verdict = _moment(pit, facts, label)
+    if verdict is None:
+        s.points += SOURCE_POINTS
+        kept = f": it kept the {facts.lost_rows} rows users wrote after the {facts.dump_time()}" \
+            " dump" if facts else ""
+        s.lines.append(f"✔ +{SOURCE_POINTS} source: the point in time {said}{kept}")
+    else:
+        s.lines.append(f"✖ +0 source: the point in time {said}: {verdict}")
+
+
+def _moment(pit: dict[str, Any], facts: DrillFacts | None, label: str) -> str | None:
+    """Why the restored moment is not the right one (None: it is: the mark, or a moment
+    from the mark up to the migration)."""
+    if pit.get("kind") == "name" and pit.get("value") == label:
+        return None
+    if facts is not None and pit.get("lsn") and str(pit["lsn"]).upper() == \
+            facts.mark_lsn.upper():
+        return None
+    at = pit.get("at")
+    if facts is None or not at:
+        return f"not the mark {label}" if facts is None else "its moment is not recorded"
+    moment = datetime.fromisoformat(str(at))
+    mark_at = datetime.fromisoformat(facts.mark_at)
+    migration_at = datetime.fromisoformat(facts.migration_at)
+    if moment >= migration_at:
+        return ("after the migration began: the state restored already holds the damage "
+                f"(the mark {label} is just before it)")
+    if moment < mark_at - timedelta(seconds=1):
+        return (f"before the mark {label}: the writes users made between that moment and "
+                "the migration are lost")
+    return None
 
 
 def _no_rollback(s: Score, scenario: Scenario, entries: list[Entry],
@@ -154,6 +294,14 @@ def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]])
                  "or copy it; w watches after) → q. No rollback")
     elif scenario.expected_tier != "IMMEDIATE ROLLBACK":
         ideal = f"a: assess → read {scenario.expected_tier} → w: watch → q. No rollback"
+    elif scenario.point_in_time:
+        label = facts.mark if (facts := facts_for(scenario, s.at)) else scenario.mark
+        tables = ",".join(t.removeprefix("public.") for t in scenario.tables)
+        ideal = (f"assess → pitr: the window and the mark {label} → Type "
+                 f"{rollback_type(scenario.types[0]).number} of {', '.join(scenario.tables)} "
+                 f"from that moment (run --type {scenario.types[0]} --tables {tables} --at "
+                 f"{label}; in the console, the plan from a point in time) → gate → run → "
+                 "validate")
     else:
         ideal = "assess → accept the recommendation → build the plan → gate → run"
         if scenario.then:
@@ -161,11 +309,15 @@ def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]])
             ideal += f" → shift+d: Type {then} of {', '.join(scenario.tables)} → gate → run"
         ideal += " → validate"
     past = ", ".join(f"{h['points']}" for h in history[-5:])
+    happened = scenario.debrief
+    if scenario.point_in_time and (facts := facts_for(scenario, s.at)) is not None:
+        happened += (f" Here: a Type 2 from the {facts.dump_time()} dump would have lost "
+                     f"{facts.lost_text()}.")
     return "\n".join([
         f"Drill: {scenario.title} ({scenario.difficulty})",
         f"Score: {s.points}/{s.out_of} for {s.operator} (last runs: {past})",
         "", *s.lines, "",
-        f"What happened: {scenario.debrief}",
+        f"What happened: {happened}",
         f"The ideal path: {ideal}.",
         f"The right answer: {scenario.answer}",
     ])

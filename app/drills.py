@@ -23,6 +23,17 @@ class Scenario:
     debrief: str = ""
     then: str | None = None  # a second rollback after the first (Type 1 then Type 2)
     fix: str = ""            # FORWARD-FIX: the fix the verdict suggests, in words
+    # A point-in-time drill (app/pitr): users write between the baseline dump and the
+    # migration, a mark is made just before it, and the right source is that moment.
+    before_mark: str = ""    # users' writes after the dump, before the mark (SQL)
+    mark: str = ""           # the mark (named restore point) made just before the migration
+    after: str = ""          # users' writes after the migration (SQL)
+    source: str = "backup_set"   # the right source: backup_set | point_in_time (the mark)
+    console_needs: str = ""  # a console capability not built yet: played headless only
+
+    @property
+    def point_in_time(self) -> bool:
+        return self.source == "point_in_time"
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -33,6 +44,9 @@ class Scenario:
     def answer(self) -> str:
         if self.expected_tier != "IMMEDIATE ROLLBACK":
             return f"{self.expected_tier} / no rollback" + (f": {self.fix}" if self.fix else "")
+        if self.point_in_time:
+            return (f"{self.expected_tier} / {' then '.join(self.types)} of "
+                    f"{', '.join(self.tables)} from the point in time (the mark {self.mark})")
         return f"{self.expected_tier} / {' then '.join(self.types)}"
 
 
@@ -131,12 +145,52 @@ SCENARIOS: tuple[Scenario, ...] = (
         "IMMEDIATE ROLLBACK", "schema",
         debrief="auth.uid() is no longer callable by the API role: a schema-only rollback "
                 "restores the grant."),
+    Scenario(
+        "late-writes", "Captions wiped after a busy evening", "medium",
+        "Every media page lost its caption since the migration that ran a moment ago, "
+        "including the uploads and edits users made all evening, after the nightly dump. The "
+        "deploy script marked the moment just before the migration (mark before-migration) "
+        "and the server archives its WAL: `rollback-console pitr` shows the window and the "
+        "marks.",
+        "UPDATE public.media SET caption = NULL, updated_at = now();",
+        "IMMEDIATE ROLLBACK", "partial", ("public.media",),
+        debrief="One table's values were wiped; the schema is intact, so Type 2 of media is "
+                "the type. But users wrote to media (new uploads, edited captions) between the "
+                "nightly dump and the migration: a Type 2 from the dump throws those rows away "
+                "with the damage. The WAL archive can restore media as it was at the mark made "
+                "just before the migration (--at before-migration; restored aside, never on "
+                "the live server), which keeps every write up to the migration; the other "
+                "tables keep their writes since.",
+        before_mark=(
+            "INSERT INTO public.media (object_id, owner_id, url, mime_type, bytes, caption) "
+            "SELECT object_id, owner_id, url || '?evening', mime_type, bytes, "
+            "'evening upload: ' || coalesce(caption, 'untitled') FROM public.media "
+            "WHERE id % 40 = 0;"
+            "UPDATE public.media SET caption = coalesce(caption, '') || ' (edited by its owner)'"
+            " WHERE id % 30 = 1;"
+            "INSERT INTO public.chakai (host_id, local_class_id, title, held_on, season, guests) "
+            "SELECT host_id, local_class_id, title || ' (again)', held_on + 7, season, guests "
+            "FROM public.chakai WHERE id % 25 = 0;"
+            "UPDATE public.objects SET description = coalesce(description, '') || ' Re-dated.' "
+            "WHERE id % 20 = 0;"),
+        mark="before-migration",
+        after=(
+            "UPDATE public.objects SET maker = coalesce(maker, 'unknown') || ' (attributed)' "
+            "WHERE id % 25 = 3;"
+            "INSERT INTO public.chakai (host_id, local_class_id, title, held_on, season, guests) "
+            "SELECT host_id, local_class_id, title || ' (late booking)', held_on + 14, season, "
+            "guests FROM public.chakai WHERE id % 29 = 1 AND id < 29;"),
+        source="point_in_time",
+        console_needs="the plan screen's choice of a point in time (from a backup set or "
+                      "from a point in time); play it with --headless meanwhile"),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 
 
-def playable() -> list[Scenario]:
-    return [s for s in SCENARIOS if not s.needs]
+def playable(console: bool = True) -> list[Scenario]:
+    """The scenarios that can be played: in the console (the curriculum, the tmux player),
+    or with ``console=False`` headless too (``drill --headless``)."""
+    return [s for s in SCENARIOS if not s.needs and not (console and s.console_needs)]
 
 
 def pick(name: str | None, mastered: set[str] | frozenset[str] = frozenset()) -> Scenario:

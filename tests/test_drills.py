@@ -233,3 +233,99 @@ def test_a_headless_drill_is_played_with_the_commands_and_scored(tmp_path: Path)
     assert "The right answer: IMMEDIATE ROLLBACK / partial" in out
     assert not (tmp_path / "box" / "postmaster.pid").exists() and \
         not list((tmp_path / "box").rglob("postmaster.pid"))            # the sandbox stopped
+
+
+def test_a_console_capability_not_built_keeps_a_drill_headless_only() -> None:
+    """late-writes needs the plan screen's point-in-time choice: out of the console's
+    curriculum (and the tmux player's list), playable headless by name."""
+    late = drills.BY_NAME["late-writes"]
+    assert late.point_in_time and late.mark == "before-migration" and late.console_needs
+    assert late not in drills.playable() and late in drills.playable(console=False)
+    assert drills.pick("late-writes") is late
+    assert drills.pick(None, {s.name for s in drills.playable()}) is drills.playable()[0]
+    assert "`rollback-console pitr`" in late.briefing
+    assert "from the point in time (the mark before-migration)" in late.answer
+    assert all(not s.point_in_time and not s.mark for s in drills.SCENARIOS if s is not late)
+
+
+def _pit_drill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: dict[str, object],
+               validated: bool = True) -> tuple[object, str]:
+    """late-writes' journals as a headless play writes them: the facts of the setup, the call,
+    a Type 2 of media from ``source``, done, validated; the score and the debrief."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from app.drill_score import DrillFacts, debrief_text, save_facts, score
+    from app.journal import incidents_root
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path))
+    now = datetime.now(UTC)
+    save_facts(DrillFacts(
+        scenario="late-writes", dump_id="20261202T041000Z-before-drill",
+        dump_at=(now - timedelta(seconds=30)).isoformat(), mark="before-migration",
+        mark_at=(now - timedelta(seconds=10)).isoformat(), mark_lsn="0/3000090",
+        migration_at=(now - timedelta(seconds=9)).isoformat(),
+        lost={"public.media": {"new": 7, "edited": 10, "new_keys": ["301", "302"],
+                               "edited_keys": ["1", "31"]}},
+        prepared_at=time.time() - 5))
+    started = time.time()
+    journal = Journal.open(incidents_root() / "drill-1")
+    journal.append("incident_opened", target="t", type="partial", backup=str(source["id"]),
+                   source=source, tables=["public.media"])
+    journal.append("step_finished", step="reload", status="done", elapsed_s=1.0)
+    journal.append("incident_closed", outcome="done")
+    journal.append("validation", passed=validated)
+    journal.append("assessment", tier="IMMEDIATE ROLLBACK", action="headless drill")
+    scenario = drills.BY_NAME["late-writes"]
+    result = score(scenario, started, "trainee")
+    return result, debrief_text(scenario, result, [])
+
+
+def test_late_writes_from_the_mark_scores_full_marks(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    pit = {"kind": "name", "value": "before-migration", "said": "mark before-migration",
+           "at": None, "lsn": "0/3000090"}
+    result, text = _pit_drill(tmp_path, monkeypatch, {"kind": "backup_set", "id": "pitr-1",
+                                                      "path": "/nowhere", "point_in_time": pit})
+    assert result.points == 100, result.lines  # type: ignore[attr-defined]
+    assert "✔ +15 source: the point in time mark before-migration: it kept the 17 rows" in text
+    assert "a Type 2 from the" in text and "would have lost 17 rows users wrote before the " \
+        "migration (7 new and 10 edited in public.media, e.g. id 301, 302, 1, 31)" in text
+    assert "--at before-migration" in text
+
+
+def test_late_writes_from_the_dump_loses_the_source_points_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, text = _pit_drill(tmp_path, monkeypatch,
+                              {"kind": "backup_set", "id": "before-drill",
+                               "path": str(tmp_path / "no-such-set")})
+    assert result.points == 85, result.lines  # type: ignore[attr-defined]
+    assert "✔ +10 type: partial" in text
+    assert "✖ +0 source: a backup set (before-drill)" in text
+    assert "it lost 17 rows users wrote before the migration (7 new and 10 edited in " \
+        "public.media" in text
+    assert "`--at before-migration` restores them as they were at the mark" in text
+
+
+@pytest.mark.parametrize(("moment", "right"), [(-10, True), (-9.5, True), (-20, False),
+                                               (-8.5, False), (0, False)])
+def test_the_point_in_time_read_from_the_manifest_is_judged_against_the_mark(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: float, right: bool) -> None:
+    """A journal whose source record lacks the moment: the set's manifest.json says it. A
+    time from the mark up to the migration is right; before the mark loses writes, from the
+    migration on holds the damage."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    at = datetime.now(UTC) + timedelta(seconds=moment)
+    folder = tmp_path / "sets" / "pitr-1"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"point_in_time": {
+        "kind": "time", "value": "x", "said": "the moment", "at": at.isoformat(),
+        "lsn": None}}))
+    result, text = _pit_drill(tmp_path, monkeypatch, {"kind": "backup_set", "id": "pitr-1",
+                                                      "path": str(folder)})
+    assert (result.points == 100) == right, result.lines  # type: ignore[attr-defined]
+    if not right:
+        assert "✖ +0 source: the point in time the moment: " in text
+        assert ("holds the damage" in text) == (moment > -9.5)
