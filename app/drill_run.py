@@ -95,6 +95,8 @@ async def _prepare_point_in_time(cfg: Config, scenario: Scenario) -> None:
     """Dump, users' writes, the mark, the migration, more writes: the facts recorded."""
     from datetime import UTC, datetime
 
+    import asyncpg
+
     from app.backups.create import create_set
     from app.db import connect
     from app.drill_score import DrillFacts, save_facts
@@ -129,6 +131,10 @@ async def _prepare_point_in_time(cfg: Config, scenario: Scenario) -> None:
         await conn.execute(scenario.migration)
         if scenario.after:
             await conn.execute(scenario.after)
+        try:   # the archive catches up, as archive_timeout would in a minute
+            await conn.execute("SELECT pg_switch_wal()")
+        except asyncpg.PostgresError:
+            pass
     finally:
         await conn.close()
     save_facts(DrillFacts(
