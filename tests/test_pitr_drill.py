@@ -17,6 +17,7 @@ import pytest
 from app import config, drills
 from app.backups.create import create_set
 from app.checks import run_assessment
+from app.drill_score import DrillFacts, facts_for
 from tests.conftest import DemoApp, DemoDb
 from tests.helpers import read_until_enter
 
@@ -82,9 +83,7 @@ class Drill:
             self.proc.kill()
             self.proc.wait(timeout=60)
 
-    def facts(self) -> object:
-        from app.drill_score import facts_for
-
+    def facts(self) -> DrillFacts:
         old = os.environ.get("ROLLBACK_CONSOLE_HOME")
         os.environ["ROLLBACK_CONSOLE_HOME"] = self.env["ROLLBACK_CONSOLE_HOME"]
         try:
@@ -143,9 +142,9 @@ async def test_a_type_2_from_the_mark_keeps_the_evenings_writes_and_scores_100(
         assert after["ids"] == before["ids"] and after["frame"] == before["frame"]
         assert after["others"] == before["others"]
         # as at the mark: no row carries the migration's write, the evening's edits are back
-        mark_at = datetime.fromisoformat(facts.mark_at)  # type: ignore[attr-defined]
+        mark_at = datetime.fromisoformat(facts.mark_at)
         assert after["newest"] <= mark_at                            # type: ignore[operator]
-        lost = facts.lost["public.media"]  # type: ignore[attr-defined]
+        lost = facts.lost["public.media"]
         captions: dict[int, str | None] = after["captions"]  # type: ignore[assignment]
         new_ids = {i for i in captions if i > min(captions) + 299}  # ids past the demo's 300
         assert len(new_ids) == lost["new"] > 0
@@ -175,12 +174,12 @@ def test_a_type_2_from_the_dump_scores_less_and_names_the_rows_it_lost(tmp_path:
         out = drill.finish()
     finally:
         drill.stop()
-    lost = facts.lost["public.media"]  # type: ignore[attr-defined]
+    lost = facts.lost["public.media"]
     n = lost["new"] + lost["edited"]
     found = re.search(r"Score: (\d+)/100 for trainee", out)
     assert found and int(found.group(1)) < 100, out
     assert "✖ +0 source: a backup set" in out, out
     assert f"a Type 2 from the {facts.dump_time()} dump would have lost {n} rows users " \
         f"wrote before the migration ({lost['new']} new and {lost['edited']} edited in " \
-        "public.media, e.g. id " in out, out                  # type: ignore[attr-defined]
+        "public.media, e.g. id " in out, out
     assert "`--at before-migration` restores them as they were at the mark" in out
