@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import subprocess
 import time
@@ -299,3 +300,23 @@ async def test_stanza_and_config_problems_are_said_in_words(facts: Facts) -> Non
                    "unexpected control version = 1800 and catalog version = 202506291\n"
                    "ERROR: [056]: unable to find primary cluster - cannot proceed", "", "2.45")
     assert "PostgreSQL version not supported" in said and "9.0 to 15" in said
+
+
+async def test_a_repository_the_aside_user_cannot_read_is_refused(facts: Facts,
+                                                                  tmp_path: Path) -> None:
+    if facts.server.user is None:
+        pytest.skip("not root: the aside cluster runs as this user, who reads the repository")
+    repo, conf = _copy_repo(facts, "repo-private")
+    chown_tree(repo, pwd.getpwuid(0))
+    repo.chmod(0o700)
+    engine = facts.engine(conf)
+    window = await engine.window()          # the console (root) reads it
+    base = window.base_for(_mark(facts))
+    assert base is not None
+    data_dir = tmp_path / "pgdata"
+    with pytest.raises(PitrError) as refused:
+        await engine.prepare(_mark(facts), base, data_dir, lambda _line: None)
+    said = str(refused.value)
+    assert f"OS user {facts.server.user.pw_name}" in said and "read access" in said
+    assert "nothing was restored" in said
+    assert not data_dir.exists() or not any(data_dir.iterdir())

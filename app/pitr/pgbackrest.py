@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import re
 import shutil
 import tempfile
@@ -39,7 +40,16 @@ from pathlib import Path
 from typing import Any
 
 from app.config import PitrSettings
-from app.pitr.model import BaseBackup, Gap, PitrError, PointTarget, Prepared, Window, lsn_text
+from app.pitr.model import (
+    BaseBackup,
+    Gap,
+    PitrError,
+    PointTarget,
+    Prepared,
+    Window,
+    lsn_int,
+    lsn_text,
+)
 
 DEFAULT_SEGMENT = 16 * 1024 * 1024
 SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
@@ -83,6 +93,8 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
     95: ("the repository is encrypted and cannot be read",
          "set repo1-cipher-pass in the pgBackRest config file (never on the command line)"),
     102: ("a program could not be run", "check that pgbackrest is installed and on PATH"),
+    103: ("no valid repository",
+          "check repo1-path, and that this OS user may read the repository"),
 }
 
 # info --output=json: status.code of a stanza
@@ -151,6 +163,7 @@ class PgBackRestEngine:
         self.bins = bins
         self.exe = exe
         self._version: str | None = None
+        self._seg_size = DEFAULT_SEGMENT    # learnt by window() from a fetched segment
 
     # -- running pgbackrest ---------------------------------------------------------------
 
@@ -164,14 +177,16 @@ class PgBackRestEngine:
         return [*argv, *options, command]
 
     async def _run(self, command: str, *options: str, args: tuple[str, ...] = (),
-                   on_line: Callable[[str], None] | None = None) -> tuple[int, str, str]:
+                   on_line: Callable[[str], None] | None = None,
+                   user: pwd.struct_passwd | None = None) -> tuple[int, str, str]:
         if shutil.which(self.exe) is None:
             raise PitrError("pgbackrest is not installed on this machine (apt-get install "
                             "pgbackrest), or [pitr] engine should be \"native\"")
         argv = self._argv(command, *options, console="info" if on_line else "off") + list(args)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env={**os.environ, "TZ": "UTC"})
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, "TZ": "UTC"},
+            user=user.pw_uid if user else None, group=user.pw_gid if user else None)
         assert proc.stdout is not None and proc.stderr is not None
         out: list[str] = []
 
@@ -257,7 +272,7 @@ class PgBackRestEngine:
             if scan_note:
                 notes.append(scan_note)
             if newest is not None:
-                seg_size = newest.size
+                seg_size = self._seg_size = newest.size
             if newest is not None and newest.end_lsn is not None:
                 latest_lsn = lsn_text(newest.end_lsn)
             else:
@@ -455,6 +470,9 @@ class PgBackRestEngine:
         if bad:
             raise PitrError(bad + "; nothing was restored. Choose another backup or take a new "
                             "one (pgbackrest backup), and find the cause (disk, copies).")
+        unreadable = await self._aside_cannot_fetch(base)
+        if unreadable:
+            raise PitrError(unreadable)
         filled = await asyncio.to_thread(_ready_folder, data_dir)
         options = [f"--set={base.id}", f"--type={target.kind}", f"--target={target.value}",
                    "--target-action=promote", f"--pg1-path={data_dir}"]
@@ -470,6 +488,35 @@ class PgBackRestEngine:
         await self._checked("restore", *options, on_line=on_line)
         await asyncio.to_thread(_hand_over, data_dir)
         return Prepared(data_dir=data_dir, base=base, settings=settings)
+
+
+    async def _aside_cannot_fetch(self, base: BaseBackup) -> str:
+        """As root the aside cluster runs as the sandbox's OS user, and so does the
+        restore_command pgBackRest writes (``pgbackrest archive-get``): fetch the backup's
+        last WAL segment as that user first. '' when it can (or when we are not root), else
+        what to do."""
+        from app.sandbox.server import os_user
+
+        user = os_user()
+        if user is None:
+            return ""
+        size = self._seg_size
+        segment = segment_name(base.timeline, lsn_int(base.stop_lsn) // size, size)
+        folder = await asyncio.to_thread(tempfile.mkdtemp, prefix="pgbr-aside-check-")
+        try:
+            os.chown(folder, user.pw_uid, user.pw_gid)
+            rc, out, err = await self._run("archive-get", args=(segment, f"{folder}/{segment}"),
+                                           user=user)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+        if rc in (0, 1):     # fetched, or not under that name: the restore itself will say
+            return ""
+        where = self.settings.pgbackrest_config or "/etc/pgbackrest/pgbackrest.conf"
+        return (f"the aside cluster runs as OS user {user.pw_name}, and so does its "
+                "restore_command (pgbackrest archive-get), which cannot read the repository "
+                f"as that user: {explain('archive-get', rc, err, out, self._version or '')}. "
+                f"Give {user.pw_name} read access to {where} and to the repository (for "
+                "example: add it to the group that owns them); nothing was restored")
 
 
 def _ready_folder(data_dir: Path) -> bool:
