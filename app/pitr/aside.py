@@ -278,7 +278,7 @@ class AsideCluster:
 
     def _promoted(self, on_progress: Progress) -> None:
         self.promoted = True
-        lines = self._log_tail(80)
+        lines = self._log_tail(200, everything=True)
         for ln in reversed(lines):
             m = re.search(r"last completed transaction was at log time (\S+ \S+)", ln)
             if m:
@@ -333,9 +333,13 @@ class AsideCluster:
         return [ln for ln in lines if everything or _TELLING.search(ln)][-limit:]
 
     def _stop_line(self) -> str:
-        for ln in reversed(self._log_tail(50)):
-            if "recovery stopping" in ln or "archive recovery complete" in ln:
-                return ln.split("LOG:", 1)[-1].strip()
+        """Where recovery stopped, in the server's words ("recovery stopping at restore
+        point ...", "... before commit of transaction ..., time ...")."""
+        lines = self._log_tail(80)
+        for needle in ("recovery stopping", "archive recovery complete"):
+            for ln in reversed(lines):
+                if needle in ln:
+                    return ln.split("LOG:", 1)[-1].strip()
         return ""
 
     def _failure(self) -> str:
@@ -359,7 +363,8 @@ class AsideCluster:
             except subprocess.TimeoutExpired:
                 pass
             self.process = None
-            self._record()
+            if (self.folder / RECORD).exists():
+                self._record()
 
     async def stop(self, keep: bool = False) -> None:
         """Stop the postmaster (a clean fast shutdown when the folder is kept, immediate

@@ -356,14 +356,19 @@ class NativeEngine:
                    lsn_text(segno * archive.size))
 
     async def _gap_time(self, archive: Archive, gap: Gap, index: int) -> Gap:
-        """The gap with the newest commit before it, read from the segment just before."""
+        """The gap with the newest commit before it, read from the few segments before it
+        (none found: left unknown, which Window.refusal treats as blocking)."""
         if index >= GAP_TIMES:
             return gap
-        segno = lsn_int(gap.from_lsn) // archive.size - 1
-        tli = archive.timeline_of(segno, archive.latest_timeline)
-        if segno < 0 or not archive.has(tli, segno):
-            return gap
-        _, commit = await self._waldump(archive.name(tli, segno))
+        commit = None
+        first = lsn_int(gap.from_lsn) // archive.size
+        for segno in range(first - 1, max(first - 1 - WALK_BACK, -1), -1):
+            tli = archive.timeline_of(segno, archive.latest_timeline)
+            if not archive.has(tli, segno):
+                break
+            _, commit = await self._waldump(archive.name(tli, segno))
+            if commit is not None:
+                break
         if commit is None:
             return gap
         return Gap(f"{gap.text} (the newest commit before it: {when(commit)})", gap.from_lsn,
@@ -400,7 +405,7 @@ class NativeEngine:
         async for raw in proc.stdout:
             line = raw.decode(errors="replace")
             if m := RECORD_RE.match(line):
-                last = m.group(1)
+                last = lsn_text(lsn_int(m.group(1)))
             if m := COMMIT_RE.search(line):
                 try:
                     commit = datetime.fromisoformat(m.group(2)).replace(tzinfo=UTC)
