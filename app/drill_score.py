@@ -149,6 +149,8 @@ def score(scenario: Scenario, started: float, operator: str,
         s.lines.append("✔ +20 validated: every checklist item passes")
     else:
         s.lines.append("✖ +0 validation: not run, or not passing (v after the rollback)")
+        if validations and scenario.point_in_time:
+            s.lines.append("  " + _failing(validations[-1]))
     skipped = [e for e in entries if e.kind == "step_finished"
                and e.data.get("status") == "skipped"]
     if not skipped:
@@ -181,6 +183,15 @@ def point_in_time_of(opened: Entry) -> dict[str, Any] | None:
     return pit if isinstance(pit, dict) else None
 
 
+def _failing(validation: Entry) -> str:
+    """What a failed checklist compared with and which items did not pass, in a line."""
+    items = [i for i in validation.data.get("items") or []
+             if isinstance(i, dict) and i.get("status") != "pass" and not i.get("not_configured")]
+    said = "; ".join(f"{i.get('item')}: {i.get('summary')}" for i in items[:3])
+    return (f"the checklist compared with {validation.data.get('backup')}: {said or 'failed'}"
+            " (rows users wrote since that set differ from it)")
+
+
 def _source(s: Score, scenario: Scenario, opened: list[Entry], started: float) -> None:
     """A point-in-time drill: the right source is the moment of the mark (or any moment from
     it to the migration); a backup set from before it loses what users wrote since."""
@@ -195,9 +206,9 @@ def _source(s: Score, scenario: Scenario, opened: list[Entry], started: float) -
     if pit is None:
         dump = f"the {facts.dump_time()} dump" if facts else "the dump"
         s.lines.append(f"✖ +0 source: a backup set ({opened[-1].data.get('backup')}), "
-                       f"{dump}: a Type 2 from it put {', '.join(scenario.tables)} back as "
-                       f"they were at the dump{lost}. `--at {label}` restores them as they "
-                       "were at the mark, just before the migration")
+                       f"{dump}: a Type 2 from it put {', '.join(scenario.tables)} back to "
+                       f"the state of the dump{lost}. `--at {label}` restores the state of "
+                       "the mark, just before the migration")
         return
     said = str(pit.get("said") or pit.get("value") or "a point in time")
     verdict = _moment(pit, facts, label)

@@ -304,7 +304,7 @@ def test_late_writes_from_the_dump_loses_the_source_points_and_says_why(
     assert "✖ +0 source: a backup set (before-drill)" in text
     assert "it lost 17 rows users wrote before the migration (7 new and 10 edited in " \
         "public.media" in text
-    assert "`--at before-migration` restores them as they were at the mark" in text
+    assert "`--at before-migration` restores the state of the mark" in text
 
 
 @pytest.mark.parametrize(("moment", "right"), [(-10, True), (-9.5, True), (-20, False),
