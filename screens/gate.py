@@ -1,7 +1,7 @@
-"""The confirmation gate: the blast radius, and the exact phrase to type. Cancel has the focus
-(enter there cancels); typing a letter moves into the phrase field, so an operator can just type
-the phrase and press enter. Anything but the exact phrase keeps the gate shut and says what is
-expected."""
+"""The confirmation gate: the blast radius (and, from a point in time, which moment), and the
+exact phrase to type. Cancel has the focus (enter there cancels); typing a letter moves into
+the phrase field, so an operator can just type the phrase and press enter. Anything but the
+exact phrase keeps the gate shut and says what is expected."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from widgets.blast_radius import BlastRadius
 class GateScreen(ModalScreen[bool]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, blast_radius: list[str], phrase: str):
+    def __init__(self, title: str, blast_radius: list[str], phrase: str, moment: str = ""):
         super().__init__()
         self.title_text = title
+        self.moment = moment   # a point-in-time source: which moment (widgets.blast_radius)
         self.blast_radius = blast_radius
         self.phrase = phrase
         self.attempts = 0
@@ -28,6 +29,8 @@ class GateScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="gate-box"):
             yield Static(self.title_text, id="gate-title")
+            if self.moment:
+                yield Static(f"Point in time: {self.moment}", id="gate-moment")
             yield BlastRadius(self.blast_radius, id="gate-blast")
             yield Static(f"To go ahead, type exactly:  {self.phrase}", id="gate-phrase")
             yield Input(placeholder="type the phrase here", id="gate-input",

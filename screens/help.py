@@ -1,4 +1,5 @@
-"""`?`: every key of the screen beneath, with what it does."""
+"""`?`: every key of the screen beneath, with what it does, and that screen's ``HELP_NOTE`` (how
+its parts fit together, e.g. the plan screen's two sources) when it has one."""
 
 from __future__ import annotations
 
@@ -29,5 +30,14 @@ class HelpScreen(ModalScreen[None]):
             yield Static(f"Help: {self.title_text}", classes="help-title")
             if self.intro:
                 yield Static(self.intro, classes="help-intro")
+            note = self._note()
+            if note:
+                yield Static(note, classes="help-intro")
             yield Static(table)
             yield Static("escape or ? closes this help", classes="help-hint")
+
+    def _note(self) -> str:
+        """The screen beneath's own note (a class attribute ``HELP_NOTE``), if any."""
+        beneath = [screen for screen in self.app.screen_stack if screen is not self]
+        note = getattr(beneath[-1], "HELP_NOTE", "") if beneath else ""
+        return note if isinstance(note, str) else ""

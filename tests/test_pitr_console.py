@@ -1,0 +1,211 @@
+"""The console's point in time, with Pilot on real PostgreSQL: the plan screen offers "from a
+point in time" only with [pitr] (disabled, with why, without it), shows the WAL archive's
+window, restores a mark aside with a progress bar and builds the plan from the captured set;
+the gate names the moment and the seconds of writes it replaces; a moment outside the window
+is refused on the plan's failure line and the live database is not touched. The backups screen
+lists the window and the marks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from textual.widgets import Input, OptionList
+
+from app import config
+from app.pitr.marks import create_mark
+from app.pitr.source import aside_root
+from app.rollback.context import RollbackType
+from app.tui import RollbackConsoleApp
+from screens.backups import BackupsScreen
+from screens.gate import GateScreen
+from screens.help import HelpScreen
+from screens.plan import PlanScreen
+from tests.conftest import wait_until
+from tests.pitr_cluster import PitrCluster, start_pitr_cluster
+from widgets.blast_radius import seconds_in_words, writes_lost
+
+TABLES = ("accounts", "objects", "media", "chakai", "local_classes")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PitrCluster]:
+    """An archiving server with a base backup; a mark, then a damaging migration and more
+    writes, all of it in the archive."""
+    found = start_pitr_cluster(tmp_path_factory.mktemp("pitr-console"), rows=300)
+    try:
+        cfg = config.load(found.config)
+        asyncio.run(create_mark(cfg, "before-deploy", "test"))
+        asyncio.run(_execute(found, "UPDATE media SET caption = 'broken by the migration'"))
+        asyncio.run(_execute(found, "UPDATE chakai SET title = title || '!' "
+                                    "WHERE id % 7 = 0"))
+        found.switch_wal()
+        yield found
+    finally:
+        found.stop()
+
+
+async def _execute(cluster: PitrCluster, sql: str) -> None:
+    conn = await cluster.connect()
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def checksums(conn: asyncpg.Connection) -> dict[str, str]:
+    return {t: await conn.fetchval(f"SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY "
+                                   f"x::text), '')) FROM public.{t} x") for t in TABLES}
+
+
+def text(widget: object) -> str:
+    return str(widget.render())  # type: ignore[attr-defined]
+
+
+async def test_without_pitr_the_point_in_time_is_offered_disabled_with_why(
+        console_config: Path) -> None:
+    app = RollbackConsoleApp(config.load(console_config), mode="live")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = PlanScreen(RollbackType.PARTIAL, ("media",))
+        await app.push_screen(screen)
+        await pilot.pause()
+        source = screen.query_one("#plan-source", OptionList)
+        option = source.get_option("pitr")
+        assert option.disabled
+        assert "no [pitr] in rollback.toml: see README" in str(option.prompt)
+        assert "press b to build the plan" in text(screen.query_one("#plan-text"))
+        await pilot.press("p")
+        await pilot.pause()
+        assert screen.source == "set"   # nothing switched; a notification says why
+        assert any("no [pitr]" in n.message for n in app._notifications)
+        assert screen.query_one("#plan-backups").display
+        assert not screen.query_one("#plan-pitr").display
+
+
+async def test_a_mark_restored_aside_becomes_the_plans_source_and_the_gate_names_it(
+        cluster: PitrCluster) -> None:
+    cfg = config.load(cluster.config)
+    app = RollbackConsoleApp(cfg, mode="live")
+    async with app.run_test(size=(140, 45)) as pilot:
+        screen = PlanScreen(RollbackType.PARTIAL, ("media",))
+        await app.push_screen(screen)
+        await pilot.pause()
+        assert "p: from a point in time" in text(screen.query_one("#plan-text"))
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        helped = " ".join(text(s) for s in app.screen.query("Static"))
+        assert ("p", "Point in time / backup set") in app.screen.keys
+        assert "restores that moment aside" in helped
+        await pilot.press("escape")
+        await pilot.pause()
+
+        await pilot.press("p")
+        await wait_until(lambda: screen.window is not None, pilot)
+        preview = text(screen.query_one("#plan-text"))
+        assert "the WAL archive's window" in preview and "window: " in preview
+        assert "base backups: 1, 1 usable" in preview and "gaps: none" in preview
+        assert "before-deploy" in preview
+        assert screen.query_one("#plan-pitr").display
+        field = screen.query_one("#pitr-at", Input)
+        assert app.focused is field
+
+        field.value = "before-deploy"
+        await pilot.pause()
+        assert "✔ in the window: mark before-deploy" in text(screen.query_one("#pitr-hint"))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert screen.query_one("#pitr-work").display   # the bar and the log
+        await wait_until(lambda: screen.plan is not None, pilot, 60)
+        assert screen.plan is not None and screen.backup is not None
+        assert screen.plan.backup_id == screen.backup.id
+        assert screen.backup.id.endswith("pitr-before-deploy")
+        assert screen.backup.manifest is not None and screen.backup.manifest.point_in_time
+        log = screen.query_one("#pitr-log")
+        log.flush()  # type: ignore[attr-defined]
+        assert any("captured as backup set" in line
+                   for line in log.history)  # type: ignore[attr-defined]
+        preview = text(screen.query_one("#plan-text"))
+        assert "Point in time: restoring to mark before-deploy" in preview
+        assert "writes to public.media in the last" in preview
+
+        await pilot.press("G")
+        await pilot.pause()
+        assert isinstance(app.screen, GateScreen)
+        gate = app.screen
+        moment = text(gate.query_one("#gate-moment"))
+        mark = next(m for m in screen.marks if m.label == "before-deploy")
+        assert f"restoring to mark before-deploy, {mark.at:%Y-%m-%d %H:%M:%S} UTC, LSN " \
+               f"{mark.lsn}" in moment
+        blast = text(gate.query_one("#gate-blast"))
+        assert "writes to public.media in the last" in blast
+        assert "s (since the moment) are replaced; exported first" in blast
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+
+
+async def test_a_moment_outside_the_window_is_refused_and_nothing_changes(
+        cluster: PitrCluster) -> None:
+    cfg = config.load(cluster.config)
+    conn = await cluster.connect()
+    try:
+        before = await checksums(conn)
+    finally:
+        await conn.close()
+    assert cfg.pitr is not None
+    aside = sorted(aside_root(cfg.pitr).iterdir())
+    app = RollbackConsoleApp(cfg, mode="live")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = PlanScreen(RollbackType.FULL)
+        await app.push_screen(screen)
+        await pilot.pause()
+        await pilot.press("p")
+        await wait_until(lambda: screen.window is not None, pilot)
+        field = screen.query_one("#pitr-at", Input)
+        field.value = "2020-01-01T00:00:00Z"
+        await pilot.pause()
+        assert "✖" in text(screen.query_one("#pitr-hint"))   # said as it is typed
+        await pilot.press("enter")
+        await wait_until(lambda: "✖" in text(screen.query_one("#plan-text")), pilot, 30)
+        line = text(screen.query_one("#plan-text"))
+        assert "could not restore the moment aside: cannot restore 2020-01-01 00:00:00 UTC" \
+            in line and "before the window opens" in line and "Nothing was changed" in line, line
+        assert screen.plan is None and screen.backup is None
+        await pilot.press("G")   # no gate without a plan
+        await pilot.pause()
+        assert app.screen is screen
+    conn = await cluster.connect()
+    try:
+        assert await checksums(conn) == before
+    finally:
+        await conn.close()
+    assert sorted(aside_root(cfg.pitr).iterdir()) == aside   # no aside cluster was made
+
+
+async def test_the_backups_screen_lists_the_window_and_the_marks(cluster: PitrCluster) -> None:
+    app = RollbackConsoleApp(config.load(cluster.config), mode="live")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = BackupsScreen()
+        await app.push_screen(screen)
+        await wait_until(lambda: "window: " in text(screen.query_one("#pitr-text")), pilot)
+        shown = text(screen.query_one("#pitr-text"))
+        assert "native WAL archive" in shown and "base backups: 1, 1 usable" in shown
+        assert "⚑ before-deploy" in shown and "LSN" in shown
+
+
+def test_the_seconds_of_writes_lost_are_said_per_type() -> None:
+    at = datetime(2026, 12, 2, 4, 31, 7, tzinfo=UTC)
+    pit = {"kind": "name", "value": "before-deploy", "at": at.isoformat(), "lsn": "0/3000060"}
+    now = at + timedelta(seconds=312)
+    assert writes_lost(pit, "tables", ["public.media"], "shop", now) == (
+        "!writes to public.media in the last 312 s (5 min 12 s) (since the moment) are "
+        "replaced; exported first")
+    assert writes_lost(pit, "database", [], "shop", now).startswith(
+        "!every write to the whole database shop in the last 312 s")
+    assert not writes_lost(pit, "schema", [], "shop", now).startswith("!")
+    assert seconds_in_words(45) == "45 s"
