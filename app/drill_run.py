@@ -121,10 +121,17 @@ async def _prepare_point_in_time(cfg: Config, scenario: Scenario) -> None:
         await conn.close()
     label = scenario.mark
     try:
-        mark = await create_mark(cfg, label, "drill")
-    except BadInput:   # a sandbox reused: the label is taken on this database
-        label = f"{scenario.mark}-{datetime.now(UTC):%H%M%S}"
-        mark = await create_mark(cfg, label, "drill")
+        try:
+            mark = await create_mark(cfg, label, "drill")
+        except BadInput as exc:
+            if "exists on" not in str(exc):
+                raise
+            label = f"{scenario.mark}-{datetime.now(UTC):%H%M%S}"   # a sandbox reused
+            mark = await create_mark(cfg, label, "drill")
+    except BadInput as exc:
+        raise BadInput(f"drill {scenario.name!r} marks the moment before its migration, and "
+                       f"this sandbox cannot: {exc}. Play it on the plain sandbox (no "
+                       "--shape)") from None
     conn = await connect(cfg.target)
     try:
         migration_at = await conn.fetchval("SELECT clock_timestamp()")
