@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from app.backups.backupset import BackupSet
 from app.backups.create import create_set
@@ -134,15 +133,6 @@ async def live_facts(cfg: Config) -> tuple[DatabaseIdentity, list[Mark]]:
     return ident, marks_on(ident)
 
 
-def aside_dsn(target_dsn: str, port: int) -> str:
-    """The target's DSN (its role, password and database: the aside cluster is a copy of the
-    same cluster) pointed at the aside cluster on 127.0.0.1."""
-    parts = urlsplit(target_dsn)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = (userinfo + "@" if userinfo else "") + f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 async def check_window(cfg: Config, target: PointTarget) -> Window:
     """The engine's window with ``target`` checked against it: refused (PitrError, exit 2)
     before anything starts when it is outside, behind a gap or without a usable base
@@ -176,7 +166,7 @@ async def restore_point_in_time(cfg: Config, target: PointTarget, *,
     try:
         prepared = await engine.prepare(target, base, cluster.data_dir, on_line)
         await cluster.start(prepared, server_bins(pitr), end_lsn=target.lsn or window.latest_lsn,
-                            on_progress=on_progress)
+                            on_progress=on_progress, target_dsn=cfg.target.dsn.reveal())
         reached = cluster.reached_at
         record = {**target.record(), "engine": engine.name, "base_backup": base.id,
                   "where": window.where}
@@ -184,7 +174,7 @@ async def restore_point_in_time(cfg: Config, target: PointTarget, *,
             record["at"] = reached.isoformat()
             record["said"] = f"{target.said} (last commit replayed {when(reached)})"
         aside_cfg = replace(cfg, target=replace(cfg.target, dsn=Secret(
-            aside_dsn(cfg.target.dsn.reveal(), cluster.port))))
+            cluster.dsn(cfg.target.database, cfg.target.dsn.reveal()))))
         on_line("capturing the restored state as a backup set")
         return await create_set(aside_cfg, label=f"pitr-{_label(target)}", on_line=on_line,
                                 only_tables=tables, full=full, point_in_time=record)
