@@ -70,6 +70,8 @@ class PitrCluster:
         async def go() -> str:
             conn = await self.connect("postgres")
             try:
+                # a record first, so there is always a segment to close and archive
+                await conn.execute("SELECT pg_logical_emit_message(false, 'pitr-test', '')")
                 row = await conn.fetchrow("SELECT s::text AS lsn, pg_walfile_name(s) AS seg "
                                           "FROM pg_switch_wal() s")
                 assert row is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -348,3 +349,21 @@ async def test_aside_dsn_keeps_the_credentials_and_points_at_the_aside_port(
         assert dsn == f"postgresql://app:s3cret@127.0.0.1:{aside.port}/shop?sslmode=require"
     finally:
         await aside.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: the aside runs as another user")
+async def test_an_archive_the_aside_user_cannot_read_is_refused_before_copying(
+        history: History, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    shutil.copytree(history.cluster.archive_dir, archive)      # root's, mode 600 files
+    archive.chmod(0o700)
+    engine = _engine(history, archive_dir=archive)
+    window = await engine.window()
+    target = PointTarget("name", history.mark, f"mark {history.mark}")
+    base = window.base_for(target)
+    assert base is not None
+    data_dir = tmp_path / "pgdata"
+    with pytest.raises(PitrError) as err:
+        await engine.prepare(target, base, data_dir, lambda _l: None)
+    assert "cannot read" in str(err.value) and str(archive) in str(err.value)
+    assert not data_dir.exists()

@@ -80,7 +80,7 @@ _FIXED = {
 
 # Server-log lines worth showing when recovery fails (the rest is noise).
 _TELLING = re.compile(r"FATAL|PANIC|ERROR|recovery|consistent|redo|could not|invalid|"
-                      r"requested|timeline", re.IGNORECASE)
+                      r"requested|timeline|cannot open|denied", re.IGNORECASE)
 
 
 def default_root(settings: PitrSettings | None) -> Path:

@@ -17,11 +17,14 @@ app/pitr/aside.py.
 from __future__ import annotations
 
 import asyncio
+import grp
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -39,6 +42,7 @@ from app.pitr.model import (
     lsn_text,
     when,
 )
+from app.sandbox.server import os_user
 
 SEGMENT_RE = re.compile(r"^[0-9A-F]{24}$")
 HISTORY_RE = re.compile(r"^([0-9A-F]{8})\.history$")
@@ -416,6 +420,38 @@ class NativeEngine:
 
     # -- laying a base backup down -------------------------------------------------------
 
+    def _unreadable(self, path: Path, need: int) -> str:
+        """Why the aside cluster's OS user (app/pitr/aside.py) cannot use ``path``, or ""."""
+        user = os_user()
+        if user is None:
+            return ""
+        st = path.stat()
+        groups = {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem} | {user.pw_gid}
+        if st.st_uid == user.pw_uid:
+            bits = (st.st_mode >> 6) & 7
+        elif st.st_gid in groups:
+            bits = (st.st_mode >> 3) & 7
+        else:
+            bits = st.st_mode & 7
+        if bits & need == need:
+            return ""
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = str(st.st_uid)
+        return (f"the aside cluster runs as OS user {user.pw_name}, which cannot read {path} "
+                f"(owner {owner}, mode {stat.filemode(st.st_mode)}); its restore_command "
+                f"would fail. Let {user.pw_name} read the archive (e.g. add it to the "
+                f"archive's group and make the files group-readable)")
+
+    def _unreadable_archive(self) -> str:
+        said = self._unreadable(self.archive_dir, 5)
+        if said:
+            return said
+        sample = next((e for e in os.scandir(self.archive_dir) if SEGMENT_RE.match(e.name)),
+                      None)
+        return self._unreadable(Path(sample.path), 4) if sample else ""
+
     def _lay_down(self, base: BaseBackup, data_dir: Path) -> None:
         source = self.base_dir / base.id
         if not (source / "backup_label").is_file():
@@ -434,6 +470,9 @@ class NativeEngine:
         exactly that moment are kept); for an LSN, false (everything before that LSN, which
         is what a mark's LSN, the end of its restore point, means); a name stops at the
         restore point either way."""
+        problem = await asyncio.to_thread(self._unreadable_archive)
+        if problem:
+            raise PitrError(problem)
         on_line(f"copying base backup {base.id} into {data_dir}")
         await asyncio.to_thread(self._lay_down, base, data_dir)
         archive = shlex.quote(str(self.archive_dir.resolve()))
