@@ -9,6 +9,7 @@ restored. The repository is copied for the destructive cases. One cluster for th
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pwd
 import shutil
@@ -49,7 +50,8 @@ class Facts:
     root: Path
     conf: Path
     repo: Path
-    label: str
+    label: str             # the full backup, before every target
+    diff_label: str        # a diff backup on it, after the damage
     backup_began: datetime
     backup_ended: datetime
     mark_lsn: str          # pg_create_restore_point('m1'): 150 rows
@@ -117,7 +119,6 @@ def facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facts]:
         # the history after it
         while datetime.now(UTC) < ended.replace(microsecond=0) + timedelta(seconds=1):
             time.sleep(0.05)
-        label = _pgbackrest(server, conf, "info", "--output=json").split('"label":"')[1][:16]
 
         async def history() -> list[object]:
             conn = await asyncpg.connect(server.dsn())
@@ -148,7 +149,10 @@ def facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facts]:
 
         mark, at, lsn, segment, final = asyncio.run(history())
         _pgbackrest(server, conf, "check")   # switches WAL and waits until it is archived
-        yield Facts(server, root, conf, repo, label, began, ended, str(mark),
+        _pgbackrest(server, conf, "backup", "--type=diff")
+        label, diff = (b["label"] for b in json.loads(
+            _pgbackrest(server, conf, "info", "--output=json"))[0]["backup"])
+        yield Facts(server, root, conf, repo, label, diff, began, ended, str(mark),
                     at.astimezone(UTC), str(lsn), str(segment), str(final))  # type: ignore[attr-defined]
     finally:
         server.stop()
@@ -209,8 +213,10 @@ def _expected(upto: int) -> list[tuple[int, str]]:
 async def test_window_lists_the_backup_and_the_archive(facts: Facts) -> None:
     window = await facts.engine().window()
     assert window.engine == "pgbackrest" and STANZA in window.where
-    assert [b.id for b in window.base_backups] == [facts.label]
-    backup = window.base_backups[0]
+    assert [b.id for b in window.base_backups] == [facts.label, facts.diff_label]
+    assert facts.diff_label.startswith(facts.label + "_") and facts.diff_label.endswith("D")
+    backup, diff = window.base_backups
+    assert diff.problem == "" and lsn_int(diff.start_lsn) > lsn_int(facts.final_lsn)
     assert backup.problem == "" and backup.timeline == 1 and (backup.size or 0) > 0
     assert lsn_int(backup.start_lsn) < lsn_int(backup.stop_lsn) < lsn_int(facts.mark_lsn)
     assert facts.backup_began - timedelta(seconds=1) <= backup.start_time <= backup.stop_time
@@ -279,15 +285,19 @@ async def test_a_corrupt_backup_is_refused_before_anything_is_restored(
         f.write(b"not what the manifest says")
     engine = facts.engine(conf)
     window = await engine.window()
-    base = window.base_for(_mark(facts))
-    assert base is not None
-    data_dir = tmp_path / "pgdata"
-    with pytest.raises(PitrError) as refused:
-        await engine.prepare(_mark(facts), base, data_dir, lambda _line: None)
-    said = str(refused.value)
-    assert facts.label in said and "verify" in said and "nothing was restored" in said
-    assert "checksum invalid: 1" in said
-    assert not data_dir.exists() or not any(data_dir.iterdir())
+    full, diff = window.base_backups
+    assert window.base_for(_mark(facts)) == full
+    # verify finds the diff invalid too (it reads the full's files it refers to); were it
+    # not, the engine would refuse it as building on an invalid full
+    for base, says in ((full, f"pgbackrest verify finds backup {facts.label} invalid"),
+                       (diff, f"backup {facts.diff_label} ")):
+        data_dir = tmp_path / base.id
+        with pytest.raises(PitrError) as refused:
+            await engine.prepare(_mark(facts), base, data_dir, lambda _line: None)
+        said = str(refused.value)
+        assert says in said and "invalid" in said and "nothing was restored" in said, said
+        assert "checksum invalid: 1" in said
+        assert not data_dir.exists() or not any(data_dir.iterdir())
 
 
 async def test_stanza_and_config_problems_are_said_in_words(facts: Facts) -> None:
@@ -295,6 +305,21 @@ async def test_stanza_and_config_problems_are_said_in_words(facts: Facts) -> Non
         await facts.engine(stanza="nope").window()
     with pytest.raises(PitrError, match=r"exit 55, its config file is missing.*pgbackrest_config"):
         await facts.engine(facts.root / "absent.conf").window()
+    # the aside cluster's binaries are another major version: every backup says so
+    from app.sandbox.server import bin_dir
+
+    bundled = PgBackRestEngine(PitrSettings(engine="pgbackrest", stanza=STANZA,
+                                            pgbackrest_config=facts.conf), bin_dir())
+    window = await bundled.window()
+    assert window.usable() == []
+    assert all("/usr/lib/postgresql/15/bin" in b.problem for b in window.base_backups)
+    refused = window.refusal(_mark(facts))
+    assert refused is not None and "set [pitr] bin_dir" in refused
+    assert any("reads PostgreSQL 9.0 to 15, not PostgreSQL 18" in n for n in window.notes)
+    # no stanza can exist for PostgreSQL 18 with pgBackRest 2.45: the console says why
+    with pytest.raises(PitrError, match=r"stanza 'nope'.*not PostgreSQL 18.*native"):
+        await PgBackRestEngine(PitrSettings(engine="pgbackrest", stanza="nope",
+                                            pgbackrest_config=facts.conf), bin_dir()).window()
     # what pgBackRest 2.45 says of the bundled PostgreSQL 18 (seen on stanza-create)
     said = explain("check", 56, "WARN: unable to check pg1: [VersionNotSupportedError] "
                    "unexpected control version = 1800 and catalog version = 202506291\n"

@@ -3,25 +3,31 @@
 
 Versions. Debian 12's package is pgBackRest 2.45, which reads PostgreSQL 9.0 to 15 (16 and
 later arrived in newer pgBackRest releases). The console's bundled PostgreSQL 18 is not
-covered: pgBackRest 2.45 refuses such a cluster with ``unexpected control version = 1800``
-(VersionNotSupportedError) when the stanza is created or checked, and the console says
-"pgBackRest 2.45 does not support this PostgreSQL version ... install a newer pgBackRest
-(PostgreSQL's own apt repository) or use engine = "native"". Tested here: 2.45 with PostgreSQL
-15 (/usr/lib/postgresql/15/bin). The aside cluster runs the target's major version
-(``[pitr] bin_dir``); a stanza of another major version is refused before anything starts.
+covered: pgBackRest 2.45 refuses such a cluster (``[VersionNotSupportedError] unexpected
+control version = 1800 ... is this version of PostgreSQL supported?``) so no stanza can be
+made for it. The console then says, with the stanza problem pgBackRest reports: "pgBackRest
+2.45 reads PostgreSQL 9.0 to 15, not PostgreSQL 18: install a newer pgBackRest
+(apt.postgresql.org) or use engine = "native"" (from ``[pitr] bin_dir``'s major version); a
+pgBackRest error naming the version gets the same advice. The aside cluster runs the
+target's major version (``[pitr] bin_dir``); a stanza of another major version makes every
+backup unusable, saying which bin_dir to set. Tested: 2.45 with PostgreSQL 15
+(/usr/lib/postgresql/15/bin); 2.45 against the bundled 18 refused as above.
 
-What the window holds: every backup of the stanza (label, type, LSNs, times, timeline), the
-archive's min/max WAL, missing segments between them (found by listing the repository with
-``pgbackrest repo-ls``, which works for every repository type), and the newest commit (read
-with ``pg_waldump`` from the newest segment, fetched uncompressed by ``pgbackrest
-archive-get``). Whatever cannot be read is said in a note, never guessed over.
+What the window holds: every backup of the stanza (its label, ending F, D or I for full,
+diff or incr; LSNs, times, timeline, size), the archive's min/max WAL, missing segments
+between them (found by listing the repository with ``pgbackrest repo-ls``, which works for
+every repository type), and the newest commit (read with ``pg_waldump`` from the newest
+segment, fetched uncompressed by ``pgbackrest archive-get``). Whatever cannot be read is said
+in a note, never guessed over.
 
-``prepare`` runs ``pgbackrest verify`` first (a backup with a bad checksum is refused before a
-byte is restored), then ``pgbackrest restore --set --type --target --target-action=promote
---archive-mode=off``; pgBackRest writes restore_command and the recovery target into
-postgresql.auto.conf and creates recovery.signal. Passwords are never on a command line: the
-engine passes none (pgBackRest takes its repository secrets from its own config file or
-PGBACKREST_* environment variables).
+``prepare`` runs ``pgbackrest verify`` first (a backup, or the full it builds on, with a bad
+checksum is refused before a byte is restored; 2.45's verify reads the whole repository, so
+this costs a read of it), checks as root that the aside cluster's OS user can fetch WAL (its
+restore_command runs as that user), then ``pgbackrest restore --set --type --target
+--target-action=promote --archive-mode=off [--delta]``. pgBackRest writes restore_command
+and the recovery target into postgresql.auto.conf and creates recovery.signal. Passwords are
+never on a command line: the engine passes none (pgBackRest takes its repository secrets
+from its own config file or PGBACKREST_* environment variables).
 """
 
 from __future__ import annotations
@@ -97,17 +103,17 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
           "check repo1-path, and that this OS user may read the repository"),
 }
 
-# info --output=json: status.code of a stanza
+# info --output=json: status.code of a stanza (a running backup/expire is status.lock)
 STANZA_STATUS: dict[int, str] = {
     1: "the stanza's folder is missing from the repository: check [pitr] stanza and "
        "repo1-path, or run `pgbackrest --stanza=S stanza-create`",
     2: "",   # no valid backups: an empty window, not an error
     3: "the stanza's info files are missing from the repository: run `pgbackrest "
        "--stanza=S stanza-create` (or restore them) before point-in-time restores",
-    4: "the repositories disagree on the stanza's cipher: check repo1-cipher-type",
+    4: "the repositories of this stanza are not all in the same state: run `pgbackrest "
+       "--stanza=S info` to see which one is not ok",
     5: "the repositories hold different databases for this stanza (system id or version): "
        "check which cluster each repository belongs to",
-    6: "",   # a backup/expire is running: said in a note
 }
 
 
@@ -119,7 +125,7 @@ def explain(command: str, rc: int, stderr: str, stdout: str = "", version: str =
     text = stderr + stdout
     if "unexpected control version" in text or "VersionNotSupported" in text:
         code = 46
-    name, todo = EXIT_CODES.get(code, (f"error {code}", "see pgBackRest's message above"))
+    name, todo = EXIT_CODES.get(code, (f"error {code}", "see pgBackRest's message"))
     if code == 55 and re.search(r"\.conf' for read", said):
         name, todo = "its config file is missing", "check [pitr] pgbackrest_config"
     if code == 46:
@@ -127,6 +133,22 @@ def explain(command: str, rc: int, stderr: str, stdout: str = "", version: str =
                 "release knows (2.45: 9.0 to 15; the console's bundled PostgreSQL 18 needs a "
                 "newer pgBackRest): " + todo).replace("  ", " ")
     return f"pgbackrest {command} failed (exit {rc}, {name}): {said}. What to do: {todo}"
+
+
+def not_covered(version: str, major: str | None) -> str:
+    """Why pgBackRest ``version`` cannot back up PostgreSQL ``major``, else ''. Releases up to
+    2.45 read PostgreSQL 9.0 to 15 (2.45 refuses 18: ``unexpected control version = 1800``);
+    newer releases are taken at their word."""
+    try:
+        release = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return ""
+    if not major or not major.isdigit() or len(release) < 2 or release > (2, 45):
+        return ""
+    if int(major) > 15:
+        return (f"pgBackRest {version} reads PostgreSQL 9.0 to 15, not PostgreSQL {major}: "
+                "install a newer pgBackRest (apt.postgresql.org) or use engine = \"native\"")
+    return ""
 
 
 @dataclass
@@ -222,7 +244,17 @@ class PgBackRestEngine:
 
     async def info(self) -> dict[str, Any]:
         """The stanza's entry of ``pgbackrest info --output=json``; a stanza or repository
-        problem is a PitrError in words."""
+        problem is a PitrError in words (with why, when this pgBackRest cannot read the
+        target's PostgreSQL version at all)."""
+        try:
+            return await self._info()
+        except PitrError as exc:
+            cover = not_covered(await self.version(), await _bins_major(self.bins))
+            if cover:
+                raise PitrError(f"{exc}. Also: {cover}") from exc
+            raise
+
+    async def _info(self) -> dict[str, Any]:
         await self.version()
         out = await self._checked("info", "--output=json")
         try:
@@ -236,7 +268,7 @@ class PgBackRestEngine:
                             "check [pitr] stanza and pgbackrest_config")
         status = entry.get("status", {})
         code = int(status.get("code", 0))
-        if code not in (0, 2, 6):
+        if code not in (0, 2):
             said = STANZA_STATUS.get(code, "see `pgbackrest info`").replace(
                 "--stanza=S", f"--stanza={self.stanza}")
             raise PitrError(f"pgBackRest stanza {self.stanza!r}: {status.get('message', '')} "
@@ -246,7 +278,7 @@ class PgBackRestEngine:
     async def window(self) -> Window:
         entry = await self.info()
         notes: list[str] = []
-        if int(entry.get("status", {}).get("code", 0)) == 6:
+        if entry.get("status", {}).get("lock", {}).get("backup", {}).get("held"):
             notes.append("a pgBackRest backup or expire is running now; its backup is not "
                          "listed until it ends")
         dbs = entry.get("db") or []
@@ -256,6 +288,9 @@ class PgBackRestEngine:
         mismatch = await self._mismatch(str(current["version"]) if current else "")
         if mismatch:
             notes.append(mismatch)
+        cover = not_covered(await self.version(), await _bins_major(self.bins))
+        if cover:
+            notes.append(cover)
 
         listing, list_note = await self._listing(archive)
         if list_note:
@@ -448,17 +483,49 @@ class PgBackRestEngine:
 
     # -- laying a data folder down ----------------------------------------------------------
 
-    async def verify(self, label: str) -> str:
-        """``pgbackrest verify``'s verdict on one backup set: '' when valid, else why."""
+    async def verify(self, label: str, on_line: Callable[[str], None]) -> str:
+        """``pgbackrest verify``'s verdict on backup ``label`` and the backups it builds on
+        (a diff/incr needs its full): '' when valid, else why. Unreadable archived WAL is
+        said on ``on_line`` (verify does not say which segment; recovery fails if it needs
+        one). 2.45's verify has no --set: it reads the whole repository."""
+        entry = await self.info()
+        chosen = next((b for b in entry.get("backup") or [] if b.get("label") == label), None)
+        if chosen is None:
+            return (f"backup {label} is no longer in the repository (expired since the window "
+                    "was read?): read the window again")
+        needed = [label, *(chosen.get("reference") or [])]
         out = await self._checked("verify", "--output=text", "--verbose")
-        for line in out.splitlines():
-            m = re.search(r"backup: (\S+), status: ([\w ]+?), total files checked: (\d+), "
-                          r"total valid files: (\d+)", line)
-            if m and m.group(1) == label and m.group(2) != "valid":
-                counts = _counts(out, line)
-                return (f"pgbackrest verify finds backup {label} {m.group(2)}: "
-                        f"{int(m.group(3)) - int(m.group(4))} of {m.group(3)} files fail"
-                        + (f" ({counts})" if counts else ""))
+        lines = out.splitlines()
+        verdicts: dict[str, str] = {}
+        for at, line in enumerate(lines):
+            m = re.search(r"backup: (\S+), status: ([^,]+)(?:, total files checked: (\d+), "
+                          r"total valid files: (\d+))?", line)
+            if m:
+                said = m.group(2).strip()
+                if said != "valid" and m.group(3) is not None:
+                    said += (f": {int(m.group(3)) - int(m.group(4))} of {m.group(3)} files "
+                             "fail")
+                    counts = _counts(lines, at)
+                    said += f" ({counts})" if counts else ""
+                verdicts[m.group(1)] = said
+            w = re.search(r"archiveId: (\S+), total WAL checked: (\d+), total valid WAL: (\d+)",
+                          line)
+            if w and w.group(2) != w.group(3):
+                counts = _counts(lines, at)
+                on_line(f"warning: pgbackrest verify finds {int(w.group(2)) - int(w.group(3))} "
+                        f"archived WAL segment(s) of {w.group(1)} unreadable"
+                        + (f" ({counts})" if counts else "")
+                        + "; the restore fails if it needs one")
+        for needed_label in needed:
+            verdict = verdicts.get(needed_label)
+            if verdict is None or verdict == "valid":
+                continue
+            if needed_label == label:
+                return f"pgbackrest verify finds backup {label} {verdict}"
+            return (f"backup {label} builds on backup {needed_label}, and pgbackrest verify "
+                    f"finds that one {verdict}")
+        if label not in verdicts:
+            on_line(f"warning: pgbackrest verify did not report on backup {label}")
         return ""
 
     async def prepare(self, target: PointTarget, base: BaseBackup, data_dir: Path,
@@ -466,7 +533,7 @@ class PgBackRestEngine:
         if base.problem:
             raise PitrError(f"base backup {base.id} cannot be restored: {base.problem}")
         on_line(f"checking backup {base.id} in the repository (pgbackrest verify)")
-        bad = await self.verify(base.id)
+        bad = await self.verify(base.id, on_line)
         if bad:
             raise PitrError(bad + "; nothing was restored. Choose another backup or take a new "
                             "one (pgbackrest backup), and find the cause (disk, copies).")
@@ -546,10 +613,9 @@ def _console_line(line: str) -> str:
     return text.strip()
 
 
-def _counts(out: str, backup_line: str) -> str:
-    """The 'missing: N, checksum invalid: N, ...' line after a verify backup line."""
-    lines = out.splitlines()
-    at = lines.index(backup_line)
+def _counts(lines: list[str], at: int) -> str:
+    """The non-zero counts of the 'missing: N, checksum invalid: N, ...' line after
+    ``lines[at]`` in verify's text output."""
     if at + 1 < len(lines) and "checksum invalid" in lines[at + 1]:
         return ", ".join(p.strip() for p in lines[at + 1].split(",")
                          if not p.strip().endswith(": 0"))
