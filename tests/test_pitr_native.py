@@ -367,3 +367,29 @@ async def test_an_archive_the_aside_user_cannot_read_is_refused_before_copying(
         await engine.prepare(target, base, data_dir, lambda _l: None)
     assert "cannot read" in str(err.value) and str(archive) in str(err.value)
     assert not data_dir.exists()
+
+
+async def test_a_timeline_switch_is_followed_and_one_without_history_is_a_gap(
+        history: History, tmp_path: Path) -> None:
+    # Injected: the newest segment moved to timeline 2, as after a promotion (a real switch
+    # would need a second primary); first with its history file, then without.
+    archive = history.cluster.copy_archive(tmp_path / "archive")
+    size = 16 << 20
+    newest = sorted(p.name for p in archive.iterdir() if len(p.name) == 24)[-1]
+    (archive / newest).rename(archive / ("00000002" + newest[8:]))
+    switch = lsn_text(segment_of(newest, size)[1] * size)
+    (archive / "00000002.history").write_text(f"1\t{switch}\tno recovery target specified\n")
+    engine = _engine(history, archive_dir=archive)
+    followed = await engine.window()
+    assert followed.timeline == 2 and followed.gaps == ()
+    assert followed.latest_lsn is not None and lsn_int(followed.latest_lsn) >= lsn_int(switch)
+    (archive / "00000002.history").unlink()
+    broken = await engine.window()
+    [gap] = broken.gaps
+    assert "timeline 2" in gap.text and "00000002.history" in gap.text
+    # the archive ends, for recovery, where timeline 1 ends
+    assert broken.timeline == 2 and broken.latest_lsn is not None
+    assert lsn_int(broken.latest_lsn) < lsn_int(switch)
+    lsn = followed.latest_lsn
+    refusal = broken.refusal(PointTarget("lsn", lsn, f"LSN {lsn}", lsn=lsn))
+    assert refusal is not None and "after the newest archived WAL" in refusal

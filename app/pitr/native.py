@@ -87,6 +87,11 @@ class Archive:
     def latest_timeline(self) -> int:
         return max([*self.segments, *self.histories], default=1)
 
+    @property
+    def followable_timeline(self) -> int:
+        """The newest timeline recovery can follow to: one with a history file (or 1)."""
+        return max([t for t in self.histories if t in self.segments or t == 1] or [1])
+
     def ancestry(self, tli: int) -> list[tuple[int, int]]:
         """(timeline, end LSN) of each ancestor of ``tli``, oldest first, from its history
         file; the segment holding an end LSN belongs to the next timeline."""
@@ -193,8 +198,9 @@ class NativeEngine:
             bases = list(await asyncio.gather(*(self._verified(b) for b in bases)))
         usable = sorted((b for b in bases if not b.problem), key=lambda b: lsn_int(b.start_lsn))
         latest_tli = archive.latest_timeline
-        gaps = self._gaps(archive, usable, latest_tli)
-        chain = self._chain(archive, usable, latest_tli)
+        follow = latest_tli if latest_tli in archive.histories else archive.followable_timeline
+        gaps = self._gaps(archive, usable, latest_tli, follow)
+        chain = self._chain(archive, usable, follow)
         latest_lsn: str | None = None
         latest: datetime | None = None
         if chain:
@@ -312,22 +318,25 @@ class NativeEngine:
                tli: int) -> list[tuple[int, int]]:
         """(timeline, segment) from the oldest usable base backup (else the oldest segment)
         to the newest segment, each on the timeline recovery following ``tli`` reads."""
-        present = [s for t in archive.segments.values() for s in t]
+        present = [s for t, segs in archive.segments.items() if t <= tli for s in segs]
         if not present:
             return []
         first = lsn_int(usable[0].start_lsn) // archive.size if usable else min(present)
         last = max(present)
         return [(archive.timeline_of(s, tli), s) for s in range(first, last + 1)]
 
-    def _gaps(self, archive: Archive, usable: list[BaseBackup], tli: int) -> list[Gap]:
-        """Missing segments (one Gap per run) and timeline breaks, from the oldest usable
-        base backup on."""
+    def _gaps(self, archive: Archive, usable: list[BaseBackup], latest: int,
+              tli: int) -> list[Gap]:
+        """Missing segments (one Gap per run) on the way along timeline ``tli`` (the newest
+        one recovery can follow), and timeline breaks, from the oldest usable base backup
+        on."""
         gaps: list[Gap] = []
-        if tli > 1 and tli not in archive.histories:
-            first = min(archive.segments.get(tli, {0}))
-            gaps.append(Gap(f"timeline {tli} has WAL but no {tli:08X}.history file in the "
-                            "archive, so recovery cannot follow the switch to it",
-                            lsn_text(first * archive.size)))
+        for broken in range(tli + 1, latest + 1):
+            if broken in archive.segments and broken not in archive.histories:
+                first = min(archive.segments[broken])
+                gaps.append(Gap(f"timeline {broken} has WAL but no {broken:08X}.history file "
+                                "in the archive, so recovery cannot follow the switch to it",
+                                lsn_text(first * archive.size)))
         chain_tlis = {t for t, _ in archive.ancestry(tli)} | {tli}
         for base in usable:
             if base.timeline not in chain_tlis:
