@@ -345,3 +345,18 @@ async def test_a_repository_the_aside_user_cannot_read_is_refused(facts: Facts,
     assert f"OS user {facts.server.user.pw_name}" in said and "read access" in said
     assert "nothing was restored" in said
     assert not data_dir.exists() or not any(data_dir.iterdir())
+
+
+async def test_a_failed_restore_is_said_in_words(facts: Facts, tmp_path: Path) -> None:
+    engine = facts.engine()
+    window = await engine.window()
+    base = window.base_for(_mark(facts))
+    assert base is not None
+    data_dir = tmp_path / "pgdata"
+    data_dir.mkdir()
+    (data_dir / "notes.txt").write_text("not a PostgreSQL data folder")
+    with pytest.raises(PitrError) as refused:
+        await engine.prepare(_mark(facts), base, data_dir, lambda _line: None)
+    said = str(refused.value)
+    assert "pgbackrest restore failed (exit 40, the restore folder is not empty)" in said
+    assert "restore into an empty folder" in said and "live database was not touched" in said

@@ -38,6 +38,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,15 +201,22 @@ class PgBackRestEngine:
 
     async def _run(self, command: str, *options: str, args: tuple[str, ...] = (),
                    on_line: Callable[[str], None] | None = None,
-                   user: pwd.struct_passwd | None = None) -> tuple[int, str, str]:
+                   user: pwd.struct_passwd | None = None,
+                   cwd: Path | None = None) -> tuple[int, str, str]:
+        """Run one pgbackrest command: (exit status, stdout, stderr). It dies with the
+        console (parent-death signal) and is killed when the caller is cancelled; ``cwd``
+        set to the restore folder lets an orphan sweep find it there."""
         if shutil.which(self.exe) is None:
             raise PitrError("pgbackrest is not installed on this machine (apt-get install "
                             "pgbackrest), or [pitr] engine should be \"native\"")
+        from app.sandbox.server import set_parent_death_signal
+
         argv = self._argv(command, *options, console="info" if on_line else "off") + list(args)
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, "TZ": "UTC"},
-            user=user.pw_uid if user else None, group=user.pw_gid if user else None)
+            user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+            cwd=cwd, preexec_fn=lambda: set_parent_death_signal(signal.SIGTERM))
         assert proc.stdout is not None and proc.stderr is not None
         out: list[str] = []
 
@@ -222,13 +230,18 @@ class PgBackRestEngine:
                     if said:
                         on_line(said)
 
-        err, _ = await asyncio.gather(proc.stderr.read(), pump())
-        rc = await proc.wait()
+        try:
+            err, _ = await asyncio.gather(proc.stderr.read(), pump())
+            rc = await proc.wait()
+        except BaseException:
+            if proc.returncode is None:
+                proc.terminate()
+                await proc.wait()
+            raise
         return rc, "\n".join(out), err.decode(errors="replace")
 
-    async def _checked(self, command: str, *options: str, args: tuple[str, ...] = (),
-                       on_line: Callable[[str], None] | None = None) -> str:
-        rc, out, err = await self._run(command, *options, args=args, on_line=on_line)
+    async def _checked(self, command: str, *options: str) -> str:
+        rc, out, err = await self._run(command, *options)
         if rc != 0:
             raise PitrError(explain(command, rc, err, out, self._version or ""))
         return out
@@ -552,7 +565,10 @@ class PgBackRestEngine:
             options.append("--archive-mode=off")
         on_line(f"restoring backup {base.id} into {data_dir} (pgbackrest restore, "
                 f"recovery target {target.said})")
-        await self._checked("restore", *options, on_line=on_line)
+        rc, out, err = await self._run("restore", *options, on_line=on_line, cwd=data_dir)
+        if rc != 0:
+            raise PitrError(explain("restore", rc, err, out, self._version or "")
+                            + "; the live database was not touched")
         await asyncio.to_thread(_hand_over, data_dir)
         return Prepared(data_dir=data_dir, base=base, settings=settings)
 
