@@ -301,7 +301,8 @@ class PgBackRestEngine:
         mismatch = await self._mismatch(str(current["version"]) if current else "")
         if mismatch:
             notes.append(mismatch)
-        cover = not_covered(await self.version(), await _bins_major(self.bins))
+        cover = "" if mismatch else not_covered(await self.version(),
+                                                await _bins_major(self.bins))
         if cover:
             notes.append(cover)
 
