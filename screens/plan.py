@@ -72,6 +72,8 @@ class PitrLine(Message):
 
 
 SET, PITR = "set", "pitr"
+MOMENT_HINT = ("enter (in the field) or b: restore it aside, then build the plan; tab into "
+               "the field to change it")
 
 
 class PlanScreen(ConsoleScreen[None]):
@@ -129,11 +131,11 @@ class PlanScreen(ConsoleScreen[None]):
                                            for t in tables], id="plan-tables", classes="panel")
                 yield OptionList(*self._source_options(), id="plan-source", classes="panel")
                 yield OptionList(id="plan-backups", classes="panel")
-                with Vertical(id="plan-pitr", classes="panel"):
-                    yield Input(placeholder="mark label, ISO time or LSN", id="pitr-at")
-                    yield Static("enter or b: restore this moment aside, then build the plan",
-                                 id="pitr-hint")
             with Vertical(id="plan-right"):
+                with Vertical(id="plan-pitr", classes="panel"):
+                    yield Input(placeholder="a mark's label, an ISO time or an LSN",
+                                id="pitr-at", compact=True)
+                    yield Static(MOMENT_HINT, id="pitr-hint")
                 with VerticalScroll(id="plan-preview", classes="panel"):
                     yield Static(self._intro(), id="plan-text")
                 with Vertical(id="pitr-work", classes="panel"):
@@ -155,7 +157,7 @@ class PlanScreen(ConsoleScreen[None]):
     def _intro(self) -> str:
         if self.source == PITR:
             return ("Choose the type and the tables (partial), and the moment in the field "
-                    "(left), then press b to build the plan: the moment is restored aside "
+                    "above, then press b to build the plan: the moment is restored aside "
                     "first (a scratch cluster, never the live one). p: back to backup sets.")
         more = (" p: from a point in time instead (the WAL archive)."
                 if self.console.config.pitr is not None else "")
@@ -182,7 +184,7 @@ class PlanScreen(ConsoleScreen[None]):
         self.query_one("#plan-tables").border_title = "Tables (Type 2; space toggles)"
         self.query_one("#plan-backups").border_title = "Backup set"
         self.query_one("#plan-source").border_title = "Source (p switches)"
-        self.query_one("#plan-pitr").border_title = "Point in time: the moment"
+        self.query_one("#plan-pitr").border_title = "The moment to restore"
         self.query_one("#plan-source", OptionList).highlighted = 0
         self.query_one("#plan-pitr").display = False
         self.query_one("#pitr-work").display = False
@@ -259,7 +261,7 @@ class PlanScreen(ConsoleScreen[None]):
             return
         text.update(self._window_preview() if self.window is not None else
                     "reading the WAL archive's window (read-only)…")
-        self.query_one("#pitr-at", Input).focus()
+        self.query_one("#plan-source").focus()   # the screen's keys stay live (b, shift+g)
         self.read_pitr()
 
     @work(group=Group.PROBE, name="pitr-window", exit_on_error=False, exclusive=True)
@@ -323,11 +325,12 @@ class PlanScreen(ConsoleScreen[None]):
         else:
             text.append("No default moment: ", style="bold")
             text.append(f"{self.default_note}\n")
-        text.append("\nType a mark's label, an ISO time (2026-12-02T04:31:07Z) or an LSN "
-                    "(0/3000060) in the field, then press b to build the plan (enter in the "
-                    "field does the same): the moment is restored aside first, into a scratch "
-                    "cluster on 127.0.0.1, never the live one, and captured as a verified "
-                    "backup set. p: back to backup sets.", style="bold")
+        text.append("\nThe moment is in the field above (tab into it to type a mark's label, "
+                    "an ISO time like 2026-12-02T04:31:07Z, or an LSN like 0/3000060). press b "
+                    "to build the plan (enter in the field does the same): the moment is "
+                    "restored aside first, into a scratch cluster on 127.0.0.1, never the live "
+                    "one, and captured as a verified backup set. p: back to backup sets.",
+                    style="bold")
         return text
 
     def _target(self, text: str) -> PointTarget:
@@ -348,7 +351,7 @@ class PlanScreen(ConsoleScreen[None]):
         """The moment against the window as it is typed: inside, or why not (in words)."""
         hint = self.query_one("#pitr-hint", Static)
         if not value.strip() or self.window is None:
-            hint.update("enter or b: restore this moment aside, then build the plan")
+            hint.update(MOMENT_HINT)
             return
         try:
             target = self._target(value.strip())
@@ -356,9 +359,14 @@ class PlanScreen(ConsoleScreen[None]):
             hint.update(f"✖ {exc}")
             return
         refusal = self.window.refusal(target)
-        hint.update(f"✖ {refusal}" if refusal else
-                    f"✔ in the window: {target.said}. enter or b: restore it aside, then "
-                    "build the plan")
+        if refusal:
+            hint.update(f"✖ {refusal}")
+            return
+        base = self.window.base_for(target)
+        short = {"name": f"mark {target.value}", "lsn": f"LSN {target.value}"}.get(
+            target.kind, self._field_text(target))
+        hint.update(f"✔ {short} is in the window"
+                    + (f" (base backup {base.id})" if base else "") + f". {MOMENT_HINT}")
 
     @on(Input.Submitted, "#pitr-at")
     def moment_submitted(self) -> None:
@@ -501,6 +509,8 @@ class PlanScreen(ConsoleScreen[None]):
             self.query_one("#plan-text", Static).update(self._describe(self.plan))
             if isinstance(self.focused, Input):   # shift+g must reach the screen, not the field
                 self.query_one("#plan-preview").focus()
+            if point_in_time_of(self.backup) is not None:   # the plan's pane says it; room
+                self.query_one("#pitr-work").display = False
 
     def against_verdict(self) -> tuple[str, str] | None:
         """(the verdict, the operator's reason so far) when this rollback goes against the

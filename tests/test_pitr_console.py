@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
-from textual.widgets import Input, OptionList
+from textual.widgets import Input, OptionList, ProgressBar
 
 from app import config
 from app.pitr.marks import create_mark
@@ -112,12 +113,13 @@ async def test_a_mark_restored_aside_becomes_the_plans_source_and_the_gate_names
         assert "before-deploy" in preview
         assert screen.query_one("#plan-pitr").display
         field = screen.query_one("#pitr-at", Input)
-        assert app.focused is field
+        assert app.focused is not field   # b, shift+g and p stay live; tab goes into the field
 
+        field.focus()
         field.value = "before-deploy"
         await pilot.pause()
-        assert "✔ in the window: mark before-deploy" in text(screen.query_one("#pitr-hint"))
-        await pilot.press("enter")
+        assert "✔ mark before-deploy is in the window" in text(screen.query_one("#pitr-hint"))
+        await pilot.press("enter")   # in the field: restore aside, then build
         await pilot.pause()
         assert screen.query_one("#pitr-work").display   # the bar and the log
         await wait_until(lambda: screen.plan is not None, pilot, 60)
@@ -125,6 +127,8 @@ async def test_a_mark_restored_aside_becomes_the_plans_source_and_the_gate_names
         assert screen.plan.backup_id == screen.backup.id
         assert screen.backup.id.endswith("pitr-before-deploy")
         assert screen.backup.manifest is not None and screen.backup.manifest.point_in_time
+        assert screen.query_one("#pitr-progress", ProgressBar).percentage == 1.0
+        assert not screen.query_one("#pitr-work").display   # room for the plan now
         log = screen.query_one("#pitr-log")
         log.flush()  # type: ignore[attr-defined]
         assert any("captured as backup set" in line
@@ -151,7 +155,8 @@ async def test_a_mark_restored_aside_becomes_the_plans_source_and_the_gate_names
 
 async def test_a_moment_outside_the_window_is_refused_and_nothing_changes(
         cluster: PitrCluster) -> None:
-    cfg = config.load(cluster.config)
+    cfg = config.load(cluster.config)   # the migration's time known: the default is the mark
+    cfg = replace(cfg, target=replace(cfg.target, migration_at=datetime.now(UTC)))
     conn = await cluster.connect()
     try:
         before = await checksums(conn)
@@ -167,10 +172,13 @@ async def test_a_moment_outside_the_window_is_refused_and_nothing_changes(
         await pilot.press("p")
         await wait_until(lambda: screen.window is not None, pilot)
         field = screen.query_one("#pitr-at", Input)
+        assert field.value == "before-deploy"
+        assert "Default moment: mark before-deploy" in text(screen.query_one("#plan-text"))
+        assert "the newest mark before the migration" in text(screen.query_one("#plan-text"))
         field.value = "2020-01-01T00:00:00Z"
         await pilot.pause()
         assert "✖" in text(screen.query_one("#pitr-hint"))   # said as it is typed
-        await pilot.press("enter")
+        await pilot.press("b")
         await wait_until(lambda: "✖" in text(screen.query_one("#plan-text")), pilot, 30)
         line = text(screen.query_one("#plan-text"))
         assert "could not restore the moment aside: cannot restore 2020-01-01 00:00:00 UTC" \
