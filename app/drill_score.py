@@ -311,7 +311,7 @@ def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]])
         ideal = (f"assess → pitr: the window and the mark {label} → Type "
                  f"{rollback_type(scenario.types[0]).number} of {', '.join(scenario.tables)} "
                  f"from that moment (run --type {scenario.types[0]} --tables {tables} --at "
-                 f"{label}; in the console, the plan from a point in time) → gate → run → "
+                 f"{label}; in the console, p on the plan screen, then {label}) → gate → run → "
                  "validate")
     else:
         ideal = "assess → accept the recommendation → build the plan → gate → run"

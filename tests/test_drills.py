@@ -235,12 +235,13 @@ def test_a_headless_drill_is_played_with_the_commands_and_scored(tmp_path: Path)
         not list((tmp_path / "box").rglob("postmaster.pid"))            # the sandbox stopped
 
 
-def test_a_console_capability_not_built_keeps_a_drill_headless_only() -> None:
-    """late-writes needs the plan screen's point-in-time choice: out of the console's
-    curriculum (and the tmux player's list), playable headless by name."""
+def test_a_drill_the_player_cannot_play_yet_is_played_by_name() -> None:
+    """late-writes needs a point in time on the plan screen, which the screen-following
+    player does not choose yet: out of the curriculum (and the player's list), played by
+    name."""
     late = drills.BY_NAME["late-writes"]
-    assert late.point_in_time and late.mark == "before-migration" and late.console_needs
-    assert late not in drills.playable() and late in drills.playable(console=False)
+    assert late.point_in_time and late.mark == "before-migration" and late.player_needs
+    assert late not in drills.playable() and late in drills.playable(by_name=True)
     assert drills.pick("late-writes") is late
     assert drills.pick(None, {s.name for s in drills.playable()}) is drills.playable()[0]
     assert "`rollback-console pitr`" in late.briefing

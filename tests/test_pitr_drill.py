@@ -42,10 +42,11 @@ async def test_the_evenings_writes_leave_the_verdict_on_media(console_config: Pa
 
 
 def test_the_tmux_player_waits_for_the_plan_screens_point_in_time() -> None:
-    """tests/test_drill_tmux.py plays drills.playable(): a scenario with console_needs is not
-    there until the console can reach its answer; said here, so the run shows why."""
-    if LATE.console_needs:
-        pytest.skip(f"late-writes is not played in tmux yet: it needs {LATE.console_needs}")
+    """tests/test_drill_tmux.py plays drills.playable(): a scenario with player_needs is not
+    there until the player can reach its answer; said here, so the run shows why."""
+    if LATE.player_needs:
+        pytest.skip(f"late-writes is not played in tmux yet: the player needs "
+                    f"{LATE.player_needs}")
     assert LATE in drills.playable()
 
 
