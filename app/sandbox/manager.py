@@ -292,6 +292,7 @@ class Sandbox:
         self.server.start()
         progress(f"loading the demo tea-school database ({rows} rows in the largest table)"
                  + (", shaped like a Supabase project" if supabase else ""))
+        self.server.discard_wal(True)
         app_password = secrets.token_urlsafe(18)
         db_password = secrets.token_urlsafe(18) if supabase else self.server.password
         if supabase:
@@ -302,6 +303,7 @@ class Sandbox:
                 self.server.dsn(self.database, "authenticator", app_password))
         else:
             self.facts = asyncio.run(self._load(rows, seed, app_password))
+        self.server.discard_wal(False)
 
         admin_token = secrets.token_urlsafe(24)
         write_secrets(self.dir, self.server.port, db_password, admin_token,

@@ -163,6 +163,17 @@ class PgServer:
                   env={**os.environ, "PGPASSWORD": self.password})
         return dest
 
+    def discard_wal(self, discard: bool) -> None:
+        """While loading data a base backup is taken after: archive_command ``true`` (the
+        WAL before a base backup is never replayed from it), then back to postgresql.conf's
+        copying command. A reload, no restart."""
+        sql = ("ALTER SYSTEM SET archive_command = 'true'" if discard
+               else "ALTER SYSTEM RESET archive_command")
+        for statement in (sql, "SELECT pg_reload_conf()"):
+            self._run([str(self.bins / "psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                       "-U", self.superuser, "-d", "postgres", "-Atqc", statement],
+                      env={**os.environ, "PGPASSWORD": self.password})
+
     def _run(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env,
                               **as_user(self.user))  # type: ignore[call-overload]
