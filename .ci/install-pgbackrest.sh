@@ -30,14 +30,14 @@ done
 $as_root mkdir -p /etc/postgresql-common/createcluster.d
 echo "create_main_cluster = false" \
     | $as_root tee /etc/postgresql-common/createcluster.d/rollback-console.conf >/dev/null
-install() {
+install_missing() {
     # shellcheck disable=SC2086
     $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
         $want >/dev/null
 }
 # stale package lists (a 404 on download): refresh once and try again
-install || { $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq && install; }
+install_missing || { $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq && install_missing; }
 command -v pgbackrest >/dev/null 2>&1 && [ -x /usr/lib/postgresql/15/bin/postgres ] || {
     echo "installing$want did not give pgbackrest and /usr/lib/postgresql/15/bin/postgres" >&2
     exit 1
