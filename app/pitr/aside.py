@@ -75,7 +75,13 @@ _FIXED = {
     "ssl": "off",
     "logging_collector": "off",
     "cluster_name": "rollback-aside",
+    # the server log is how the aside is followed without credentials: stderr, UTC, LOG kept
+    "log_destination": "stderr",
     "log_timezone": "UTC",
+    "log_min_messages": "warning",
+    # nothing the source runs at the end of recovery or on its archive runs here
+    "recovery_end_command": "",
+    "archive_cleanup_command": "",
 }
 
 # Server-log lines worth showing when recovery fails (the rest is noise).
@@ -102,8 +108,9 @@ def _write_json(path: Path, data: dict[str, object]) -> None:
 
 class AsideCluster:
     """One scratch cluster recovering to ``target`` in its own folder. Create it with
-    ``AsideCluster.new`` (which records it before anything is copied), let an engine fill
-    ``data_dir``, then ``start``; always ``stop`` (it is safe to call more than once)."""
+    ``AsideCluster.create`` (which records it before anything is copied), let an engine
+    fill ``data_dir``, then ``start``; always ``stop`` (it is safe to call more than once).
+    ``port`` is chosen free when it starts (a copy can take long), unless given."""
 
     def __init__(self, folder: Path, target: PointTarget,
                  user: pwd.struct_passwd | None = None, port: int | None = None):
@@ -111,6 +118,7 @@ class AsideCluster:
         self.bins: Path | None = None
         self.target = target
         self.user = user
+        self._fixed_port = port
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = datetime.now(UTC)
@@ -184,8 +192,8 @@ class AsideCluster:
             "host all all 127.0.0.1/32 scram-sha-256\n")
         settings = {**prepared.settings, **_FIXED, "port": str(self.port)}
         with (data / "postgresql.auto.conf").open("a") as conf:
-            conf.write(f"\n# rollback-console aside cluster, recovering to "
-                       f"{self.target.said}\n")
+            said = " ".join(self.target.said.split())
+            conf.write(f"\n# rollback-console aside cluster, recovering to {said}\n")
             for key, value in settings.items():
                 conf.write(f"{key} = {_conf_value(value)}\n")
         data.chmod(0o700)
@@ -215,7 +223,8 @@ class AsideCluster:
         any failure the postmaster is stopped before PitrError is raised; the folder stays
         until ``stop``."""
         self.bins = bins
-        self._configure(prepared)
+        self.port = self._fixed_port or free_port()
+        await asyncio.to_thread(self._configure, prepared)
         log = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(  # type: ignore[call-overload]  # noqa: ASYNC220
