@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -393,3 +394,55 @@ async def test_a_timeline_switch_is_followed_and_one_without_history_is_a_gap(
     lsn = followed.latest_lsn
     refusal = broken.refusal(PointTarget("lsn", lsn, f"LSN {lsn}", lsn=lsn))
     assert refusal is not None and "after the newest archived WAL" in refusal
+
+
+OWNER = """
+import asyncio, sys
+from pathlib import Path
+from app.config import load
+from app.pitr.aside import AsideCluster
+from app.pitr.model import PointTarget
+from app.pitr.native import NativeEngine
+
+async def main():
+    cfg = load(sys.argv[1])
+    engine = NativeEngine(cfg.pitr, Path(sys.argv[3]))
+    window = await engine.window()
+    target = PointTarget("name", sys.argv[4], "mark")
+    aside = await AsideCluster.create(Path(sys.argv[2]), target)
+    prepared = await engine.prepare(target, window.base_for(target), aside.data_dir, print)
+    await aside.start(prepared, Path(sys.argv[3]))
+    print("postmaster", aside.pid, flush=True)
+    await asyncio.sleep(300)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_console_killed_mid_restore_takes_its_aside_server_down(
+        history: History, tmp_path: Path) -> None:
+    """kill -9 of the owning console: the parent-death signal stops the postmaster, and
+    sweep_orphans removes what is left (the folder)."""
+    root = tmp_path / "aside"
+    owner = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OWNER, str(history.cluster.config), str(root),
+        str(history.cluster.server.bins), history.mark, stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).parent.parent)
+    assert owner.stdout is not None
+    line = b""
+    while not line.startswith(b"postmaster"):
+        line = await asyncio.wait_for(owner.stdout.readline(), timeout=60)
+        assert line, "the owner exited before its aside cluster was up"
+    postmaster = int(line.split()[1])
+    assert pid_alive(postmaster)
+    owner.kill()
+    await owner.wait()
+    for _ in range(200):                 # a condition, not a timing: wait until it is gone
+        if not pid_alive(postmaster):
+            break
+        await asyncio.sleep(0.05)
+    assert not pid_alive(postmaster)
+    [folder] = list(root.iterdir())
+    [cleaned] = sweep_orphans(root)
+    assert folder.name in cleaned and "which is gone" in cleaned
+    assert not folder.exists()
