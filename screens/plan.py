@@ -43,7 +43,7 @@ from screens.gate import GateScreen
 from screens.reason import ReasonScreen
 from screens.rollback import RollbackScreen
 from screens.work import Group
-from widgets.blast_radius import moment_words, point_in_time_of, writes_lost
+from widgets.blast_radius import moment_words, point_in_time_of, seconds_in_words, writes_lost
 from widgets.live_log import LiveLog
 
 if TYPE_CHECKING:
@@ -209,6 +209,8 @@ class PlanScreen(ConsoleScreen[None]):
         else:
             backups.highlighted = 0
         type_list.focus()
+        if self.console.config.pitr is not None:
+            self.read_pitr()   # read-only: the default moment, and whether it beats the sets
 
     @on(SelectionList.SelectedChanged, "#plan-tables")
     def tables_changed(self, _event: SelectionList.SelectedChanged[str]) -> None:
@@ -291,6 +293,7 @@ class PlanScreen(ConsoleScreen[None]):
         window, marks, note, migration = result
         self.window, self.marks, self.migration = window, marks, migration
         self.marks_note = note   # why the marks could not be read, when they could not
+        self.query_one("#plan-source").border_subtitle = ""
         old_default = self.default_text
         try:
             target = resolve_target(AUTO, marks, *migration)
@@ -303,6 +306,7 @@ class PlanScreen(ConsoleScreen[None]):
         if not field.value or field.value == old_default:
             field.value = self.default_text
         self._check_moment(field.value)
+        self._compare_with_sets()
         if self.source == PITR and self.plan is None and not self.working(Group.BACKUP):
             self.query_one("#plan-text", Static).update(self._window_preview())
 
@@ -312,6 +316,26 @@ class PlanScreen(ConsoleScreen[None]):
         if target.kind == "name" or target.at is None:
             return target.value
         return f"{target.at:%Y-%m-%dT%H:%M:%SZ}"
+
+    def _compare_with_sets(self) -> None:
+        """When the default moment is newer than every backup set taken before the migration,
+        the source list says so: a rollback from it loses fewer writes."""
+        moment, cfg = self.default_target, self.console.config
+        if moment is None or moment.at is None or cfg.pitr is None:
+            return
+        at, migration = moment.at, self.migration[0]
+        if any(s.taken_at is not None and at <= s.taken_at
+               and (migration is None or s.taken_at < migration) for s in self.sets):
+            return   # a set is as close to the migration: no reason to say more
+        older = [s.taken_at for s in self.sets if s.taken_at is not None and s.taken_at < at]
+        short = self._field_text(moment) if moment.kind != "name" else f"mark {moment.value}"
+        newer = (f"{seconds_in_words(int((at - max(older)).total_seconds()))} newer than the "
+                 "newest backup set" if older else "no backup set is that recent")
+        source = self.query_one("#plan-source", OptionList)
+        source.replace_option_prompt(PITR, Text(
+            f"from a point in time ({cfg.pitr.engine} WAL archive): {short}, {newer}; "
+            "fewer writes lost"))
+        source.border_subtitle = "p: the point in time"
 
     def _window_preview(self) -> Text:
         assert self.window is not None
@@ -441,9 +465,13 @@ class PlanScreen(ConsoleScreen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         line = pitr_failure(self, event)
-        if line is not None:
-            event.prevent_default()   # in the point in time's own words, on the plan's line
-            self._pitr_failed(line)
+        if line is None:
+            return
+        event.prevent_default()   # in the point in time's own words, on the plan's line
+        if event.worker.name == "pitr-window" and self.source == SET:   # read on mount
+            self.query_one("#plan-source").border_subtitle = "✖ window not read: p says why"
+            return
+        self._pitr_failed(line)
 
     def _pitr_failed(self, line: str) -> None:
         self.query_one("#plan-text", Static).update(f"✖ {line}")

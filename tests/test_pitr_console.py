@@ -8,6 +8,7 @@ lists the window and the marks."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -193,6 +194,52 @@ async def test_a_moment_outside_the_window_is_refused_and_nothing_changes(
     finally:
         await conn.close()
     assert sorted(aside_root(cfg.pitr).iterdir()) == aside   # no aside cluster was made
+
+
+async def test_escape_during_the_restore_aside_leaves_no_cluster_behind(
+        cluster: PitrCluster) -> None:
+    cfg = config.load(cluster.config)
+    assert cfg.pitr is not None
+    root = aside_root(cfg.pitr)
+    before = set(root.iterdir())
+    app = RollbackConsoleApp(cfg, mode="live")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = PlanScreen(RollbackType.FULL)
+        await app.push_screen(screen)
+        await pilot.press("p")
+        await wait_until(lambda: screen.window is not None, pilot)
+        screen.query_one("#pitr-at", Input).value = "before-deploy"
+        await pilot.press("b")
+        await wait_until(lambda: set(root.iterdir()) - before, pilot)
+        folder = next(iter(set(root.iterdir()) - before))
+        await wait_until(lambda: (folder / "pgdata" / "postmaster.pid").exists(), pilot)
+        await pilot.press("escape")   # leaves the screen: its work is cancelled
+        await wait_until(lambda: not folder.exists(), pilot)
+        assert not isinstance(app.screen, PlanScreen)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    assert str(folder) not in ps.stdout   # the aside server stopped with its folder
+
+
+async def test_a_mark_newer_than_every_set_is_pointed_out_on_the_source_list(
+        cluster: PitrCluster, tmp_path: Path) -> None:
+    """No set is as close to the migration as the mark: the source list says the point in time
+    loses fewer writes (the default source stays the backup set)."""
+    cfg = config.load(cluster.config)
+    (tmp_path / "sets").mkdir()
+    cfg = replace(cfg, target=replace(cfg.target, migration_at=datetime.now(UTC),
+                                      backups_root=tmp_path / "sets"))
+    app = RollbackConsoleApp(cfg, mode="live")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = PlanScreen(RollbackType.PARTIAL, ("media",))
+        await app.push_screen(screen)
+        await wait_until(lambda: screen.window is not None, pilot)
+        await pilot.pause()
+        source = screen.query_one("#plan-source", OptionList)
+        said = str(source.get_option("pitr").prompt)
+        assert "mark before-deploy, no backup set is that recent; fewer writes lost" in said
+        assert source.border_subtitle == "p: the point in time"
+        assert screen.source == "set"
+        assert "press b to build the plan" in text(screen.query_one("#plan-text"))
 
 
 async def test_the_backups_screen_lists_the_window_and_the_marks(cluster: PitrCluster) -> None:
