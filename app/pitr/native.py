@@ -27,7 +27,7 @@ import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.config_schema import PitrSettings
@@ -265,11 +265,15 @@ class NativeEngine:
             return broken("incomplete: its backup_manifest cannot be read; take a new base "
                           "backup", **known)
         known["stop_lsn"] = stop_lsn
+        # backup_manifest is written just after the backup stops: its file time is a close
+        # upper bound (later still if it was copied without keeping times)
+        written = datetime.fromtimestamp(manifest_path.stat().st_mtime, UTC)
         stop_time = self._stop_time(archive, start_lsn)
         if stop_time is None:
-            stop_time = datetime.fromtimestamp(manifest_path.stat().st_mtime, UTC)
+            stop_time = written
             notes.append(f"base backup {folder.name}: no .backup history file in the archive; "
                          "its end time is its backup_manifest's file time")
+        stop_time = min(stop_time, max(written, start_time))
         known["stop_time"] = stop_time
         first = lsn_int(start_lsn) // archive.size
         last = lsn_int(stop_lsn) // archive.size
@@ -286,7 +290,9 @@ class NativeEngine:
                           size=size or None)
 
     def _stop_time(self, archive: Archive, start_lsn: str) -> datetime | None:
-        """STOP TIME from the archive's ``<segment>.<offset>.backup`` file of this backup."""
+        """STOP TIME from the archive's ``<segment>.<offset>.backup`` file of this backup,
+        rounded up to the next second (it is truncated, and a time target before the real
+        stop would end recovery short of a consistent state)."""
         start = lsn_int(start_lsn)
         for tli in sorted({*archive.segments, 1}):
             key = f"{segment_name(tli, start // archive.size, archive.size)}." \
@@ -295,9 +301,11 @@ class NativeEngine:
             if path is None:
                 continue
             try:
-                return _label_time(_fields(path.read_text(errors="replace"))["STOP TIME"])
+                stop = _label_time(_fields(path.read_text(errors="replace"))["STOP TIME"])
             except (OSError, KeyError, ValueError):
                 return None
+            # whole seconds, truncated: the next second is the first surely after it
+            return stop + timedelta(seconds=1)
         return None
 
     async def _verify(self, folder: Path) -> str:
