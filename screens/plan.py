@@ -300,8 +300,16 @@ class PlanScreen(ConsoleScreen[None]):
             self.default_target, self.default_note = target, ""
             self.default_text = self._field_text(target)
         except BadInput as exc:
-            self.default_target, self.default_text = None, ""
-            self.default_note = str(exc).removeprefix("--at needs a moment: ")
+            why = str(exc).removeprefix("--at needs a moment: ").split(" (give ")[0]
+            self.default_target, self.default_text, self.default_note = None, "", str(exc)
+            if marks:   # no "before the migration" to go by: the newest mark, said as such
+                self.default_target = resolve_target(marks[-1].label, marks, None)
+                self.default_text = marks[-1].label
+                self.default_note = (f"it is the newest mark, not checked against the "
+                                     f"migration: {why}. Make sure it is from before the "
+                                     "migration, or type another moment")
+            else:
+                self.default_note = self.default_note.removeprefix("--at needs a moment: ")
         field = self.query_one("#pitr-at", Input)
         if not field.value or field.value == old_default:
             field.value = self.default_text
@@ -334,7 +342,8 @@ class PlanScreen(ConsoleScreen[None]):
         source = self.query_one("#plan-source", OptionList)
         source.replace_option_prompt(PITR, Text(
             f"from a point in time ({cfg.pitr.engine} WAL archive): {short}, {newer}; "
-            "fewer writes lost"))
+            "fewer writes lost" + ("" if migration is not None else
+                                   ", if it is from before the migration")))
         source.border_subtitle = "p: the point in time"
 
     def _window_preview(self) -> Text:
@@ -346,6 +355,8 @@ class PlanScreen(ConsoleScreen[None]):
         if self.default_target is not None:
             text.append("Default moment: ", style="bold")
             text.append(f"{self.default_target.said}\n")
+            if self.default_note:
+                text.append(f"⚠ {self.default_note}\n", style="bold")
         else:
             text.append("No default moment: ", style="bold")
             text.append(f"{self.default_note}\n")
