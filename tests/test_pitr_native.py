@@ -326,8 +326,10 @@ async def test_sweep_orphans_stops_and_removes_an_aside_whose_owner_died(
     record_path.write_text(json.dumps({**record, "owner_pid": _dead_pid(),
                                        "owner_cmd": "rollback-console run (killed)"}))
     alive = await AsideCluster.create(root, target)     # ours: must be left alone
+    bystander = subprocess.Popen(["sleep", "60"], cwd=aside.folder)   # not PostgreSQL
     try:
         cleaned = sweep_orphans(root)
+        assert bystander.poll() is None
         assert len(cleaned) == 1 and aside.folder.name in cleaned[0]
         assert str(postmaster) in cleaned[0]
         assert not pid_alive(postmaster)
@@ -336,6 +338,8 @@ async def test_sweep_orphans_stops_and_removes_an_aside_whose_owner_died(
                        for p in Path("/proc").iterdir() if p.name.isdigit())
         assert alive.folder.is_dir() and sweep_orphans(root) == []
     finally:
+        bystander.kill()
+        bystander.wait()
         await alive.stop()
         await aside.stop()
 

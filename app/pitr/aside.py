@@ -428,18 +428,22 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _processes_in(data_dir: Path) -> list[int]:
-    """Every process working in ``data_dir`` (a postmaster and its children chdir there)."""
-    target = str(data_dir.resolve())
+def _processes_in(folder: Path) -> list[int]:
+    """Every PostgreSQL or pgBackRest process working in ``folder`` or below (a postmaster
+    and its children chdir to their data folder; an engine's restore runs there). Anything
+    else there (someone's shell) is left alone."""
+    target = str(folder.resolve())
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if os.readlink(entry / "cwd") == target:
-                found.append(int(entry.name))
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
+        if (cwd == target or cwd.startswith(target + "/")) \
+                and re.search(r"postgres|pgbackrest", cmdline(int(entry.name))):
+            found.append(int(entry.name))
     return found
 
 
@@ -485,7 +489,7 @@ def sweep_orphans(aside_root: Path) -> list[str]:
                 and str(data_dir) in cmdline(pid):
             stop_pid(pid, timeout=10, sig=signal.SIGQUIT)
             stopped.append(pid)
-        for other in _processes_in(data_dir):       # whatever else still runs there
+        for other in _processes_in(folder):         # whatever else of ours runs there
             if pid_alive(other):
                 stop_pid(other, timeout=10, sig=signal.SIGKILL)
                 stopped.append(other)
