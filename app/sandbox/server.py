@@ -164,9 +164,10 @@ class PgServer:
         return dest
 
     def discard_wal(self, discard: bool) -> None:
-        """While loading data a base backup is taken after: archive_command ``true`` (the
-        WAL before a base backup is never replayed from it), then back to postgresql.conf's
-        copying command. A reload, no restart."""
+        """``True`` while loading data that a base backup is taken after: archive_command
+        becomes ``true`` (WAL older than a base backup is never replayed from it, so it need
+        not be copied); ``False`` brings back postgresql.conf's copying command. A reload,
+        no restart."""
         sql = ("ALTER SYSTEM SET archive_command = 'true'" if discard
                else "ALTER SYSTEM RESET archive_command")
         for statement in (sql, "SELECT pg_reload_conf()"):
