@@ -1,7 +1,9 @@
 """The demo application the console talks to in drills and tests (Starlette, on 127.0.0.1).
 
 It reads the sandbox database through RLS as a logged-in user, so its health and API really fail
-when a migration broke something. Settings come from the environment (see ``Settings``).
+when a migration broke something; it also writes media rows (POST /api/media, PATCH
+/api/media/{id}) for the load generator of app/sandbox/load.py. Settings come from the
+environment (see ``Settings``).
 
     python -m app.sandbox.demo_app --port 8123
 """
@@ -182,26 +184,39 @@ async def login(request: Request) -> Response:
                                                           "email": row["email"]}})
 
 
-async def objects(request: Request) -> Response:
+def _claims(request: Request) -> dict[str, Any] | None:
+    """Who is asking: the bearer token's claims, or without a token the app's own logged-in
+    session (the default user, as the runbook's curl probe sees it); None for a bad token."""
     state = _state(request)
     token = _bearer(request)
-    if token is None:  # the app's own logged-in session, as the runbook's curl probe sees it
-        claims: dict[str, Any] | None = {"sub": state.settings.default_user_id,
-                                         "role": "authenticated"}
-    else:
-        claims = read_token(state.settings.jwt_secret, token)
-        if claims is None:
-            return _error(401, "invalid or expired token")
+    if token is None:
+        return {"sub": state.settings.default_user_id, "role": "authenticated"}
+    return read_token(state.settings.jwt_secret, token)
+
+
+@asynccontextmanager
+async def _as_user(state: State, claims: dict[str, Any],
+                   readonly: bool = False) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction as the ``authenticated`` role with the request's JWT claims: RLS decides."""
+    pool = await _pool(state)
+    async with pool.acquire() as conn, conn.transaction(readonly=readonly):
+        await conn.execute("SET LOCAL ROLE authenticated")
+        await conn.execute("SELECT set_config('request.jwt.claims', $1, true)",
+                           json.dumps(claims))
+        yield conn
+
+
+async def objects(request: Request) -> Response:
+    state = _state(request)
+    claims = _claims(request)
+    if claims is None:
+        return _error(401, "invalid or expired token")
     try:
         limit = max(1, min(1000, int(request.query_params.get("limit", "20"))))
     except ValueError:
         return _error(400, "limit must be an integer")
     try:
-        pool = await _pool(state)
-        async with pool.acquire() as conn, conn.transaction(readonly=True):
-            await conn.execute("SET LOCAL ROLE authenticated")
-            await conn.execute("SELECT set_config('request.jwt.claims', $1, true)",
-                               json.dumps(claims))
+        async with _as_user(state, claims, readonly=True) as conn:
             rows = await conn.fetch(
                 "SELECT id, name, kind, era, owner_id FROM public.objects ORDER BY id LIMIT $1",
                 limit)
@@ -209,6 +224,126 @@ async def objects(request: Request) -> Response:
         return _error(500, "query failed", detail=f"{type(exc).__name__}: {exc}")
     return JSONResponse({"count": len(rows),
                          "objects": [{**dict(r), "owner_id": str(r["owner_id"])} for r in rows]})
+
+
+MEDIA_COLUMNS = "id, object_id, owner_id, url, mime_type, bytes, caption, created_at, updated_at"
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+
+
+def _media_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {**dict(row), "owner_id": str(row["owner_id"]),
+            "created_at": row["created_at"].isoformat(),
+            "updated_at": row["updated_at"].isoformat()}
+
+
+async def _json_object(request: Request) -> dict[str, Any] | Response:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "body must be JSON")
+    if not isinstance(body, dict):
+        return _error(400, "body must be a JSON object")
+    return body
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _bad_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> Response | None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        return _error(400, f"unknown field(s): {', '.join(unknown)}; allowed: "
+                           f"{', '.join(allowed)}")
+    return None
+
+
+def _write_failed(exc: Exception) -> Response:
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError | asyncpg.DataError):
+        return _error(422, "the database refused the row", detail=f"{type(exc).__name__}: {exc}")
+    return _error(500, "write failed", detail=f"{type(exc).__name__}: {exc}")
+
+
+MEDIA_INSERT_FIELDS = ("object_id", "url", "mime_type", "bytes", "caption")
+MEDIA_UPDATE_FIELDS = ("caption", "mime_type")
+
+
+async def create_media(request: Request) -> Response:
+    """POST /api/media {object_id, url, mime_type, bytes, caption?}: a media row owned by the
+    caller (the owner is never taken from the body), on one of the caller's objects."""
+    state = _state(request)
+    claims = _claims(request)
+    if claims is None:
+        return _error(401, "invalid or expired token")
+    body = await _json_object(request)
+    if isinstance(body, Response):
+        return body
+    if (bad := _bad_fields(body, MEDIA_INSERT_FIELDS)) is not None:
+        return bad
+    problems = []
+    if not _is_int(body.get("object_id"), 1, INT8_MAX):
+        problems.append("object_id must be a positive integer")
+    for name in ("url", "mime_type"):
+        if not _is_text(body.get(name)):
+            problems.append(f"{name} must be a non-empty string")
+    if not _is_int(body.get("bytes"), 1, INT4_MAX):
+        problems.append(f"bytes must be an integer from 1 to {INT4_MAX}")
+    if body.get("caption") is not None and not isinstance(body["caption"], str):
+        problems.append("caption must be a string or null")
+    if problems:
+        return _error(400, "; ".join(problems))
+    try:
+        async with _as_user(state, claims) as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO public.media (object_id, owner_id, url, mime_type, bytes, caption) "
+                "SELECT o.id, auth.uid(), $2, $3, $4, $5 FROM public.objects o WHERE o.id = $1 "
+                f"RETURNING {MEDIA_COLUMNS}",
+                body["object_id"], body["url"], body["mime_type"], body["bytes"],
+                body.get("caption"))
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        return _write_failed(exc)
+    if row is None:  # RLS hides other users' objects: theirs and missing ones look the same
+        return _error(404, f"object {body['object_id']} not found")
+    return JSONResponse(_media_json(row), status_code=201)
+
+
+async def update_media(request: Request) -> Response:
+    """PATCH /api/media/{id} {caption?, mime_type?}: the caller's own row only (RLS)."""
+    state = _state(request)
+    claims = _claims(request)
+    if claims is None:
+        return _error(401, "invalid or expired token")
+    media_id: int = request.path_params["id"]
+    body = await _json_object(request)
+    if isinstance(body, Response):
+        return body
+    if (bad := _bad_fields(body, MEDIA_UPDATE_FIELDS)) is not None:
+        return bad
+    if not body:
+        return _error(400, f"nothing to update; send {' and/or '.join(MEDIA_UPDATE_FIELDS)}")
+    if "caption" in body and body["caption"] is not None and not isinstance(body["caption"], str):
+        return _error(400, "caption must be a string or null")
+    if "mime_type" in body and not _is_text(body["mime_type"]):
+        return _error(400, "mime_type must be a non-empty string")
+    if not 1 <= media_id <= INT8_MAX:
+        return _error(404, f"media {media_id} not found")
+    names = [n for n in MEDIA_UPDATE_FIELDS if n in body]  # column names from the fixed list
+    sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
+    try:
+        async with _as_user(state, claims) as conn:
+            row = await conn.fetchrow(
+                f"UPDATE public.media SET {sets} WHERE id = $1 RETURNING {MEDIA_COLUMNS}",
+                media_id, *(body[n] for n in names))
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        return _write_failed(exc)
+    if row is None:
+        return _error(404, f"media {media_id} not found")
+    return JSONResponse(_media_json(row))
 
 
 async def receive_notification(request: Request) -> Response:
@@ -258,6 +393,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/health", health),
         Route("/api/login", login, methods=["POST"]),
         Route("/api/objects", objects),
+        Route("/api/media", create_media, methods=["POST"]),
+        Route("/api/media/{id:int}", update_media, methods=["PATCH"]),
         Route("/hooks/{channel}", receive_notification, methods=["POST"]),
         Route("/hooks", list_notifications),
     ], middleware=[Middleware(BaseHTTPMiddleware, dispatch=gate)], lifespan=lifespan)
