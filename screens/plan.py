@@ -27,6 +27,7 @@ from app.errors import BadInput, TakenAfterMigration
 from app.events import EventChannel
 from app.failure import failure_line
 from app.journal import Journal, incidents_root, new_incident_id
+from app.pitr.model import when
 from app.rollback.context import (
     Options,
     RollbackType,
@@ -137,6 +138,7 @@ class PlanScreen(ConsoleScreen[None]):
                                 id="pitr-at", compact=True)
                     yield Static(MOMENT_HINT, id="pitr-hint")
                 with VerticalScroll(id="plan-preview", classes="panel"):
+                    yield Static("", id="plan-suggest")
                     yield Static(self._intro(), id="plan-text")
                 with Vertical(id="pitr-work", classes="panel"):
                     yield ProgressBar(id="pitr-progress", show_eta=True)
@@ -189,6 +191,7 @@ class PlanScreen(ConsoleScreen[None]):
         self.query_one("#plan-pitr").display = False
         self.query_one("#pitr-work").display = False
         self.query_one("#pitr-work").border_title = "Restore aside"
+        self.query_one("#plan-suggest").display = False
         self._show_selected()
         self.query_one("#plan-preview").border_title = "Plan"
         type_list = self.query_one("#plan-type", OptionList)
@@ -256,10 +259,12 @@ class PlanScreen(ConsoleScreen[None]):
         self.query_one("#plan-backups").display = not pitr
         self.query_one("#plan-pitr").display = pitr
         self.query_one("#pitr-work").display = False
+        self.query_one("#plan-suggest").display = False
         text = self.query_one("#plan-text", Static)
         if not pitr:
             text.update(self._intro())
             self.query_one("#plan-backups").focus()
+            self._compare_with_sets()
             return
         text.update(self._window_preview() if self.window is not None else
                     "reading the WAL archive's window (read-only)…")
@@ -339,12 +344,14 @@ class PlanScreen(ConsoleScreen[None]):
         short = self._field_text(moment) if moment.kind != "name" else f"mark {moment.value}"
         newer = (f"{seconds_in_words(int((at - max(older)).total_seconds()))} newer than the "
                  "newest backup set" if older else "no backup set is that recent")
-        source = self.query_one("#plan-source", OptionList)
-        source.replace_option_prompt(PITR, Text(
-            f"from a point in time ({cfg.pitr.engine} WAL archive): {short}, {newer}; "
-            "fewer writes lost" + ("" if migration is not None else
-                                   ", if it is from before the migration")))
-        source.border_subtitle = "p: the point in time"
+        self.query_one("#plan-source").border_subtitle = "p: the point in time"
+        suggest = self.query_one("#plan-suggest", Static)
+        suggest.update(f"⚑ From a point in time: {short} ({when(at)}), {newer}. A rollback "
+                       "from it loses fewer writes"
+                       + ("" if migration is not None else
+                          ", if it is from before the migration") + ": press p for a point "
+                       "in time.")
+        suggest.display = self.source == SET and self.plan is None
 
     def _window_preview(self) -> Text:
         assert self.window is not None
@@ -545,6 +552,7 @@ class PlanScreen(ConsoleScreen[None]):
             self._captured(result)
         elif group is Group.PLAN and result is not None:
             self.plan, self.backup, self.options = result
+            self.query_one("#plan-suggest").display = False
             self.query_one("#plan-text", Static).update(self._describe(self.plan))
             if isinstance(self.focused, Input):   # shift+g must reach the screen, not the field
                 self.query_one("#plan-preview").focus()

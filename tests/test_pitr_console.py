@@ -238,9 +238,12 @@ async def test_a_mark_newer_than_every_set_is_pointed_out_on_the_source_list(
         await wait_until(lambda: screen.window is not None, pilot)
         await pilot.pause()
         source = screen.query_one("#plan-source", OptionList)
-        said = str(source.get_option("pitr").prompt)
-        assert "mark before-deploy, no backup set is that recent; fewer writes lost" in said
         assert source.border_subtitle == "p: the point in time"
+        suggest = screen.query_one("#plan-suggest")
+        assert suggest.display
+        assert "⚑ From a point in time: mark before-deploy (" in text(suggest)
+        assert "no backup set is that recent. A rollback from it loses fewer writes: press p " \
+            "for a point in time." in text(suggest)
         assert screen.source == "set"
         assert "press b to build the plan" in text(screen.query_one("#plan-text"))
 
