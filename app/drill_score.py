@@ -224,7 +224,8 @@ def _source(s: Score, scenario: Scenario, opened: list[Entry], started: float) -
 def _moment(pit: dict[str, Any], facts: DrillFacts | None, label: str) -> str | None:
     """Why the restored moment is not the right one (None: it is: the mark, or a moment
     from the mark up to the migration)."""
-    if pit.get("kind") == "name" and pit.get("value") == label:
+    value = str(pit.get("value") or "")
+    if pit.get("kind") == "name" and (value == label or value.startswith(label + ".")):
         return None
     if facts is not None and pit.get("lsn") and str(pit["lsn"]).upper() == \
             facts.mark_lsn.upper():

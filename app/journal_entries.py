@@ -63,6 +63,7 @@ class IncidentOpened:
     allow_in_place: bool | None = None
     allow_after_migration: bool | None = None
     migration_at: str | None = None
+    repair: dict[str, Any] = field(default_factory=dict)   # a repair's options (after, ...)
     version: int = VERSION
 
     @classmethod
@@ -79,7 +80,9 @@ class IncidentOpened:
                    leaves_rows_in_backup=_strs(d.get("leaves_rows_in_backup")),
                    allow_in_place=_opt_bool(d.get("allow_in_place")),
                    allow_after_migration=_opt_bool(d.get("allow_after_migration")),
-                   migration_at=d.get("migration_at"), version=_version(d))
+                   migration_at=d.get("migration_at"),
+                   repair=d["repair"] if isinstance(d.get("repair"), dict) else {},
+                   version=_version(d))
 
     def fields(self) -> dict[str, Any]:
         """What ``Journal.append("incident_opened", ...)`` writes (``at`` is the entry's)."""

@@ -110,12 +110,26 @@ def report(incident: str | None, output: Path | None) -> None:
               help="--type schema that leaves tables empty (their rows only in the backup): "
               "phase 1 of 2, the app stays in maintenance for the `run --type partial` that "
               "follows, which switches it off after validating.")
+@click.option("--after", default=None, metavar="WHEN",
+              help="--type repair: the moment right after the migration committed (a mark, "
+              "time or LSN; needs [pitr]): the rows as the migration left them.")
+@click.option("--damage", default="", metavar="CLASSES",
+              help="--type repair from a dump only (no --after): what counts as the "
+              "migration's damage, comma separated: deleted, nulled, common (a value set on "
+              "many rows; common:COLUMN for one column), inserted.")
+@click.option("--conflicts", type=click.Choice(["keep", "take", "export"]), default="keep",
+              show_default=True, help="--type repair: rows users changed after the migration "
+              "too: keep the user's version, take the one before the migration, or keep and "
+              "export both.")
+@click.option("--fire-triggers", is_flag=True,
+              help="--type repair: let user triggers (audit, updated_at) fire for its writes.")
 @click.pass_context
 def run(ctx: click.Context, kind: str, backup_id: str | None, at: str | None, tables: str,
         confirm: str,
         dry_run: bool, as_json: bool, maintenance_failure: str, allow_in_place: bool,
         migration_time: str | None, allow_after_migration: bool,
-        keep_maintenance: bool) -> None:
+        keep_maintenance: bool, after: str | None, damage: str, conflicts: str,
+        fire_triggers: bool) -> None:
     """Roll back the target headless.
 
     \b
@@ -128,6 +142,8 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, at: str | None, ta
       rollback-console run --type full --confirm 'CONFIRM_FULL_RESTORE shop' --json
       rollback-console run --type partial --tables media --at before-deploy --dry-run
       rollback-console run --type full --at 2026-12-02T04:31:07Z --dry-run
+      rollback-console run --type repair --tables media --at before-deploy --after after-deploy
+      rollback-console run --type repair --tables media --damage deleted,nulled --dry-run
     """
 
     from app import config as config_mod
@@ -147,7 +163,15 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, at: str | None, ta
                       maintenance_failure=maintenance_failure, allow_in_place=allow_in_place,
                       migration_at=given_time(migration_time),
                       allow_after_migration=allow_after_migration,
-                      keep_maintenance=keep_maintenance)
+                      keep_maintenance=keep_maintenance, conflicts=conflicts,
+                      fire_triggers=fire_triggers,
+                      damage=tuple(d.strip() for d in damage.split(",") if d.strip()))
+    if kind != "repair" and (after or damage or conflicts != "keep" or fire_triggers):
+        raise BadInput("--after, --damage, --conflicts and --fire-triggers are for --type "
+                       "repair")
+    if after is not None and at is None:
+        raise BadInput("--after needs --at (the moment before the migration): the repair "
+                       "compares the two moments")
     spec = rollback_type(kind)
     if spec.takes_tables and not options.tables:
         raise BadInput(f"--type {kind} needs --tables (e.g. --tables objects,media)")
@@ -159,6 +183,9 @@ def run(ctx: click.Context, kind: str, backup_id: str | None, at: str | None, ta
         backup: RestoreSource = asyncio.run(point_in_time_set(
             cfg, at, options.tables if spec.takes_tables else (), full=kind == "full",
             migration_at=options.migration_at))
+        if after is not None:
+            options.after = asyncio.run(point_in_time_set(
+                cfg, after, options.tables, full=False, migration_at=options.migration_at)).id
     else:
         backup = resolve(cfg.target.backups_root, backup_id)
     sys.exit(_interruptible(_execute(cfg, spec.key, backup, options, dry_run, as_json, None)))

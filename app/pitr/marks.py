@@ -6,6 +6,7 @@ the database it was made on, so ``--at <label>`` finds its LSN and time again.""
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from app.errors import BadInput
 from app.journal import Journal
 from app.paths import state_dir
 
-LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,49}$")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,13 @@ class Mark:
     database: str            # name
     system_identifier: str
     archived: bool           # the segment holding it was switched out for archiving
+    point: str = ""          # the restore point's own name: the label and a unique suffix
+
+    @property
+    def restore_point(self) -> str:
+        """What recovery_target_name stops at. Restore points are the cluster's, and
+        recovery stops at the FIRST of a name: the console's are unique (label.xxxxxx)."""
+        return self.point or self.label
 
 
 def marks_journal() -> Journal:
@@ -46,7 +54,8 @@ def marks_on(ident: DatabaseIdentity, journal: Journal | None = None) -> list[Ma
                 d.get("database") != ident.name:
             continue
         found.append(Mark(str(d["label"]), str(d["lsn"]), datetime.fromisoformat(str(d["at"])),
-                          ident.name, ident.system_identifier, bool(d.get("archived"))))
+                          ident.name, ident.system_identifier, bool(d.get("archived")),
+                          str(d.get("point") or "")))
     return found
 
 
@@ -57,8 +66,9 @@ async def create_mark(cfg: Config, label: str | None, by: str) -> Mark:
     now = datetime.now(UTC)
     label = label or f"mark-{now:%Y%m%dT%H%M%SZ}"
     if not LABEL_RE.match(label):
-        raise BadInput(f"--label {label!r}: use 1-63 letters, digits and . _ : - (starting "
+        raise BadInput(f"--label {label!r}: use 1-50 letters, digits and . _ : - (starting "
                        "with a letter or digit)")
+    point = f"{label}.{secrets.token_hex(3)}"
     conn = await connect(cfg.target)
     try:
         ident = await identity(conn)
@@ -69,7 +79,7 @@ async def create_mark(cfg: Config, label: str | None, by: str) -> Mark:
         try:
             row = await conn.fetchrow(
                 "SELECT pg_create_restore_point($1)::text AS lsn, clock_timestamp() AS at, "
-                "current_setting('archive_mode') AS archive_mode", label)
+                "current_setting('archive_mode') AS archive_mode", point)
         except asyncpg.InsufficientPrivilegeError:
             raise BadInput(
                 f"the role in the target's DSN may not create restore points "
@@ -88,10 +98,10 @@ async def create_mark(cfg: Config, label: str | None, by: str) -> Mark:
             except asyncpg.PostgresError:
                 archived = False   # said below: archived when its segment fills
         mark = Mark(label, row["lsn"], row["at"].astimezone(UTC), ident.name,
-                    ident.system_identifier, archived)
+                    ident.system_identifier, archived, point)
     finally:
         await conn.close()
-    journal.append("mark", label=mark.label, lsn=mark.lsn, at=mark.at.isoformat(),
+    journal.append("mark", label=mark.label, point=point, lsn=mark.lsn, at=mark.at.isoformat(),
                    database=mark.database, system_identifier=mark.system_identifier,
                    archived=archived, archive_mode=row["archive_mode"], by=by,
                    target=cfg.target.name)

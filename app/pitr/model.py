@@ -91,7 +91,9 @@ class Window:
                 and lsn_int(target.lsn) > lsn_int(self.latest_lsn):
             return (f"{target.said} is after the newest archived WAL ({self.latest_lsn}); "
                     "the archive cannot reach it yet")
-        if target.at is not None:
+        # a target with a known LSN (a mark, an LSN) is reached by it: the newest commit's
+        # time says nothing about a restore point written after it
+        if target.at is not None and target.lsn is None:
             if self.earliest is not None and target.at < self.earliest:
                 return (f"{target.said} is before the window opens ({when(self.earliest)}, "
                         "the end of the oldest usable base backup)")

@@ -119,7 +119,7 @@ def resolve_target(text: str, marks: list[Mark], migration_at: datetime | None,
 
 
 def _mark_target(mark: Mark, why: str = "") -> PointTarget:
-    return PointTarget("name", mark.label, f"mark {mark.label} ({when(mark.at)}, LSN "
+    return PointTarget("name", mark.restore_point, f"mark {mark.label} ({when(mark.at)}, LSN "
                        f"{mark.lsn}){why}", at=mark.at, lsn=mark.lsn)
 
 

@@ -71,6 +71,13 @@ class Options:
     # What the approved Type 1 left in the backup, as its incident recorded it: a resumed
     # phase 1 whose apply already ran no longer shows it in the diff.
     leaves_rows_in_backup: tuple[str, ...] = ()
+    # the repair (app/rollback/repair.py): the set of the moment right after the migration
+    # ("" : a dump only, then ``damage`` names the classes put back), what to do with rows
+    # users touched too, and whether user triggers fire for the repair's writes
+    after: str = ""
+    damage: tuple[str, ...] = ()
+    conflicts: str = "keep"
+    fire_triggers: bool = False
 
 
 @dataclass

@@ -14,7 +14,7 @@ from app.config import Config, parse_time
 from app.db import connect
 from app.journal import Incident, Journal, find_unfinished
 from app.journal_entries import IncidentOpened, opened
-from app.rollback.context import Options, RollbackType, expected_phrase
+from app.rollback.context import Options, expected_phrase
 from app.rollback.plan import Plan
 from app.rollback.plans import build_plan
 
@@ -38,7 +38,7 @@ class Resumption:
     the plan they build again (finished steps are skipped by the runner)."""
 
     journal: Journal
-    kind: RollbackType
+    kind: str             # the type's key (app.rollback.registry)
     source: RestoreSource
     options: Options
     plan: Plan
@@ -64,7 +64,11 @@ def options_of(journal: Journal, confirm: str = "", maintenance_failure: str = "
                    allow_after_migration=True if after is None else after,
                    migration_at=parse_time(first.migration_at) if first.migration_at else None,
                    keep_maintenance=first.keep_maintenance,
-                   leaves_rows_in_backup=first.leaves_rows_in_backup)
+                   leaves_rows_in_backup=first.leaves_rows_in_backup,
+                   after=str(first.repair.get("after") or ""),
+                   damage=tuple(first.repair.get("damage") or ()),
+                   conflicts=str(first.repair.get("conflicts") or "keep"),
+                   fire_triggers=bool(first.repair.get("fire_triggers")))
 
 
 async def prepare_resume(cfg: Config, journal: Journal, confirm: str = "",
@@ -76,7 +80,7 @@ async def prepare_resume(cfg: Config, journal: Journal, confirm: str = "",
         raise ValueError(f"incident {journal.incident_id} was never opened: nothing to resume")
     options = options_of(journal, confirm, maintenance_failure)
     source = open_source(first.source or {"id": first.backup}, cfg.target.backups_root)
-    kind = RollbackType(first.type)
+    kind = first.type
     # The set's age was judged at the first gate: a resume never refuses it again, even when
     # the migration's time reads differently now (the blast radius still says AFTER).
     plan = await build_plan(cfg, kind, source, replace(options, allow_after_migration=True))

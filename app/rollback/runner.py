@@ -202,7 +202,9 @@ def _opening(ctx: RunContext, plan: Plan, database: DatabaseIdentity) -> Inciden
         keep_maintenance=plan.holds_maintenance, follows=_held_phase(database),
         leaves_rows_in_backup=plan.leaves_rows_in_backup, allow_in_place=o.allow_in_place,
         allow_after_migration=o.allow_after_migration,
-        migration_at=o.migration_at.isoformat() if o.migration_at else None)
+        migration_at=o.migration_at.isoformat() if o.migration_at else None,
+        repair={"after": o.after, "damage": list(o.damage), "conflicts": o.conflicts,
+                "fire_triggers": o.fire_triggers} if plan.kind == "repair" else {})
 
 
 def _held_phase(database: DatabaseIdentity) -> str | None:
