@@ -44,7 +44,13 @@ from screens.gate import GateScreen
 from screens.reason import ReasonScreen
 from screens.rollback import RollbackScreen
 from screens.work import Group
-from widgets.blast_radius import moment_words, point_in_time_of, seconds_in_words, writes_lost
+from widgets.blast_radius import (
+    mark_label,
+    moment_words,
+    point_in_time_of,
+    seconds_in_words,
+    writes_lost,
+)
 from widgets.live_log import LiveLog
 
 if TYPE_CHECKING:
@@ -89,7 +95,8 @@ class PlanScreen(ConsoleScreen[None]):
         "The source: b builds the plan from the highlighted backup set; p switches to a point "
         "in time (needs [pitr] in the config): the WAL archive's window is shown, the field "
         "takes a mark's label, an ISO time or an LSN (default: the newest mark before the "
-        "migration, else one second before it), and b (or enter in the field) restores that "
+        "migration, else one second before it; the newest mark, said as unchecked, when the "
+        "migration's time is unknown), and b (or enter in the field) restores that "
         "moment aside, a scratch cluster, never the live database, then builds the plan from "
         "it. A moment outside the window or behind a gap is refused before anything starts.")
 
@@ -113,7 +120,7 @@ class PlanScreen(ConsoleScreen[None]):
         self.migration: tuple[datetime | None, str] = (None, "")
         self.default_target: PointTarget | None = None   # resolve_target's "auto"
         self.default_text = ""                            # what the field shows for it
-        self.default_note = ""                            # why there is none, when none
+        self.default_note = ""   # why there is no default, or what to check about it
         self.captured: dict[tuple[str, str, tuple[str, ...], bool], BackupSet] = {}
         self.wanted: tuple[tuple[str, str, tuple[str, ...], bool], Options] | None = None
         self.marks_note = ""
@@ -197,13 +204,24 @@ class PlanScreen(ConsoleScreen[None]):
         type_list = self.query_one("#plan-type", OptionList)
         type_list.highlighted = [t.key for t in all_types()].index(self.kind)
         self.query_one("#plan-tables").display = rollback_type(self.kind).takes_tables
+        self._list_sets()
+        type_list.focus()
+        if self.console.config.pitr is not None:
+            self.read_pitr()   # read-only: the default moment, and whether it beats the sets
+
+    def _list_sets(self) -> None:
+        """The backup sets under the backups root, newest first (a moment captured from the
+        WAL archive is one of them once it is captured)."""
         self.sets = list_sets(self.console.config.target.backups_root)
         backups = self.query_one("#plan-backups", OptionList)
+        backups.clear_options()
         now = time.time()
         for s in self.sets:
             age = "" if s.taken_at is None else \
                 f", {(now - s.taken_at.timestamp()) / 3600:.1f} h old"
             manifest = "manifest" if s.manifest is not None else "NO manifest"
+            if point_in_time_of(s) is not None:
+                manifest += ", a point in time"
             backups.add_option(Option(f"{s.id} ({manifest}{age})", id=s.id))
         if not self.sets:
             backups.add_option(Option(f"no sets under {self.console.config.target.backups_root}"
@@ -211,9 +229,6 @@ class PlanScreen(ConsoleScreen[None]):
                                       disabled=True))
         else:
             backups.highlighted = 0
-        type_list.focus()
-        if self.console.config.pitr is not None:
-            self.read_pitr()   # read-only: the default moment, and whether it beats the sets
 
     @on(SelectionList.SelectedChanged, "#plan-tables")
     def tables_changed(self, _event: SelectionList.SelectedChanged[str]) -> None:
@@ -326,9 +341,18 @@ class PlanScreen(ConsoleScreen[None]):
     @staticmethod
     def _field_text(target: PointTarget) -> str:
         """A target as the field shows it: a mark's label, else its ISO time, else its LSN."""
-        if target.kind == "name" or target.at is None:
+        if target.kind == "name":
+            return mark_label(target.said, target.value)
+        if target.at is None:
             return target.value
         return f"{target.at:%Y-%m-%dT%H:%M:%SZ}"
+
+    @classmethod
+    def _short(cls, target: PointTarget) -> str:
+        """``mark before-deploy``, ``LSN 0/3000060`` or the ISO time."""
+        if target.kind == "name":
+            return f"mark {cls._field_text(target)}"
+        return f"LSN {target.value}" if target.kind == "lsn" else cls._field_text(target)
 
     def _compare_with_sets(self) -> None:
         """When the default moment is newer than every backup set taken before the migration,
@@ -341,7 +365,7 @@ class PlanScreen(ConsoleScreen[None]):
                and (migration is None or s.taken_at < migration) for s in self.sets):
             return   # a set is as close to the migration: no reason to say more
         older = [s.taken_at for s in self.sets if s.taken_at is not None and s.taken_at < at]
-        short = self._field_text(moment) if moment.kind != "name" else f"mark {moment.value}"
+        short = self._short(moment)
         newer = (f"{seconds_in_words(int((at - max(older)).total_seconds()))} newer than the "
                  "newest backup set" if older else "no backup set is that recent")
         self.query_one("#plan-source").border_subtitle = "p: the point in time"
@@ -405,8 +429,7 @@ class PlanScreen(ConsoleScreen[None]):
             hint.update(f"✖ {refusal}")
             return
         base = self.window.base_for(target)
-        short = {"name": f"mark {target.value}", "lsn": f"LSN {target.value}"}.get(
-            target.kind, self._field_text(target))
+        short = self._short(target)
         hint.update(f"✔ {short} is in the window"
                     + (f" (base backup {base.id})" if base else "") + f". {MOMENT_HINT}")
 
@@ -417,6 +440,10 @@ class PlanScreen(ConsoleScreen[None]):
     def _build_from_moment(self, tables: tuple[str, ...]) -> None:
         if self.working(Group.BACKUP):
             self.notify("The moment is being restored aside already.", severity="warning")
+            return
+        if self.window is None and self.working(Group.PROBE):
+            self.notify("Reading the WAL archive's window and the marks: press b again in a "
+                        "moment.", severity="warning")
             return
         text = self.query_one("#pitr-at", Input).value.strip()
         if not text:
@@ -505,6 +532,7 @@ class PlanScreen(ConsoleScreen[None]):
         self.query_one("#pitr-log", LiveLog).append(f"captured as backup set {backup.id}")
         self.query_one("#plan-text", Static).update(
             f"building the plan from {backup.id} (read-only)…")
+        self._list_sets()   # the captured set is a backup set now, listed with the others
         self.build(backup, options)
 
     def action_build(self) -> None:

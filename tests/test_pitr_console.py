@@ -29,7 +29,7 @@ from screens.help import HelpScreen
 from screens.plan import PlanScreen
 from tests.conftest import wait_until
 from tests.pitr_cluster import PitrCluster, start_pitr_cluster
-from widgets.blast_radius import seconds_in_words, writes_lost
+from widgets.blast_radius import moment_words, seconds_in_words, writes_lost
 
 TABLES = ("accounts", "objects", "media", "chakai", "local_classes")
 
@@ -129,7 +129,7 @@ async def test_a_mark_restored_aside_becomes_the_plans_source_and_the_gate_names
         await wait_until(lambda: screen.plan is not None, pilot, 60)
         assert screen.plan is not None and screen.backup is not None
         assert screen.plan.backup_id == screen.backup.id
-        assert screen.backup.id.endswith("pitr-before-deploy")
+        assert "pitr-before-deploy" in screen.backup.id
         assert screen.backup.manifest is not None and screen.backup.manifest.point_in_time
         assert screen.query_one("#pitr-progress", ProgressBar).percentage == 1.0
         assert not screen.query_one("#pitr-work").display   # room for the plan now
@@ -270,3 +270,8 @@ def test_the_seconds_of_writes_lost_are_said_per_type() -> None:
         "!every write to the whole database shop in the last 312 s")
     assert not writes_lost(pit, "schema", [], "shop", now).startswith("!")
     assert seconds_in_words(45) == "45 s"
+    # a restore point's unique suffix is not what the operator named the mark
+    pit = {**pit, "value": "before-deploy.3f9a1c",
+           "said": "mark before-deploy (2026-12-02 04:31:07 UTC, LSN 0/3000060)"}
+    assert moment_words(pit).startswith(
+        "restoring to mark before-deploy, 2026-12-02 04:31:07 UTC, LSN 0/3000060")

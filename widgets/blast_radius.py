@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,13 @@ def _at(pit: dict[str, Any]) -> datetime | None:
         return None
 
 
+def mark_label(said: str, value: str) -> str:
+    """A mark's label as the operator gave it: restore points may carry a unique suffix
+    (``before-deploy.3f9a1c``) that the target's words (``mark before-deploy (...)``) do not."""
+    found = re.match(r"^mark (\S+) \(", said)
+    return found.group(1) if found else value
+
+
 def moment_words(pit: dict[str, Any]) -> str:
     """``restoring to mark before-deploy, 2026-12-02 04:31:07 UTC, LSN 0/3000060``."""
     from app.pitr.model import when
@@ -59,7 +67,8 @@ def moment_words(pit: dict[str, Any]) -> str:
     at, lsn = _at(pit), pit.get("lsn")
     kind, value, said = pit.get("kind"), pit.get("value"), str(pit.get("said") or "")
     if kind == "name":
-        words = f"mark {value}" + (f", {when(at)}" if at else "") + (f", LSN {lsn}" if lsn else "")
+        words = (f"mark {mark_label(said, str(value))}" + (f", {when(at)}" if at else "")
+                 + (f", LSN {lsn}" if lsn else ""))
     elif kind == "lsn":
         words = f"LSN {value}" + (f", last commit replayed {when(at)}" if at else "")
     else:
