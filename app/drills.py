@@ -149,11 +149,9 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "restores the grant."),
     Scenario(
         "late-writes", "Captions wiped after a busy evening", "medium",
-        "Every media page lost its caption since the migration that ran a moment ago, "
-        "including the uploads and edits users made all evening, after the nightly dump. The "
-        "deploy script marked the moment just before the migration (mark before-migration) "
-        "and the server archives its WAL: `rollback-console pitr` shows the window and the "
-        "marks.",
+        "Every caption is gone since the migration, the evening's uploads and edits too. The "
+        "deploy script marked the moment before it (before-migration) and the WAL is "
+        "archived: `rollback-console pitr`.",
         "UPDATE public.media SET caption = NULL, updated_at = now();",
         "IMMEDIATE ROLLBACK", "partial", ("public.media",),
         debrief="One table's values were wiped; the schema is intact, so Type 2 of media is "
@@ -183,10 +181,9 @@ SCENARIOS: tuple[Scenario, ...] = (
             "SELECT host_id, local_class_id, title || ' (late booking)', held_on + 14, season, "
             "guests FROM public.chakai WHERE id % 29 = 1 AND id < 29;"),
         source="point_in_time",
-        player_needs="the point in time on the plan screen: p (from a point in time), then "
-                     "the mark's label in the moment field (the sandbox cannot date the "
-                     "migration, so there is no default moment); the console and --headless "
-                     "play it to 100 when it is named"),
+        player_needs="p on the plan screen (from a point in time: the mark), which the "
+                     "screen does not ask for; the console and --headless play it to 100 "
+                     "when it is named"),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 

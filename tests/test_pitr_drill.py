@@ -186,3 +186,60 @@ def test_a_type_2_from_the_dump_scores_less_and_names_the_rows_it_lost(tmp_path:
     assert "`--at before-migration` restores the state of the mark" in out
     assert "the checklist compared with " in out and "Data Integrity: row counts differ: " \
         "public.chakai" in out, out
+
+
+@pytest.mark.tmux
+def test_the_console_plays_it_from_the_mark(tmp_path: Path) -> None:
+    """In a real terminal, with the keys a trainee who read the briefing presses: assess,
+    accept Type 2 of media, p (a point in time) on the plan screen, the mark's label, build,
+    the gate, run, validate, quit: 100."""
+    import shutil
+    import time
+
+    from tests.test_tmux import COMMAND, Tmux
+
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is not installed: `make test` installs it; or apt-get install tmux")
+    tmux = Tmux()
+    done = tmp_path / "exit-code"
+    shell = (f"unset COLUMNS LINES; ROLLBACK_CONSOLE_HOME={tmp_path / 'home'} {COMMAND} drill "
+             f"--scenario late-writes --rows 300 --dir {tmp_path / 'sandbox'} --operator "
+             f"trainee; echo $? > {done}")
+
+    def press(*keys: str, literal: bool = False) -> None:
+        tmux.run("send-keys", "-t", "console", *(["-l"] if literal else []), *keys)
+        time.sleep(0.5)
+
+    try:
+        tmux.run("new-session", "-d", "-s", "console", "-x", "200", "-y", "50", shell)
+        tmux.wait_for("press a to assess", timeout=120)
+        assert "rollback-console pitr" in tmux.screen()
+        press("a")
+        tmux.wait_for("shift+y: accept", timeout=120)
+        press("Y")
+        tmux.wait_for("p: from a point in time", timeout=60)
+        press("p")
+        screen = tmux.wait_for("⚑ before-migration", timeout=60)  # the window lists the mark
+        if "Default moment: mark before-migration" in screen:
+            press("b")
+        else:                       # no default: the migration's time is unknown here
+            press("before-migration", literal=True)
+            press("Enter")
+        tmux.wait_for("POINT OF NO RETURN", timeout=180)
+        assert "pitr-before-migration" in tmux.screen()
+        press("G")
+        tmux.wait_for("type the phrase here", timeout=30)
+        press(PHRASE, literal=True)
+        press("Enter")
+        tmux.wait_for("rollback completed and validated", timeout=180)
+        press("v")
+        tmux.wait_for("ALL ITEMS PASS", timeout=120)
+        press("q")
+        screen = tmux.wait_for("Drill debrief", timeout=30)
+        assert "Score: 100/100 for trainee" in screen, screen
+        assert "✔ +15 source: the point in time mark before-migration" in screen, screen
+        press("q")
+        assert tmux.exit_code(done, timeout=60) == "0", tmux.screen()
+    finally:
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)
+    assert not list((tmp_path / "sandbox").rglob("postmaster.pid"))   # the sandbox stopped
