@@ -720,8 +720,9 @@ class PlanScreen(ConsoleScreen[None]):
         pit = point_in_time_of(self.backup)
         if pit is None:
             return plan.blast_radius
-        lost = writes_lost(pit, rollback_type(plan.kind).restores, plan.tables,
-                           self.console.config.target.database)
+        spec = rollback_type(plan.kind)
+        lost = writes_lost(pit, spec.restores, plan.tables,
+                           self.console.config.target.database, loses=spec.loses)
         return [lost, *plan.blast_radius]
 
     def _ask_override(self, plan: Plan, tier: str) -> None:

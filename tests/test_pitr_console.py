@@ -269,6 +269,8 @@ def test_the_seconds_of_writes_lost_are_said_per_type() -> None:
     assert writes_lost(pit, "database", [], "shop", now).startswith(
         "!every write to the whole database shop in the last 312 s")
     assert not writes_lost(pit, "schema", [], "shop", now).startswith("!")
+    assert writes_lost(pit, "other", ["public.media"], "shop", now, loses="nothing") == \
+        "the moment is 312 s (5 min 12 s) ago; this type loses nothing"
     assert seconds_in_words(45) == "45 s"
     # a restore point's unique suffix is not what the operator named the mark
     pit = {**pit, "value": "before-deploy.3f9a1c",

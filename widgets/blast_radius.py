@@ -91,17 +91,22 @@ def seconds_in_words(seconds: int) -> str:
 
 
 def writes_lost(pit: dict[str, Any], restores: str, tables: Iterable[str], database: str,
-                now: datetime | None = None) -> str:
+                now: datetime | None = None, loses: str = "") -> str:
     """What the moment costs, for the blast radius: how many seconds of writes (now minus the
     moment) the rollback replaces, for the chosen tables (Type 2), the whole database (Type 3)
-    or the schema (Type 1, rows kept). A loss line starts with '!'."""
+    or the schema (Type 1, rows kept); another kind of type says its own ``loses``. A loss
+    line starts with '!'."""
     at = _at(pit)
     now = now or datetime.now(UTC)
-    span = (f"in the last {seconds_in_words(max(0, int((now - at).total_seconds())))} "
-            "(since the moment)") if at else "since the moment (its time is not known)"
+    ago = seconds_in_words(max(0, int((now - at).total_seconds()))) if at else ""
+    span = f"in the last {ago} (since the moment)" if at else \
+        "since the moment (its time is not known)"
     if restores == "tables":
         names = ", ".join(tables) or "the chosen tables"
         return f"!writes to {names} {span} are replaced; exported first"
     if restores == "database":
         return f"!every write to the whole database {database} {span} is replaced"
-    return f"schema changes {span} are undone; the rows stay as they are"
+    if restores == "schema":
+        return f"schema changes {span} are undone; the rows stay as they are"
+    return (f"the moment is {ago} ago" if at else "the moment's time is not known") + \
+        (f"; this type loses {loses}" if loses else "")
