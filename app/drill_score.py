@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,8 @@ def facts_for(scenario: Scenario, started: float | None = None) -> DrillFacts | 
              and (started is None or float(k.get("prepared_at", 0)) <= started + 1)]
     if not found:
         return None
-    return DrillFacts(**found[-1])
+    known = {f.name for f in fields(DrillFacts)}   # a facts file of another version
+    return DrillFacts(**{k: v for k, v in found[-1].items() if k in known})
 
 
 def journals_since(started: float) -> list[Journal]:

@@ -282,10 +282,13 @@ def _pit_drill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: dict[str
     return result, debrief_text(scenario, result, [])
 
 
+@pytest.mark.parametrize("point", ["before-migration", "before-migration.3f9a1c"])
 def test_late_writes_from_the_mark_scores_full_marks(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    pit = {"kind": "name", "value": "before-migration", "said": "mark before-migration",
-           "at": None, "lsn": "0/3000090"}
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    point: str) -> None:
+    """The mark's restore point is its label, or its label with a unique suffix."""
+    pit = {"kind": "name", "value": point, "said": "mark before-migration", "at": None,
+           "lsn": "0/30000A0"}
     result, text = _pit_drill(tmp_path, monkeypatch, {"kind": "backup_set", "id": "pitr-1",
                                                       "path": "/nowhere", "point_in_time": pit})
     assert result.points == 100, result.lines  # type: ignore[attr-defined]
