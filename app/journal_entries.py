@@ -63,7 +63,11 @@ class IncidentOpened:
     allow_in_place: bool | None = None
     allow_after_migration: bool | None = None
     migration_at: str | None = None
-    repair: dict[str, Any] = field(default_factory=dict)   # a repair's options (after, ...)
+    # a repair's options (app/rollback/repair.py)
+    after: str = ""
+    damage: tuple[str, ...] = ()
+    conflicts: str = "keep"
+    fire_triggers: bool = False
     version: int = VERSION
 
     @classmethod
@@ -81,7 +85,9 @@ class IncidentOpened:
                    allow_in_place=_opt_bool(d.get("allow_in_place")),
                    allow_after_migration=_opt_bool(d.get("allow_after_migration")),
                    migration_at=d.get("migration_at"),
-                   repair=d["repair"] if isinstance(d.get("repair"), dict) else {},
+                   after=str(d.get("after") or ""), damage=_strs(d.get("damage")),
+                   conflicts=str(d.get("conflicts") or "keep"),
+                   fire_triggers=bool(d.get("fire_triggers")),
                    version=_version(d))
 
     def fields(self) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def _run_help(*imports: str, pythonpath: Path | None = None) -> str:
 
 def test_the_runbook_types_come_from_the_registry_in_order() -> None:
     assert [(t.key, t.number) for t in all_types()] == [("schema", 1), ("partial", 2),
-                                                         ("full", 3)]
+                                                         ("full", 3), ("repair", 4)]
     assert rollback_type("full").phrase("shop") == "CONFIRM_FULL_RESTORE shop"
     assert rollback_type("schema").phrase("shop") == "ROLLBACK SCHEMA shop"
     assert rollback_type("partial").phrase("shop") == "ROLLBACK shop"
@@ -87,13 +87,13 @@ def test_an_unknown_type_is_bad_input_naming_the_known_ones() -> None:
     from app.errors import BadInput
 
     with pytest.raises(BadInput, match="unknown rollback type 'pitr': choose one of schema, "
-                                       "partial, full"):
+                                       "partial, full, repair"):
         rollback_type("pitr")
 
 
 def test_a_new_type_module_shows_up_in_the_clis_type_choices(toy: Path) -> None:
     text = _run_help("toy_type", pythonpath=toy)
-    assert "--type [schema|partial|full|toy]" in text
+    assert "--type [schema|partial|full|repair|toy]" in text
     assert ("toy = Type 9: toy point-in-time rollback (risk Toy-risk, downtime 7-8 minutes, "
             "phrase 'TOY ROLLBACK OF <target>')") in text
 

@@ -164,7 +164,7 @@ def test_conflicts_taken_back_to_before_the_migration(cluster: PitrCluster,
     assert _same(db.media(), want) == []
     opened = [json.loads(line) for p in (db.home / "incidents").glob("*/journal.jsonl")
               for line in p.read_text().splitlines() if '"incident_opened"' in line]
-    assert opened[-1]["data"]["repair"]["conflicts"] == "take"
+    assert opened[-1]["data"]["conflicts"] == "take"
 
 
 def test_repair_from_a_dump_puts_back_the_classes_chosen(cluster: PitrCluster,

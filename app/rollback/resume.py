@@ -65,10 +65,8 @@ def options_of(journal: Journal, confirm: str = "", maintenance_failure: str = "
                    migration_at=parse_time(first.migration_at) if first.migration_at else None,
                    keep_maintenance=first.keep_maintenance,
                    leaves_rows_in_backup=first.leaves_rows_in_backup,
-                   after=str(first.repair.get("after") or ""),
-                   damage=tuple(first.repair.get("damage") or ()),
-                   conflicts=str(first.repair.get("conflicts") or "keep"),
-                   fire_triggers=bool(first.repair.get("fire_triggers")))
+                   after=first.after, damage=first.damage, conflicts=first.conflicts,
+                   fire_triggers=first.fire_triggers)
 
 
 async def prepare_resume(cfg: Config, journal: Journal, confirm: str = "",

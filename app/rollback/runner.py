@@ -203,8 +203,7 @@ def _opening(ctx: RunContext, plan: Plan, database: DatabaseIdentity) -> Inciden
         leaves_rows_in_backup=plan.leaves_rows_in_backup, allow_in_place=o.allow_in_place,
         allow_after_migration=o.allow_after_migration,
         migration_at=o.migration_at.isoformat() if o.migration_at else None,
-        repair={"after": o.after, "damage": list(o.damage), "conflicts": o.conflicts,
-                "fire_triggers": o.fire_triggers} if plan.kind == "repair" else {})
+        after=o.after, damage=o.damage, conflicts=o.conflicts, fire_triggers=o.fire_triggers)
 
 
 def _held_phase(database: DatabaseIdentity) -> str | None:
