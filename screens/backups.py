@@ -136,7 +136,9 @@ class BackupsScreen(ConsoleScreen[None]):
         if not self.sets:
             self.query_one("#set-text", Static).update(
                 "No backup sets yet: take one with `rollback-console backup` before anything "
-                "else.")
+                "else." + (" With the WAL archive below, `rollback-console mark --label NAME` "
+                           "before a migration marks a moment to roll back to instead."
+                           if self.console.config.pitr is not None else ""))
         table.focus()
         if self.console.config.pitr is not None:
             self.query_one("#pitr-window").border_title = "Point in time (read-only)"
