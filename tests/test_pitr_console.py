@@ -91,6 +91,11 @@ async def test_without_pitr_the_point_in_time_is_offered_disabled_with_why(
 async def test_a_mark_restored_aside_becomes_the_plans_source_and_the_gate_names_it(
         cluster: PitrCluster) -> None:
     cfg = config.load(cluster.config)
+    conn = await cluster.connect()
+    try:
+        before = await checksums(conn)
+    finally:
+        await conn.close()
     app = RollbackConsoleApp(cfg, mode="live")
     async with app.run_test(size=(140, 45)) as pilot:
         screen = PlanScreen(RollbackType.PARTIAL, ("media",))
@@ -155,6 +160,28 @@ async def test_a_mark_restored_aside_becomes_the_plans_source_and_the_gate_names
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is screen
+
+        # Type 3 from the same moment: captured again, whole (a Type 2 capture has one table)
+        types = screen.query_one("#plan-type", OptionList)
+        types.focus()
+        types.highlighted = 2
+        await pilot.press("enter")
+        assert screen.kind == "full"
+        await pilot.press("b")
+        await wait_until(lambda: screen.plan is not None and screen.plan.kind == "full",
+                         pilot, 60)
+        await pilot.press("G")
+        await pilot.pause()
+        assert isinstance(app.screen, GateScreen)
+        assert "mark before-deploy" in text(app.screen.query_one("#gate-moment"))
+        assert f"every write to the whole database {cluster.database} in the last" in \
+            text(app.screen.query_one("#gate-blast"))
+        await pilot.press("escape")
+    conn = await cluster.connect()
+    try:
+        assert await checksums(conn) == before   # restored aside: the live one only read
+    finally:
+        await conn.close()
 
 
 async def test_a_moment_outside_the_window_is_refused_and_nothing_changes(
