@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -20,7 +22,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.helpers import cli
+from app.sandbox.load import WriteLoad
+from app.sandbox.manager import info_app_url, start_demo_app
+from app.sandbox.server import stop_pid
+from tests.helpers import CONSOLE, cli
 from tests.pitr_cluster import DATABASE, PitrCluster, start_pitr_cluster
 
 TARGET = "tea-school-sandbox"
@@ -209,3 +214,66 @@ def test_a_table_without_a_key_is_refused_with_what_to_do(cluster: PitrCluster,
                  "--confirm", PHRASE)
     assert run.returncode == 2, run.stdout + run.stderr
     assert "no primary key and no unique key" in run.stderr and "Type 2" in run.stderr
+
+
+def test_under_a_write_load_through_the_app_every_user_write_survives(
+        cluster: PitrCluster, tmp_path: Path) -> None:
+    """The issue's story with the demo app: users insert and edit media through its API
+    before the migration and after it (some edits land on rows the migration damaged)."""
+    db = Db(cluster, tmp_path / "db")
+    db.execute("ALTER ROLE authenticator PASSWORD 'repair-load'")
+    proc, port = start_demo_app(cluster.server.dsn(db.name, "authenticator", "repair-load"),
+                                "token", cluster.facts.test_user_id, tmp_path / "app.log")
+    try:
+        url = info_app_url(port)
+
+        async def load(n: int, update_ids: list[int], seed: int) -> WriteLoad:
+            w = WriteLoad(url, update_ids=update_ids, seed=seed, tag=f"load{seed}")
+            await w.run(n)
+            return w
+
+        mine = sorted(i for i, r in db.media().items()
+                      if str(r[2]) == cluster.facts.test_user_id)
+        asyncio.run(load(30, mine[:10], 1))                  # users before the migration
+        before = db.media()
+        db.mark("pre")
+        db.execute(MIGRATION)
+        after = db.media()
+        db.mark("post")
+        damaged = [i for i in mine if before.get(i) != after.get(i) and i in after]
+        users = asyncio.run(load(60, damaged[:4] + mine[-6:], 2))   # and after it
+        cluster.switch_wal()
+        now = db.media()
+    finally:
+        stop_pid(proc.pid, timeout=5, sig=signal.SIGTERM)
+    want, conflicts, lost = _expect(before, after, now)
+    assert users.errors == 0 and users.inserted and users.updated
+    assert conflicts == set(damaged[:4]) & set(users.updated)
+    run = db.cli("run", "--type", "repair", "--tables", "media", "--at", "pre", "--after",
+                 "post", "--confirm", PHRASE)
+    assert run.returncode == 0, run.stdout + run.stderr
+    got = db.media()
+    assert _same(got, want) == []
+    for i, values in users.inserted.items():        # exactly as the load left them
+        assert got[i][6] == values["caption"] and got[i][3] == values["url"]
+    for i, values in users.updated.items():
+        assert got[i][6] == values["caption"]
+    # a Type 2 of media from the mark would have lost every one of these rows
+    assert lost >= len(users.inserted) + len(users.updated) - len(conflicts)
+
+
+def test_killed_inside_the_repair_then_resumed(cluster: PitrCluster, tmp_path: Path) -> None:
+    db = Db(cluster, tmp_path / "db")
+    before, after, now = _story(db)
+    want, _conflicts, _lost = _expect(before, after, now)
+    env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(db.home),
+           "ROLLBACK_CONSOLE_KILL_AT": "repair:applied"}
+    killed = subprocess.run([*CONSOLE, "-c", str(db.config), "run", "--type", "repair",
+                             "--tables", "media", "--at", "pre", "--after", "post",
+                             "--confirm", PHRASE], env=env, capture_output=True, text=True,
+                            timeout=300, stdin=subprocess.DEVNULL)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert db.media() == now                        # the transaction died with the console
+    resumed = db.cli("resume", "--confirm", PHRASE)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _same(db.media(), want) == []

@@ -39,6 +39,7 @@ from typing import Any
 
 import asyncpg
 
+from app import faults
 from app.backups.backupset import BackupSet
 from app.backups.tools import private_dir
 from app.catalog import qualified, quote_ident
@@ -619,6 +620,7 @@ async def repair(ctx: Any) -> str:
                         applied[tp.table] = await apply(
                             conn, tp, m, lambda done, total, name=tp.table: ctx.progress(
                                 done, total, "batches", name))
+                        faults.point("repair:applied")   # tests: a kill inside the transaction
                     lost = await orphans(conn, tables) if triggers_off else []
                     if lost:
                         raise StepFailed("the repair would leave rows without their parent: "
