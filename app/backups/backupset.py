@@ -70,6 +70,11 @@ class BackupSet:
             out[f"{schema}.{table}" if dot and table else f"public.{name}"] = None
         return out
 
+    @property
+    def point_in_time(self) -> dict[str, Any] | None:
+        """The moment a set captured from an aside cluster holds (app.pitr.source), exact."""
+        return self.manifest.point_in_time if self.manifest is not None else None
+
     def table_path(self, table: str) -> Path:
         return table_file(self.path, table)
 
@@ -113,8 +118,8 @@ class BackupSet:
         record: dict[str, Any] = {"kind": self.kind, "id": self.id, "path": str(self.path),
                   "taken_at": self.taken_at.isoformat() if self.taken_at else None,
                   "taken_note": self.taken_note}
-        if self.manifest is not None and self.manifest.point_in_time is not None:
-            record["point_in_time"] = self.manifest.point_in_time   # the moment restored aside
+        if self.point_in_time is not None:
+            record["point_in_time"] = self.point_in_time   # the moment restored aside
         return record
 
 

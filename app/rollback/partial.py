@@ -152,7 +152,8 @@ async def assessment(ctx: RunContext) -> str:
                     "dropped since the backup are not known here and are not added back "
                     "(Type 1 does that)", "warning")
         changed: dict[str, int] = {}
-        if since is not None and ctx.backup.taken_note:
+        if since is not None and ctx.backup.taken_note and \
+                getattr(ctx.backup, "point_in_time", None) is None:
             ctx.log(f"the set's time is a guess ({ctx.backup.taken_note}): a file copied after "
                     "its dump is newer than the dump, so rows written between the real backup "
                     f"and {since:%Y-%m-%d %H:%M %Z} are not in the export below; the safety "
