@@ -91,23 +91,51 @@ class Checklist:
                            "not_configured": i.not_configured} for i in self.items]}
 
 
-def _data_item(item: Item, results: dict[str, CheckResult]) -> ItemResult:
+@dataclass(frozen=True)
+class Repaired:
+    """A table the newest incident repaired (Type 4): checked row by row against its plan,
+    not against the backup (the rows users wrote after the migration are kept)."""
+
+    checked: int
+    as_planned: int
+    sample: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.checked == self.as_planned
+
+
+def _data_item(item: Item, results: dict[str, CheckResult],
+               repaired: dict[str, Repaired] | None = None) -> ItemResult:
     data, schema = results["data_integrity"], results["schema"]
+    repaired = repaired or {}
     tables = data.evidence.get("tables", {})
     differ = {t: f"{i['rows']} rows, backup {i['baseline_rows']}" for t, i in tables.items()
-              if i["delta"]}
-    content = [t for t, i in tables.items() if not i["delta"] and i["checksum_match"] is False]
+              if i["delta"] and t not in repaired}
+    content = [t for t, i in tables.items() if not i["delta"] and i["checksum_match"] is False
+               and t not in repaired]
+    off_plan = {t: r for t, r in repaired.items() if not r.ok}
     statuses: list[Status] = [schema.status if schema.status is not Status.WARN else Status.PASS,
                 data.status if data.status is not Status.WARN else Status.PASS]
     if schema.evidence.get("tables_missing"):
         statuses.append(Status.FAIL)
-    if differ:
+    if differ or off_plan:
         statuses.append(Status.FAIL)
     if content:
         statuses.append(Status.WARN)
+    if data.status is Status.FAIL and repaired and not differ and not content and not off_plan:
+        statuses = [s for s in statuses if s is not Status.FAIL] or [Status.PASS]
     status = worst(statuses)
-    if status is Status.PASS:
-        summary = f"{len(tables)} tables: row counts and content match the backup"
+    done = "; ".join(f"{t} repaired: {r.as_planned:,} rows as the repair planned (users' "
+                     "later writes kept, not compared with the backup)"
+                     for t, r in repaired.items() if r.ok)
+    if off_plan:
+        summary = "; ".join(f"{t}: {r.checked - r.as_planned:,} of {r.checked:,} rows are not "
+                            f"as the repair planned (e.g. {', '.join(r.sample)})"
+                            for t, r in off_plan.items())
+    elif status is Status.PASS:
+        summary = (f"{len(tables) - len(repaired)} tables match the backup; {done}" if done
+                   else f"{len(tables)} tables: row counts and content match the backup")
     elif differ:
         summary = "row counts differ: " + "; ".join(f"{t} {d}" for t, d in differ.items())
     elif content:
@@ -119,18 +147,20 @@ def _data_item(item: Item, results: dict[str, CheckResult]) -> ItemResult:
                       {"tables": tables, "tables_missing": schema.evidence.get("tables_missing")})
 
 
-def item_result(item: Item, by_name: dict[str, CheckResult]) -> ItemResult:
+def item_result(item: Item, by_name: dict[str, CheckResult],
+                repaired: dict[str, Repaired] | None = None) -> ItemResult:
     """One checklist item from its checks' results (all of them must be in ``by_name``)."""
     if item.name == "Data Integrity":
-        return _data_item(item, by_name)
+        return _data_item(item, by_name, repaired)
     parts = [by_name[c] for c in item.checks]
     return ItemResult(item.name, item.runbook, worst([p.status for p in parts]),
                       "; ".join(p.summary for p in parts), {p.check: p.evidence for p in parts})
 
 
-def checklist(results: list[CheckResult], app_configured: bool = True) -> list[ItemResult]:
+def checklist(results: list[CheckResult], app_configured: bool = True,
+              repaired: dict[str, Repaired] | None = None) -> list[ItemResult]:
     by_name = {r.check: r for r in results}
-    items = [item_result(item, by_name) for item in CHECKLIST]
+    items = [item_result(item, by_name, repaired) for item in CHECKLIST]
     if app_configured:
         return items
     return [ItemResult(i.name, i.runbook, Status.SKIP, NOT_CONFIGURED, i.evidence, True)
@@ -150,4 +180,32 @@ async def run_validation(config: Config, backup_id: str | None = None, *,
                            "or take one with `rollback-console backup`")
         results = await collect(ctx, specs, on_result)
         return Checklist(config.target.name, ctx.baseline.set_id,
-                         checklist(results, config.app is not None))
+                         checklist(results, config.app is not None,
+                                   await repaired_tables(config)))
+
+
+async def repaired_tables(config: Config) -> dict[str, Repaired]:
+    """The tables the newest incident on the target's database repaired (a finished Type 4),
+    each checked row by row against the repair's plan (read-only)."""
+    from pathlib import Path
+
+    from app.catalog import identity
+    from app.db import connect
+    from app.journal import newest_incident
+    from app.journal_entries import opened
+    from app.rollback.repair import check_rows
+
+    conn = await connect(config.target)
+    try:
+        journal = newest_incident(await identity(conn))
+        first = opened(journal) if journal is not None else None
+        if journal is None or first is None or first.type != "repair":
+            return {}
+        files = journal.recorded().get("plan_files") or {}
+        found = {}
+        for table, path in files.items():
+            checked, ok, bad = await check_rows(conn, table, Path(path))
+            found[table] = Repaired(checked, ok, tuple(bad))
+        return found
+    finally:
+        await conn.close()
