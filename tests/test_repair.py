@@ -288,3 +288,61 @@ def test_killed_inside_the_repair_then_resumed(cluster: PitrCluster, tmp_path: P
     resumed = db.cli("resume", "--confirm", PHRASE)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert _same(db.media(), want) == []
+
+
+ODD = """
+CREATE SCHEMA "Odd Schema";
+CREATE TABLE "Odd Schema"."Line Items" (
+    "Item No" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    "Qty" int NOT NULL,
+    "Unit Price" numeric(10, 2) NOT NULL,
+    "Total" numeric(12, 2) GENERATED ALWAYS AS ("Qty" * "Unit Price") STORED,
+    note text
+);
+CREATE TABLE "Odd Schema".audit (at timestamptz DEFAULT clock_timestamp(), what text);
+CREATE FUNCTION "Odd Schema".audit_it() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN INSERT INTO "Odd Schema".audit (what) VALUES (TG_OP); RETURN NEW; END$$;
+CREATE TRIGGER audit_it AFTER INSERT OR UPDATE OR DELETE ON "Odd Schema"."Line Items"
+  FOR EACH ROW EXECUTE FUNCTION "Odd Schema".audit_it();
+INSERT INTO "Odd Schema"."Line Items" ("Qty", "Unit Price", note)
+  SELECT g, g * 1.5, 'line ' || g FROM generate_series(1, 200) g;
+"""
+
+
+def test_generated_identity_odd_names_audit_triggers_and_cascaded_children(
+        cluster: PitrCluster, tmp_path: Path) -> None:
+    """A table from the corpus's traits (identity ALWAYS key, a generated column, names that
+    need quoting, no updated_at, an audit trigger), and a parent whose delete cascaded into
+    its children, repaired together from two marks."""
+    db = Db(cluster, tmp_path / "db")
+    db.execute(ODD)
+
+    async def state() -> tuple[list[Any], list[Any], list[Any], int]:
+        conn = await asyncpg.connect(cluster.server.dsn(db.name))
+        try:
+            return (await conn.fetch('SELECT * FROM "Odd Schema"."Line Items" ORDER BY 1'),
+                    await conn.fetch("SELECT * FROM public.objects ORDER BY id"),
+                    await conn.fetch(f"SELECT {COLS} FROM public.media ORDER BY id"),
+                    await conn.fetchval('SELECT count(*) FROM "Odd Schema".audit'))
+        finally:
+            await conn.close()
+
+    before = asyncio.run(state())
+    db.mark("pre-odd")
+    db.execute('DELETE FROM "Odd Schema"."Line Items" WHERE "Item No" % 10 = 0;'
+               'UPDATE "Odd Schema"."Line Items" SET note = NULL WHERE "Item No" % 10 = 1;'
+               "DELETE FROM public.objects WHERE id % 25 = 0")   # cascades into media
+    db.mark("post-odd")
+    db.execute('INSERT INTO "Odd Schema"."Line Items" ("Qty", "Unit Price", note) '
+               "VALUES (7, 2.5, 'after')")
+    cluster.switch_wal()
+    audit_before = asyncio.run(state())[3]
+    run = db.cli("run", "--type", "repair", "--tables",
+                 '"Odd Schema"."Line Items",media,objects', "--at", "pre-odd", "--after",
+                 "post-odd", "--confirm", PHRASE)
+    assert run.returncode == 0, run.stdout + run.stderr
+    items, objects, media, audit = asyncio.run(state())
+    assert items[:200] == before[0] and items[200]["note"] == "after"   # kept
+    assert items[200]["Total"] == 17.5                                  # generated, recomputed
+    assert objects == before[1] and media == before[2]                  # parents and children
+    assert audit == audit_before               # the audit trigger did not fire for the repair

@@ -222,3 +222,23 @@ def test_the_maintenance_switch_on_an_unreachable_app_says_so(tmp_path: Path) ->
     config.write_text(config.read_text().split("[app]")[0])
     no_app = cli(config, tmp_path, "maintenance", "on")
     assert no_app.returncode == 2 and "no [app]" in no_app.stderr
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("media, objects", ("public.media", "public.objects")),
+    ('"Odd Schema"."Line Items",auth.users', ("Odd Schema.Line Items", "auth.users")),
+    ('"with ""quote"", comma"', ('public.with "quote", comma',)),
+])
+def test_tables_take_quoted_names(given: str, expected: tuple[str, ...]) -> None:
+    from app.commands.rollback import _tables
+
+    assert _tables(given) == expected
+
+
+@pytest.mark.parametrize("given", ['"unclosed', "a.b.c", "schema."])
+def test_tables_refuse_what_is_not_a_name(given: str) -> None:
+    from app.commands.rollback import _tables
+    from app.errors import BadInput
+
+    with pytest.raises(BadInput, match="--tables"):
+        _tables(given)

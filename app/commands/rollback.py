@@ -35,8 +35,44 @@ def _types_help() -> str:
 
 
 def _tables(raw: str) -> tuple[str, ...]:
-    names = tuple(t.strip() for t in raw.split(",") if t.strip())
-    return tuple(t if "." in t else f"public.{t}" for t in names)
+    """``--tables``: comma separated, each ``name`` (public), ``schema.name`` or SQL-quoted
+    (``"Odd Schema"."Line Items"``: quotes keep dots, commas and spaces), as schema.name."""
+    names: list[list[str]] = []
+    parts: list[str] = []
+    part, quoted, i = "", False, 0
+    while i < len(raw):
+        ch = raw[i]
+        if quoted:
+            if ch == '"' and raw[i + 1:i + 2] == '"':
+                part, i = part + '"', i + 1
+            elif ch == '"':
+                quoted = False
+            else:
+                part += ch
+        elif ch == '"':
+            quoted = True
+        elif ch == ".":
+            parts.append(part)
+            part = ""
+        elif ch == ",":
+            names.append([*parts, part])
+            parts, part = [], ""
+        else:
+            part += ch
+        i += 1
+    if quoted:
+        raise BadInput(f"--tables {raw!r}: a quote is not closed")
+    names.append([*parts, part])
+    out = []
+    for name in names:
+        name = [n.strip() for n in name]
+        if not any(name):
+            continue
+        if len(name) > 2 or not all(name):
+            raise BadInput(f"--tables: {'.'.join(name)!r} is not a table name (name, "
+                           'schema.name, or "Quoted Schema"."Quoted Name")')
+        out.append(".".join(name) if len(name) == 2 else f"public.{name[0]}")
+    return tuple(out)
 
 
 def given_time(text: str | None) -> datetime | None:
