@@ -45,6 +45,59 @@ class DrillFacts:
     migration_at: str
     lost: dict[str, dict[str, Any]] = field(default_factory=dict)
     prepared_at: float = field(default_factory=time.time)
+    # a repair drill (Scenario.after_mark): the mark right after the migration, the rows
+    # users wrote after it (what any Type 2 loses), the rows the migration touched (key: md5
+    # of the row before it; None: it inserted the row)
+    after_mark: str = ""
+    after_mark_at: str = ""
+    after_mark_lsn: str = ""
+    written_after: dict[str, dict[str, Any]] = field(default_factory=dict)
+    damaged: dict[str, dict[str, str | None]] = field(default_factory=dict)
+
+    @property
+    def after_rows(self) -> int:
+        """The rows users wrote to the damaged tables after the migration."""
+        return sum(int(w.get("new", 0)) + int(w.get("edited", 0))
+                   for w in self.written_after.values())
+
+    @property
+    def since_dump_rows(self) -> int:
+        """The rows users wrote to the damaged tables since the dump (before or after the
+        migration, each row once): what a Type 2 from the dump loses."""
+        return sum(int(w.get("since_dump", int(w.get("new", 0)) + int(w.get("edited", 0))))
+                   for w in self.lost.values())
+
+    def conflicts(self, table: str) -> set[str]:
+        """The rows both the migration and users (after it) touched."""
+        return set(self.damaged.get(table, {})) & \
+            set(map(str, self.written_after.get(table, {}).get("keys", [])))
+
+    def after_text(self) -> str:
+        """'27 rows users wrote after the migration (6 new and 21 edited in public.media, e.g.
+        id ...)'"""
+        parts = []
+        for table, w in self.written_after.items():
+            keys = [*w.get("new_keys", []), *w.get("edited_keys", [])][:6]
+            parts.append(f"{w.get('new', 0)} new and {w.get('edited', 0)} edited in {table}"
+                         + (f", e.g. id {', '.join(map(str, keys))}" if keys else ""))
+        return (f"{self.after_rows} rows users wrote after the migration ("
+                + "; ".join(parts) + ")")
+
+    def damage_text(self) -> str:
+        """'the migration touched 63 rows of public.media, 9 of which users edited since
+        (conflicts)'"""
+        return "the migration touched " + "; ".join(
+            f"{len(rows)} rows of {table}, {len(self.conflicts(table))} of which users edited "
+            "since (conflicts)" for table, rows in self.damaged.items())
+
+    def repaired_text(self) -> str:
+        """What the right repair does: 'it put back the 54 rows the migration touched that
+        nobody touched since and kept 46 rows users wrote after the migration (...), the 9
+        conflicts among them'"""
+        back = sum(len(rows) - len(self.conflicts(t)) for t, rows in self.damaged.items())
+        conflicts = sum(len(self.conflicts(t)) for t in self.damaged)
+        return (f"it put back the {back} rows the migration touched that nobody touched since "
+                f"and kept {self.after_text()}, the {conflicts} conflicts among them")
 
     @property
     def lost_rows(self) -> int:
@@ -131,12 +184,25 @@ def score(scenario: Scenario, started: float, operator: str,
     want = " then ".join(scenario.types)
     got = " then ".join(str(e.data.get("type")) for e in opened[-len(scenario.types):])
     type_points = 10 if scenario.point_in_time else 25   # the source has the other 15
-    if got == want:
+    if got == want and scenario.after_mark and opened[-1].data.get("conflicts") == "take":
+        s.points += type_points // 2
+        facts = facts_for(scenario, started)
+        n = sum(len(facts.conflicts(t)) for t in scenario.tables) if facts else None
+        s.lines.append(f"✖ +{type_points // 2} type: {want}, but --conflicts take put "
+                       + (f"the {n} damaged rows users had edited since" if n is not None
+                          else "the damaged rows users had edited since")
+                       + " back to before the migration, throwing their edits away (keep, "
+                       "the default, leaves them as the users left them)")
+    elif got == want:
         s.points += type_points
-        s.lines.append(f"✔ +{type_points} type: {want}")
+        s.lines.append(f"✔ +{type_points} type: {want}"
+                       + (f" (conflicts: {opened[-1].data.get('conflicts')})"
+                          if scenario.after_mark else ""))
     else:
         s.lines.append(f"✖ +0 type: expected {want}, got {got or 'no rollback run'}")
-    if scenario.point_in_time:
+    if scenario.after_mark:
+        _repair_source(s, scenario, opened, started)
+    elif scenario.point_in_time:
         _source(s, scenario, opened, started)
     closed = [e for e in entries if e.kind == "incident_closed"]
     if closed and closed[-1].data.get("outcome") == "done":
@@ -246,6 +312,105 @@ def _moment(pit: dict[str, Any], facts: DrillFacts | None, label: str) -> str | 
     return None
 
 
+def _set_point_in_time(opened: Entry, set_id: str) -> dict[str, Any] | None:
+    """The moment of another set of the same incident (a repair's ``after``): its manifest,
+    next to the source's set."""
+    source = opened.data.get("source")
+    path = source.get("path") if isinstance(source, dict) else None
+    if not path or not set_id:
+        return None
+    try:
+        manifest = json.loads((Path(str(path)).parent / set_id / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    pit = manifest.get("point_in_time") if isinstance(manifest, dict) else None
+    return pit if isinstance(pit, dict) else None
+
+
+def _after_moment(pit: dict[str, Any] | None, facts: DrillFacts | None,
+                  label: str) -> str | None:
+    """Why a repair's ``--after`` is not the right moment (None: it is: the mark right after
+    the migration, or a moment from the migration's commit to that mark)."""
+    if pit is None:
+        return "its moment is not recorded"
+    value = str(pit.get("value") or "")
+    if pit.get("kind") == "name" and (value == label or value.startswith(label + ".")):
+        return None
+    if facts is not None and facts.after_mark_lsn and str(pit.get("lsn") or "").upper() == \
+            facts.after_mark_lsn.upper():
+        return None
+    at = pit.get("at")
+    if facts is None or not at or not facts.after_mark_at:
+        return f"not the mark {label}"
+    moment = datetime.fromisoformat(str(at))
+    if moment > datetime.fromisoformat(facts.after_mark_at) + timedelta(seconds=1):
+        return (f"after the mark {label}: users' writes since the migration count as the "
+                "migration's, and the repair undoes them")
+    if moment < datetime.fromisoformat(facts.migration_at):
+        return "before the migration: the two moments show no damage to put back"
+    return None
+
+
+def _repair_source(s: Score, scenario: Scenario, opened: list[Entry], started: float) -> None:
+    """A repair drill: the right sources are the two marks (before and right after the
+    migration); a repair from a dump only guesses the damage (part of the points); a Type 2,
+    from any source, replaces the whole table and loses the users' writes since."""
+    facts = facts_for(scenario, started)
+    label = facts.mark if facts else scenario.mark
+    after_label = facts.after_mark if facts and facts.after_mark else scenario.after_mark
+    both = f"--at {label} --after {after_label}"
+    if not opened:
+        s.lines.append(f"✖ +0 source: no rollback run (the right one: a repair from the two "
+                       f"marks, {both})")
+        return
+    last = opened[-1]
+    kind = str(last.data.get("type"))
+    pit = point_in_time_of(last)
+    said = str(pit.get("said") or pit.get("value") or "a point in time") if pit else \
+        f"{f'the {facts.dump_time()} dump' if facts else 'a backup set'} " \
+        f"({last.data.get('backup')})"
+    if kind != "repair":
+        if facts is None:
+            lost = ""
+        elif pit is None:
+            lost = (f": it lost the {facts.since_dump_rows} rows users wrote to "
+                    f"{', '.join(scenario.tables)} since the {facts.dump_time()} dump, "
+                    f"{facts.after_text()} among them")
+        else:
+            lost = f": it lost {facts.after_text()}"
+        number = rollback_type(kind).number if kind in ("schema", "partial", "full") else None
+        named = f"a Type {number} ({kind})" if number else f"a {kind}"
+        s.lines.append(f"✖ +0 source: {said}: {named} replaces the whole of "
+                       f"{', '.join(scenario.tables)}{lost}. A repair from the two marks "
+                       f"({both}) puts back only what the migration did and keeps them")
+        return
+    after_id = str(last.data.get("after") or "")
+    if not after_id:
+        damage = ",".join(map(str, last.data.get("damage") or [])) or "?"
+        points = SOURCE_POINTS // 3
+        s.points += points
+        s.lines.append(f"✖ +{points} source: a repair from {said} only (--damage {damage}): "
+                       "it put back what looked like damage and cannot tell the users' edits "
+                       f"from the migration's. The two marks ({both}) show exactly what the "
+                       "migration did")
+        return
+    before = _moment(pit, facts, label) if pit else \
+        "a backup set, not a moment just before the migration"
+    after_pit = _set_point_in_time(last, after_id)
+    after = _after_moment(after_pit, facts, after_label)
+    after_said = str(after_pit.get("said") or after_pit.get("value") or after_id) \
+        if after_pit else after_id
+    if before is None and after is None:
+        s.points += SOURCE_POINTS
+        kept = f": {facts.repaired_text()}" if facts else ""
+        s.lines.append(f"✔ +{SOURCE_POINTS} source: the two moments, {said} and "
+                       f"{after_said}{kept}")
+        return
+    why = "; ".join(f"{name} {what}: {verdict}" for name, what, verdict in
+                    (("--at", said, before), ("--after", after_said, after)) if verdict)
+    s.lines.append(f"✖ +0 source: {why} (the right ones: {both})")
+
+
 def _no_rollback(s: Score, scenario: Scenario, entries: list[Entry],
                  opened: list[Entry]) -> None:
     """A verdict that calls for no rollback: its path is the fix (or watching), then quit."""
@@ -307,6 +472,16 @@ def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]])
                  "or copy it; w watches after) → q. No rollback")
     elif scenario.expected_tier != "IMMEDIATE ROLLBACK":
         ideal = f"a: assess → read {scenario.expected_tier} → w: watch → q. No rollback"
+    elif scenario.after_mark:
+        facts = facts_for(scenario, s.at)
+        label = facts.mark if facts else scenario.mark
+        after_label = facts.after_mark if facts and facts.after_mark else scenario.after_mark
+        tables = ",".join(t.removeprefix("public.") for t in scenario.tables)
+        ideal = (f"assess → pitr: the window and the marks {label} and {after_label} → the "
+                 f"repair (Type {rollback_type(scenario.types[0]).number}) of "
+                 f"{', '.join(scenario.tables)} from the two moments (run --type repair "
+                 f"--tables {tables} --at {label} --after {after_label} --dry-run: what it "
+                 "re-inserts, reverts and the conflicts; then --confirm) → validate")
     elif scenario.point_in_time:
         label = facts.mark if (facts := facts_for(scenario, s.at)) else scenario.mark
         tables = ",".join(t.removeprefix("public.") for t in scenario.tables)
@@ -323,7 +498,11 @@ def debrief_text(scenario: Scenario, s: Score, history: list[dict[str, object]])
         ideal += " → validate"
     past = ", ".join(f"{h['points']}" for h in history[-5:])
     happened = scenario.debrief
-    if scenario.point_in_time and (facts := facts_for(scenario, s.at)) is not None:
+    if scenario.after_mark and (facts := facts_for(scenario, s.at)) is not None:
+        happened += (f" Here: {facts.damage_text()}; a Type 2 from the mark {facts.mark} "
+                     f"would have lost {facts.after_text()}, from the {facts.dump_time()} dump "
+                     f"{facts.since_dump_rows} rows users wrote since it.")
+    elif scenario.point_in_time and (facts := facts_for(scenario, s.at)) is not None:
         happened += (f" Here: a Type 2 from the {facts.dump_time()} dump would have lost "
                      f"{facts.lost_text()}.")
     return "\n".join([

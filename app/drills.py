@@ -27,6 +27,7 @@ class Scenario:
     # migration, a mark is made just before it, and the right source is that moment.
     before_mark: str = ""    # users' writes after the dump, before the mark (SQL)
     mark: str = ""           # the mark (named restore point) made just before the migration
+    after_mark: str = ""     # a second mark made right after the migration (the repair's --after)
     after: str = ""          # users' writes after the migration (SQL)
     source: str = "backup_set"   # the right source: backup_set | point_in_time (the mark)
     # What the screen-following player (tests/test_drill_tmux.py) lacks to play it to 100:
@@ -46,6 +47,11 @@ class Scenario:
     def answer(self) -> str:
         if self.expected_tier != "IMMEDIATE ROLLBACK":
             return f"{self.expected_tier} / no rollback" + (f": {self.fix}" if self.fix else "")
+        if self.point_in_time and self.after_mark:
+            return (f"{self.expected_tier} / {' then '.join(self.types)} of "
+                    f"{', '.join(self.tables)} from the two marks ({self.mark} before the "
+                    f"migration, {self.after_mark} right after it), conflicts kept as the "
+                    "users left them")
         if self.point_in_time:
             return (f"{self.expected_tier} / {' then '.join(self.types)} of "
                     f"{', '.join(self.tables)} from the point in time (the mark {self.mark})")
@@ -184,6 +190,54 @@ SCENARIOS: tuple[Scenario, ...] = (
         player_needs="p on the plan screen (from a point in time: the mark), which the "
                      "screen does not ask for; the console and --headless play it to 100 "
                      "when it is named"),
+    Scenario(
+        "busy-afternoon", "Captions and uploads lost while users kept editing", "hard",
+        "Since the afternoon's migration some media are gone, captions are blank and downloads "
+        "come back as octet-stream; users kept uploading and editing media for an hour before "
+        "anyone noticed. The deploy script marked the moments before and after the migration "
+        "(before-migration, after-migration) and the WAL is archived: `rollback-console pitr`.",
+        "DELETE FROM public.media WHERE id % 20 = 1;"
+        "UPDATE public.media SET caption = NULL WHERE id % 10 = 2;"
+        "UPDATE public.media SET mime_type = 'application/octet-stream' WHERE id % 20 = 3;",
+        "IMMEDIATE ROLLBACK", "repair", ("public.media",),
+        debrief="The migration deleted 5 % of media's rows, blanked 10 % of the captions and "
+                "rewrote 5 % of the mime types; then users kept writing to media (new uploads, "
+                "edits of damaged rows and of untouched ones) and to the other tables. Any "
+                "Type 2 replaces the whole table: from the dump it loses every write since the "
+                "dump, and even from the mark before-migration it loses everything users wrote "
+                "to media after the migration. The repair (Type 4) compares the two marks the "
+                "deploy script made (--at before-migration --after after-migration): it knows "
+                "exactly which rows the migration deleted and changed, puts those back, and "
+                "leaves every row users wrote since; a damaged row a user edited afterwards is "
+                "a conflict, kept as the user left it (--conflicts keep, the default). From "
+                "the dump only (--damage) the repair has to guess what the migration did by "
+                "the shape of the damage, and cannot tell a user's edit from the migration's.",
+        before_mark=(
+            "INSERT INTO public.media (object_id, owner_id, url, mime_type, bytes, caption) "
+            "SELECT object_id, owner_id, url || '?morning', mime_type, bytes, "
+            "'morning upload: ' || coalesce(caption, 'untitled') FROM public.media "
+            "WHERE id % 45 = 0;"
+            "UPDATE public.objects SET description = coalesce(description, '') || ' Re-dated.' "
+            "WHERE id % 20 = 0;"),
+        mark="before-migration", after_mark="after-migration",
+        after=(
+            "INSERT INTO public.media (object_id, owner_id, url, mime_type, bytes, caption) "
+            "SELECT object_id, owner_id, url || '?afternoon', 'image/png', bytes + 1, "
+            "'afternoon upload' FROM public.media WHERE id % 50 = 7;"
+            "UPDATE public.media SET caption = 'retitled by its owner' "
+            "WHERE id % 100 IN (12, 22, 43);"
+            "UPDATE public.media SET caption = coalesce(caption, '') || ' (edited)' "
+            "WHERE id % 10 = 5;"
+            "UPDATE public.objects SET maker = coalesce(maker, 'unknown') || ' (attributed)' "
+            "WHERE id % 25 = 3;"
+            "INSERT INTO public.chakai (host_id, local_class_id, title, held_on, season, guests) "
+            "SELECT host_id, local_class_id, title || ' (late booking)', held_on + 14, season, "
+            "guests FROM public.chakai WHERE id % 29 = 1 AND id < 29;"),
+        source="point_in_time",
+        player_needs="the repair on the plan screen (Type 4 from two moments), which the "
+                     "console does not offer yet, nor the assessment recommend; --headless "
+                     "plays it to 100 with `run --type repair ... --at before-migration "
+                     "--after after-migration`"),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 
