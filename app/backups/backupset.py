@@ -206,11 +206,21 @@ def against_migration(backup: RestoreSource, at: datetime | None) -> str:
         return ("UNKNOWN: when the set was taken is not known"
                 + (f" ({backup.taken_note})" if backup.taken_note else "")
                 + ", so it may hold the broken state")
-    hours = (at - backup.taken_at).total_seconds() / 3600
-    note = f" (its time is {backup.taken_note})" if backup.taken_note else ""
-    if hours < 0:
-        return f"AFTER the migration by {-hours:.1f} h{note}: it holds the broken state"
-    return f"{hours:.1f} h before the migration{note}"
+    seconds = (at - backup.taken_at).total_seconds()
+    exact = getattr(backup, "point_in_time", None) is not None   # its note is on its own line
+    note = f" (its time is {backup.taken_note})" if backup.taken_note and not exact else ""
+    if seconds < 0:
+        return f"AFTER the migration by {span(-seconds)}{note}: it holds the broken state"
+    return f"{span(seconds)} before the migration{note}"
+
+
+def span(seconds: float) -> str:
+    """A duration in the unit a reader takes in at once: 12 s, 4.5 min, 3.2 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def not_a_source(timing: str) -> bool:
