@@ -346,3 +346,20 @@ def test_generated_identity_odd_names_audit_triggers_and_cascaded_children(
     assert items[200]["Total"] == 17.5                                  # generated, recomputed
     assert objects == before[1] and media == before[2]                  # parents and children
     assert audit == audit_before               # the audit trigger did not fire for the repair
+
+
+def test_a_type_2_in_the_same_situation_loses_the_users_writes(cluster: PitrCluster,
+                                                               tmp_path: Path) -> None:
+    """The comparison the repair exists for: the same story, a Type 2 of media from the
+    moment before the migration: every row users wrote after it is gone (counted)."""
+    db = Db(cluster, tmp_path / "db")
+    before, after, now = _story(db)
+    _want, _conflicts, lost = _expect(before, after, now)
+    run = db.cli("run", "--type", "partial", "--tables", "media", "--at", "pre", "--confirm",
+                 PHRASE)
+    assert run.returncode == 0, run.stdout + run.stderr
+    got = db.media()
+    users = {i for i in now.keys() | after.keys() if now.get(i) != after.get(i)}
+    lost_rows = [i for i in users if got.get(i) != now.get(i)]
+    assert got == before                             # the table as before the migration ...
+    assert len(lost_rows) == lost > 50               # ... and every user write since is gone
