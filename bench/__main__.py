@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from app.sandbox.manager import DATABASE, Sandbox
-from bench import checks, full, partial, pitr, rows, schema, startup, tui
+from bench import checks, full, partial, pitr, repair, rows, schema, startup, tui
 from bench.common import Result, merge, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZED = ("partial", "full", "checks", "schema", "rows", "pitr")   # measured at every size;
+SIZED = ("partial", "full", "checks", "schema", "rows", "repair", "pitr")   # at every size;
 # pitr last: it switches WAL archiving on (a restart) and off again on the sandbox's server
 ONCE = ("startup", "tui")                 # do not depend on the data's size
 TUI_ROWS = 2000                           # the TUI's sandbox when no sized benchmark runs
@@ -44,6 +44,7 @@ def _sized(box: Sandbox, names: list[str], work: Path, runs: int) -> Iterator[li
         "checks": lambda: checks.run(box.config_path, dsn, work, runs),
         "schema": lambda: schema.run(box.config_path, dsn, work, runs),
         "rows": lambda: rows.run(box.config_path, dsn, work, runs),
+        "repair": lambda: repair.run(box.config_path, dsn, work / "repair", runs),
         "pitr": lambda: pitr.run(box, work / "pitr", runs),
     }
     for name in SIZED:
