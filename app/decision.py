@@ -8,11 +8,30 @@ UNREACHABLE says what to check (a rollback cannot run while the database is down
 the tier is the worst tier any finding reaches; the type follows from what the findings at the
 rollback tier would need restored (schema objects only -> Type 1; table data of a few tables ->
 Type 2 with those tables; data of most tables -> Type 3).
+
+The repair (Type 4) instead of Type 2: when every table Type 2 would reload is a table whose
+rows the migration damaged (row by row against the backup's dump: rows deleted, or changed
+beyond what the app's traffic explains), that has a key to match rows by (a primary key, or a
+unique key over NOT NULL columns), and that users wrote to after the migration. Those writes
+are counted by app.checks.data_compare.later_writes: the rows whose updated_at/created_at is
+later than the migration's time (the migration's own stamp left out), or, without such a
+column, the rows inserted since the backup. The migration's time must be known
+(target.migration_at, or Supabase's migrations table): without it, writes since the backup
+cannot be put before or after the migration (writes before it are kept by a Type 2 from a
+point in time before it), so Type 2 as before, with a note saying what to give. Type 2 would
+replace the users' rows with the backup's; the repair puts back only what the migration
+destroyed and keeps them. A damaged table without a key cannot be repaired (its rows cannot
+be matched): Type 2, and the decision says why; a damaged table nobody wrote to after the
+migration: Type 2 as before (it loses nothing users wrote after it). When only some tables
+qualify, Type 2 of all of them (one type is recommended), and the notes name the tables the
+repair could have kept the writes of. Type 1 first (a table or column gone) and Type 3 (most
+tables damaged) are decided before, as before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import IntEnum
 from typing import Any, Literal
 
@@ -20,7 +39,7 @@ from app.capabilities import IN_PLACE_BY_SCHEMA, Capability
 from app.checks.model import CheckResult, Finding, Kind, Status
 from app.exits import ASSESS_EXIT_CODES
 from app.forward_fix import FixStep, fix_for, statements
-from app.rollback.registry import Restores, TypeSpec, all_types
+from app.rollback.registry import Restores, TypeSpec, all_types, rollback_type
 
 Scope = Literal["data", "schema", "none"]
 
@@ -151,6 +170,22 @@ def _how(check: str, summary: str) -> str:
     return HOW.get(check, "see the check's summary, then assess again")
 
 
+@dataclass(frozen=True)
+class RepairSources:
+    """What a repair could run from on this target (the assessment fills it in): the [pitr]
+    engine and the marks made on this database, the set compared with, the migration's time."""
+
+    target: str
+    pitr: str | None = None                       # the [pitr] engine; None: not configured
+    marks: tuple[tuple[str, datetime], ...] = ()  # (label, time), oldest first
+    backup: str | None = None
+    migration_at: datetime | None = None
+
+
+DAMAGE_KINDS = (Kind.DATA_LOSS, Kind.DATA_CORRUPTION)
+REPAIR = "repair"   # the zero-loss repair's key (app/rollback/types/repair.py)
+
+
 @dataclass
 class Decision:
     tier: Tier
@@ -168,6 +203,10 @@ class Decision:
     # Type 3 as this role (app.capabilities): how it runs here, or why not and the way instead
     full_how: str = ""
     instead: str = ""
+    # the repair (Type 4) when recommended: per table the users' rows it keeps, what it needs
+    # and the command; notes: why the repair was not recommended where it was weighed
+    repair: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -211,8 +250,13 @@ class Decision:
                      f"{then.title.lower()} of {tables} (the other tables keep their writes)")
         if self.full_how and t.restores == "database":
             what += f" ({self.full_how})"
+        if self.repair:
+            return (f"Roll back now: {what} (risk {t.risk}, downtime {t.downtime}). "
+                    f"{self.repair['why']} It needs {self.repair['needs']} Run: "
+                    f"`{self.repair['command']}`." + self._missing_note())
+        notes = "".join(f" {n}" for n in self.notes)
         return (f"Roll back now: {what} (risk {t.risk}, downtime {t.downtime})."
-                + self._missing_note())
+                + notes + self._missing_note())
 
     def _missing_note(self) -> str:
         if not self.missing:
@@ -237,6 +281,8 @@ class Decision:
                      if self.then_partial else None),
             "fix": statements(self.fix) if self.tier is Tier.FORWARD_FIX else None,
             "instead": self.instead or None,
+            "repair": self.repair or None,
+            "notes": self.notes,
         }
 
 
@@ -322,11 +368,12 @@ def unreachable_results(checks: list[tuple[str, str]], why: str) -> list[CheckRe
 
 
 def decide(results: list[CheckResult], backup_tables: list[str] | None = None,
-           full: Capability | None = None) -> Decision:
+           full: Capability | None = None, sources: RepairSources | None = None) -> Decision:
     """Place the findings in the runbook's tiers and give the tier's path: a rollback type for
     IMMEDIATE ROLLBACK, the fix for FORWARD-FIX. HEALTHY only when every check ran: otherwise
     INCONCLUSIVE, naming what is missing, unless a finding reaches a tier above it. ``full``:
-    Type 3 as the connected role (see ``_as_role``)."""
+    Type 3 as the connected role (see ``_as_role``); ``sources``: what a repair could run
+    from here (see ``RepairSources``)."""
     reasons = sorted(
         (Reason(RULE_BY_KIND[f.kind].tier, f.kind, RULE_BY_KIND[f.kind].runbook, r.check,
                 f.summary, f.tables, f.evidence) for r in results for f in r.findings),
@@ -342,7 +389,8 @@ def decide(results: list[CheckResult], backup_tables: list[str] | None = None,
                    for m in missing]
     if tier < Tier.FORWARD_FIX or tier is Tier.UNREACHABLE:
         return Decision(tier, reasons, None, [], {}, not_run, missing=missing)
-    chosen = _as_role(_rollback(tier, reasons, results, backup_tables, not_run, missing), full)
+    chosen = _as_role(_rollback(tier, reasons, results, backup_tables, not_run, missing,
+                                sources), full)
     if tier is Tier.FORWARD_FIX:
         fix = fix_for((x.kind, x.summary, x.evidence) for x in reasons
                       if x.tier is Tier.FORWARD_FIX)
@@ -365,7 +413,7 @@ def _as_role(chosen: Decision, full: Capability | None) -> Decision:
 
 def _rollback(tier: Tier, reasons: list[Reason], results: list[CheckResult],
               backup_tables: list[str] | None, not_run: list[str],
-              missing: list[Missing]) -> Decision:
+              missing: list[Missing], sources: RepairSources | None = None) -> Decision:
     """The rollback the findings at the acting tiers would need."""
     acting = [x for x in reasons if x.tier >= Tier.FORWARD_FIX]
     damaged = {t for x in acting if x.kind in (Kind.DATA_LOSS, Kind.DATA_CORRUPTION)
@@ -394,7 +442,119 @@ def _rollback(tier: Tier, reasons: list[Reason], results: list[CheckResult],
                       "added_since_backup": added}
         return Decision(tier, reasons, first, [], would_lose, not_run,
                         then_partial=data_tables, missing=missing)
+    kept, notes = _repairable(acting, data_tables)
+    if data_tables and len(kept) == len(data_tables):
+        repair = rollback_type(REPAIR)
+        type2 = _would_lose(restoring("tables"), data_tables, by_name)
+        return Decision(tier, reasons, repair, data_tables,
+                        {"data": repair.loses,
+                         "users_rows_after_the_migration_kept": {
+                             t: k["rows"] for t, k in kept.items()},
+                         "type_2_instead_would_lose": type2["tables"]},
+                        not_run, missing=missing,
+                        repair=_repair_facts(kept, data_tables, sources))
     kind, tables = (restoring("tables"), data_tables) if data_tables else \
         (restoring("schema"), [])
     return Decision(tier, reasons, kind, tables,
-                    _would_lose(kind, tables, by_name), not_run, missing=missing)
+                    _would_lose(kind, tables, by_name), not_run, missing=missing,
+                    notes=notes)
+
+
+def _repairable(acting: list[Reason], data_tables: list[str]
+                ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The tables the repair could put back while keeping users' writes after the migration
+    ({table: rows written after it, how counted, the damage}), and notes on the tables it was
+    weighed for and cannot take (the rule: the module's docstring)."""
+    kept: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for t in data_tables:
+        damage = next((x for x in acting if x.kind in DAMAGE_KINDS and t in x.tables
+                       and "after_migration" in x.evidence), None)
+        if damage is None:
+            continue
+        ev = damage.evidence
+        later = ev["after_migration"]
+        rows = later.get("rows")
+        if rows is None and ev.get("keyed") and later.get("inserted_since_backup"):
+            notes.append(f"Users wrote to {t} since the backup "
+                         f"({later['inserted_since_backup']} rows inserted), but the "
+                         "migration's time is unknown, so whether after it is not known: set "
+                         "target.migration_at and assess again. If they did, the zero-loss "
+                         f"repair (Type 4, `run --type repair --tables {t}`) keeps those rows "
+                         "where Type 2 replaces them.")
+            continue
+        if not rows:
+            continue   # nobody wrote to it after the migration: Type 2 loses none of that
+        if not ev.get("keyed"):
+            notes.append(f"The zero-loss repair cannot run on {t}: it has no primary key or "
+                         "unique NOT NULL key to match its rows by, so Type 2 instead; it "
+                         f"replaces the {rows} rows users wrote "
+                         f"{later.get('basis', 'after the migration')} "
+                         f"({later.get('counted')}; exported first).")
+            continue
+        kept[t] = {"rows": rows, "counted": later.get("counted"),
+                   "deleted": ev.get("deleted", 0), "changed": ev.get("changed", 0),
+                   "migration_at": later.get("migration_at"),
+                   "basis": later.get("basis", "after the migration")}
+    if kept and len(kept) < len(data_tables):
+        others = [t for t in data_tables if t not in kept]
+        notes.append(f"The zero-loss repair would keep users' writes after the migration on "
+                     f"{', '.join(kept)}, but {', '.join(others)} need(s) Type 2: one type is "
+                     "recommended, so Type 2 of all (or run `run --type repair --tables "
+                     f"{','.join(kept)}` for those, then Type 2 of the others).")
+    return kept, notes
+
+
+def _repair_facts(kept: dict[str, dict[str, Any]], tables: list[str],
+                  sources: RepairSources | None) -> dict[str, Any]:
+    """Why the repair, what it needs (which of its two sources this operator has), and the
+    command to run."""
+    total = sum(int(k["rows"]) for k in kept.values())
+    named = ", ".join(f"{t} ({k['rows']})" for t, k in kept.items())
+    bases = {k["basis"] for k in kept.values()}
+    when = "after the migration" if bases == {"after the migration"} else \
+        "since the backup (inserted rows, counted row by row: no updated_at/created_at dates them)"
+    why = (f"Type 2 would replace {total} rows users wrote {when} ({named}); the repair "
+           "keeps them and puts back only the rows the migration deleted or changed.")
+    target = sources.target if sources else "<target>"
+    confirm = f"--confirm 'ROLLBACK {target}'"
+    listed = ",".join(tables)
+    # what the evidence shows (rows deleted; rows changed: columns blanked, the likeliest);
+    # "common" is the operator's to add: users' own edits can set one value on many rows too
+    classes = (["deleted"] if any(k["deleted"] for k in kept.values()) else []) + (
+        ["nulled"] if any(k["changed"] for k in kept.values()) else [])
+    damage = ",".join(classes or ["deleted", "nulled"])
+    backup = f" --backup {sources.backup}" if sources and sources.backup else ""
+    from_dump = (f"rollback-console run --type repair --tables {listed}{backup} "
+                 f"--damage {damage} {confirm}")
+    two_moments = ("a point in time before the migration and one right after it committed "
+                   "(--at, --after: needs [pitr])")
+    dump_way = ("or the backup set's dump with the classes of damage to put back (--damage "
+                "deleted,nulled,common[:COLUMN]: from a dump the migration's writes cannot be "
+                "told from users', so choose the classes; --dry-run shows the rows of each "
+                "first)")
+    if sources is None or sources.pitr is None:
+        needs = (f"{two_moments}, {dump_way}. No [pitr] is configured here, so: the dump "
+                 f"({sources.backup if sources and sources.backup else 'the newest set'}).")
+        return {"why": why, "needs": needs, "command": from_dump, "source": "dump",
+                "pitr": None, "marks": [], "tables": kept}
+    known = next((k["migration_at"] for k in kept.values() if k.get("migration_at")), None)
+    at = sources.migration_at or (datetime.fromisoformat(known) if known else None)
+    before = [m for m in sources.marks if at is None or m[1] < at]
+    after = [m for m in sources.marks if at is not None and m[1] > at]
+    at_arg = before[-1][0] if before else "<before>"
+    after_arg = after[0][0] if after else "<after>"
+    command = (f"rollback-console run --type repair --tables {listed} --at {at_arg} "
+               f"--after {after_arg} {confirm}")
+    if sources.marks:
+        have = (f"[pitr] is configured ({sources.pitr}) and {len(sources.marks)} mark(s) are "
+                "on this database (" + ", ".join(label for label, _ in sources.marks) + ")"
+                + ("" if before and after else
+                   "; give a mark, time or LSN for the moment missing"))
+    else:
+        have = (f"[pitr] is configured ({sources.pitr}) but no mark is on this database: give "
+                "times or LSNs (--at before the migration, --after right after it committed)")
+    return {"why": why, "needs": f"{two_moments}, {dump_way}. {have}.", "command": command,
+            "source": "pitr", "pitr": sources.pitr,
+            "marks": [label for label, _ in sources.marks], "dump_command": from_dump,
+            "tables": kept}

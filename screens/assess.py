@@ -45,6 +45,15 @@ OFFERS = {"accept": {Tier.IMMEDIATE_ROLLBACK}, "override": {Tier.IMMEDIATE_ROLLB
 FIX_FILE = "suggested-fix.sql"
 
 
+def _kind(key: str) -> str:
+    """The plan screen's type: the registry's key, a str for every registered type (the
+    repair's "repair" too); a built-in one's RollbackType member, which is that same str."""
+    try:
+        return RollbackType(key)
+    except ValueError:
+        return key
+
+
 class AssessScreen(ChecksScreen[None]):
     WRITES = CHANGES_SOMETHING | {"against"}
     BINDINGS = [
@@ -133,6 +142,11 @@ class AssessScreen(ChecksScreen[None]):
             r = decision.recommended
             verdict.append(f"Type {r.number}: {r.title}. Risk {r.risk}, downtime "
                            f"{r.downtime}.\n", style="bold")
+            if decision.repair:
+                for table, n in (decision.would_lose.get(
+                        "users_rows_after_the_migration_kept") or {}).items():
+                    verdict.append(f"keeps: {table}: {n} rows users wrote after the migration "
+                                   "(Type 2 would replace them)\n")
             lose = decision.would_lose.get("tables") or {}
             for table, facts in lose.items():
                 n = facts.get("rows_written_since_backup")
@@ -236,7 +250,10 @@ class AssessScreen(ChecksScreen[None]):
         if d.recommended is None:   # only offered for IMMEDIATE ROLLBACK, which has one
             return
         journal = self._journal_decision(f"accept {d.recommended.key}", "recommendation")
-        self.app.push_screen(PlanScreen(RollbackType(d.recommended.key), tuple(d.tables),
+        if d.repair:   # the plan screen builds it; headless, the command says every option
+            self.notify(f"Headless: {d.repair['command']}", title="Zero-loss repair",
+                        timeout=30)
+        self.app.push_screen(PlanScreen(_kind(d.recommended.key), tuple(d.tables),
                                         journal=journal))
 
     def action_save_fix(self) -> None:
@@ -276,7 +293,7 @@ class AssessScreen(ChecksScreen[None]):
             if not reason:
                 return
             journal = self._journal_decision("override", reason)
-            kind = RollbackType(d.recommended.key) if d.recommended else RollbackType.PARTIAL
+            kind = _kind(d.recommended.key) if d.recommended else RollbackType.PARTIAL
             self.app.push_screen(PlanScreen(kind, tuple(d.tables), journal=journal))
 
         self.app.push_screen(ReasonScreen(
@@ -295,8 +312,7 @@ class AssessScreen(ChecksScreen[None]):
         def answered(reason: str | None) -> None:
             if not reason:
                 return
-            kind = RollbackType(d.override_type.key) if d.override_type else \
-                RollbackType.SCHEMA
+            kind = _kind(d.override_type.key) if d.override_type else RollbackType.SCHEMA
             journal = self._journal_decision("override", reason, against=tier,
                                              type=str(kind))
             self.app.push_screen(PlanScreen(kind, tuple(d.tables), journal=journal,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 
 from app import catalog
@@ -170,5 +171,30 @@ async def _assess(config: Config, backup_id: str | None, specs: list[CheckSpec],
             tables, set_id = None, None
         async with ctx.pool.acquire() as conn:   # Type 3 as this role (issue 19)
             full = (await capabilities(conn))[FULL]
-    decision = decision_mod.decide(results, tables, full)
+            sources = await _repair_sources(config, conn, set_id)
+    decision = decision_mod.decide(results, tables, full, sources)
     return Assessment(config.target.name, set_id, started, results, decision)
+
+
+async def _repair_sources(config: Config, conn: asyncpg.Connection,
+                          set_id: str | None) -> decision_mod.RepairSources:
+    """What a repair could run from here: [pitr] and the marks made on this database, and the
+    set compared with. The marks are read from their journal as app.pitr.marks.marks_on reads
+    it (app.pitr sits above the checks: its journal's path and entries, not its module)."""
+    marks: tuple[tuple[str, datetime], ...] = ()
+    if config.pitr is not None:
+        from app.journal import Journal, JournalCorrupt
+        from app.paths import state_dir
+
+        try:
+            ident = await catalog.identity(conn)
+            entries = Journal(state_dir() / "marks" / "journal.jsonl").of_kind("mark")
+            marks = tuple((str(e.data["label"]), datetime.fromisoformat(str(e.data["at"])))
+                          for e in entries
+                          if e.data.get("system_identifier") == ident.system_identifier
+                          and e.data.get("database") == ident.name)
+        except (OSError, ValueError, KeyError, JournalCorrupt):
+            marks = ()   # unreadable: the decision then says no mark is on this database
+    return decision_mod.RepairSources(config.target.name,
+                                      config.pitr.engine if config.pitr else None,
+                                      marks, set_id)

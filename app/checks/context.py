@@ -205,6 +205,24 @@ class CheckContext:
         default_factory=dict)
     # table -> is its content the backup's (checksums equal)? see share_scans
     shared_unchanged: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
+    # when the bad migration ran and where that comes from (see ``migration_moment``)
+    _migration: tuple[datetime | None, str] | None = None
+
+    async def migration_moment(self, conn: asyncpg.Connection) -> tuple[datetime | None, str]:
+        """When the bad migration ran (target.migration_at, else Supabase's migrations table
+        when the set is older than its newest version), and where that comes from; read once
+        per assessment, and only when asked (a damaged table's writes after it)."""
+        if self._migration is None:
+            from app.backups.backupset import migration_time
+
+            cfg = self.config.target
+            try:
+                self._migration = await migration_time(
+                    conn, cfg.migration_at, self.baseline.directory if self.baseline else None,
+                    cfg.tools_dir)
+            except (OSError, RuntimeError, ValueError, asyncpg.PostgresError) as exc:
+                self._migration = (None, f"unknown ({type(exc).__name__}: {exc})")
+        return self._migration
 
     def share_scans(self, checks: Collection[str]) -> None:
         """data_integrity reads every table once; what it learns is shared instead of read

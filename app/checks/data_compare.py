@@ -15,7 +15,8 @@ import asyncpg
 from app import catalog
 from app.checks.context import CheckContext
 from app.checks.model import Finding, Kind
-from app.checks.table_scan import scan_table
+from app.checks.runner import LOCKED
+from app.checks.table_scan import scan_table, timestamp_column
 
 if TYPE_CHECKING:
     from app.rowdiff import BackupIndex, RowDiff, Shape
@@ -97,6 +98,10 @@ async def by_rows(ctx: CheckContext, conn: asyncpg.Connection, table: str, dump:
                                  evidence)
         findings += [finding] if finding else []
         notes += [note] if note else []
+    if any(f.kind in (Kind.DATA_LOSS, Kind.DATA_CORRUPTION) for f in findings):
+        # damage: what the repair (Type 4) needs to be weighed against Type 2
+        evidence["keyed"] = shape.key is not None
+        evidence["after_migration"] = await later_writes(ctx, conn, table, diff)
     growth = diff.live_rows - n
     if growth > tol:
         findings.append(Finding(Kind.UNEXPECTED_GROWTH, f"{table} grew by {growth} rows since "
@@ -106,6 +111,55 @@ async def by_rows(ctx: CheckContext, conn: asyncpg.Connection, table: str, dump:
         notes.append(f"{table}: columns not compared (dropped or retyped since the backup): "
                      + ", ".join(diff.columns_left_out))
     return Scan(info, findings, notes)
+
+
+async def later_writes(ctx: CheckContext, conn: asyncpg.Connection, table: str,
+                       diff: RowDiff) -> dict[str, Any]:
+    """The rows users wrote to a damaged table after the migration: what a Type 2 of it would
+    replace and the repair keeps (app/decision.py weighs the two).
+
+    With the migration's time known (target.migration_at, or Supabase's migrations table) and
+    an updated_at/created_at column: the rows stamped later than that time, less the rows of
+    the earliest such stamp when the migration changed rows (a migration runs in one
+    transaction, so every row it stamped carries one and the same now(), the first after its
+    time; an update trigger stamps the rows it damaged) and that stamp holds no more rows than
+    the rows changed since the backup. With the migration's time known and no such column:
+    the rows inserted since the backup (keys the backup does not have; updates are then not
+    counted). With its time unknown: ``rows`` is None (writes since the backup cannot be put
+    before or after it), and ``inserted_since_backup`` says whether users wrote at all."""
+    at, source = await ctx.migration_moment(conn)
+    col = await timestamp_column(conn, table)
+    out: dict[str, Any] = {"migration_at": at.isoformat() if at else None,
+                           "migration_time_from": source or ("given" if at else "unknown")}
+    if at is not None and col is not None:
+        q = catalog.quote_ident(col)
+        t = catalog.qualified(table)
+        try:
+            row = await catalog.one_row(
+                conn, f"SELECT count(*) FILTER (WHERE {q} > $1::timestamptz) AS n, "
+                      f"min({q}) FILTER (WHERE {q} > $1::timestamptz) AS first, "
+                      f"max({q})::text AS last "
+                      f"FROM {t}", at)
+            first = row["first"]
+            stamped = 0 if first is None else int((await catalog.one_row(
+                conn, f"SELECT count(*) AS n FROM {t} WHERE {q} = $1", first))["n"])
+        except LOCKED:
+            return {**out, "rows": None, "counted": "another session's lock stopped the count"}
+        n = int(row["n"])
+        own = stamped if diff.changed and 0 < stamped <= diff.changed else 0
+        return {**out, "rows": n - own, "basis": "after the migration", "column": col,
+                "last_write": row["last"],
+                "migration_stamped": own,
+                "counted": f"{col} later than the migration's time"
+                           + (f" ({own} rows of its own stamp left out)" if own else "")}
+    if at is None:
+        return {**out, "rows": None, "inserted_since_backup": diff.inserted, "column": col,
+                "counted": "not counted: the migration's time is unknown (give "
+                           "target.migration_at)"}
+    return {**out, "rows": diff.inserted, "basis": "since the backup", "column": col,
+            "counted": f"rows inserted since the backup, row by row ({table} has no "
+                       "updated_at/created_at column: updates after the migration are not "
+                       "counted)"}
 
 
 async def _row_index(directory: Path, table: str, dump: Path, shape: Shape,
