@@ -246,7 +246,11 @@ def test_a_drill_the_player_cannot_play_yet_is_played_by_name() -> None:
     assert drills.pick(None, {s.name for s in drills.playable()}) is drills.playable()[0]
     assert "`rollback-console pitr`" in late.briefing
     assert "from the point in time (the mark before-migration)" in late.answer
-    assert all(not s.point_in_time and not s.mark for s in drills.SCENARIOS if s is not late)
+    busy = drills.BY_NAME["busy-afternoon"]
+    assert busy.player_needs and busy not in drills.playable()
+    assert busy in drills.playable(by_name=True) and drills.pick("busy-afternoon") is busy
+    assert all(not s.point_in_time and not s.mark for s in drills.SCENARIOS
+               if s not in (late, busy))
 
 
 def _pit_drill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: dict[str, object],
@@ -333,3 +337,139 @@ def test_the_point_in_time_read_from_the_manifest_is_judged_against_the_mark(
     if not right:
         assert "✖ +0 source: the point in time the moment: " in text
         assert ("holds the damage" in text) == (moment > -9.5)
+
+
+async def test_busy_afternoon_is_an_immediate_rollback_of_media(console_config: Path,
+                                                               demo_db: DemoDb,
+                                                               demo_app: DemoApp,
+                                                               conn: asyncpg.Connection) -> None:
+    """Against the dump, the migration's deletions and rewrites are damage to media alone; the
+    users' writes after it (to media and the other tables) are traffic."""
+    busy = drills.BY_NAME["busy-afternoon"]
+    cfg = config.load(console_config)
+    await create_set(cfg, "before-drill")
+    await conn.execute(busy.before_mark)
+    await conn.execute(busy.migration)
+    await conn.execute(busy.after)
+    d = (await run_assessment(cfg)).decision
+    assert d.tier.label == busy.expected_tier, d.to_dict()
+    assert tuple(d.tables) == busy.tables, d.to_dict()
+
+
+def _repair_drill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opened: dict[str, object],
+                  after_point: dict[str, object] | None = None) -> tuple[object, str]:
+    """busy-afternoon's journals as a headless play writes them: the facts of the setup, the
+    call, the rollback ``opened`` (its sets in tmp_path/sets: pitr-before, pitr-after with
+    ``after_point``), done, validated; the score and the debrief."""
+    import json
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from app.drill_score import DrillFacts, debrief_text, save_facts, score
+    from app.journal import incidents_root
+
+    monkeypatch.setenv("ROLLBACK_CONSOLE_HOME", str(tmp_path))
+    now = datetime.now(UTC)
+    save_facts(DrillFacts(
+        scenario="busy-afternoon", dump_id="20261202T041000Z-before-drill",
+        dump_at=(now - timedelta(seconds=30)).isoformat(), mark="before-migration",
+        mark_at=(now - timedelta(seconds=10)).isoformat(), mark_lsn="0/3000090",
+        migration_at=(now - timedelta(seconds=9)).isoformat(),
+        lost={"public.media": {"new": 7, "edited": 0, "new_keys": ["301"], "edited_keys": [],
+                               "since_dump": 40}},
+        prepared_at=time.time() - 5, after_mark="after-migration",
+        after_mark_at=(now - timedelta(seconds=8)).isoformat(), after_mark_lsn="0/4000090",
+        written_after={"public.media": {"new": 3, "edited": 30, "new_keys": ["308"],
+                                        "edited_keys": ["5", "12"],
+                                        "keys": ["308", "5", "12", "22"]}},
+        damaged={"public.media": {"1": "a", "2": "b", "12": "c", "22": None}}))
+    sets = tmp_path / "sets"
+    for name, point in (("pitr-before", {"kind": "name", "value": "before-migration",
+                                         "said": "mark before-migration", "at": None,
+                                         "lsn": "0/30000A0"}),
+                        ("pitr-after", after_point or {
+                            "kind": "name", "value": "after-migration",
+                            "said": "mark after-migration", "at": None, "lsn": "0/40000A0"})):
+        (sets / name).mkdir(parents=True, exist_ok=True)
+        (sets / name / "manifest.json").write_text(json.dumps({"point_in_time": point}))
+    started = time.time()
+    journal = Journal.open(incidents_root() / "drill-1")
+    journal.append("incident_opened", **{"target": "t", "tables": ["public.media"],
+                                         "conflicts": "keep", **opened})
+    journal.append("step_finished", step="repair", status="done", elapsed_s=1.0)
+    journal.append("incident_closed", outcome="done")
+    journal.append("validation", passed=True)
+    journal.append("assessment", tier="IMMEDIATE ROLLBACK", action="headless drill")
+    scenario = drills.BY_NAME["busy-afternoon"]
+    result = score(scenario, started, "trainee")
+    return result, debrief_text(scenario, result, [])
+
+
+def _pit(tmp_path: Path, name: str = "pitr-before") -> dict[str, object]:
+    return {"kind": "backup_set", "id": name, "path": str(tmp_path / "sets" / name)}
+
+
+def test_busy_afternoon_the_repair_from_the_two_marks_scores_100(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, text = _repair_drill(tmp_path, monkeypatch, {
+        "type": "repair", "backup": "pitr-before", "source": _pit(tmp_path),
+        "after": "pitr-after"})
+    assert result.points == 100, result.lines  # type: ignore[attr-defined]
+    assert "✔ +10 type: repair (conflicts: keep)" in text
+    assert "✔ +15 source: the two moments, mark before-migration and mark after-migration: " \
+        "it put back the 2 rows the migration touched that nobody touched since and kept 33 " \
+        "rows users wrote after the migration (3 new and 30 edited in public.media, e.g. id " \
+        "308, 5, 12), the 2 conflicts among them" in text
+    assert "--at before-migration --after after-migration" in text
+    assert "conflicts kept as the users left them" in text
+
+
+def test_busy_afternoon_conflicts_taken_back_cost_half_the_type(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, text = _repair_drill(tmp_path, monkeypatch, {
+        "type": "repair", "backup": "pitr-before", "source": _pit(tmp_path),
+        "after": "pitr-after", "conflicts": "take"})
+    assert result.points == 95, result.lines  # type: ignore[attr-defined]
+    assert "✖ +5 type: repair, but --conflicts take put the 2 damaged rows users had edited " \
+        "since back to before the migration" in text
+
+
+@pytest.mark.parametrize(("moment", "right"), [(-8.5, True), (-8, True), (-5, False),
+                                               (-9.5, False)])
+def test_busy_afternoon_the_after_moment_is_judged_against_the_migration_and_the_mark(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: float, right: bool) -> None:
+    """--after a time: from the migration up to the mark after it is right; later, users'
+    writes look like the migration's; before the migration, there is nothing to repair."""
+    from datetime import UTC, datetime, timedelta
+
+    at = (datetime.now(UTC) + timedelta(seconds=moment)).isoformat()
+    result, text = _repair_drill(tmp_path, monkeypatch, {
+        "type": "repair", "backup": "pitr-before", "source": _pit(tmp_path),
+        "after": "pitr-after"}, {"kind": "time", "value": at, "said": "the moment", "at": at,
+                                 "lsn": None})
+    assert (result.points == 100) == right, result.lines  # type: ignore[attr-defined]
+    if not right:
+        assert "✖ +0 source: --after the moment: " in text
+        assert ("count as the migration's" in text) == (moment > -8)
+
+
+def test_busy_afternoon_a_type_2_or_a_repair_from_the_dump_says_what_it_cost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dump = {"kind": "backup_set", "id": "before-drill", "path": str(tmp_path / "no-such")}
+    result, text = _repair_drill(tmp_path / "a", monkeypatch, {
+        "type": "partial", "backup": "before-drill", "source": dump})
+    assert result.points == 75, result.lines  # type: ignore[attr-defined]
+    assert "a Type 2 (partial) replaces the whole of public.media: it lost the 40 rows users " \
+        "wrote to public.media since the " in text
+    assert "33 rows users wrote after the migration (3 new and 30 edited" in text
+    result, text = _repair_drill(tmp_path / "b", monkeypatch, {
+        "type": "partial", "backup": "pitr-before", "source": _pit(tmp_path / "b")})
+    assert result.points == 75, result.lines  # type: ignore[attr-defined]
+    assert "✖ +0 source: mark before-migration: a Type 2 (partial) replaces the whole of " \
+        "public.media: it lost 33 rows users wrote after the migration" in text
+    result, text = _repair_drill(tmp_path / "c", monkeypatch, {
+        "type": "repair", "backup": "before-drill", "source": dump,
+        "damage": ["deleted", "nulled"]})
+    assert result.points == 90, result.lines  # type: ignore[attr-defined]
+    assert "✖ +5 source: a repair from the " in text and " dump (before-drill) only " \
+        "(--damage deleted,nulled): it put back what looked like damage" in text
