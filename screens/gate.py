@@ -1,7 +1,7 @@
-"""The confirmation gate: the blast radius (and, from a point in time, which moment), and the
-exact phrase to type. Cancel has the focus (enter there cancels); typing a letter moves into
-the phrase field, so an operator can just type the phrase and press enter. Anything but the
-exact phrase keeps the gate shut and says what is expected."""
+"""The confirmation gate: the blast radius (and, from a point in time, which moment; the
+repair's two), and the exact phrase to type. Cancel has the focus (enter there cancels); typing
+a letter moves into the phrase field, so an operator can just type the phrase and press enter.
+Anything but the exact phrase keeps the gate shut and says what is expected."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from widgets.blast_radius import BlastRadius
+from widgets.blast_radius import BlastRadius, marked_word
 
 
 class GateScreen(ModalScreen[bool]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, blast_radius: list[str], phrase: str, moment: str = ""):
+    def __init__(self, title: str, blast_radius: list[str], phrase: str, moment: str = "",
+                 after: str = "", kind: str = ""):
         super().__init__()
         self.title_text = title
         self.moment = moment   # a point-in-time source: which moment (widgets.blast_radius)
+        self.after = after     # the repair's second moment: right after the migration
+        self.kind = kind       # the rollback type's key: how its '!' lines are marked
         self.blast_radius = blast_radius
         self.phrase = phrase
         self.attempts = 0
@@ -30,8 +33,10 @@ class GateScreen(ModalScreen[bool]):
         with VerticalScroll(id="gate-box"):
             yield Static(self.title_text, id="gate-title")
             if self.moment:
-                yield Static(f"Point in time: {self.moment}", id="gate-moment")
-            yield BlastRadius(self.blast_radius, id="gate-blast")
+                yield Static(f"Point in time: {self.moment}"
+                             + (f"\nRight after the migration: {self.after}" if self.after
+                                else ""), id="gate-moment")
+            yield BlastRadius(self.blast_radius, marked=marked_word(self.kind), id="gate-blast")
             yield Static(f"To go ahead, type exactly:  {self.phrase}", id="gate-phrase")
             yield Input(placeholder="type the phrase here", id="gate-input",
                         select_on_focus=False)   # the first letter typed stays

@@ -2,7 +2,11 @@
 WAL archive when the config has [pitr]); see the plan (every step, its SQL and commands) and the
 blast radius; then the gate. Building the plan only reads the target; a point in time is
 restored ASIDE first (a scratch cluster, never the live one) and captured as a verified set,
-which then is the plan's source like any other."""
+which then is the plan's source like any other.
+
+The repair (Type 4, app/rollback/repair.py) takes two moments from a point in time: before the
+migration and right after it (each restored aside in turn, the plan built from both), or, from
+a backup set, the classes of damage to put back; and what to do with rows users changed too."""
 
 from __future__ import annotations
 
@@ -15,11 +19,11 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, HorizontalGroup, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Input, OptionList, ProgressBar, SelectionList, Static
 from textual.widgets.option_list import Option
-from textual.worker import Worker
+from textual.worker import Worker, WorkerState
 
 from app.backups.backupset import BackupSet, list_sets
 from app.catalog import qualified
@@ -38,14 +42,15 @@ from app.rollback.plan import Plan
 from app.rollback.plans import build_plan
 from app.rollback.registry import all_types, rollback_type
 from app.rollback.schema import nothing_to_do
-from screens.backups import pitr_failure, read_window, window_text
+from screens.backups import read_window, window_text
 from screens.base import ConsoleScreen
 from screens.gate import GateScreen
 from screens.reason import ReasonScreen
 from screens.rollback import RollbackScreen
-from screens.work import Group
+from screens.work import DOING, PITR_WORK, Group
 from widgets.blast_radius import (
     mark_label,
+    marked_word,
     moment_words,
     point_in_time_of,
     seconds_in_words,
@@ -82,6 +87,29 @@ SET, PITR = "set", "pitr"
 MOMENT_HINT = ("enter (in the field) or b: restore it aside, then build the plan; tab into "
                "the field to change it")
 
+REPAIR = "repair"   # Type 4's key (app/rollback/types/repair.py)
+REPAIR_ABOUT = (
+    "Zero-loss repair: puts back only what the migration did to the chosen tables' rows "
+    "(re-inserts the rows it deleted, reverts the columns it changed, deletes the rows it "
+    "inserted) and keeps every row users wrote after it. Online: no maintenance, one "
+    "transaction in batches, row locks only; the rows it touches are saved first. It needs a "
+    "key on each table (a primary key, or a unique key over NOT NULL columns) and two moments: "
+    "just before the migration and right after it committed, both restored aside (never the "
+    "live database); from a backup set only, the classes of damage you check instead.")
+# the damage classes from a dump (--damage), as the checkboxes say them
+DAMAGE = (("deleted", "deleted rows (re-inserted)"),
+          ("nulled", "NULLed columns (reverted)"),
+          ("common", "one common value on many rows (reverted)"),
+          ("inserted", "inserted rows (deleted)"))
+DAMAGE_NOTE = ("⚠ no moment after the migration: users' edits cannot be told from the "
+               "migration's. Check what it did:")
+# rows users changed too (--conflicts)
+CONFLICTS = (("keep", "keep the user's version (default)"),
+             ("take", "take the version before the migration"),
+             ("export", "keep the user's version and export both"))
+NO_AFTER = ("make a mark right after the migration (`rollback-console mark --label after-…`), "
+            "or type the moment it committed")
+
 
 class PlanScreen(ConsoleScreen[None]):
     BINDINGS = [
@@ -98,7 +126,16 @@ class PlanScreen(ConsoleScreen[None]):
         "migration, else one second before it; the newest mark, said as unchecked, when the "
         "migration's time is unknown), and b (or enter in the field) restores that "
         "moment aside, a scratch cluster, never the live database, then builds the plan from "
-        "it. A moment outside the window or behind a gap is refused before anything starts.")
+        "it. A moment outside the window or behind a gap is refused before anything starts. "
+        "The repair (Type 4) asks for two moments: before the migration (the first field) and "
+        "right after it committed (the second; default: the oldest mark after the migration's "
+        "time): b restores both aside, one after the other, then builds the plan from them. "
+        "From a backup set it asks instead which classes of damage to put back (space toggles "
+        "one): without the moment after, users' edits cannot be told from the migration's. "
+        "Rows users changed too (conflicts): enter on an answer chooses it (keep the user's "
+        "version, the default; take the version before the migration; keep and export both). "
+        "The gate shows per table the rows to re-insert, revert and delete, the conflicts and "
+        "the rows written after the migration that are kept.")
 
     def __init__(self, kind: str = RollbackType.PARTIAL,
                  tables: tuple[str, ...] = (), journal: Journal | None = None,
@@ -122,7 +159,18 @@ class PlanScreen(ConsoleScreen[None]):
         self.default_text = ""                            # what the field shows for it
         self.default_note = ""   # why there is no default, or what to check about it
         self.captured: dict[tuple[str, str, tuple[str, ...], bool], BackupSet] = {}
-        self.wanted: tuple[tuple[str, str, tuple[str, ...], bool], Options] | None = None
+        # the moments to restore aside for the plan wanted (the repair: before, then after),
+        # each (role, target, key), and the plan's options; the sets captured for it by role
+        self.wanted: tuple[list[tuple[str, PointTarget, tuple[str, str, tuple[str, ...],
+                                                               bool]]], Options] | None = None
+        self.moment_sets: dict[str, BackupSet] = {}
+        self.restoring = ""   # the role of the moment being restored aside
+        # the point-in-time workers last started (Group.PITR): which one failed is said in its
+        # own words (PITR_WORK)
+        self.pitr_workers: dict[str, Worker[Any]] = {}
+        self.after_backup: BackupSet | None = None   # the repair's plan: the moment after
+        self.after_default = ""   # the repair's second field: the oldest mark after it
+        self.conflicts = "keep"
         self.marks_note = ""
         self.tenth = -1   # the last tenth of the replay the log said
 
@@ -141,10 +189,27 @@ class PlanScreen(ConsoleScreen[None]):
                 yield OptionList(id="plan-backups", classes="panel")
             with Vertical(id="plan-right"):
                 with Vertical(id="plan-pitr", classes="panel"):
-                    yield Input(placeholder="a mark's label, an ISO time or an LSN",
-                                id="pitr-at", compact=True)
+                    with HorizontalGroup():
+                        yield Static("before ", id="pitr-at-label", classes="pitr-label")
+                        yield Input(placeholder="a mark's label, an ISO time or an LSN",
+                                    id="pitr-at", compact=True)
                     yield Static(MOMENT_HINT, id="pitr-hint")
+                    with HorizontalGroup(id="pitr-after-row"):
+                        yield Static("after  ", classes="pitr-label")
+                        yield Input(placeholder="right after the migration: a mark, a time, "
+                                    "an LSN", id="pitr-after", compact=True)
+                    yield Static("", id="pitr-after-hint")
+                with Vertical(id="plan-repair", classes="panel"):
+                    with Vertical(id="repair-damage-box"):
+                        yield Static(DAMAGE_NOTE, id="repair-damage-note")
+                        yield SelectionList[str](*[(label, key) for key, label in DAMAGE],
+                                                 id="repair-damage", compact=True)
+                    yield Static("Rows users changed too (conflicts): enter chooses",
+                                 id="repair-conflicts-label")
+                    yield OptionList(*[Option(label, id=key) for key, label in CONFLICTS],
+                                     id="repair-conflicts", compact=True)
                 with VerticalScroll(id="plan-preview", classes="panel"):
+                    yield Static(REPAIR_ABOUT, id="repair-about")
                     yield Static("", id="plan-suggest")
                     yield Static(self._intro(), id="plan-text")
                 with Vertical(id="pitr-work", classes="panel"):
@@ -163,7 +228,23 @@ class PlanScreen(ConsoleScreen[None]):
         return [Option(Text("from a backup set"), id=SET),
                 Option(Text(f"from a point in time ({cfg.pitr.engine} WAL archive)"), id=PITR)]
 
-    def _intro(self) -> str:
+    def _intro(self) -> Text:
+        return Text(self._intro_words())   # Text: "[pitr]" is not markup
+
+    def _intro_words(self) -> str:
+        if self.kind == REPAIR:
+            if self.source == PITR:
+                return ("Choose the tables, the two moments in the fields above and what to do "
+                        "with conflicts, then press b: both moments are restored aside, one "
+                        "after the other, then the plan is built. p: from a backup set "
+                        "(the damage classes) instead.")
+            more = (" p: from a point in time instead (two moments: the migration's own "
+                    "writes told from the users')." if self.console.config.pitr is not None
+                    else f" Without [pitr] in {self.console.config.path.name} there is no "
+                    "second moment: the classes you check are taken as the migration's damage.")
+            return ("Choose the tables, the backup set (from before the migration), the "
+                    "damage classes and what to do with conflicts (tab moves between the "
+                    "lists), then press b to build the plan." + more)
         if self.source == PITR:
             return ("Choose the type and the tables (partial), and the moment in the field "
                     "above, then press b to build the plan: the moment is restored aside "
@@ -201,13 +282,18 @@ class PlanScreen(ConsoleScreen[None]):
         self.query_one("#plan-suggest").display = False
         self._show_selected()
         self.query_one("#plan-preview").border_title = "Plan"
+        self.query_one("#plan-repair").border_title = "The repair's choices"
+        self.query_one("#repair-conflicts", OptionList).highlighted = 0
+        self._show_conflicts()
+        self._show_damage()
         type_list = self.query_one("#plan-type", OptionList)
         type_list.highlighted = [t.key for t in all_types()].index(self.kind)
         self.query_one("#plan-tables").display = rollback_type(self.kind).takes_tables
+        self._show_repair()
         self._list_sets()
         type_list.focus()
         if self.console.config.pitr is not None:
-            self.read_pitr()   # read-only: the default moment, and whether it beats the sets
+            self._read_window()   # read-only: the default moment, and whether it beats the sets
 
     def _list_sets(self) -> None:
         """The backup sets under the backups root, newest first (a moment captured from the
@@ -236,8 +322,68 @@ class PlanScreen(ConsoleScreen[None]):
 
     @on(OptionList.OptionSelected, "#plan-type")
     def type_chosen(self, event: OptionList.OptionSelected) -> None:
+        was = self.kind
         self.kind = rollback_type(str(event.option.id)).key
         self.query_one("#plan-tables").display = rollback_type(self.kind).takes_tables
+        self._show_repair()
+        if REPAIR in (was, self.kind) and was != self.kind and self.plan is None \
+                and not self.working(Group.PITR):
+            text = self.query_one("#plan-text", Static)   # the intro says the type's fields
+            text.update(self._window_preview() if self.source == PITR and self.window
+                        else self._intro())
+
+    # --- the repair's own fields ----------------------------------------------------------
+
+    def _show_repair(self) -> None:
+        """The repair's fields shown only for it: the second moment (a point in time), the
+        damage classes (a backup set) and the conflicts' answer."""
+        repair = self.kind == REPAIR
+        self.query_one("#plan-repair").display = repair
+        self.query_one("#repair-damage-box").display = repair and self.source == SET
+        self.query_one("#repair-about").display = repair and self.plan is None
+        self.query_one("#pitr-at-label").display = repair
+        self.query_one("#pitr-after-row").display = repair
+        self.query_one("#pitr-after-hint").display = repair
+        self.query_one("#plan-pitr").border_title = (
+            "The moments: before the migration, right after it" if repair
+            else "The moment to restore")
+        self.query_one("#plan-tables").border_title = (
+            "Tables (the repair; space toggles)" if repair else "Tables (Type 2; space toggles)")
+        self.query_one("#plan-repair").border_subtitle = (
+            "space toggles a class · enter chooses" if self.source == SET else "enter chooses")
+        self._check_moment(self.query_one("#pitr-at", Input).value)
+        self._check_after(self.query_one("#pitr-after", Input).value)
+
+    def _show_damage(self) -> None:
+        damage = self.query_one("#repair-damage", SelectionList)
+        chosen = damage.selected
+        for index, (key, label) in enumerate(DAMAGE):
+            damage.replace_option_prompt_at_index(
+                index, Text(f"{'[x]' if key in chosen else '[ ]'} {label}"))
+
+    def _show_conflicts(self) -> None:
+        answers = self.query_one("#repair-conflicts", OptionList)
+        for index, (key, label) in enumerate(CONFLICTS):
+            answers.replace_option_prompt_at_index(
+                index, Text(f"{'(•)' if key == self.conflicts else '( )'} {label}"))
+
+    @on(SelectionList.SelectedChanged, "#repair-damage")
+    def damage_changed(self, _event: SelectionList.SelectedChanged[str]) -> None:
+        self._show_damage()
+
+    @on(OptionList.OptionSelected, "#repair-conflicts")
+    def conflicts_chosen(self, event: OptionList.OptionSelected) -> None:
+        self.conflicts = str(event.option.id)
+        self._show_conflicts()
+        if self.plan is not None and self.plan.kind == REPAIR:   # its lines say the answer
+            self.plan = None
+            self.query_one("#plan-text", Static).update(
+                "the conflicts' answer changed: press b to build the plan again (the moments "
+                "captured already are not restored again)")
+
+    def _damage(self) -> tuple[str, ...]:
+        chosen = self.query_one("#repair-damage", SelectionList).selected
+        return tuple(key for key, _label in DAMAGE if key in chosen)
 
     def _chosen_backup(self) -> BackupSet | None:
         backups = self.query_one("#plan-backups", OptionList)
@@ -260,10 +406,15 @@ class PlanScreen(ConsoleScreen[None]):
             return
         self._set_source(PITR if self.source == SET else SET)
 
+    def _restoring_aside(self) -> bool:
+        return any(w.name == "restore-aside" and w.state in (WorkerState.PENDING,
+                                                              WorkerState.RUNNING)
+                   for w in self.workers)
+
     def _set_source(self, source: str) -> None:
         if source == self.source:
             return
-        if self.working(Group.BACKUP):
+        if self._restoring_aside():
             self.notify("A moment is being restored aside: wait for it, or escape to stop it.",
                         severity="warning")
             return
@@ -275,6 +426,7 @@ class PlanScreen(ConsoleScreen[None]):
         self.query_one("#plan-pitr").display = pitr
         self.query_one("#pitr-work").display = False
         self.query_one("#plan-suggest").display = False
+        self._show_repair()
         text = self.query_one("#plan-text", Static)
         if not pitr:
             text.update(self._intro())
@@ -284,9 +436,12 @@ class PlanScreen(ConsoleScreen[None]):
         text.update(self._window_preview() if self.window is not None else
                     "reading the WAL archive's window (read-only)…")
         self.query_one("#plan-source").focus()   # the screen's keys stay live (b, shift+g)
-        self.read_pitr()
+        self._read_window()
 
-    @work(group=Group.PROBE, name="pitr-window", exit_on_error=False, exclusive=True)
+    def _read_window(self) -> None:
+        self.pitr_workers["pitr-window"] = self.read_pitr()
+
+    @work(group=Group.PITR, name="pitr-window", exit_on_error=False, exclusive=True)
     async def read_pitr(self) -> tuple[Window, list[Mark], str, tuple[datetime | None, str]]:
         """The window, the marks and the migration's time (for the default moment), read-only."""
         from app.backups.backupset import migration_time
@@ -334,8 +489,16 @@ class PlanScreen(ConsoleScreen[None]):
         if not field.value or field.value == old_default:
             field.value = self.default_text
         self._check_moment(field.value)
+        # the repair's second moment: the oldest mark after the migration's time
+        old_after, at = self.after_default, migration[0]
+        later = [m for m in marks if at is not None and m.at > at]
+        self.after_default = later[0].label if later else ""
+        after_field = self.query_one("#pitr-after", Input)
+        if not after_field.value or after_field.value == old_after:
+            after_field.value = self.after_default
+        self._check_after(after_field.value)
         self._compare_with_sets()
-        if self.source == PITR and self.plan is None and not self.working(Group.BACKUP):
+        if self.source == PITR and self.plan is None and not self._restoring_aside():
             self.query_one("#plan-text", Static).update(self._window_preview())
 
     @staticmethod
@@ -391,12 +554,35 @@ class PlanScreen(ConsoleScreen[None]):
         else:
             text.append("No default moment: ", style="bold")
             text.append(f"{self.default_note}\n")
+        if self.kind == REPAIR:
+            text.append(self._after_words())
+            text.append("\nThe repair's two moments are in the fields above: before the "
+                        "migration, and right after it committed (tab into them to type a "
+                        "mark's label, an ISO time or an LSN). press b to build the plan (enter "
+                        "in a field does the same): each moment is restored aside in turn, "
+                        "into a scratch cluster on 127.0.0.1, never the live one, and captured "
+                        "as a verified backup set. p: a backup set and the damage classes.",
+                        style="bold")
+            return text
         text.append("\nThe moment is in the field above (tab into it to type a mark's label, "
                     "an ISO time like 2026-12-02T04:31:07Z, or an LSN like 0/3000060). press b "
                     "to build the plan (enter in the field does the same): the moment is "
                     "restored aside first, into a scratch cluster on 127.0.0.1, never the live "
                     "one, and captured as a verified backup set. p: back to backup sets.",
                     style="bold")
+        return text
+
+    def _after_words(self) -> Text:
+        """The repair's default second moment, or why there is none."""
+        text = Text()
+        if self.after_default:
+            text.append("Right after the migration: ", style="bold")
+            text.append(f"mark {self.after_default} (the oldest mark after the migration)\n")
+        else:
+            why = ("no mark after the migration's time" if self.migration[0] is not None
+                   else "the migration's time is unknown")
+            text.append("No moment after the migration: ", style="bold")
+            text.append(f"{why}: {NO_AFTER}\n")
         return text
 
     def _target(self, text: str) -> PointTarget:
@@ -413,11 +599,16 @@ class PlanScreen(ConsoleScreen[None]):
     def moment_typed(self, event: Input.Changed) -> None:
         self._check_moment(event.value)
 
-    def _check_moment(self, value: str) -> None:
-        """The moment against the window as it is typed: inside, or why not (in words)."""
-        hint = self.query_one("#pitr-hint", Static)
+    def _check_moment(self, value: str, hint_id: str = "#pitr-hint") -> None:
+        """The moment against the window as it is typed: inside, or why not (in words). The
+        repair's hints are short: two fields share the panel (the preview says the keys)."""
+        hint = self.query_one(hint_id, Static)
+        more = "" if self.kind == REPAIR else f". {MOMENT_HINT}"
         if not value.strip() or self.window is None:
-            hint.update(MOMENT_HINT)
+            hint.update(MOMENT_HINT if self.kind != REPAIR else
+                        "the moment before the migration" if hint_id == "#pitr-hint" else
+                        "the moment right after the migration committed"
+                        + (f": {NO_AFTER}" if self.window is not None else ""))
             return
         try:
             target = self._target(value.strip())
@@ -431,17 +622,28 @@ class PlanScreen(ConsoleScreen[None]):
         base = self.window.base_for(target)
         short = self._short(target)
         hint.update(f"✔ {short} is in the window"
-                    + (f" (base backup {base.id})" if base else "") + f". {MOMENT_HINT}")
+                    + (f" (base backup {base.id})" if base else "") + more)
+
+    def _check_after(self, value: str) -> None:
+        self._check_moment(value, "#pitr-after-hint")
+
+    @on(Input.Changed, "#pitr-after")
+    def after_typed(self, event: Input.Changed) -> None:
+        self._check_after(event.value)
+
+    @on(Input.Submitted, "#pitr-after")
+    def after_submitted(self) -> None:
+        self.action_build()
 
     @on(Input.Submitted, "#pitr-at")
     def moment_submitted(self) -> None:
         self.action_build()
 
     def _build_from_moment(self, tables: tuple[str, ...]) -> None:
-        if self.working(Group.BACKUP):
+        if self._restoring_aside():
             self.notify("The moment is being restored aside already.", severity="warning")
             return
-        if self.window is None and self.working(Group.PROBE):
+        if self.window is None and self.working(Group.PITR):
             self.notify("Reading the WAL archive's window and the marks: press b again in a "
                         "moment.", severity="warning")
             return
@@ -451,36 +653,87 @@ class PlanScreen(ConsoleScreen[None]):
                         severity="warning")
             return
         self.plan = None
+        repair = self.kind == REPAIR
         try:
             target = self._target(text)
+            after = self._after_target(target) if repair else None
         except BadInput as exc:
+            if repair and exc.args and str(exc.args[0]).startswith("The repair needs"):
+                self._pitr_failed(str(exc))   # what to do, not a failure of the tool
+                self.notify(str(exc), title="Nothing was done", severity="warning")
+                return
             self._pitr_failed(failure_line("restore the moment aside", exc,
                                            self.console.log_path))
             return
         spec = rollback_type(self.kind)
         takes = tables if spec.takes_tables else ()
-        key = (target.kind, target.value, takes, spec.restores == "database")
-        options = Options(tables=tables, keep_maintenance=True)
-        captured = self.captured.get(key)
-        if captured is not None:   # the same moment, for the same tables: captured already
-            self.query_one("#plan-text", Static).update(
-                f"building the plan from {captured.id}, captured already (read-only)…")
-            self.build(captured, options)
-            return
-        self.wanted = (key, options)
-        work = self.query_one("#pitr-work")
-        work.display = True
-        work.border_title = f"Restore aside: {target.said}"
-        self.query_one("#pitr-progress", ProgressBar).update(total=None, progress=0)
-        self.query_one("#pitr-status", Static).update("starting…")
-        self.tenth = -1
-        self.query_one("#plan-text", Static).update(
-            f"restoring {target.said} aside: a scratch cluster on 127.0.0.1, never the live "
-            "one (the live database is only read); the plan is built from it when it is "
-            "captured. escape stops it.")
-        self.restore_aside(target, takes, key[3])
+        full = spec.restores == "database"
+        moments = [("before", target)] + ([("after", after)] if after is not None else [])
+        options = Options(tables=tables, keep_maintenance=True,
+                          conflicts=self.conflicts if repair else "keep")
+        self.wanted = ([(role, t, (t.kind, t.value, takes, full)) for role, t in moments],
+                       options)
+        self.moment_sets = {}
+        self._next_moment()
 
-    @work(group=Group.BACKUP, name="restore-aside", exit_on_error=False, exclusive=True)
+    def _after_target(self, before: PointTarget) -> PointTarget:
+        """The repair's second moment from its field; refused (BadInput starting "The repair
+        needs") when empty or not after the first, with what to do."""
+        text = self.query_one("#pitr-after", Input).value.strip()
+        if not text:
+            raise BadInput("The repair needs the moment right after the migration (the second "
+                           f"field): {NO_AFTER}; or press p for a backup set and check the "
+                           "classes of damage to put back. Nothing was restored or changed.")
+        try:
+            after = self._target(text)
+        except BadInput as exc:
+            raise BadInput(str(exc).replace("the moment ", "the moment after ", 1)) from None
+        if before.at is not None and after.at is not None and after.at <= before.at:
+            raise BadInput(f"The repair needs the moment after ({self._short(after)}, "
+                           f"{when(after.at)}) to be later than the moment before "
+                           f"({self._short(before)}, {when(before.at)}): swap them, or type "
+                           "the moment right after the migration committed. Nothing was "
+                           "restored or changed.")
+        return after
+
+    def _next_moment(self) -> None:
+        """Restore aside the next moment the wanted plan needs (the repair: before, then
+        after; one captured already for the same tables is used again), then build."""
+        assert self.wanted is not None
+        moments, options = self.wanted
+        for n, (role, target, key) in enumerate(moments, start=1):
+            if role in self.moment_sets:
+                continue
+            captured = self.captured.get(key)
+            if captured is not None:   # the same moment, for the same tables: captured already
+                self.moment_sets[role] = captured
+                continue
+            self.restoring = role
+            work = self.query_one("#pitr-work")
+            work.display = True
+            which = "" if len(moments) == 1 else (
+                f" {n} of {len(moments)}, "
+                + ("before the migration" if role == "before" else "right after it") + ":")
+            work.border_title = f"Restore aside{which} {target.said}"
+            self.query_one("#pitr-progress", ProgressBar).update(total=None, progress=0)
+            self.query_one("#pitr-status", Static).update("starting…")
+            self.tenth = -1
+            self.query_one("#plan-text", Static).update(
+                f"restoring {target.said} aside{f' ({n} of {len(moments)})' if which else ''}"
+                ": a scratch cluster on 127.0.0.1, never the live one (the live database is "
+                "only read); the plan is built from it when it is captured. escape stops it.")
+            self.pitr_workers["restore-aside"] = self.restore_aside(target, key[2], key[3])
+            return
+        before, after = self.moment_sets["before"], self.moment_sets.get("after")
+        if after is not None:
+            options = replace(options, after=after.id)
+        ids = before.id + (f" and {after.id}" if after is not None else "")
+        self.query_one("#plan-text", Static).update(f"building the plan from {ids} "
+                                                    "(read-only)…")
+        self.after_backup = after
+        self.build(before, options)
+
+    @work(group=Group.PITR, name="restore-aside", exit_on_error=False, exclusive=True)
     async def restore_aside(self, target: PointTarget, tables: tuple[str, ...],
                             full: bool) -> BackupSet:
         from app.pitr.source import restore_point_in_time
@@ -508,32 +761,22 @@ class PlanScreen(ConsoleScreen[None]):
             self.tenth = tenth
             log.append(f"{event.fraction:4.0%} {event.line}")
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        line = pitr_failure(self, event)
-        if line is None:
-            return
-        event.prevent_default()   # in the point in time's own words, on the plan's line
-        if event.worker.name == "pitr-window" and self.source == SET:   # read on mount
-            self.query_one("#plan-source").border_subtitle = "✖ window not read: p says why"
-            return
-        self._pitr_failed(line)
-
     def _pitr_failed(self, line: str) -> None:
-        self.query_one("#plan-text", Static).update(f"✖ {line}")
+        self.query_one("#plan-text", Static).update(Text(f"✖ {line}"))
         if self.query_one("#pitr-work").display:
             self.query_one("#pitr-status", Static).update("✖ stopped (see the plan's pane)")
 
     def _captured(self, backup: BackupSet) -> None:
         assert self.wanted is not None
-        key, options = self.wanted
+        moments, _options = self.wanted
+        role, _target, key = next(m for m in moments if m[0] == self.restoring)
         self.captured[key] = backup
+        self.moment_sets[role] = backup
         self.query_one("#pitr-progress", ProgressBar).update(total=100, progress=100)
         self.query_one("#pitr-status", Static).update(f"✔ captured as backup set {backup.id}")
         self.query_one("#pitr-log", LiveLog).append(f"captured as backup set {backup.id}")
-        self.query_one("#plan-text", Static).update(
-            f"building the plan from {backup.id} (read-only)…")
         self._list_sets()   # the captured set is a backup set now, listed with the others
-        self.build(backup, options)
+        self._next_moment()
 
     def action_build(self) -> None:
         if self.source == PITR:
@@ -551,8 +794,23 @@ class PlanScreen(ConsoleScreen[None]):
         if rollback_type(self.kind).takes_tables and not tables:
             self.notify("Choose at least one table (space toggles).", severity="warning")
             return
+        options = Options(tables=tables, keep_maintenance=True)   # one plan, 2 phases
+        if self.kind == REPAIR:
+            if not self._damage():
+                more = (" or press p for a point in time: the moments before and right after "
+                        "the migration tell its writes from the users'"
+                        if self.console.config.pitr is not None else "")
+                words = ("The repair from a backup set needs the classes of damage to put "
+                         "back: check at least one (tab to the list, space toggles)" + more
+                         + ". Nothing was done.")
+                self.plan = None
+                self.query_one("#plan-text", Static).update(Text(f"✖ {words}"))
+                self.notify(words, title="Nothing was done", severity="warning")
+                return
+            options = replace(options, damage=self._damage(), conflicts=self.conflicts)
+        self.after_backup = None
         self.query_one("#plan-text", Static).update("building the plan (read-only)…")
-        self.build(backup, Options(tables=tables, keep_maintenance=True))  # one plan, 2 phases
+        self.build(backup, options)
 
     @work(group=Group.PLAN, name="build-plan", exit_on_error=False, exclusive=True)
     async def build(self, backup: BackupSet, options: Options) -> tuple[Plan, BackupSet,
@@ -566,21 +824,36 @@ class PlanScreen(ConsoleScreen[None]):
         return plan, backup, options
 
     def work_failed(self, group: Group, line: str) -> None:
+        if group is Group.PITR:   # in the point in time's own words, on the plan's line
+            doing = next((name for name, w in self.pitr_workers.items()
+                          if w.state == WorkerState.ERROR), "")
+            self.pitr_workers.pop(doing, None)   # said once
+            what = PITR_WORK.get(doing)
+            if what:
+                line = line.replace(f"could not {DOING[Group.PITR]}", f"could not {what}", 1)
+            if doing == "pitr-window" and self.source == SET:   # read on mount
+                self.query_one("#plan-source").border_subtitle = "✖ window not read: p says why"
+                return
+            self._pitr_failed(line)
+            return
         if group is not Group.PLAN:
             super().work_failed(group, line)
             return
         hint = ("\n\nshift+o: use this set anyway (asks why; the reason is journaled)"
                 if self.refused else "")
-        self.query_one("#plan-text", Static).update(f"✖ {line}{hint}")
+        self.query_one("#plan-text", Static).update(Text(f"✖ {line}{hint}"))
 
     def work_done(self, group: Group, result: Any) -> None:
-        if group is Group.PROBE and result is not None:
-            self._window_read(result)
-        elif group is Group.BACKUP and result is not None:
+        if group is Group.PITR and isinstance(result, BackupSet):
             self._captured(result)
+        elif group is Group.PITR and result is not None:
+            self._window_read(result)
         elif group is Group.PLAN and result is not None:
             self.plan, self.backup, self.options = result
+            if not self.options.after:
+                self.after_backup = None
             self.query_one("#plan-suggest").display = False
+            self.query_one("#repair-about").display = False
             self.query_one("#plan-text", Static).update(self._describe(self.plan))
             if isinstance(self.focused, Input):   # shift+g must reach the screen, not the field
                 self.query_one("#plan-preview").focus()
@@ -631,6 +904,14 @@ class PlanScreen(ConsoleScreen[None]):
         if pit is not None:
             text.append(f"Point in time: {moment_words(pit)}; restored aside and captured as "
                         f"{plan.backup_id}\n", style="bold")
+        after = point_in_time_of(self.after_backup)
+        if after is not None and self.after_backup is not None:
+            text.append(f"Right after the migration: {moment_words(after, '')}; restored aside "
+                        f"and captured as {self.after_backup.id}\n", style="bold")
+        if plan.kind == REPAIR and self.options.damage:
+            text.append(f"From a backup set: the damage classes checked "
+                        f"({', '.join(self.options.damage)}) are taken as the migration's; "
+                        "users' edits that look the same are put back too\n", style="bold")
         if nothing_to_do(plan):
             text.append("✔ Nothing to do: the live schema already equals the backup's. No "
                         "maintenance, no gate, nothing is changed.\n", style="bold")
@@ -643,7 +924,7 @@ class PlanScreen(ConsoleScreen[None]):
         text.append("Blast radius\n", style="bold underline")
         for line in self._blast_radius(plan):
             if line.startswith("!"):
-                text.append("LOSS ", style="bold reverse")
+                text.append(f"{marked_word(plan.kind)} ", style="bold reverse")
                 text.append(line[1:] + "\n", style="bold")
             else:
                 text.append(f"• {line}\n")
@@ -711,8 +992,11 @@ class PlanScreen(ConsoleScreen[None]):
         if override:
             title = f"OVERRIDE: {title}, against the verdict {against[0] if against else ''}"
         pit = point_in_time_of(self.backup)
+        after = point_in_time_of(self.after_backup) if self.options.after else None
         self.app.push_screen(GateScreen(title, override + self._blast_radius(plan), phrase,
-                                        moment=moment_words(pit) if pit else ""), confirmed)
+                                        moment=moment_words(pit) if pit else "",
+                                        after=moment_words(after, "") if after else "",
+                                        kind=str(plan.kind)), confirmed)
 
     def _blast_radius(self, plan: Plan) -> list[str]:
         """The plan's blast radius; from a point in time, first the writes it replaces (now

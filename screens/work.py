@@ -21,6 +21,7 @@ class Group(StrEnum):
     PROBE = "probe"
     INCIDENT = "incident"
     MAINTENANCE = "maintenance"
+    PITR = "pitr"   # a point in time: the WAL archive's window read, a moment restored aside
 
 
 # What each group's work is, for the one failure line: "could not <what>: <why> (details...)".
@@ -35,8 +36,15 @@ DOING: dict[Group, str] = {
     Group.PROBE: "probe the target",
     Group.INCIDENT: "look for unfinished incidents",
     Group.MAINTENANCE: "switch maintenance mode",
+    # a screen that runs both says which one failed (the plan screen: PITR_WORK)
+    Group.PITR: "read or restore the point in time",
 }
 
-# Work that does real work: quitting while one runs asks first.
+# Group.PITR's workers by name, each in its own words: "could not restore the moment aside: ..."
+PITR_WORK: dict[str, str] = {"pitr-window": "read the WAL archive's window",
+                             "restore-aside": "restore the moment aside"}
+
+# Work that does real work: quitting while one runs asks first (a restore aside runs a scratch
+# cluster: quitting stops it and removes it).
 WORK_GROUPS: frozenset[Group] = frozenset({Group.ROLLBACK, Group.ASSESS, Group.BACKUP,
-                                           Group.VALIDATE, Group.WATCH})
+                                           Group.VALIDATE, Group.WATCH, Group.PITR})

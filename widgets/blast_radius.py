@@ -12,21 +12,23 @@ from textual.widgets import Static
 
 
 class BlastRadius(Static):
-    """A bordered list; lines starting with '!' are losses and are marked as such in words."""
+    """A bordered list; lines starting with '!' are losses and are marked as such in words
+    (``marked``: the word; the repair's '!' lines are the rows it writes, not a loss)."""
 
     DEFAULT_CSS = "BlastRadius { height: auto; border: round $error; padding: 0 1; }"
 
-    def __init__(self, lines: Iterable[str], *, id: str | None = None,
+    def __init__(self, lines: Iterable[str], *, marked: str = "LOSS", id: str | None = None,
                  classes: str | None = None):
         super().__init__(id=id, classes=classes)
         self.lines = list(lines)
+        self.marked = marked
 
     def on_mount(self) -> None:
         self.border_title = "Blast radius"
         text = Text()
         for line in self.lines:
             if line.startswith("!"):
-                text.append("LOSS ", style="bold reverse")
+                text.append(f"{self.marked} ", style="bold reverse")
                 text.append(line[1:].strip() + "\n", style="bold")
             else:
                 text.append("• " + line + "\n")
@@ -60,8 +62,15 @@ def mark_label(said: str, value: str) -> str:
     return found.group(1) if found else value
 
 
-def moment_words(pit: dict[str, Any]) -> str:
-    """``restoring to mark before-deploy, 2026-12-02 04:31:07 UTC, LSN 0/3000060``."""
+def marked_word(kind: str) -> str:
+    """How a blast radius marks its '!' lines: LOSS, except for the repair, whose are the rows
+    it writes (re-insert, revert, delete; conflicts as chosen): WRITES."""
+    return "WRITES" if kind == "repair" else "LOSS"
+
+
+def moment_words(pit: dict[str, Any], verb: str = "restoring to") -> str:
+    """``restoring to mark before-deploy, 2026-12-02 04:31:07 UTC, LSN 0/3000060`` (``verb``
+    first; none: the moment alone)."""
     from app.pitr.model import when
 
     at, lsn = _at(pit), pit.get("lsn")
@@ -78,7 +87,7 @@ def moment_words(pit: dict[str, Any]) -> str:
     engine, base = pit.get("engine"), pit.get("base_backup")
     origin = (f" (from the {engine} WAL archive" + (f", base backup {base}" if base else "")
               + ")") if engine else ""
-    return f"restoring to {words}{origin}"
+    return f"{verb} {words}{origin}" if verb else f"{words}{origin}"
 
 
 def seconds_in_words(seconds: int) -> str:
