@@ -14,6 +14,8 @@ from app.config import Config
 from app.drills import Scenario
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import asyncpg
 
 TIERS = ("IMMEDIATE ROLLBACK", "FORWARD-FIX", "MONITOR AND ASSESS", "HEALTHY")
@@ -164,6 +166,8 @@ async def _prepare_point_in_time(cfg: Config, scenario: Scenario) -> None:
         await conn.close()
     for written in lost.values():
         written.pop("keys", None)
+    if scenario.after_mark:
+        _record_migration_time(cfg.path, migration_at)
     save_facts(DrillFacts(
         scenario=scenario.name, dump_id=dump.id,
         dump_at=(dump.taken_at or datetime.now(UTC)).astimezone(UTC).isoformat(),
@@ -193,6 +197,22 @@ async def _mark(cfg: Config, scenario: Scenario, label: str) -> Any:
         raise BadInput(f"drill {scenario.name!r} marks the moment before its migration, and "
                        f"this sandbox cannot: {exc}. Play it on the plain sandbox (no "
                        "--shape)") from None
+
+
+def _record_migration_time(path: Path | None, at: datetime) -> None:
+    """The deploy script's record of when the migration ran (``target.migration_at`` in the
+    sandbox's config), as a deploy pipeline's log would say: the assessment weighs the users'
+    writes after it (the repair)."""
+    from datetime import UTC
+
+    if path is None or not path.is_file():
+        return
+    text = path.read_text()
+    if "\nmigration_at" in text or "\n[target]\n" not in text:
+        return
+    stamp = at.astimezone(UTC).isoformat()
+    path.write_text(text.replace("\n[target]\n", f"\n[target]\nmigration_at = \"{stamp}\"  "
+                                 "# the deploy script's record (drill)\n", 1))
 
 
 def _keys(written: dict[str, object]) -> set[str]:

@@ -234,8 +234,8 @@ SCENARIOS: tuple[Scenario, ...] = (
             "SELECT host_id, local_class_id, title || ' (late booking)', held_on + 14, season, "
             "guests FROM public.chakai WHERE id % 29 = 1 AND id < 29;"),
         source="point_in_time",
-        player_needs="the repair on the plan screen (Type 4 from two moments), which the "
-                     "console does not offer yet, nor the assessment recommend; --headless "
+        player_needs="the repair on the plan screen (Type 4 from the two marks), which the "
+                     "console does not offer yet (the assessment recommends it); --headless "
                      "plays it to 100 with `run --type repair ... --at before-migration "
                      "--after after-migration`"),
 )

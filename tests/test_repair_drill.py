@@ -7,6 +7,7 @@ and the debrief counts the users' writes it lost."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -114,6 +115,13 @@ async def test_the_repair_from_the_two_marks_keeps_every_user_write_and_scores_1
         window = drill.run("pitr")
         assert window.returncode == 0, window.stdout + window.stderr
         assert "before-migration" in window.stdout and "after-migration" in window.stdout
+        assessed = drill.run("assess", "--json")
+        assert assessed.returncode == 30, assessed.stdout + assessed.stderr
+        verdict = json.loads(assessed.stdout)          # the deploy script's time is known
+        assert verdict["recommended_type"] == "repair", verdict
+        assert verdict["repair"]["tables"][MEDIA]["rows"] == facts.after_rows, verdict
+        assert "run --type repair --tables public.media --at before-migration --after " \
+            "after-migration" in verdict["action"], verdict
         live, others = await drill.rows()
         args = ("run", "--type", "repair", "--tables", "media", "--at", "before-migration",
                 "--after", "after-migration")
@@ -180,40 +188,3 @@ async def test_a_type_2_from_the_mark_scores_less_and_counts_the_writes_it_lost(
         f"({w['new']} new and {w['edited']} edited in public.media, e.g. id " in out, out
     assert "--at before-migration --after after-migration" in out, out
 
-
-def test_from_the_dump_a_type_2_loses_more_and_a_repair_is_partial_credit(
-        tmp_path: Path) -> None:
-    """Type 2 from the dump: the debrief counts every write users made to media since the
-    dump. The repair from the dump only (--damage) finishes but scores part of the source."""
-    drill = Drill(tmp_path)
-    try:
-        facts = drill.facts()
-        rolled = drill.run("run", "--type", "repair", "--tables", "media", "--damage",
-                           "deleted,nulled,common:mime_type", "--confirm", PHRASE)
-        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
-        drill.run("validate")
-        out = drill.finish()
-    finally:
-        drill.stop()
-    assert "✔ +10 type: repair (conflicts: keep)" in out, out
-    assert re.search(r"✖ \+5 source: a repair from the \S+ UTC dump \(\S+\) only \(--damage "
-                     r"deleted,nulled,common:mime_type\): .* cannot tell the users' edits from "
-                     r"the migration's", out), out
-    # the checklist compares every table with the dump, which the others moved past
-    assert "✖ +0 validation" in out and "Score: 70/100 for trainee" in out, out
-
-    drill = Drill(tmp_path / "type2")
-    try:
-        facts = drill.facts()
-        rolled = drill.run("run", "--type", "partial", "--tables", "media", "--confirm",
-                           PHRASE)
-        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
-        out = drill.finish()
-    finally:
-        drill.stop()
-    assert facts.since_dump_rows > facts.after_rows
-    assert re.search(r"Score: (\d+)/100", out) and "Score: 55/100 for trainee" in out, out
-    assert f"a Type 2 (partial) replaces the whole of public.media: it lost the " \
-        f"{facts.since_dump_rows} rows users wrote to public.media since the " \
-        f"{facts.dump_time()} dump, {facts.after_rows} rows users wrote after the migration" \
-        in out, out
