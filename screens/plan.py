@@ -99,10 +99,10 @@ REPAIR_ABOUT = (
 # the damage classes from a dump (--damage), as the checkboxes say them
 DAMAGE = (("deleted", "deleted rows (re-inserted)"),
           ("nulled", "NULLed columns (reverted)"),
-          ("common", "one common value on many rows (reverted)"),
+          ("common", "one common value (reverted)"),
           ("inserted", "inserted rows (deleted)"))
-DAMAGE_NOTE = ("⚠ no moment after the migration: users' edits cannot be told from the "
-               "migration's. Check what it did:")
+DAMAGE_NOTE = ("⚠ no moment after it: users' edits cannot be told from the migration's. "
+               "Check what it did:")
 # rows users changed too (--conflicts)
 CONFLICTS = (("keep", "keep the user's version (default)"),
              ("take", "take the version before the migration"),
@@ -196,15 +196,15 @@ class PlanScreen(ConsoleScreen[None]):
                     yield Static(MOMENT_HINT, id="pitr-hint")
                     with HorizontalGroup(id="pitr-after-row"):
                         yield Static("after  ", classes="pitr-label")
-                        yield Input(placeholder="right after the migration: a mark, a time, "
-                                    "an LSN", id="pitr-after", compact=True)
+                        yield Input(placeholder="a mark's label, an ISO time or an LSN",
+                                    id="pitr-after", compact=True)
                     yield Static("", id="pitr-after-hint")
                 with Vertical(id="plan-repair", classes="panel"):
                     with Vertical(id="repair-damage-box"):
                         yield Static(DAMAGE_NOTE, id="repair-damage-note")
                         yield SelectionList[str](*[(label, key) for key, label in DAMAGE],
                                                  id="repair-damage", compact=True)
-                    yield Static("Rows users changed too (conflicts): enter chooses",
+                    yield Static("Conflicts (rows users changed too):",
                                  id="repair-conflicts-label")
                     yield OptionList(*[Option(label, id=key) for key, label in CONFLICTS],
                                      id="repair-conflicts", compact=True)
@@ -345,7 +345,7 @@ class PlanScreen(ConsoleScreen[None]):
         self.query_one("#pitr-after-row").display = repair
         self.query_one("#pitr-after-hint").display = repair
         self.query_one("#plan-pitr").border_title = (
-            "The moments: before the migration, right after it" if repair
+            "Before and right after the migration" if repair
             else "The moment to restore")
         self.query_one("#plan-tables").border_title = (
             "Tables (the repair; space toggles)" if repair else "Tables (Type 2; space toggles)")
@@ -607,8 +607,9 @@ class PlanScreen(ConsoleScreen[None]):
         if not value.strip() or self.window is None:
             hint.update(MOMENT_HINT if self.kind != REPAIR else
                         "the moment before the migration" if hint_id == "#pitr-hint" else
-                        "the moment right after the migration committed"
-                        + (f": {NO_AFTER}" if self.window is not None else ""))
+                        "✖ none: make a mark right after the migration, or type when it "
+                        "committed" if self.window is not None else
+                        "the moment right after the migration committed")
             return
         try:
             target = self._target(value.strip())
@@ -709,6 +710,7 @@ class PlanScreen(ConsoleScreen[None]):
                 self.moment_sets[role] = captured
                 continue
             self.restoring = role
+            self.query_one("#plan-repair").display = False   # room for the bar (80x24)
             work = self.query_one("#pitr-work")
             work.display = True
             which = "" if len(moments) == 1 else (
@@ -762,6 +764,7 @@ class PlanScreen(ConsoleScreen[None]):
             log.append(f"{event.fraction:4.0%} {event.line}")
 
     def _pitr_failed(self, line: str) -> None:
+        self.query_one("#plan-repair").display = self.kind == REPAIR
         self.query_one("#plan-text", Static).update(Text(f"✖ {line}"))
         if self.query_one("#pitr-work").display:
             self.query_one("#pitr-status", Static).update("✖ stopped (see the plan's pane)")
@@ -779,6 +782,7 @@ class PlanScreen(ConsoleScreen[None]):
         self._next_moment()
 
     def action_build(self) -> None:
+        self.query_one("#repair-about").display = False   # what b says needs the room
         if self.source == PITR:
             tables = tuple(self.query_one("#plan-tables", SelectionList).selected)
             if rollback_type(self.kind).takes_tables and not tables:
@@ -841,6 +845,7 @@ class PlanScreen(ConsoleScreen[None]):
             return
         hint = ("\n\nshift+o: use this set anyway (asks why; the reason is journaled)"
                 if self.refused else "")
+        self.query_one("#plan-repair").display = self.kind == REPAIR
         self.query_one("#plan-text", Static).update(Text(f"✖ {line}{hint}"))
 
     def work_done(self, group: Group, result: Any) -> None:
@@ -849,6 +854,7 @@ class PlanScreen(ConsoleScreen[None]):
         elif group is Group.PITR and result is not None:
             self._window_read(result)
         elif group is Group.PLAN and result is not None:
+            self.query_one("#plan-repair").display = self.kind == REPAIR
             self.plan, self.backup, self.options = result
             if not self.options.after:
                 self.after_backup = None

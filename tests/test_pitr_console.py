@@ -250,6 +250,48 @@ async def test_escape_during_the_restore_aside_leaves_no_cluster_behind(
     assert str(folder) not in ps.stdout   # the aside server stopped with its folder
 
 
+async def test_q_asks_while_a_moment_is_restored_aside_and_a_window_failure_says_so(
+        cluster: PitrCluster, tmp_path: Path) -> None:
+    """The point-in-time workers are one group (screens/work.py Group.PITR): quitting while a
+    restore aside runs asks first; a failure says which of the two failed, in its own words."""
+    from screens.confirm import ConfirmScreen
+
+    cfg = config.load(cluster.config)
+    assert cfg.pitr is not None
+    root = aside_root(cfg.pitr)
+    before = set(root.iterdir())
+    app = RollbackConsoleApp(cfg, mode="live")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = PlanScreen(RollbackType.FULL)
+        await app.push_screen(screen)
+        await pilot.press("p")
+        await wait_until(lambda: screen.window is not None, pilot)
+        screen.query_one("#pitr-at", Input).value = "before-deploy"
+        await pilot.press("b")
+        await wait_until(lambda: set(root.iterdir()) - before, pilot)
+        assert app.busy
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)   # asked, not quit
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+        await pilot.press("escape")   # leaves the screen: the restore is stopped
+        await wait_until(lambda: not app.busy, pilot)
+
+    broken = replace(cfg, pitr=replace(cfg.pitr, archive_dir=tmp_path / "no-archive"))
+    app = RollbackConsoleApp(broken, mode="live")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = PlanScreen(RollbackType.FULL)
+        await app.push_screen(screen)
+        await wait_until(lambda: "window not read" in
+                         str(screen.query_one("#plan-source").border_subtitle), pilot)
+        await pilot.press("p")
+        await wait_until(lambda: "✖" in text(screen.query_one("#plan-text")), pilot)
+        assert "could not read the WAL archive's window: " in \
+            text(screen.query_one("#plan-text"))
+
+
 async def test_a_mark_newer_than_every_set_is_pointed_out_on_the_source_list(
         cluster: PitrCluster, tmp_path: Path) -> None:
     """No set is as close to the migration as the mark: the source list says the point in time

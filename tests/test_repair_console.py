@@ -149,7 +149,7 @@ async def test_the_repair_from_two_marks_keeps_every_user_write(cluster: PitrClu
     assert conflicts and len(users) > 30
 
     app = RollbackConsoleApp(db.cfg(migrated_at), mode="live")
-    async with app.run_test(size=(140, 45)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:   # the smallest size it must work at
         screen = PlanScreen("repair", ("media",))
         await app.push_screen(screen)
         await pilot.pause()
