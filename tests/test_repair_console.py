@@ -249,9 +249,17 @@ async def test_the_repair_from_a_backup_set_puts_back_the_damage_classes_checked
         damage.select("nulled")
         await pilot.pause()
         assert str(damage.get_option_at_index(1).prompt) == "[x] NULLed columns (reverted)"
+        answers = screen.query_one("#repair-conflicts", OptionList)
+        answers.focus()
+        answers.highlighted = 2
+        await pilot.press("enter")   # keep the user's version and export both
+        assert str(answers.get_option_at_index(2).prompt) == \
+            "(•) keep the user's version and export both"
+        assert str(answers.get_option_at_index(0).prompt).startswith("( ) keep")
         await pilot.press("b")
         await wait_until(lambda: screen.plan is not None, pilot, 60)
         assert screen.options.damage == ("deleted", "nulled") and not screen.options.after
+        assert screen.options.conflicts == "export"
         assert "the damage classes checked (deleted, nulled)" in \
             text(screen.query_one("#plan-text"))
         await pilot.press("G")
@@ -261,6 +269,7 @@ async def test_the_repair_from_a_backup_set_puts_back_the_damage_classes_checked
         assert not gate.query("#gate-moment")   # a dump: no point in time
         blast = text(gate.query_one("#gate-blast"))
         assert "WRITES public.media: re-insert" in blast
+        assert "(kept as the users left them, both versions exported)" in blast
         assert "no moment after the migration: the classes chosen (deleted, nulled) are taken " \
             "as the migration's damage" in blast
         rollback = await _run_from_gate(pilot, app)
