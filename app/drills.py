@@ -234,10 +234,12 @@ SCENARIOS: tuple[Scenario, ...] = (
             "SELECT host_id, local_class_id, title || ' (late booking)', held_on + 14, season, "
             "guests FROM public.chakai WHERE id % 29 = 1 AND id < 29;"),
         source="point_in_time",
-        player_needs="the repair on the plan screen (Type 4 from the two marks), which the "
-                     "console does not offer yet (the assessment recommends it); --headless "
-                     "plays it to 100 with `run --type repair ... --at before-migration "
-                     "--after after-migration`"),
+        player_needs="keys for the plan screen's repair (its two moments: before-migration, "
+                     "then after-migration) that the tmux player does not press yet, and the "
+                     "console's drill to read the sandbox's config after the setup records the "
+                     "migration's time (app/cli.py loads it before: the console's assessment "
+                     "then recommends Type 2); --headless plays it to 100 with `run --type "
+                     "repair ... --at before-migration --after after-migration`"),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 
