@@ -259,7 +259,8 @@ def drill(rows: int, seed: int, directory: Path | None, scenario: str | None,
     try:
         cfg = config_mod.load(box.config_path)
         with _err().status("taking the baseline backup, then applying the bad migration…"):
-            asyncio.run(prepare_drill(cfg, chosen.migration))
+            asyncio.run(prepare_drill(cfg, chosen))
+        cfg = config_mod.load(box.config_path)   # the drill's setup may record in it (migration_at)
         if headless:
             code = headless_drill(box.config_path, chosen, operator)
         else:
