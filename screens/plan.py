@@ -135,7 +135,9 @@ class PlanScreen(ConsoleScreen[None]):
         "Rows users changed too (conflicts): enter on an answer chooses it (keep the user's "
         "version, the default; take the version before the migration; keep and export both). "
         "The gate shows per table the rows to re-insert, revert and delete, the conflicts and "
-        "the rows written after the migration that are kept.")
+        "the rows written after the migration that are kept. With one common value "
+        "checked, the field under the classes (only) takes the migration's column(s): the "
+        "values found on other columns (a users' bulk edit) are left alone.")
 
     def __init__(self, kind: str = RollbackType.PARTIAL,
                  tables: tuple[str, ...] = (), journal: Journal | None = None,
@@ -204,6 +206,11 @@ class PlanScreen(ConsoleScreen[None]):
                         yield Static(DAMAGE_NOTE, id="repair-damage-note")
                         yield SelectionList[str](*[(label, key) for key, label in DAMAGE],
                                                  id="repair-damage", compact=True)
+                        with HorizontalGroup(id="repair-common-row"):
+                            yield Static("only ", classes="pitr-label")
+                            yield Input(placeholder="the migration's column(s), e.g. "
+                                        "mime_type; empty: every column",
+                                        id="repair-common", compact=True)
                     yield Static("Conflicts (rows users changed too):",
                                  id="repair-conflicts-label")
                     yield OptionList(*[Option(label, id=key) for key, label in CONFLICTS],
@@ -357,6 +364,8 @@ class PlanScreen(ConsoleScreen[None]):
     def _show_damage(self) -> None:
         damage = self.query_one("#repair-damage", SelectionList)
         chosen = damage.selected
+        # one common value: a users' bulk edit looks the same, so the columns can be named
+        self.query_one("#repair-common-row").display = "common" in chosen
         for index, (key, label) in enumerate(DAMAGE):
             damage.replace_option_prompt_at_index(
                 index, Text(f"{'[x]' if key in chosen else '[ ]'} {label}"))
@@ -382,8 +391,17 @@ class PlanScreen(ConsoleScreen[None]):
                 "captured already are not restored again)")
 
     def _damage(self) -> tuple[str, ...]:
+        """The classes checked; "one common value" with columns typed: ``common:COLUMN`` for
+        each (the migration's columns only: a users' bulk edit elsewhere is left alone)."""
         chosen = self.query_one("#repair-damage", SelectionList).selected
-        return tuple(key for key, _label in DAMAGE if key in chosen)
+        columns = [c.strip() for c in self.query_one("#repair-common", Input).value.split(",")
+                   if c.strip()]
+        out: list[str] = []
+        for key, _label in DAMAGE:
+            if key not in chosen:
+                continue
+            out += [f"common:{c}" for c in columns] if key == "common" and columns else [key]
+        return tuple(out)
 
     def _chosen_backup(self) -> BackupSet | None:
         backups = self.query_one("#plan-backups", OptionList)
@@ -632,6 +650,7 @@ class PlanScreen(ConsoleScreen[None]):
     def after_typed(self, event: Input.Changed) -> None:
         self._check_after(event.value)
 
+    @on(Input.Submitted, "#repair-common")
     @on(Input.Submitted, "#pitr-after")
     def after_submitted(self) -> None:
         self.action_build()
@@ -918,6 +937,11 @@ class PlanScreen(ConsoleScreen[None]):
             text.append(f"From a backup set: the damage classes checked "
                         f"({', '.join(self.options.damage)}) are taken as the migration's; "
                         "users' edits that look the same are put back too\n", style="bold")
+            if "common" in self.options.damage:
+                text.append("One common value, every column: the values found are below; a "
+                            "users' bulk edit looks the same. Type the migration's column(s) "
+                            "in the field under the classes (`only`), then b again\n",
+                            style="bold")
         if nothing_to_do(plan):
             text.append("✔ Nothing to do: the live schema already equals the backup's. No "
                         "maintenance, no gate, nothing is changed.\n", style="bold")

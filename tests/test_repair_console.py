@@ -245,10 +245,13 @@ async def test_the_repair_from_a_backup_set_puts_back_the_damage_classes_checked
         assert screen.plan is None
         assert "needs the classes of damage to put back" in text(screen.query_one("#plan-text"))
 
+        assert not screen.query_one("#repair-common-row").display
         damage.select("deleted")
         damage.select("nulled")
+        damage.select("common")
         await pilot.pause()
         assert str(damage.get_option_at_index(1).prompt) == "[x] NULLed columns (reverted)"
+        assert screen.query_one("#repair-common-row").display   # the common value's columns
         answers = screen.query_one("#repair-conflicts", OptionList)
         answers.focus()
         answers.highlighted = 2
@@ -258,9 +261,19 @@ async def test_the_repair_from_a_backup_set_puts_back_the_damage_classes_checked
         assert str(answers.get_option_at_index(0).prompt).startswith("( ) keep")
         await pilot.press("b")
         await wait_until(lambda: screen.plan is not None, pilot, 60)
-        assert screen.options.damage == ("deleted", "nulled") and not screen.options.after
+        # every column's common value: the users' bulk retitling is one of them, said so
+        shown = text(screen.query_one("#plan-text"))
+        assert "'retitled'" in shown and "'application/octet-stream'" in shown
+        assert "Type the migration's column(s) in the field under the classes" in shown
+        field = screen.query_one("#repair-common", Input)
+        field.focus()
+        await pilot.press(*"mime_type", "enter")   # enter in the field builds again
+        await wait_until(lambda: screen.plan is not None and "common:mime_type"
+                         in screen.options.damage, pilot, 60)
+        assert screen.options.damage == ("deleted", "nulled", "common:mime_type")
+        assert not screen.options.after
         assert screen.options.conflicts == "export"
-        assert "the damage classes checked (deleted, nulled)" in \
+        assert "the damage classes checked (deleted, nulled, common:mime_type)" in \
             text(screen.query_one("#plan-text"))
         await pilot.press("G")
         await pilot.pause()
@@ -270,8 +283,8 @@ async def test_the_repair_from_a_backup_set_puts_back_the_damage_classes_checked
         blast = text(gate.query_one("#gate-blast"))
         assert "WRITES public.media: re-insert" in blast
         assert "(kept as the users left them, both versions exported)" in blast
-        assert "no moment after the migration: the classes chosen (deleted, nulled) are taken " \
-            "as the migration's damage" in blast
+        assert "no moment after the migration: the classes chosen (deleted, nulled, " \
+            "common:mime_type) are taken as the migration's damage" in blast
         rollback = await _run_from_gate(pilot, app)
         assert rollback.outcome is Outcome.DONE
     got = await db.media()
@@ -281,9 +294,9 @@ async def test_the_repair_from_a_backup_set_puts_back_the_damage_classes_checked
         if i % 10 == 2 and i % 100 not in (12, 22):
             assert got[i][6] == row[6]                  # the NULLed caption reverted
         if i % 20 == 3:
-            assert got[i][4] == "application/octet-stream"   # "common" was not checked
+            assert got[i][4] == row[4]                  # the migration's common value reverted
     assert all(got[i] == now[i] for i in now if i not in before)   # users' new rows
-    assert all(got[i][6] == "retitled" for i in now if i % 10 == 5)
+    assert all(got[i][6] == "retitled" for i in now if i % 10 == 5)   # the users' bulk edit
 
 
 async def test_a_missing_second_moment_is_refused_with_what_to_do(cluster: PitrCluster,
