@@ -4,9 +4,10 @@ its parts fit together, e.g. the plan screen's two sources) when it has one."""
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -26,13 +27,13 @@ class HelpScreen(ModalScreen[None]):
         table.add_column()
         for key, description in self.keys:
             table.add_row(key, description)
-        with Vertical(id="help-box"):
+        with VerticalScroll(id="help-box"):   # a long note scrolls (arrows), keys below it
             yield Static(f"Help: {self.title_text}", classes="help-title")
             if self.intro:
                 yield Static(self.intro, classes="help-intro")
             note = self._note()
             if note:
-                yield Static(note, classes="help-intro")
+                yield Static(Text(note), classes="help-intro")   # "[pitr]" is not markup
             yield Static(table)
             yield Static("escape or ? closes this help", classes="help-hint")
 

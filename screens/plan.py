@@ -126,7 +126,7 @@ class PlanScreen(ConsoleScreen[None]):
         "migration, else one second before it; the newest mark, said as unchecked, when the "
         "migration's time is unknown), and b (or enter in the field) restores that "
         "moment aside, a scratch cluster, never the live database, then builds the plan from "
-        "it. A moment outside the window or behind a gap is refused before anything starts. "
+        "it. A moment outside the window or behind a gap is refused before anything starts.\n\n"
         "The repair (Type 4) asks for two moments: before the migration (the first field) and "
         "right after it committed (the second; default: the oldest mark after the migration's "
         "time): b restores both aside, one after the other, then builds the plan from them. "
