@@ -142,6 +142,8 @@ def test_repair_from_two_points_in_time_keeps_every_user_write(cluster: PitrClus
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert f"conflicts {len(conflicts)}" in dry.stdout, dry.stdout
     assert "rows written after the migration that are kept" in dry.stdout
+    # a conflict shows the columns where its two versions differ, not a cut row
+    assert "now caption='edited by its owner'" in dry.stdout, dry.stdout
     assert db.media() == now                                  # a dry run changes nothing
 
     run = db.cli("run", "--type", "repair", "--tables", "media", "--at", "pre", "--after",

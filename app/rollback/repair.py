@@ -230,15 +230,33 @@ async def classify(conn: asyncpg.Connection, plan: TablePlan, m: Moments) -> Tab
         f"SELECT action, count(*) AS n FROM {p} GROUP BY 1")}
     plan.trigger_columns = await _trigger_columns(conn, plan.table, plan.columns)
     if plan.counts.get("conflict"):
-        plan.conflicts_sample = [
-            (str(r["k"]), str(r["before"] or "(no row)"), str(r["now"] or "(no row)"))
-            for r in await conn.fetch(f"""
-                SELECT ROW({_q(k, "x")})::text AS k, ROW({_q(plan.columns, "a")})::text AS before,
-                       ROW({_q(plan.columns, "l")})::text AS now
-                FROM {p} x LEFT JOIN {a} a ON {_on(k, "a", "x")}
-                LEFT JOIN {t} l ON {_on(k, "l", "x")}
-                WHERE x.action = 'conflict' LIMIT 5""")]
+        rows = await conn.fetch(f"""
+            SELECT ROW({_q(k, "x")})::text AS k, to_jsonb(a) AS before, to_jsonb(l) AS now
+            FROM {p} x LEFT JOIN {a} a ON {_on(k, "a", "x")}
+            LEFT JOIN {t} l ON {_on(k, "l", "x")}
+            WHERE x.action = 'conflict' ORDER BY 1 LIMIT 5""")
+        plan.conflicts_sample = [(str(r["k"]), *_versions(r["before"], r["now"],
+                                                          plan.columns)) for r in rows]
     return plan
+
+
+def _versions(before: str | None, now: str | None, columns: Sequence[str]) -> tuple[str, str]:
+    """A conflict's two versions, as the columns where they differ (both versions whole
+    when one of them is no row)."""
+    import json
+
+    a = json.loads(before) if before else None
+    b = json.loads(now) if now else None
+
+    def shown(row: dict[str, Any] | None, cols: Sequence[str]) -> str:
+        if row is None:
+            return "(no row)"
+        return ", ".join(f"{c}={str(row.get(c))[:40]!r}" for c in cols)
+
+    if a is None or b is None:
+        return shown(a, columns), shown(b, columns)
+    differ = [c for c in columns if a.get(c) != b.get(c)] or list(columns)
+    return shown(a, differ), shown(b, differ)
 
 
 async def _classify_dump(conn: asyncpg.Connection, plan: TablePlan, m: Moments, a: str,
@@ -343,8 +361,8 @@ def plan_lines(plans: Sequence[TablePlan], m: Moments, triggers: str) -> list[st
             lines.append(f"{tp.table}: {c['already']:,} rows the migration touched are "
                          "already as before it (left alone)")
         for key, before, now in tp.conflicts_sample:
-            lines.append(f"{tp.table}: conflict {key}: before the migration {before[:80]} / "
-                         f"now {now[:80]}")
+            lines.append(f"{tp.table}: conflict {key}: before the migration {before} / "
+                         f"now {now}")
     lines.append("triggers: " + ("off for the repair (session_replication_role = replica); "
                                  "every foreign key is checked before COMMIT"
                                  if triggers == "off" else
