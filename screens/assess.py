@@ -18,6 +18,7 @@ from textual.widgets import Footer, Static
 
 from app.checks import ASSESS_CHECKS, Assessment, CheckResult, run_assessment
 from app.decision import Decision, Tier
+from app.failure import failure_line
 from app.forward_fix import script, statements
 from app.journal import Journal, incidents_root, new_incident_id
 from app.rollback.context import RollbackType
@@ -262,11 +263,18 @@ class AssessScreen(ChecksScreen[None]):
         if self.assessment is None or not self.assessment.decision.fix:
             return
         d = self.assessment.decision
-        journal = self._incident()
-        path = journal.dir / FIX_FILE
         text = script(d.fix, self.console.config.target.name)
-        path.write_text(text + "\n", encoding="utf-8")
-        journal.append("fix_suggested", statements=statements(d.fix), file=str(path))
+        try:
+            journal = self._incident()
+            path = journal.dir / FIX_FILE
+            path.write_text(text + "\n", encoding="utf-8")
+            journal.append("fix_suggested", statements=statements(d.fix), file=str(path))
+        except OSError as exc:   # a full disk, a read-only state folder: say it, keep going
+            self.app.copy_to_clipboard(text)
+            self.notify(failure_line("save the suggested fix", exc, self.console.log_path)
+                        + ". It is copied where the terminal allows; nothing was run.",
+                        title="Fix not saved", severity="error", timeout=15)
+            return
         self.app.copy_to_clipboard(text)
         self.app.push_screen(FixScreen(
             "Suggested fix: saved, nothing was run",

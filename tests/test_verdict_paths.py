@@ -242,6 +242,30 @@ async def test_the_console_shows_the_fix_saves_it_and_scores_the_path_100(
         assert "f: save the fix" in app.debrief          # the ideal path is the screen's own
 
 
+async def test_a_fix_that_cannot_be_saved_says_so_and_the_console_goes_on(
+        console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The incident folder cannot be made (a file stands where the incidents folder goes: a
+    fault root's permissions cannot produce): f says why in a failure line, nothing crashes."""
+    from app.paths import state_dir
+
+    app = await _forward_fix_console(console_config, conn, tmp_path, monkeypatch)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _assessed(app, pilot)
+        incidents = state_dir() / "incidents"
+        if incidents.is_dir():
+            import shutil
+
+            shutil.rmtree(incidents)
+        incidents.write_text("not a folder")
+        await pilot.press("f")
+        await pilot.pause()
+        assert app.screen is screen
+        toast = [n for n in app._notifications if n.title == "Fix not saved"]
+        assert toast and toast[-1].message.startswith("could not save the suggested fix: ")
+        assert "nothing was run" in toast[-1].message
+
+
 async def test_assess_then_quit_is_the_call_without_a_hidden_dance(
         console_config: Path, demo_db: DemoDb, demo_app: DemoApp, conn: asyncpg.Connection,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
