@@ -228,6 +228,8 @@ def test_the_maintenance_switch_on_an_unreachable_app_says_so(tmp_path: Path) ->
     ("media, objects", ("public.media", "public.objects")),
     ('"Odd Schema"."Line Items",auth.users', ("Odd Schema.Line Items", "auth.users")),
     ('"with ""quote"", comma"', ('public.with "quote", comma',)),
+    # as the console shows names: characters taken as they are
+    ("we'ird\"t, o'sch\"ema.Ta ble", ("public.we'ird\"t", "o'sch\"ema.Ta ble")),
 ])
 def test_tables_take_quoted_names(given: str, expected: tuple[str, ...]) -> None:
     from app.commands.rollback import _tables
@@ -235,7 +237,7 @@ def test_tables_take_quoted_names(given: str, expected: tuple[str, ...]) -> None
     assert _tables(given) == expected
 
 
-@pytest.mark.parametrize("given", ['"unclosed', "a.b.c", "schema."])
+@pytest.mark.parametrize("given", ['"unclosed', '"a"."b"."c"', '"schema".'])
 def test_tables_refuse_what_is_not_a_name(given: str) -> None:
     from app.commands.rollback import _tables
     from app.errors import BadInput

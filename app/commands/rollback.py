@@ -35,11 +35,31 @@ def _types_help() -> str:
 
 
 def _tables(raw: str) -> tuple[str, ...]:
-    """``--tables``: comma separated, each ``name`` (public), ``schema.name`` or SQL-quoted
-    (``"Odd Schema"."Line Items"``: quotes keep dots, commas and spaces), as schema.name."""
-    names: list[list[str]] = []
-    parts: list[str] = []
-    part, quoted, i = "", False, 0
+    """``--tables``: comma separated, each as the console shows it (``name`` in public,
+    ``schema.name``: characters taken as they are) or, starting with a double quote, SQL-quoted
+    (``"Odd Schema"."Line Items"``: quotes keep dots, commas and spaces); as schema.name."""
+    out: list[str] = []
+    i = 0
+    while i < len(raw):
+        if raw[i].isspace() or raw[i] == ",":
+            i += 1
+            continue
+        if raw[i] == '"':
+            parts, i = _quoted(raw, i)
+            out.append(".".join(parts) if len(parts) == 2 else f"public.{parts[0]}")
+        else:
+            end = raw.find(",", i)
+            end = len(raw) if end < 0 else end
+            item = raw[i:end].strip()
+            out.append(item if "." in item else f"public.{item}")
+            i = end
+    return tuple(out)
+
+
+def _quoted(raw: str, i: int) -> tuple[list[str], int]:
+    """A SQL-quoted ``"schema"."name"`` (or ``"name"``; a part may be bare) from ``raw[i]``
+    up to the next comma outside quotes: its parts, and where it ended."""
+    parts, part, quoted, bare = [], "", False, False
     while i < len(raw):
         ch = raw[i]
         if quoted:
@@ -49,30 +69,23 @@ def _tables(raw: str) -> tuple[str, ...]:
                 quoted = False
             else:
                 part += ch
-        elif ch == '"':
+        elif ch == '"' and not part:
             quoted = True
         elif ch == ".":
             parts.append(part)
-            part = ""
+            part, bare = "", False
         elif ch == ",":
-            names.append([*parts, part])
-            parts, part = [], ""
-        else:
-            part += ch
+            break
+        elif not ch.isspace() or bare:
+            part, bare = part + ch, True
         i += 1
     if quoted:
         raise BadInput(f"--tables {raw!r}: a quote is not closed")
-    names.append([*parts, part])
-    out = []
-    for name in names:
-        name = [n.strip() for n in name]
-        if not any(name):
-            continue
-        if len(name) > 2 or not all(name):
-            raise BadInput(f"--tables: {'.'.join(name)!r} is not a table name (name, "
-                           'schema.name, or "Quoted Schema"."Quoted Name")')
-        out.append(".".join(name) if len(name) == 2 else f"public.{name[0]}")
-    return tuple(out)
+    parts.append(part)
+    if len(parts) > 2 or not all(parts):
+        raise BadInput(f"--tables: {'.'.join(parts)!r} is not a table name (name, schema.name, "
+                       'or "Quoted Schema"."Quoted Name")')
+    return parts, i
 
 
 def given_time(text: str | None) -> datetime | None:
