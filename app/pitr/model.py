@@ -115,7 +115,8 @@ class Window:
         for b in self.usable():
             if target.lsn is not None and lsn_int(b.stop_lsn) > lsn_int(target.lsn):
                 continue
-            if target.at is not None and b.stop_time > target.at:
+            # a known LSN decides (a stop time is rounded up to the second it ended in)
+            if target.lsn is None and target.at is not None and b.stop_time > target.at:
                 continue
             candidates.append(b)
         return max(candidates, key=lambda b: lsn_int(b.stop_lsn), default=None)
