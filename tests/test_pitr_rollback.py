@@ -129,7 +129,8 @@ def test_type_2_at_a_mark_restores_the_table_as_at_the_mark_and_keeps_later_writ
     # the incident journals the moment it restored
     opened = [json.loads(line) for p in (db.home / "incidents").glob("*/journal.jsonl")
               for line in p.read_text().splitlines() if '"incident_opened"' in line]
-    assert opened and opened[-1]["data"]["source"]["point_in_time"]["value"].startswith("before-m1.")
+    moment = opened[-1]["data"]["source"]["point_in_time"] if opened else {}
+    assert moment["value"].startswith("before-m1.")           # the mark's unique restore point
     assert not list((db.home / "aside").glob("aside-*"))     # the aside cluster is gone
 
 
