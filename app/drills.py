@@ -235,11 +235,9 @@ SCENARIOS: tuple[Scenario, ...] = (
             "guests FROM public.chakai WHERE id % 29 = 1 AND id < 29;"),
         source="point_in_time",
         player_needs="keys for the plan screen's repair (its two moments: before-migration, "
-                     "then after-migration) that the tmux player does not press yet, and the "
-                     "console's drill to read the sandbox's config after the setup records the "
-                     "migration's time (app/cli.py loads it before: the console's assessment "
-                     "then recommends Type 2); --headless plays it to 100 with `run --type "
-                     "repair ... --at before-migration --after after-migration`"),
+                     "then after-migration) that the tmux player does not press yet; the "
+                     "console and --headless (`run --type repair ... --at before-migration "
+                     "--after after-migration`) play it to 100 when it is named"),
 )
 BY_NAME = {s.name: s for s in SCENARIOS}
 

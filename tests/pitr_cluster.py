@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -141,3 +143,110 @@ async def _load(server: PgServer, database: str, rows: int, seed: int) -> DemoFa
         return await load_demo(conn, rows=rows, seed=seed)
     finally:
         await conn.close()
+
+
+class PitrDb:
+    """One test's own copy of the demo database on an archiving cluster, and a console config
+    naming it, without the app (the aside restore brings back the whole cluster, so tests in
+    their own databases do not see each other's writes). Sync helpers for plain tests, async
+    ones (``a``-prefixed) for tests inside an event loop (Pilot)."""
+
+    def __init__(self, cluster: PitrCluster, folder: Path, prefix: str = "t") -> None:
+        import uuid
+
+        self.cluster = cluster
+        self.name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        cluster.execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{cluster.database}"',
+                        "postgres")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(cluster.config.parent / "secrets", folder / "secrets")
+        text = cluster.config.read_text().replace(f'/{cluster.database}"', f'/{self.name}"')
+        text = text[:text.index("\n[app]")] + text[text.index("\n[auth]"):]   # no app here
+        (folder / "backups").mkdir()
+        self.config = folder / "rollback.toml"
+        self.config.write_text(text)
+        self.home = folder / "home"
+
+    @property
+    def dsn(self) -> str:
+        return self.cluster.server.dsn(self.name)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        from tests.helpers import cli
+
+        return cli(self.config, self.home, *args)
+
+    def use_pitr(self, pitr: str) -> None:
+        """Another [pitr] table (a damaged copy of the archive, say)."""
+        text = self.config.read_text()
+        self.config.write_text(text[:text.index("\n[pitr]")] + pitr)
+
+    async def aexecute(self, sql: str) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def execute(self, sql: str) -> None:
+        asyncio.run(self.aexecute(sql))
+
+    async def amedia(self) -> dict[int, tuple[Any, ...]]:
+        """media's rows by id (the story's table)."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return {r["id"]: tuple(r) for r in
+                    await conn.fetch(f"SELECT {MEDIA_COLUMNS} FROM public.media")}
+        finally:
+            await conn.close()
+
+    def media(self) -> dict[int, tuple[Any, ...]]:
+        return asyncio.run(self.amedia())
+
+    def contents(self) -> dict[str, str]:
+        """Every user table's checksum."""
+        from app.catalog import table_content, user_tables
+
+        async def go() -> dict[str, str]:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                return {t: (await table_content(conn, t)).checksum
+                        for t in await user_tables(conn)}
+            finally:
+                await conn.close()
+        return asyncio.run(go())
+
+
+MEDIA_COLUMNS = "id, object_id, owner_id, url, mime_type, bytes, caption, created_at, updated_at"
+
+# The repair's story (tests/test_repair.py, tests/test_repair_console.py): the migration deletes
+# 5 % of media, NULLs the caption of 10 % and rewrites the mime type of 5 %; users then add
+# rows, edit rows it damaged (ids 12, 22, ...: conflicts) and rows it did not touch.
+REPAIR_MIGRATION = """
+DELETE FROM public.media WHERE id % 20 = 1;
+UPDATE public.media SET caption = NULL WHERE id % 10 = 2;
+UPDATE public.media SET mime_type = 'application/octet-stream' WHERE id % 20 = 3;
+"""
+REPAIR_USERS = """
+INSERT INTO public.media (object_id, owner_id, url, mime_type, bytes, caption)
+SELECT object_id, owner_id, url || '?v=2', 'image/png', bytes + 1, 'uploaded after'
+FROM public.media WHERE id % 50 = 7;
+UPDATE public.media SET caption = 'edited by its owner' WHERE id % 100 IN (12, 22, 43);
+UPDATE public.media SET caption = 'retitled' WHERE id % 10 = 5;
+"""
+
+
+def repair_expected(before: dict[int, Any], after: dict[int, Any], now: dict[int, Any],
+                    take: bool = False) -> tuple[dict[int, Any], set[int], set[int]]:
+    """What a repair must leave (conflicts kept as users left them, or ``take``n back), the
+    conflicts, and the rows users wrote after the migration."""
+    touched = {i for i in before.keys() | after.keys() if before.get(i) != after.get(i)}
+    users = {i for i in now.keys() | after.keys() if now.get(i) != after.get(i)}
+    conflicts = touched & users
+    want = dict(now)
+    for i in (touched - users) | (conflicts if take else set()):
+        if i in before:
+            want[i] = before[i]
+        else:
+            want.pop(i, None)
+    return want, conflicts, users

@@ -41,15 +41,6 @@ async def test_the_evenings_writes_leave_the_verdict_on_media(console_config: Pa
     assert tuple(d.tables) == LATE.tables, d.to_dict()
 
 
-def test_the_tmux_player_waits_for_the_plan_screens_point_in_time() -> None:
-    """tests/test_drill_tmux.py plays drills.playable(): a scenario with player_needs is not
-    there until the player can reach its answer; said here, so the run shows why."""
-    if LATE.player_needs:
-        pytest.skip(f"late-writes is not played in tmux yet: the player needs "
-                    f"{LATE.player_needs}")
-    assert LATE in drills.playable()
-
-
 class Drill:
     """A headless late-writes drill: the sandbox up, the trainee's commands, then the call."""
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pwd
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,19 +25,10 @@ from app.config_schema import PitrSettings
 from app.pitr.aside import AsideCluster
 from app.pitr.model import PitrError, PointTarget, Window, lsn_int
 from app.pitr.pgbackrest import PgBackRestEngine, explain
-from app.sandbox.server import PgServer, as_user, chown_tree
+from app.sandbox.server import PgServer, chown_tree
+from tests.pgbackrest_cluster import PG15, pgbackrest, require_pgbackrest, start_pgbackrest_cluster
 
-PG15 = Path("/usr/lib/postgresql/15/bin")
 STANZA = "tea"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _missing() -> str:
-    if shutil.which("pgbackrest") is None:
-        return "pgbackrest"
-    if not (PG15 / "postgres").exists() or not (PG15 / "pg_waldump").exists():
-        return "PostgreSQL 15 server binaries"
-    return ""
 
 
 @dataclass
@@ -66,12 +55,7 @@ class Facts:
 
 
 def _pgbackrest(server: PgServer, conf: Path, *args: str) -> str:
-    """pgbackrest as the cluster's OS user (it owns the repository and the logs)."""
-    proc = subprocess.run(  # type: ignore[call-overload]
-        ["pgbackrest", f"--config={conf}", f"--stanza={STANZA}", *args],
-        capture_output=True, text=True, check=False, **as_user(server.user))
-    assert proc.returncode == 0, f"pgbackrest {args}: {proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+    return pgbackrest(server, conf, STANZA, *args)
 
 
 async def _sql(server: PgServer, *statements: str) -> list[object]:
@@ -84,30 +68,9 @@ async def _sql(server: PgServer, *statements: str) -> list[object]:
 
 @pytest.fixture(scope="module")
 def facts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facts]:
-    if _missing() and os.geteuid() == 0:
-        subprocess.run(["sh", str(ROOT / ".ci" / "install-pgbackrest.sh")], check=False,
-                       capture_output=True)
-    if _missing():
-        pytest.skip(f"{_missing()} could not be installed on this machine "
-                    "(sh .ci/install-pgbackrest.sh: apt-get install pgbackrest postgresql-15)")
+    require_pgbackrest()
     root = tmp_path_factory.mktemp("pgbackrest")
-    server = PgServer.create(root / "pgdata", bins=PG15)
-    sock, repo, logs = root / "sock", root / "repo", root / "log"
-    for folder in (sock, repo, logs):
-        folder.mkdir()
-        chown_tree(folder, server.user)
-    conf = root / "pgbackrest.conf"
-    conf.write_text(f"[global]\nrepo1-path={repo}\nrepo1-retention-full=2\nlog-path={logs}\n"
-                    f"lock-path={logs}\nlog-level-console=warn\nstart-fast=y\n\n"
-                    f"[{STANZA}]\npg1-path={server.data_dir}\npg1-socket-path={sock}\n"
-                    f"pg1-port={server.port}\npg1-user={server.superuser}\n")
-    conf.chmod(0o644)
-    with (server.data_dir / "postgresql.conf").open("a") as pgconf:
-        # pgBackRest's backup talks to the cluster over a unix socket (local trust auth)
-        pgconf.write(f"unix_socket_directories = '{sock}'\nwal_level = replica\n"
-                     f"archive_mode = on\narchive_command = 'pgbackrest --config={conf} "
-                     f"--stanza={STANZA} archive-push %p'\n")
-    server.start()
+    server, conf, repo = start_pgbackrest_cluster(root, STANZA, retention_full=2)
     try:
         asyncio.run(_sql(server, "CREATE TABLE t (id int PRIMARY KEY, note text NOT NULL)",
                          "INSERT INTO t SELECT g, 'before backup' FROM generate_series(1, 100) g"))

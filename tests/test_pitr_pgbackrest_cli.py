@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,20 +21,13 @@ import pytest
 from app.catalog import table_content, user_tables
 from app.sandbox.demo_data import load_demo
 from app.sandbox.manager import write_config, write_secrets
-from app.sandbox.server import PgServer, as_user, chown_tree
+from app.sandbox.server import PgServer
 from tests.helpers import cli
+from tests.pgbackrest_cluster import PG15, pgbackrest, require_pgbackrest, start_pgbackrest_cluster
 
-PG15 = Path("/usr/lib/postgresql/15/bin")
 STANZA = "shop"
 DATABASE = "tea_school"
 TARGET = "tea-school-sandbox"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _missing() -> str:
-    if shutil.which("pgbackrest") is None:
-        return "pgbackrest"
-    return "" if (PG15 / "postgres").exists() else "PostgreSQL 15 server binaries"
 
 
 @dataclass
@@ -47,12 +38,7 @@ class Cluster:
     home: Path
 
     def pgbackrest(self, *args: str) -> str:
-        """pgbackrest as the cluster's OS user (it owns the repository and the logs)."""
-        proc = subprocess.run(  # type: ignore[call-overload]
-            ["pgbackrest", f"--config={self.conf}", f"--stanza={STANZA}", *args],
-            capture_output=True, text=True, check=False, **as_user(self.server.user))
-        assert proc.returncode == 0, f"pgbackrest {args}: {proc.stdout}\n{proc.stderr}"
-        return str(proc.stdout)
+        return pgbackrest(self.server, self.conf, STANZA, *args)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return cli(self.config, self.home, *args)
@@ -79,29 +65,9 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if _missing() and os.geteuid() == 0:
-        subprocess.run(["sh", str(ROOT / ".ci" / "install-pgbackrest.sh")], check=False,
-                       capture_output=True)
-    if _missing():
-        pytest.skip(f"{_missing()} could not be installed on this machine "
-                    "(sh .ci/install-pgbackrest.sh)")
+    require_pgbackrest()
     root = tmp_path_factory.mktemp("pgbackrest-cli")
-    server = PgServer.create(root / "pgdata", bins=PG15)
-    sock, repo, logs = root / "sock", root / "repo", root / "log"
-    for folder in (sock, repo, logs):
-        folder.mkdir()
-        chown_tree(folder, server.user)
-    conf = root / "pgbackrest.conf"
-    conf.write_text(f"[global]\nrepo1-path={repo}\nlog-path={logs}\nlock-path={logs}\n"
-                    f"log-level-console=warn\nstart-fast=y\n\n"
-                    f"[{STANZA}]\npg1-path={server.data_dir}\npg1-socket-path={sock}\n"
-                    f"pg1-port={server.port}\npg1-user={server.superuser}\n")
-    conf.chmod(0o644)
-    with (server.data_dir / "postgresql.conf").open("a") as pgconf:
-        pgconf.write(f"unix_socket_directories = '{sock}'\nwal_level = replica\n"
-                     f"archive_mode = on\narchive_command = 'pgbackrest --config={conf} "
-                     f"--stanza={STANZA} archive-push %p'\n")
-    server.start()
+    server, conf, _repo = start_pgbackrest_cluster(root, STANZA)
     try:
         async def load() -> object:
             conn = await asyncpg.connect(server.dsn())

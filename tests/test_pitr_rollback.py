@@ -11,24 +11,19 @@ aside restore brings back the whole cluster, so tests do not see each other's wr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from app.catalog import table_content, user_tables
 from app.sandbox.server import cmdline
-from tests.helpers import CONSOLE, cli
-from tests.pitr_cluster import DATABASE, PitrCluster, start_pitr_cluster
+from tests.helpers import CONSOLE
+from tests.pitr_cluster import DATABASE, PitrCluster, PitrDb, start_pitr_cluster
 
 TARGET = "tea-school-sandbox"
 
@@ -38,42 +33,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PitrCluster]:
     c = start_pitr_cluster(tmp_path_factory.mktemp("pitr-rollback"), rows=600)
     yield c
     c.stop()
-
-
-class Db:
-    """One test's own database on the archiving cluster, and a config naming it."""
-
-    def __init__(self, cluster: PitrCluster, folder: Path) -> None:
-        self.cluster = cluster
-        self.name = f"t_{uuid.uuid4().hex[:8]}"
-        cluster.execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{DATABASE}"', "postgres")
-        console = cluster.config.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(console / "secrets", folder / "secrets")
-        text = cluster.config.read_text().replace(f'/{DATABASE}"', f'/{self.name}"')
-        text = text[:text.index("\n[app]")] + text[text.index("\n[auth]"):]   # no app here
-        (folder / "backups").mkdir()
-        self.config = folder / "rollback.toml"
-        self.config.write_text(text)
-        self.home = folder / "home"
-
-    def use_pitr(self, pitr: str) -> None:
-        """Another [pitr] table (a damaged copy of the archive, say)."""
-        text = self.config.read_text()
-        self.config.write_text(text[:text.index("\n[pitr]")] + pitr)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return cli(self.config, self.home, *args)
-
-    async def contents(self) -> dict[str, str]:
-        conn = await asyncpg.connect(self.cluster.server.dsn(self.name))
-        try:
-            return {t: (await table_content(conn, t)).checksum for t in await user_tables(conn)}
-        finally:
-            await conn.close()
-
-    def execute(self, sql: str) -> None:
-        self.cluster.execute(sql, self.name)
 
 
 # user writes before the mark, the migration's damage, and the users' writes after it
@@ -87,10 +46,10 @@ AFTER = ("INSERT INTO public.local_classes (name, region) VALUES ('after the mig
          "UPDATE public.objects SET name = name || ' (renamed later)' WHERE id % 5 = 0")
 
 
-def story(db: Db, label: str) -> dict[str, str]:
+def story(db: PitrDb, label: str) -> dict[str, str]:
     """writes, the mark (its state returned), the migration, more writes, WAL archived."""
     db.execute(BEFORE_MARK)
-    at_mark = asyncio.run(db.contents())
+    at_mark = db.contents()
     marked = db.cli("mark", "--label", label, "--json")
     assert marked.returncode == 0, marked.stderr
     assert json.loads(marked.stdout)["archived"] is True
@@ -102,9 +61,9 @@ def story(db: Db, label: str) -> dict[str, str]:
 
 def test_type_2_at_a_mark_restores_the_table_as_at_the_mark_and_keeps_later_writes(
         cluster: PitrCluster, tmp_path: Path) -> None:
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db")
     at_mark = story(db, "before-m1")
-    damaged = asyncio.run(db.contents())
+    damaged = db.contents()
     assert damaged["public.media"] != at_mark["public.media"]
 
     window = db.cli("pitr")
@@ -114,12 +73,12 @@ def test_type_2_at_a_mark_restores_the_table_as_at_the_mark_and_keeps_later_writ
     dry = db.cli("run", "--type", "partial", "--tables", "media,chakai", "--at", "before-m1",
                  "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert asyncio.run(db.contents()) == damaged            # a dry run changes nothing
+    assert db.contents() == damaged            # a dry run changes nothing
     run = db.cli("run", "--type", "partial", "--tables", "media,chakai", "--at", "before-m1",
                  "--confirm", f"ROLLBACK {TARGET}")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "point in time: mark before-m1" in run.stderr
-    after = asyncio.run(db.contents())
+    after = db.contents()
     assert after["public.media"] == at_mark["public.media"]
     assert after["public.chakai"] == at_mark["public.chakai"]   # the 7 rows before the mark too
     # the tables not rolled back keep what users wrote after the migration
@@ -136,17 +95,17 @@ def test_type_2_at_a_mark_restores_the_table_as_at_the_mark_and_keeps_later_writ
 
 def test_type_3_at_a_mark_restores_every_table_as_at_the_mark(cluster: PitrCluster,
                                                                tmp_path: Path) -> None:
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db")
     at_mark = story(db, "before-m3")
     run = db.cli("run", "--type", "full", "--at", "before-m3", "--confirm",
                  f"CONFIRM_FULL_RESTORE {TARGET}")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert asyncio.run(db.contents()) == at_mark
+    assert db.contents() == at_mark
 
 
 def test_assess_at_a_mark_compares_with_the_moment_before_the_migration(
         cluster: PitrCluster, tmp_path: Path) -> None:
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db")
     story(db, "before-a")
     out = db.cli("assess", "--at", "before-a", "--json")
     assert out.returncode == 30, out.stdout + out.stderr        # IMMEDIATE ROLLBACK
@@ -164,14 +123,14 @@ def test_assess_at_a_mark_compares_with_the_moment_before_the_migration(
 ])
 def test_a_target_outside_the_window_is_refused_before_anything_changes(
         cluster: PitrCluster, tmp_path: Path, at: str, expected: str) -> None:
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db")
     db.execute(MIGRATION)
-    before = asyncio.run(db.contents())
+    before = db.contents()
     run = db.cli("run", "--type", "partial", "--tables", "media", "--at", at, "--confirm",
                  f"ROLLBACK {TARGET}")
     assert run.returncode == 2, run.stdout + run.stderr
     assert expected in run.stderr and "Traceback" not in run.stderr
-    assert asyncio.run(db.contents()) == before
+    assert db.contents() == before
     assert not (db.home / "incidents").exists() or not list(
         (db.home / "incidents").glob("*/journal.jsonl"))
 
@@ -209,24 +168,24 @@ def test_a_gap_or_a_corrupt_base_backup_is_refused_before_anything_changes(
                         "SELECT 'wal ' || g || ' ' || md5(random()::text), 'Kyoto' "
                         "FROM generate_series(1, 50) g", DATABASE)
         cluster.switch_wal()
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db")
     story(db, "before-g")
     db.use_pitr(damage(cluster, tmp_path))
-    before = asyncio.run(db.contents())
+    before = db.contents()
     window = db.cli("pitr")
     assert window.returncode == 1, window.stdout + window.stderr
     run = db.cli("run", "--type", "partial", "--tables", "media", "--at", "before-g",
                  "--confirm", f"ROLLBACK {TARGET}")
     assert run.returncode == 2, run.stdout + run.stderr
     assert expected in run.stderr.lower() and "nothing was changed" in run.stderr.lower()
-    assert asyncio.run(db.contents()) == before
+    assert db.contents() == before
 
 
 def test_kill_9_while_restoring_aside_leaves_nothing_and_resume_says_so(
         cluster: PitrCluster, tmp_path: Path) -> None:
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db")
     story(db, "before-k")
-    before = asyncio.run(db.contents())
+    before = db.contents()
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(db.home)}
     proc = subprocess.Popen([*CONSOLE, "-c", str(db.config), "run", "--type", "partial",
                              "--tables", "media", "--at", "before-k", "--confirm",
@@ -252,6 +211,6 @@ def test_kill_9_while_restoring_aside_leaves_nothing_and_resume_says_so(
     while time.monotonic() < deadline and str(aside_root) in cmdline(postmaster):
         time.sleep(0.1)
     assert str(aside_root) not in cmdline(postmaster)           # no orphan server
-    assert asyncio.run(db.contents()) == before
+    assert db.contents() == before
     sets = [p for p in (db.config.parent / "backups").iterdir() if not p.name.startswith(".")]
     assert sets == []

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,27 +23,20 @@ import pytest
 from app.sandbox.load import WriteLoad
 from app.sandbox.manager import info_app_url, start_demo_app
 from app.sandbox.server import stop_pid
-from tests.helpers import CONSOLE, cli
-from tests.pitr_cluster import DATABASE, PitrCluster, start_pitr_cluster
+from tests.helpers import CONSOLE
+from tests.pitr_cluster import (
+    MEDIA_COLUMNS,
+    REPAIR_MIGRATION,
+    REPAIR_USERS,
+    PitrCluster,
+    PitrDb,
+    repair_expected,
+    start_pitr_cluster,
+)
 
 TARGET = "tea-school-sandbox"
 PHRASE = f"ROLLBACK {TARGET}"
-COLS = "id, object_id, owner_id, url, mime_type, bytes, caption, created_at, updated_at"
-
-MIGRATION = """
-DELETE FROM public.media WHERE id % 20 = 1;
-UPDATE public.media SET caption = NULL WHERE id % 10 = 2;
-UPDATE public.media SET mime_type = 'application/octet-stream' WHERE id % 20 = 3;
-"""
-# users after the migration: new rows; edits of rows it damaged (ids 12, 22, ...: conflicts)
-# and of rows it did not touch (ids % 10 = 5)
-USERS = """
-INSERT INTO public.media (object_id, owner_id, url, mime_type, bytes, caption)
-SELECT object_id, owner_id, url || '?v=2', 'image/png', bytes + 1, 'uploaded after'
-FROM public.media WHERE id % 50 = 7;
-UPDATE public.media SET caption = 'edited by its owner' WHERE id % 100 IN (12, 22, 43);
-UPDATE public.media SET caption = 'retitled' WHERE id % 10 = 5;
-"""
+MIGRATION, USERS = REPAIR_MIGRATION, REPAIR_USERS
 
 
 @pytest.fixture(scope="module")
@@ -55,50 +46,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PitrCluster]:
     c.stop()
 
 
-class Db:
-    """One test's own copy of the demo database and a config naming it (no app)."""
-
-    def __init__(self, cluster: PitrCluster, folder: Path) -> None:
-        self.cluster = cluster
-        self.name = f"r_{uuid.uuid4().hex[:8]}"
-        cluster.execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{DATABASE}"', "postgres")
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(cluster.config.parent / "secrets", folder / "secrets")
-        text = cluster.config.read_text().replace(f'/{DATABASE}"', f'/{self.name}"')
-        text = text[:text.index("\n[app]")] + text[text.index("\n[auth]"):]
-        (folder / "backups").mkdir()
-        self.config = folder / "rollback.toml"
-        self.config.write_text(text)
-        self.home = folder / "home"
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return cli(self.config, self.home, *args)
-
-    def execute(self, sql: str) -> None:
-        self.cluster.execute(sql, self.name)
-
-    def media(self) -> dict[int, tuple[Any, ...]]:
-        async def go() -> dict[int, tuple[Any, ...]]:
-            conn = await asyncpg.connect(self.cluster.server.dsn(self.name))
-            try:
-                return {r["id"]: tuple(r) for r in
-                        await conn.fetch(f"SELECT {COLS} FROM public.media")}
-            finally:
-                await conn.close()
-        return asyncio.run(go())
-
-    def mark(self, label: str) -> None:
-        out = self.cli("mark", "--label", label)
-        assert out.returncode == 0, out.stderr
+def _mark(db: PitrDb, label: str) -> None:
+    out = db.cli("mark", "--label", label)
+    assert out.returncode == 0, out.stderr
 
 
-def _story(db: Db) -> tuple[dict[int, Any], dict[int, Any], dict[int, Any]]:
+def _story(db: PitrDb) -> tuple[dict[int, Any], dict[int, Any], dict[int, Any]]:
     """(before the migration, as it left them, after the users' writes)."""
     before = db.media()
-    db.mark("pre")
+    _mark(db, "pre")
     db.execute(MIGRATION)
     after = db.media()
-    db.mark("post")
+    _mark(db, "post")
     db.execute(USERS)
     db.cluster.switch_wal()
     return before, after, db.media()
@@ -107,23 +66,8 @@ def _story(db: Db) -> tuple[dict[int, Any], dict[int, Any], dict[int, Any]]:
 def _expect(before: dict[int, Any], after: dict[int, Any], now: dict[int, Any],
             take: bool = False) -> tuple[dict[int, Any], set[int], int]:
     """What the repair must leave, the conflicts, and the users' writes a Type 2 loses."""
-    touched = {i for i in before.keys() | after.keys() if before.get(i) != after.get(i)}
-    users = {i for i in now.keys() | after.keys() if now.get(i) != after.get(i)}
-    conflicts = touched & users
-    want = dict(now)
-    for i in touched - users:
-        if i in before:
-            want[i] = before[i]
-        else:
-            want.pop(i, None)
-    if take:
-        for i in conflicts:
-            if i in before:
-                want[i] = before[i]
-            else:
-                want.pop(i, None)
-    lost_by_type_2 = len([i for i in users if now.get(i) != before.get(i)])
-    return want, conflicts, lost_by_type_2
+    want, conflicts, users = repair_expected(before, after, now, take)
+    return want, conflicts, len([i for i in users if now.get(i) != before.get(i)])
 
 
 def _same(got: dict[int, Any], want: dict[int, Any]) -> list[int]:
@@ -132,7 +76,7 @@ def _same(got: dict[int, Any], want: dict[int, Any]) -> list[int]:
 
 def test_repair_from_two_points_in_time_keeps_every_user_write(cluster: PitrCluster,
                                                                 tmp_path: Path) -> None:
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db", "r")
     before, after, now = _story(db)
     want, conflicts, lost = _expect(before, after, now)
     assert len(conflicts) > 0 and lost > 50
@@ -173,7 +117,7 @@ def test_repair_from_two_points_in_time_keeps_every_user_write(cluster: PitrClus
 
 def test_conflicts_taken_back_to_before_the_migration(cluster: PitrCluster,
                                                        tmp_path: Path) -> None:
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db", "r")
     before, after, now = _story(db)
     want, _conflicts, _lost = _expect(before, after, now, take=True)
     run = db.cli("run", "--type", "repair", "--tables", "media", "--at", "pre", "--after",
@@ -187,7 +131,7 @@ def test_conflicts_taken_back_to_before_the_migration(cluster: PitrCluster,
 
 def test_repair_from_a_dump_puts_back_the_classes_chosen(cluster: PitrCluster,
                                                          tmp_path: Path) -> None:
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db", "r")
     taken = db.cli("backup", "--label", "nightly")
     assert taken.returncode == 0, taken.stderr
     before = db.media()
@@ -219,7 +163,7 @@ def test_repair_from_a_dump_puts_back_the_classes_chosen(cluster: PitrCluster,
 
 def test_a_table_without_a_key_is_refused_with_what_to_do(cluster: PitrCluster,
                                                           tmp_path: Path) -> None:
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db", "r")
     db.execute("CREATE TABLE public.events (at timestamptz, what text); "
                "INSERT INTO public.events VALUES (now(), 'a')")
     assert db.cli("backup").returncode == 0
@@ -233,7 +177,7 @@ def test_under_a_write_load_through_the_app_every_user_write_survives(
         cluster: PitrCluster, tmp_path: Path) -> None:
     """The issue's story with the demo app: users insert and edit media through its API
     before the migration and after it (some edits land on rows the migration damaged)."""
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db", "r")
     db.execute("ALTER ROLE authenticator PASSWORD 'repair-load'")
     proc, port = start_demo_app(cluster.server.dsn(db.name, "authenticator", "repair-load"),
                                 "token", cluster.facts.test_user_id, tmp_path / "app.log")
@@ -249,10 +193,10 @@ def test_under_a_write_load_through_the_app_every_user_write_survives(
                       if str(r[2]) == cluster.facts.test_user_id)
         asyncio.run(load(30, mine[:10], 1))                  # users before the migration
         before = db.media()
-        db.mark("pre")
+        _mark(db, "pre")
         db.execute(MIGRATION)
         after = db.media()
-        db.mark("post")
+        _mark(db, "post")
         damaged = [i for i in mine if before.get(i) != after.get(i) and i in after]
         users = asyncio.run(load(60, damaged[:4] + mine[-6:], 2))   # and after it
         cluster.switch_wal()
@@ -276,7 +220,7 @@ def test_under_a_write_load_through_the_app_every_user_write_survives(
 
 
 def test_killed_inside_the_repair_then_resumed(cluster: PitrCluster, tmp_path: Path) -> None:
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db", "r")
     before, after, now = _story(db)
     want, _conflicts, _lost = _expect(before, after, now)
     env = {**os.environ, "ROLLBACK_CONSOLE_HOME": str(db.home),
@@ -316,7 +260,7 @@ def test_generated_identity_odd_names_audit_triggers_and_cascaded_children(
     """A table from the corpus's traits (identity ALWAYS key, a generated column, names that
     need quoting, no updated_at, an audit trigger), and a parent whose delete cascaded into
     its children, repaired together from two marks."""
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db", "r")
     db.execute(ODD)
 
     async def state() -> tuple[list[Any], list[Any], list[Any], int]:
@@ -324,17 +268,17 @@ def test_generated_identity_odd_names_audit_triggers_and_cascaded_children(
         try:
             return (await conn.fetch('SELECT * FROM "Odd Schema"."Line Items" ORDER BY 1'),
                     await conn.fetch("SELECT * FROM public.objects ORDER BY id"),
-                    await conn.fetch(f"SELECT {COLS} FROM public.media ORDER BY id"),
+                    await conn.fetch(f"SELECT {MEDIA_COLUMNS} FROM public.media ORDER BY id"),
                     await conn.fetchval('SELECT count(*) FROM "Odd Schema".audit'))
         finally:
             await conn.close()
 
     before = asyncio.run(state())
-    db.mark("pre-odd")
+    _mark(db, "pre-odd")
     db.execute('DELETE FROM "Odd Schema"."Line Items" WHERE "Item No" % 10 = 0;'
                'UPDATE "Odd Schema"."Line Items" SET note = NULL WHERE "Item No" % 10 = 1;'
                "DELETE FROM public.objects WHERE id % 25 = 0")   # cascades into media
-    db.mark("post-odd")
+    _mark(db, "post-odd")
     db.execute('INSERT INTO "Odd Schema"."Line Items" ("Qty", "Unit Price", note) '
                "VALUES (7, 2.5, 'after')")
     cluster.switch_wal()
@@ -354,7 +298,7 @@ def test_a_type_2_in_the_same_situation_loses_the_users_writes(cluster: PitrClus
                                                                tmp_path: Path) -> None:
     """The comparison the repair exists for: the same story, a Type 2 of media from the
     moment before the migration: every row users wrote after it is gone (counted)."""
-    db = Db(cluster, tmp_path / "db")
+    db = PitrDb(cluster, tmp_path / "db", "r")
     before, after, now = _story(db)
     _want, _conflicts, lost = _expect(before, after, now)
     run = db.cli("run", "--type", "partial", "--tables", "media", "--at", "pre", "--confirm",

@@ -10,15 +10,12 @@ do, and nothing is restored or changed."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from textual.widgets import Input, OptionList, SelectionList
 
@@ -34,28 +31,17 @@ from screens.plan import PlanScreen
 from screens.rollback import RollbackScreen
 from tests.conftest import wait_until
 from tests.helpers import cli
-from tests.pitr_cluster import DATABASE, PitrCluster, start_pitr_cluster
+from tests.pitr_cluster import (
+    REPAIR_MIGRATION,
+    REPAIR_USERS,
+    PitrCluster,
+    PitrDb,
+    repair_expected,
+    start_pitr_cluster,
+)
 
 TARGET = "tea-school-sandbox"
 PHRASE = f"ROLLBACK {TARGET}"
-COLS = "id, object_id, owner_id, url, mime_type, bytes, caption, created_at, updated_at"
-
-# as tests/test_repair.py: the migration deletes, NULLs and rewrites; users then add rows, edit
-# rows it damaged (ids 12, 22, ...: conflicts) and rows it did not touch
-MIGRATION = """
-DELETE FROM public.media WHERE id % 20 = 1;
-UPDATE public.media SET caption = NULL WHERE id % 10 = 2;
-UPDATE public.media SET mime_type = 'application/octet-stream' WHERE id % 20 = 3;
-"""
-USERS = """
-INSERT INTO public.media (object_id, owner_id, url, mime_type, bytes, caption)
-SELECT object_id, owner_id, url || '?v=2', 'image/png', bytes + 1, 'uploaded after'
-FROM public.media WHERE id % 50 = 7;
-UPDATE public.media SET caption = 'edited by its owner' WHERE id % 100 IN (12, 22, 43);
-UPDATE public.media SET caption = 'retitled' WHERE id % 10 = 5;
-"""
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PitrCluster]:
     found = start_pitr_cluster(tmp_path_factory.mktemp("repair-console"), rows=300)
@@ -65,58 +51,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PitrCluster]:
         found.stop()
 
 
-class Db:
-    """One test's own copy of the demo database, and a config naming it (no app)."""
-
-    def __init__(self, cluster: PitrCluster, folder: Path) -> None:
-        self.cluster = cluster
-        self.name = f"rc_{uuid.uuid4().hex[:8]}"
-        cluster.execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{DATABASE}"', "postgres")
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(cluster.config.parent / "secrets", folder / "secrets")
-        text = cluster.config.read_text().replace(f'/{DATABASE}"', f'/{self.name}"')
-        text = text[:text.index("\n[app]")] + text[text.index("\n[auth]"):]
-        (folder / "backups").mkdir()
-        self.config = folder / "rollback.toml"
-        self.config.write_text(text)
-
-    def cfg(self, migration_at: datetime | None = None) -> Config:
-        cfg = config.load(self.config)
-        return replace(cfg, target=replace(cfg.target, migration_at=migration_at))
-
-    async def execute(self, sql: str) -> None:
-        conn = await asyncpg.connect(self.cluster.server.dsn(self.name))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    async def media(self) -> dict[int, tuple[Any, ...]]:
-        conn = await asyncpg.connect(self.cluster.server.dsn(self.name))
-        try:
-            return {r["id"]: tuple(r) for r in
-                    await conn.fetch(f"SELECT {COLS} FROM public.media")}
-        finally:
-            await conn.close()
+def _cfg(db: PitrDb, migration_at: datetime | None = None) -> Config:
+    cfg = config.load(db.config)
+    return replace(cfg, target=replace(cfg.target, migration_at=migration_at))
 
 
 def text(widget: object) -> str:
     return str(widget.render())  # type: ignore[attr-defined]
-
-
-def _expect(before: dict[int, Any], after: dict[int, Any], now: dict[int, Any],
-            ) -> tuple[dict[int, Any], set[int], set[int]]:
-    """What the repair must leave (conflicts kept as users left them), the conflicts, and the
-    rows users wrote after the migration."""
-    touched = {i for i in before.keys() | after.keys() if before.get(i) != after.get(i)}
-    users = {i for i in now.keys() | after.keys() if now.get(i) != after.get(i)}
-    want = dict(now)
-    for i in touched - users:
-        if i in before:
-            want[i] = before[i]
-        else:
-            want.pop(i, None)
-    return want, touched & users, users
 
 
 def _differ(got: dict[int, Any], want: dict[int, Any]) -> list[int]:
@@ -134,21 +75,21 @@ async def _run_from_gate(pilot: Any, app: RollbackConsoleApp) -> RollbackScreen:
 
 async def test_the_repair_from_two_marks_keeps_every_user_write(cluster: PitrCluster,
                                                                  tmp_path: Path) -> None:
-    db = await asyncio.to_thread(Db, cluster, tmp_path / "db")
-    before = await db.media()
-    await create_mark(db.cfg(), "pre", "test")
-    await db.execute(MIGRATION)
+    db = await asyncio.to_thread(PitrDb, cluster, tmp_path / "db", "rc")
+    before = await db.amedia()
+    await create_mark(_cfg(db), "pre", "test")
+    await db.aexecute(REPAIR_MIGRATION)
     migrated_at = datetime.now(UTC)   # the migration's time: between the two marks
-    after = await db.media()
+    after = await db.amedia()
     await asyncio.sleep(0.05)
-    await create_mark(db.cfg(), "post", "test")
-    await db.execute(USERS)
+    await create_mark(_cfg(db), "post", "test")
+    await db.aexecute(REPAIR_USERS)
     await asyncio.to_thread(cluster.switch_wal)
-    now = await db.media()
-    want, conflicts, users = _expect(before, after, now)
+    now = await db.amedia()
+    want, conflicts, users = repair_expected(before, after, now)
     assert conflicts and len(users) > 30
 
-    app = RollbackConsoleApp(db.cfg(migrated_at), mode="live")
+    app = RollbackConsoleApp(_cfg(db, migrated_at), mode="live")
     async with app.run_test(size=(80, 24)) as pilot:   # the smallest size it must work at
         screen = PlanScreen("repair", ("media",))
         await app.push_screen(screen)
@@ -213,7 +154,7 @@ async def test_the_repair_from_two_marks_keeps_every_user_write(cluster: PitrClu
 
         rollback = await _run_from_gate(pilot, app)
         assert rollback.outcome is Outcome.DONE
-    got = await db.media()
+    got = await db.amedia()
     assert _differ(got, want) == []
     assert all(got.get(i) == now.get(i) for i in users)   # every user write as left
     assert all(got[i] == before[i] for i in before if i % 20 == 1 and i not in users)
@@ -221,15 +162,15 @@ async def test_the_repair_from_two_marks_keeps_every_user_write(cluster: PitrClu
 
 async def test_the_repair_from_a_backup_set_puts_back_the_damage_classes_checked(
         cluster: PitrCluster, tmp_path: Path) -> None:
-    db = await asyncio.to_thread(Db, cluster, tmp_path / "db")
+    db = await asyncio.to_thread(PitrDb, cluster, tmp_path / "db", "rc")
     taken = await asyncio.to_thread(cli, db.config, None, "backup", "--label", "nightly")
     assert taken.returncode == 0, taken.stderr
-    before = await db.media()
-    await db.execute(MIGRATION)
-    await db.execute(USERS)
-    now = await db.media()
+    before = await db.amedia()
+    await db.aexecute(REPAIR_MIGRATION)
+    await db.aexecute(REPAIR_USERS)
+    now = await db.amedia()
 
-    app = RollbackConsoleApp(db.cfg(), mode="live")
+    app = RollbackConsoleApp(_cfg(db), mode="live")
     async with app.run_test(size=(120, 36)) as pilot:
         screen = PlanScreen("repair", ("media",))
         await app.push_screen(screen)
@@ -287,7 +228,7 @@ async def test_the_repair_from_a_backup_set_puts_back_the_damage_classes_checked
             "common:mime_type) are taken as the migration's damage" in blast
         rollback = await _run_from_gate(pilot, app)
         assert rollback.outcome is Outcome.DONE
-    got = await db.media()
+    got = await db.amedia()
     for i, row in before.items():
         if i % 20 == 1:
             assert got[i] == row                        # re-inserted
@@ -301,13 +242,13 @@ async def test_the_repair_from_a_backup_set_puts_back_the_damage_classes_checked
 
 async def test_a_missing_second_moment_is_refused_with_what_to_do(cluster: PitrCluster,
                                                                   tmp_path: Path) -> None:
-    db = await asyncio.to_thread(Db, cluster, tmp_path / "db")
-    await create_mark(db.cfg(), "pre", "test")
-    await db.execute(MIGRATION)
+    db = await asyncio.to_thread(PitrDb, cluster, tmp_path / "db", "rc")
+    await create_mark(_cfg(db), "pre", "test")
+    await db.aexecute(REPAIR_MIGRATION)
     migrated_at = datetime.now(UTC)   # and no mark after it
     await asyncio.to_thread(cluster.switch_wal)
-    rows = await db.media()
-    cfg = db.cfg(migrated_at)
+    rows = await db.amedia()
+    cfg = _cfg(db, migrated_at)
     assert cfg.pitr is not None
     aside = sorted(aside_root(cfg.pitr).iterdir())
     app = RollbackConsoleApp(cfg, mode="live")
@@ -334,4 +275,4 @@ async def test_a_missing_second_moment_is_refused_with_what_to_do(cluster: PitrC
         await pilot.pause()
         assert app.screen is screen
     assert sorted(aside_root(cfg.pitr).iterdir()) == aside   # no aside cluster was made
-    assert await db.media() == rows
+    assert await db.amedia() == rows

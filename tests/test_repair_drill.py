@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from app import config, drills
 from app.drill_score import DrillFacts, facts_for
@@ -24,17 +23,6 @@ from tests.helpers import read_until_enter
 BUSY = drills.BY_NAME["busy-afternoon"]
 PHRASE = "ROLLBACK tea-school-sandbox"
 MEDIA = "public.media"
-
-
-def test_the_tmux_player_waits_for_the_plan_screens_repair() -> None:
-    """tests/test_drill_tmux.py plays drills.playable(): busy-afternoon is not there until the
-    plan screen offers the repair; said here, so the run shows why."""
-    assert BUSY.expected_type == "repair" and BUSY.after_mark and BUSY.point_in_time
-    assert BUSY in drills.playable(by_name=True)
-    if BUSY.player_needs:
-        pytest.skip(f"busy-afternoon is not played in tmux yet: the player needs "
-                    f"{BUSY.player_needs}")
-    assert BUSY in drills.playable()
 
 
 class Drill:
