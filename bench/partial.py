@@ -37,7 +37,8 @@ async def _invalid_constraints(dsn: str) -> int:
         await conn.close()
 
 
-async def _ours(dsn: str, dump: Path) -> None:
+async def reload_media(dsn: str, dump: Path) -> None:
+    """Our Type 2 reload of media from ``dump`` (one transaction)."""
     @asynccontextmanager
     async def open_dump(_table: str) -> AsyncIterator[Reader]:
         reader = FileReader(dump)
@@ -69,7 +70,7 @@ def run(dsn: str, workdir: Path, runs: int) -> Result:
         psql(dsn, "-f", str(dump))
 
     for i in range(runs):
-        order = [("baseline", runbook_way), ("ours", lambda: asyncio.run(_ours(dsn, dump)))]
+        order = [("baseline", runbook_way), ("ours", lambda: asyncio.run(reload_media(dsn, dump)))]
         if i % 2:
             order.reverse()
         for name, fn in order:

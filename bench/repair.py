@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import asyncpg
 
 from app import config as config_mod
 from app.backups.backupset import BackupSet
-from app.backups.copydata import FileReader, Reader
 from app.backups.create import create_set
 from app.backups.tools import run_tool
 from app.rollback import repair
-from app.rollback.reload import reload_tables
-from bench.common import Result
+from bench.common import Result, timed
+from bench.partial import reload_media
 
 TABLE = "public.media"
 MIGRATION = """
@@ -52,25 +50,6 @@ async def _execute(dsn: str, sql: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _reload(dsn: str, dump: Path) -> float:
-    """The Type 2's reload of media from ``dump`` (its engine, one transaction); seconds."""
-    @asynccontextmanager
-    async def open_dump(_table: str) -> AsyncIterator[Reader]:
-        reader = FileReader(dump)
-        try:
-            yield reader
-        finally:
-            reader.close()
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        started = asyncio.get_running_loop().time()
-        await reload_tables(conn, [TABLE], open_dump)
-        return asyncio.get_running_loop().time() - started
     finally:
         await conn.close()
 
@@ -124,8 +103,8 @@ def run(config_path: Path, dsn: str, workdir: Path, runs: int) -> list[Result]:
             seconds = asyncio.run(_repair(dsn, before, after, workdir / "safety"))
             lost_repair = _lost(asyncio.run(_rows(dsn)), now, users)
             # the same situation again, then a Type 2 from the moment before
-            asyncio.run(_reload(dsn, live))
-            seconds_t2 = asyncio.run(_reload(dsn, before.table_path(TABLE)))
+            asyncio.run(reload_media(dsn, live))
+            seconds_t2 = timed(partial(asyncio.run, reload_media(dsn, before.table_path(TABLE))))
             lost_t2 = _lost(asyncio.run(_rows(dsn)), now, users)
         finally:
             for s in ("before", "after"):

@@ -57,6 +57,7 @@ from app.pitr.model import (
     lsn_int,
     lsn_text,
 )
+from app.pitr.native import segment_name, segment_of
 
 DEFAULT_SEGMENT = 16 * 1024 * 1024
 SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
@@ -161,18 +162,11 @@ class _Scan:
     size: int
 
 
-def segment_name(tli: int, index: int, size: int) -> str:
-    per_log = 0x100000000 // size
-    return f"{tli:08X}{index // per_log:08X}{index % per_log:08X}"
-
-
 def segment_index(name: str, size: int) -> tuple[int, int]:
     """(timeline, linear segment number) of a 24-character WAL file name."""
-    m = SEGMENT_RE.match(name)
-    if not m:
+    if not SEGMENT_RE.match(name):
         raise ValueError(name)
-    per_log = 0x100000000 // size
-    return int(m.group(1), 16), int(m.group(2), 16) * per_log + int(m.group(3), 16)
+    return segment_of(name, size)
 
 
 class PgBackRestEngine:

@@ -23,7 +23,6 @@ from app.catalog import DatabaseIdentity, identity
 from app.config import Config, PitrSettings, parse_time
 from app.db import connect
 from app.errors import BadInput
-from app.paths import state_dir
 from app.pitr.marks import Mark, marks_on
 from app.pitr.model import LSN_RE, Engine, PitrError, PointTarget, Window, when
 from app.secrets import Secret
@@ -60,9 +59,9 @@ def engine_for(cfg: Config) -> Engine:
 
 
 def aside_root(pitr: PitrSettings) -> Path:
-    root = pitr.aside_dir or state_dir() / "aside"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    from app.pitr.aside import default_root
+
+    return default_root(pitr)
 
 
 def sweep(cfg: Config, on_line: Callable[[str], None]) -> list[str]:

@@ -31,6 +31,7 @@ row by row.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -111,8 +112,6 @@ def _on(key: Sequence[str], left: str, right: str) -> str:
 
 def _tmp(table: str, what: str) -> str:
     """A temporary table's name for ``table``'s ``what`` (a/b/plan), unique per table."""
-    import hashlib
-
     return f"rc_{what}_{hashlib.md5(table.encode()).hexdigest()[:10]}"
 
 
